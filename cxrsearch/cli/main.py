@@ -1,0 +1,91 @@
+"""The ``cxrsearch`` entry point and the single error boundary of the program.
+
+Library code raises :class:`~cxrsearch.errors.CxrSearchError`; :class:`_ErrorBoundary` turns it into
+one line ``error: <file>: <what is wrong>`` on stderr and exit status 1. Unexpected exceptions are
+reported the same way (with their type), and only ``--debug`` (or ``CXRSEARCH_DEBUG=1``) lets a
+traceback through. Command modules must not import torch/transformers/timm/captum at module level:
+``cxrsearch --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from typer.core import TyperGroup
+
+from cxrsearch import __version__
+from cxrsearch.errors import CxrSearchError
+
+_state = {"debug": os.environ.get("CXRSEARCH_DEBUG", "") not in ("", "0")}
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+class _ErrorBoundary(TyperGroup):
+    """Converts every exception escaping a command into one line on stderr."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # usage errors (exit 2), explicit exits and aborts keep typer's own handling
+        except CxrSearchError as exc:
+            if _state["debug"]:
+                raise
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            _fail("interrupted (work done so far is kept; re-run the same command to resume)", code=130)
+        except Exception as exc:  # the boundary: nothing but one line reaches a user
+            if _state["debug"]:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)")
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    name="cxrsearch",
+    help="Chest X-ray case search: index Open-i studies, search by text/image/example with label filters, explain hits.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cxrsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    if debug:
+        _state["debug"] = True
+
+
+def _register() -> None:
+    """Attach the command groups. Each module imports only light dependencies at module level."""
+    from cxrsearch.cli import data as data_cli
+
+    app.add_typer(data_cli.app, name="data")
+    # (more command groups are registered below as they land)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

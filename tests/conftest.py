@@ -1,0 +1,65 @@
+"""Shared fixtures.
+
+- ``_isolate_user_paths`` (autouse): every user path (data, cache, store, models, outputs, HOME, XDG)
+  points into the test's tmp dir, so no test reads or writes a real user directory.
+- ``real_data``: the read-only real data folder (``CXRSEARCH_TEST_DATA``, default ``../shared/data``
+  from the repo root); tests using it skip with a clear reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _real_data_root() -> Path:
+    return Path(os.environ.get("CXRSEARCH_TEST_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(autouse=True)
+def _isolate_user_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "_home"
+    for name, sub in {
+        "CXRSEARCH_DATA": "data",
+        "CXRSEARCH_CACHE": "cache",
+        "CXRSEARCH_STORE": "store",
+        "CXRSEARCH_MODELS": "models",
+        "CXRSEARCH_OUTPUT": "outputs",
+    }.items():
+        monkeypatch.setenv(name, str(home / sub))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.delenv("CXRSEARCH_QDRANT_URL", raising=False)
+    monkeypatch.delenv("CXRSEARCH_QDRANT_API_KEY", raising=False)
+    monkeypatch.delenv("CXRSEARCH_DEBUG", raising=False)
+    monkeypatch.delenv("CXRSEARCH_OPENI_URL", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    root = _real_data_root()
+    if not (root / "openi" / "NLMCXR_reports.tgz").is_file():
+        pytest.skip(f"real data not found at {root} (set CXRSEARCH_TEST_DATA to the shared data folder)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def reports_tgz(real_data: Path) -> Path:
+    return real_data / "openi" / "NLMCXR_reports.tgz"
+
+
+@pytest.fixture(scope="session")
+def images_dir(real_data: Path) -> Path:
+    path = real_data / "images"
+    if not path.is_dir():
+        pytest.skip(f"real radiographs not found at {path}")
+    return path
