@@ -77,6 +77,9 @@ def _register() -> None:
     from cxrsearch.cli import data as data_cli
 
     app.add_typer(data_cli.app, name="data")
+    from cxrsearch.cli import models as models_cli
+
+    app.add_typer(models_cli.app, name="models")
     # (more command groups are registered below as they land)
 
 

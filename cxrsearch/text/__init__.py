@@ -1,0 +1,1 @@
+"""Text side of the model: the report text the model reads (``report``); tokenisation helpers."""
