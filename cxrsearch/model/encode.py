@@ -1,0 +1,171 @@
+"""The one place where radiographs and reports become tensors, and embeddings come out.
+
+Training, indexing, search and explain all use :class:`Encoder`, so preprocessing (resize, pad or
+crop, tokenizer max length) can never drift between them: it comes from the checkpoint's config.
+
+    enc = Encoder(load_checkpoint(path))            # or Encoder(path), or Encoder(model) in training
+    pixels, geometries = enc.prepare_images(decoded_images)   # [B, 1, S, S], one Geometry each
+    batch = enc.tokenize(["heart size is normal"])            # {"input_ids", "attention_mask"}
+    out = enc.encode(images=decoded_images, texts=reports)    # numpy Encoded
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cxrsearch.errors import ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from cxrsearch.image.decoded import DecodedImage
+    from cxrsearch.image.preprocess import Geometry
+    from cxrsearch.model.checkpoint import Checkpoint
+    from cxrsearch.model.fusion import FusionModel
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Embeddings and label predictions for a batch of B inputs (numpy, float32).
+
+    Attributes:
+        image: ``[B, D]`` L2-normalised image embeddings, or ``None`` without images.
+        text: ``[B, D]`` L2-normalised text embeddings, or ``None`` without texts.
+        joint: ``[B, D]`` L2-normalised fused embeddings.
+        probs: ``[B, L]`` label probabilities (sigmoid of the logits), columns in ``labels`` order.
+        predicted: per input, the labels whose probability is ``>=`` their threshold.
+        labels: the label names (column order of ``probs``).
+    """
+
+    image: np.ndarray | None
+    text: np.ndarray | None
+    joint: np.ndarray
+    probs: np.ndarray
+    predicted: tuple[tuple[str, ...], ...]
+    labels: tuple[str, ...]
+
+
+class Encoder:
+    """Turns decoded images and report texts into model inputs and embeddings.
+
+    ``source``: a loaded :class:`~cxrsearch.model.checkpoint.Checkpoint`, a checkpoint directory,
+    or a bare :class:`~cxrsearch.model.fusion.FusionModel` (training; thresholds default to 0.5
+    unless given). The model is moved to ``device``. ``fingerprint`` is the checkpoint's weight
+    fingerprint (``None`` for a bare model).
+    """
+
+    def __init__(
+        self,
+        source: Checkpoint | FusionModel | str | Path,
+        device: str = "cpu",
+        thresholds: Sequence[float] | None = None,
+    ) -> None:
+        from cxrsearch.model.checkpoint import Checkpoint, load_checkpoint
+        from cxrsearch.model.fusion import FusionModel
+
+        if isinstance(source, (str, Path)):
+            source = load_checkpoint(source, device=device)
+        if isinstance(source, Checkpoint):
+            self.checkpoint: Checkpoint | None = source
+            self.model = source.model
+            default_thresholds: Sequence[float] = source.thresholds
+            self.fingerprint: str | None = source.fingerprint
+        elif isinstance(source, FusionModel):
+            self.checkpoint, self.model, self.fingerprint = None, source, None
+            default_thresholds = [0.5] * len(source.labels)
+        else:
+            raise ModelError(f"Encoder needs a checkpoint, a checkpoint path or a FusionModel, not {type(source).__name__}")
+        self.device = str(device)
+        self.model.to(self.device)
+        self.config = self.model.config
+        self.labels: tuple[str, ...] = self.model.labels
+        values = np.asarray(default_thresholds if thresholds is None else thresholds, dtype=np.float32)
+        if values.shape != (len(self.labels),):
+            raise ModelError(f"{values.size} thresholds for {len(self.labels)} labels")
+        self.thresholds = values
+
+    # ------------------------------------------------------------------ inputs
+
+    def prepare_images(self, images: Sequence[DecodedImage | np.ndarray]) -> tuple[torch.Tensor, list[Geometry]]:
+        """Decoded images (or grey ``(H, W)`` arrays in ``[0, 1]``) -> (``[B, 1, S, S]`` on device, geometries)."""
+        from cxrsearch.image.preprocess import preprocess_batch
+
+        arrays = [getattr(image, "pixels", image) for image in images]
+        pixels, geometries = preprocess_batch(arrays, self.config.preprocess)
+        return pixels.to(self.device), geometries
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Report texts -> ``{"input_ids", "attention_mask"}`` ``[B, T]`` on device.
+
+        Padded to the longest text of the batch, truncated to the checkpoint's ``max_text_tokens``.
+        """
+        if isinstance(texts, str) or not texts:
+            raise ModelError("tokenize needs a non-empty list of texts")
+        if not all(isinstance(text, str) for text in texts):
+            raise ModelError("every text must be a string (a study without a report has no text input)")
+        batch = self.model.tokenizer(
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=self.config.preprocess.max_text_tokens,
+            return_tensors="pt",
+        )
+        return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
+
+    def predict(self, probs: np.ndarray) -> tuple[tuple[str, ...], ...]:
+        """Thresholded label names for ``[B, L]`` probabilities."""
+        hits = np.asarray(probs) >= self.thresholds[None, :]
+        return tuple(tuple(label for label, on in zip(self.labels, row) if on) for row in hits)
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode(
+        self,
+        images: Sequence[DecodedImage | np.ndarray] | None = None,
+        texts: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> Encoded:
+        """Embed images, texts, or image-text pairs (same length), in batches, without gradients."""
+        import torch
+
+        if images is None and texts is None:
+            raise ModelError("encode needs images, texts, or both")
+        if images is not None and texts is not None and len(images) != len(texts):
+            raise ModelError(f"{len(images)} images but {len(texts)} texts: pairs must line up")
+        if batch_size < 1:
+            raise ModelError("batch_size must be >= 1")
+        total = len(images) if images is not None else len(texts)  # type: ignore[arg-type]
+        if total == 0:
+            raise ModelError("nothing to encode (empty input)")
+        parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, total, batch_size):
+                    inputs: dict[str, Any] = {}
+                    if images is not None:
+                        inputs["pixel_values"], _ = self.prepare_images(images[start : start + batch_size])
+                    if texts is not None:
+                        inputs.update(self.tokenize(texts[start : start + batch_size]))
+                    out = self.model(**inputs)
+                    for key, value in (("image", out.image_embedding), ("text", out.text_embedding), ("joint", out.joint_embedding)):
+                        if value is not None:
+                            parts[key].append(value.float().cpu().numpy())
+                    parts["probs"].append(torch.sigmoid(out.logits).float().cpu().numpy())
+        finally:
+            self.model.train(was_training)
+        probs = np.concatenate(parts["probs"])
+        return Encoded(
+            image=np.concatenate(parts["image"]) if parts["image"] else None,
+            text=np.concatenate(parts["text"]) if parts["text"] else None,
+            joint=np.concatenate(parts["joint"]),
+            probs=probs,
+            predicted=self.predict(probs),
+            labels=self.labels,
+        )
