@@ -1,0 +1,105 @@
+"""``cxrsearch train``: fit a fusion model on Open-i reports (and images) and save the best checkpoint.
+
+Progress (rich bars, one line per epoch) goes to stderr; the final summary table (or ``--json``)
+to stdout. torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cxrsearch.cli.render import console, err_console, print_json
+
+
+class _ProgressView:
+    """Renders :class:`~cxrsearch.model.train_report.TrainEvent` s as rich progress bars."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def _task(self, key: str, description: str, total: int) -> int:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(description, total=total, info="")
+        return self.tasks[key]
+
+    def __call__(self, event) -> None:
+        if event.kind in ("data", "model"):
+            self.progress.console.print(f"[dim]{event.message}[/dim]")
+        elif event.kind == "features":
+            task = self._task(event.message, f"caching {event.message}", event.total)
+            self.progress.update(task, completed=event.done, total=event.total)
+        elif event.kind == "epoch_start":
+            self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
+        elif event.kind == "step":
+            task = self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
+            self.progress.update(task, completed=event.done, info=f"loss {event.loss:.4f}")
+        elif event.kind == "validate":
+            self.progress.update(self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", 1), info="validating")
+        elif event.kind == "epoch_end":
+            self.progress.remove_task(self.tasks.pop(f"epoch {event.epoch}"))
+            r = event.report
+            mark = "  [green]saved (best)[/green]" if r.improved else ""
+            self.progress.console.print(
+                f"epoch {r.epoch:>3}  loss {r.train_loss:.4f}  val macro AUROC {r.val_macro_auroc:.4f}  {r.seconds:.1f}s{mark}"
+            )
+
+
+def _summary(result) -> Table:
+    table = Table(title="Training finished", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    minutes, seconds = divmod(result.seconds, 60)
+    rows = (
+        ("best epoch", f"{result.best_epoch} of {result.last_epoch}" + (" (early stop)" if result.stopped_early else "")),
+        ("val macro AUROC", f"{result.best_val_macro_auroc:.4f}"),
+        ("studies", f"{result.n_train} train ({result.n_train_with_images} with images), {result.n_val} val, {result.n_skipped} skipped"),
+        ("time", f"{int(minutes)}m {seconds:.1f}s" + (f" (resumed after epoch {result.resumed_from})" if result.resumed_from is not None else "")),
+        ("checkpoint", str(result.checkpoint)),
+    )
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR_OR_TGZ", help="NLMCXR_reports.tgz, a folder of XML reports, or a data folder (default: $CXRSEARCH_DATA)."),
+    config: str = typer.Option(..., "--config", metavar="NAME", help="Model config name (see `cxrsearch models list`) or a JSON file."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Checkpoint directory (default: $CXRSEARCH_MODELS/<config>)."),
+    images: Optional[Path] = typer.Option(None, "--images", metavar="DIR", help="Folder of Open-i radiographs to pair with the reports (text-only training without it)."),
+    epochs: int = typer.Option(20, "--epochs", help="Maximum number of epochs."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Studies per batch."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of projections, fusion and heads (towers: 0.1x)."),
+    patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a val improvement."),
+    freeze_encoders: bool = typer.Option(False, "--freeze-encoders", help="Cache tower outputs once; train only projections, fusion and heads."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run saved in --out."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (weights init, shuffling, dropout)."),
+    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", metavar="PATH", help="Load the text tower from this local copy instead of the config's source."),
+    image_encoder: Optional[str] = typer.Option(None, "--image-encoder", metavar="PATH|random", help="Load the image tower from this local copy, or 'random'."),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Use only the first N train+val studies (quick runs)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
+) -> None:
+    """Train a model: validation every epoch, early stopping, best checkpoint kept, resumable."""
+    from cxrsearch import paths
+    from cxrsearch.model.train import TrainOptions
+    from cxrsearch.model.train import train as run_training
+
+    options = TrainOptions(
+        data=paths.data_dir(data), config=config, out=out if out is not None else paths.models_dir() / Path(config).stem,
+        images=images, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, freeze_encoders=freeze_encoders,
+        resume=resume, device=device, seed=seed, text_encoder=text_encoder, image_encoder=image_encoder, limit=limit,
+    )
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        result = run_training(options, progress=_ProgressView(progress))
+    if json_out:
+        print_json(result)
+    else:
+        console.print(_summary(result))

@@ -1,0 +1,252 @@
+"""``train(TrainOptions) -> TrainResult``: fit a fusion model on the Open-i train split.
+
+- Studies are split by the data layer (study-level); the model trains on ``train``, every epoch is
+  scored on ``val`` (macro AUROC over labels with both classes in val), and ``test`` is never read.
+- The best epoch's model is written to ``<out>`` (``model.safetensors`` + ``config.json`` via
+  :func:`~cxrsearch.model.checkpoint.save_checkpoint`) with per-label thresholds tuned on that
+  epoch's **val** predictions, the val metrics and the training-data fingerprint.
+- Early stopping after ``patience`` epochs without a val improvement (> ``1e-4``).
+- After every epoch a training state is written to ``<out>/train_state/`` (see
+  :mod:`~cxrsearch.model.train_state`); ``resume=True`` continues from it and ends where an
+  uninterrupted run would. Without ``resume``, an ``<out>`` that already holds a run is refused.
+- ``freeze_encoders``: tower outputs are computed once and cached (see
+  :mod:`~cxrsearch.model.feature_cache`); only projections, fusion and heads train. Otherwise the
+  towers are fine-tuned at ``lr * tower_lr_ratio``.
+- Optimiser: AdamW (no weight decay on biases, norms, null tokens and the temperature), linear
+  warm-up over ``warmup_fraction`` of the steps then cosine decay to zero, gradient clipping.
+- Progress goes to the ``progress`` callback as :class:`TrainEvent`; the library never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxrsearch.errors import ConfigError
+from cxrsearch.model.losses import LossConfig
+from cxrsearch.model.train_report import EpochReport, TrainEvent, TrainResult, checkpoint_metrics
+
+_RESUME_KEYS = ("config", "batch_size", "lr", "tower_lr_ratio", "weight_decay", "warmup_fraction",
+                "freeze_encoders", "seed", "text_encoder", "image_encoder", "limit", "modality_dropout", "grad_clip", "loss")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything ``cxrsearch train`` can set (see the module docstring for what each does)."""
+
+    data: Path
+    config: str
+    out: Path
+    images: Path | None = None
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    tower_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    patience: int = 4
+    freeze_encoders: bool = False
+    resume: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    text_encoder: str | None = None
+    image_encoder: str | None = None
+    limit: int | None = None
+    modality_dropout: float = 0.3
+    eval_batch_size: int = 128
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for any out-of-range option."""
+        if self.epochs < 1 or self.batch_size < 2 or self.patience < 1 or self.eval_batch_size < 1:
+            raise ConfigError("--epochs and --patience must be >= 1 and --batch-size >= 2")
+        if not (math.isfinite(self.lr) and self.lr > 0) or not 0 <= self.tower_lr_ratio <= 1:
+            raise ConfigError(f"--lr must be a positive number (got {self.lr}) and tower_lr_ratio in [0, 1]")
+        if self.weight_decay < 0 or not 0 <= self.warmup_fraction < 1 or self.grad_clip < 0 or not 0 <= self.modality_dropout <= 1:
+            raise ConfigError("weight_decay and grad_clip must be >= 0, warmup_fraction in [0, 1), modality_dropout in [0, 1]")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"--device must be cpu or cuda, not {self.device!r}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError("--out exists and is not a directory", path=self.out)
+
+    def identity(self) -> dict[str, Any]:
+        """The options that must not change across ``--resume`` (JSON). The data are checked by
+        fingerprint instead, so the same reports may be resumed from another path."""
+        values = {k: getattr(self, k) for k in _RESUME_KEYS}
+        values["loss"] = dataclasses.asdict(self.loss)
+        return values
+
+    def describe(self) -> dict[str, Any]:
+        """Every option as JSON (recorded in the checkpoint's ``extra.training``)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "loss"}
+        return {**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}, **self.identity()}
+
+
+def _param_groups(model, loss_fn, options: TrainOptions) -> list[dict]:
+    towers = {id(p) for p in model.tower_parameters()}
+    decay, plain, tower = [], [], []
+    for name, p in list(model.named_parameters()) + [("loss." + n, p) for n, p in loss_fn.named_parameters()]:
+        if not p.requires_grad:
+            continue
+        if id(p) in towers:
+            tower.append(p)
+        elif p.ndim >= 2 and "null_" not in name:
+            decay.append(p)
+        else:
+            plain.append(p)
+    groups = [{"params": decay, "weight_decay": options.weight_decay, "base_lr": options.lr},
+              {"params": plain, "weight_decay": 0.0, "base_lr": options.lr}]
+    if tower:
+        groups.append({"params": tower, "weight_decay": options.weight_decay, "base_lr": options.lr * options.tower_lr_ratio})
+    return groups
+
+
+def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _trainable(model, loss_fn) -> dict:
+    weights = {f"model.{n}": p for n, p in model.named_parameters() if p.requires_grad}
+    weights.update({f"loss.{n}": t for n, t in loss_fn.state_dict().items()})
+    return weights
+
+
+def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None = None) -> TrainResult:
+    """Train as ``options`` say; see the module docstring. Raises ``ConfigError`` for bad options."""
+    import numpy as np
+    import torch
+
+    from cxrsearch import paths
+    from cxrsearch.model.checkpoint import save_checkpoint
+    from cxrsearch.model.config import create_model, get_config
+    from cxrsearch.model.feature_cache import module_fingerprint
+    from cxrsearch.model.losses import FusionLoss
+    from cxrsearch.model.metrics import macro_auroc, tune_thresholds
+    from cxrsearch.model.train_data import load_training_data
+    from cxrsearch.model.train_loop import SplitInputs, plan_batches, predict, train_epoch
+    from cxrsearch.model.train_state import load_train_state, read_train_state_meta, save_train_state
+
+    options.check()
+    emit = progress or (lambda event: None)
+    started = time.perf_counter()
+    out = Path(options.out)
+    saved = read_train_state_meta(out) if out.is_dir() else None
+    if options.resume and saved is None:
+        raise ConfigError("--resume: no training state to resume here (run without --resume to start)", path=out / "train_state")
+    if not options.resume and (saved is not None or (out / "model.safetensors").exists()):
+        raise ConfigError("already holds a training run: pass --resume to continue it, or choose another --out", path=out)
+    if options.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
+
+    emit(TrainEvent("data", message=f"reading reports from {options.data}"))
+    data = load_training_data(options.data, options.images, options.limit)
+    if math.isnan(macro_auroc(data.val.targets, np.zeros_like(data.val.targets))):
+        raise ConfigError("no label has both positive and negative val studies: validation AUROC is undefined (raise --limit)")
+    config = get_config(options.config)
+    if options.text_encoder:
+        config = config.with_text_source(options.text_encoder)
+    if options.image_encoder:
+        config = config.with_image_source(options.image_encoder)
+
+    emit(TrainEvent("model", message=f"building {config.name}"))
+    torch.manual_seed(options.seed)
+    model = create_model(config, data.labels).to(options.device)
+    loss_fn = FusionLoss(options.loss).to(options.device)
+    if options.freeze_encoders:
+        model.freeze_towers(True)
+    towers = module_fingerprint(model.image_tower) + module_fingerprint(model.text_tower) if options.freeze_encoders else None
+
+    def report(what: str, done: int, total: int) -> None:
+        emit(TrainEvent("features", done=done, total=total, message=what))
+
+    common = {"device": options.device, "frozen": options.freeze_encoders, "cache_root": paths.cache_dir(), "progress": report}
+    train_inputs = SplitInputs(model, data.train, all_images=True, **common)
+    val_inputs = SplitInputs(model, data.val, all_images=False, **common)
+
+    optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, options), lr=options.lr)
+    steps_per_epoch = len(plan_batches(data.train, options.batch_size, options.seed, 1))
+    lr_at = _schedule(options.epochs * steps_per_epoch, options.warmup_fraction)
+    meta: dict[str, Any] = {"epoch": 0, "best_metric": None, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False,
+                            "history": [], "seconds": 0.0, "options": options.identity(),
+                            "data_fingerprint": data.fingerprint, "tower_fingerprint": towers}
+    resumed_from = None
+    if saved is not None:
+        _check_resumable(saved, meta)
+        weights = load_train_state(saved, optimizer)
+        current = _trainable(model, loss_fn)
+        if set(weights) != set(current):
+            raise ConfigError("training state does not match this model (different config or freezing)", path=saved.path)
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                current[name].copy_(tensor)
+        meta.update({k: saved.meta[k] for k in ("epoch", "best_metric", "best_epoch", "bad_epochs", "stopped_early", "history", "seconds")})
+        resumed_from = int(meta["epoch"])
+
+    session_start = time.perf_counter()
+    for epoch in range(int(meta["epoch"]) + 1, options.epochs + 1):
+        if meta["stopped_early"]:
+            break
+        epoch_start = time.perf_counter()
+        batches = plan_batches(data.train, options.batch_size, options.seed, epoch)
+        emit(TrainEvent("epoch_start", epoch=epoch, total=len(batches)))
+        losses = train_epoch(
+            model, loss_fn, optimizer, train_inputs, batches, lr_at=lr_at, first_step=(epoch - 1) * steps_per_epoch,
+            seed=options.seed, epoch=epoch, modality_dropout=options.modality_dropout, grad_clip=options.grad_clip,
+            on_step=lambda done, total, value: emit(TrainEvent("step", epoch=epoch, done=done, total=total, loss=value)),
+        )
+        emit(TrainEvent("validate", epoch=epoch))
+        probs = predict(model, val_inputs, options.eval_batch_size)
+        auroc = macro_auroc(data.val.targets, probs)
+        best = meta["best_metric"]
+        improved = best is None or auroc > best + 1e-4
+        epoch_report = EpochReport.build(epoch, losses, auroc, improved, lr_at(epoch * steps_per_epoch - 1) * options.lr,
+                                   time.perf_counter() - epoch_start)
+        meta["history"].append(dataclasses.asdict(epoch_report))
+        if improved:
+            meta.update(best_metric=auroc, best_epoch=epoch, bad_epochs=0)
+            thresholds = tune_thresholds(data.val.targets, probs, data.labels)
+            save_checkpoint(out, model, thresholds=thresholds.values, data_fingerprint=data.fingerprint,
+                            metrics=checkpoint_metrics(data, probs, thresholds, meta),
+                            extra={"training": options.describe(), "epoch": epoch})
+        else:
+            meta["bad_epochs"] += 1
+            meta["stopped_early"] = meta["bad_epochs"] >= options.patience
+        meta["epoch"] = epoch
+        meta["seconds"] = float(saved.meta.get("seconds", 0.0) if saved else 0.0) + time.perf_counter() - session_start
+        save_train_state(out, _trainable(model, loss_fn), optimizer, meta)
+        emit(TrainEvent("epoch_end", epoch=epoch, report=epoch_report))
+
+    result = TrainResult(
+        checkpoint=out, best_epoch=int(meta["best_epoch"]), best_val_macro_auroc=float(meta["best_metric"]),
+        last_epoch=int(meta["epoch"]), stopped_early=bool(meta["stopped_early"]), resumed_from=resumed_from,
+        history=tuple(EpochReport.from_dict(h) for h in meta["history"]), n_train=len(data.train), n_val=len(data.val),
+        n_skipped=data.skipped, n_train_with_images=data.train.n_with_images, data_fingerprint=data.fingerprint,
+        seconds=time.perf_counter() - started,
+    )
+    emit(TrainEvent("done", epoch=result.last_epoch, message=str(out)))
+    return result
+
+
+def _check_resumable(saved, meta: dict[str, Any]) -> None:
+    for key, what in (("options", "options"), ("data_fingerprint", "training data"), ("tower_fingerprint", "frozen tower weights")):
+        before, now = saved.meta.get(key), meta[key]
+        if key == "options":
+            changed = sorted(k for k in set(before or {}) | set(now) if (before or {}).get(k) != now.get(k))
+            if changed:
+                raise ConfigError(f"--resume with different {what} than the saved run: {', '.join(changed)}", path=saved.path)
+        elif before != now:
+            raise ConfigError(f"--resume: the {what} changed since the saved run", path=saved.path)

@@ -1,0 +1,145 @@
+"""What training reads: the train and val splits of the Open-i studies, as aligned arrays.
+
+Splits are study-level and come from the data layer (``Study.split``); the **test split is never
+loaded** here. Each study becomes one sample with
+
+- ``text``: ``Study.report_text()`` (findings + impression), or ``None`` when the report has neither;
+- ``images``: the paths of its radiographs found under ``--images`` (paired by Open-i image id with
+  :func:`cxrsearch.data.pairing.index_images`), possibly none;
+- ``targets``: one 0/1 per vocabulary label (:func:`cxrsearch.data.labels.label_names` order).
+
+A study with neither text nor image cannot be trained on and is counted in ``skipped``.
+
+The **data fingerprint** (saved in the checkpoint) is a sha256 over the label vocabulary and, per
+sample in order, the uid, split, text, label set and paired image ids with their file sizes: two runs
+with the same fingerprint trained on the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cxrsearch.errors import ConfigError
+
+_WORDS = re.compile(r"\w+")
+
+
+def normalise_report(text: str | None) -> str | None:
+    """Lower-case words only: the key under which two reports count as identical (``None`` stays)."""
+    return None if text is None else " ".join(_WORDS.findall(text.lower()))
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """The ``N`` samples of one split, aligned by index.
+
+    Attributes:
+        uids: study ids (``"CXR3029"``).
+        texts: report texts, ``None`` where the report is empty.
+        images: per study, its paired image files (empty tuple when none was found).
+        targets: ``[N, L]`` float32 0/1 label matrix.
+        label_sets: per study, its labels (the "label-identical" key of the contrastive loss).
+        text_keys: per study, :func:`normalise_report` of its text (the "identical report" key).
+    """
+
+    uids: tuple[str, ...]
+    texts: tuple[str | None, ...]
+    images: tuple[tuple[Path, ...], ...]
+    targets: np.ndarray
+    label_sets: tuple[tuple[str, ...], ...]
+    text_keys: tuple[str | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    @property
+    def n_with_images(self) -> int:
+        return sum(1 for paths in self.images if paths)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Train + val samples, the label vocabulary and the data fingerprint.
+
+    ``skipped``: studies (train or val) with neither report text nor a paired image.
+    ``images_indexed``: image files found under ``--images`` (0 without ``--images``).
+    """
+
+    labels: tuple[str, ...]
+    train: SplitData
+    val: SplitData
+    skipped: int
+    images_indexed: int
+    fingerprint: str
+    source: str
+
+
+def _split_data(rows: list[tuple], labels: tuple[str, ...]) -> SplitData:
+    index = {name: j for j, name in enumerate(labels)}
+    targets = np.zeros((len(rows), len(labels)), dtype=np.float32)
+    for i, (_, _, _, study_labels) in enumerate(rows):
+        for name in study_labels:
+            targets[i, index[name]] = 1.0
+    return SplitData(
+        uids=tuple(r[0] for r in rows),
+        texts=tuple(r[1] for r in rows),
+        images=tuple(r[2] for r in rows),
+        targets=targets,
+        label_sets=tuple(tuple(sorted(r[3])) for r in rows),
+        text_keys=tuple(normalise_report(r[1]) for r in rows),
+    )
+
+
+def load_training_data(data: str | Path, images_dir: str | Path | None = None, limit: int | None = None) -> TrainingData:
+    """Train and val samples of the Open-i reports at ``data`` (tgz, XML folder or data folder).
+
+    ``images_dir``: pair radiographs found there (recursively) with their reports. ``limit``: keep
+    only the first ``limit`` train+val studies in report-number order (quick runs and tests).
+    """
+    from cxrsearch.data.labels import label_names
+    from cxrsearch.data.openi import load_studies
+
+    if limit is not None and limit < 2:
+        raise ConfigError(f"--limit must be >= 2, got {limit}")
+    labels = tuple(label_names())
+    index: dict = {}
+    if images_dir is not None:
+        from cxrsearch.data.pairing import index_images
+
+        index = index_images(images_dir)
+    studies = [s for s in load_studies(data) if s.split in ("train", "val")]
+    if limit is not None:
+        studies = studies[:limit]
+    rows: dict[str, list[tuple]] = {"train": [], "val": []}
+    digest = hashlib.sha256(json.dumps(labels).encode())
+    skipped = 0
+    for study in studies:
+        text = study.report_text() or None
+        images = tuple(Path(index[i]) for i in study.image_ids if i in index)
+        if text is None and not images:
+            skipped += 1
+            continue
+        unknown = set(study.labels) - set(labels)
+        if unknown:
+            raise ConfigError(f"study {study.uid} has labels outside the vocabulary: {sorted(unknown)}", path=study.source)
+        rows[study.split].append((study.uid, text, images, study.labels))
+        record = [study.uid, study.split, text, sorted(study.labels), [[p.name, p.stat().st_size] for p in images]]
+        digest.update(json.dumps(record, ensure_ascii=False).encode())
+    for split in ("train", "val"):
+        if len(rows[split]) < 2:
+            raise ConfigError(f"the {split} split has {len(rows[split])} usable studies; training needs at least 2 (is --limit too small?)", path=data)
+    return TrainingData(
+        labels=labels,
+        train=_split_data(rows["train"], labels),
+        val=_split_data(rows["val"], labels),
+        skipped=skipped,
+        images_indexed=len(index),
+        fingerprint=digest.hexdigest(),
+        source=str(data),
+    )

@@ -1,0 +1,192 @@
+"""The inner loop of training: batch plans, tower inputs (live or cached), one epoch, predictions.
+
+Batches never mix modalities: each epoch the studies of a split are grouped into *paired* (text and
+image), *text-only* and *image-only*, each group is shuffled and cut into batches, and the batch
+order is shuffled. Shuffling, the image picked for a study with several radiographs, and the
+modality-dropout draws are pure functions of ``(seed, epoch)`` (``numpy.random.default_rng``), so an
+epoch replays identically after ``--resume``.
+
+**Modality dropout**: with probability ``modality_dropout`` a paired batch is also run with only its
+image or only its text (each with probability 1/2), adding that pass's classification and alignment
+losses; so image-only and text-only queries get trained outputs, as the model expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cxrsearch.model.train_data import SplitData
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from cxrsearch.model.fusion import FusionModel
+    from cxrsearch.model.losses import FusionLoss
+    from cxrsearch.model.output import ImageFeatures, TextFeatures
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Sample indices of one batch; ``image_slots[i]`` is which of study ``rows[i]``'s images to use
+    (``None``: the batch has no images); ``use_text``: whether the batch has texts."""
+
+    rows: tuple[int, ...]
+    image_slots: tuple[int, ...] | None
+    use_text: bool
+
+
+def _groups(split: SplitData) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {"paired": [], "text": [], "image": []}
+    for i, (text, images) in enumerate(zip(split.texts, split.images)):
+        groups["paired" if text is not None and images else "text" if text is not None else "image"].append(i)
+    return groups
+
+
+def plan_batches(split: SplitData, batch_size: int, seed: int | None, epoch: int = 0) -> list[Batch]:
+    """The batches of one epoch (``seed=None``: in order, first image of each study: for evaluation)."""
+    rng = None if seed is None else np.random.default_rng([seed, epoch])
+    batches = []
+    for name, rows in _groups(split).items():
+        order = np.asarray(rows) if rng is None else rng.permutation(rows)
+        for start in range(0, len(order), batch_size):
+            chunk = tuple(int(r) for r in order[start : start + batch_size])
+            slots = None
+            if name != "text":
+                slots = tuple(0 if rng is None else int(rng.integers(len(split.images[r]))) for r in chunk)
+            batches.append(Batch(chunk, slots, name != "image"))
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+class SplitInputs:
+    """Tower features for batches of one split: from cached frozen-tower tables, or by running the
+    (trainable) towers live. ``all_images``: make every image of a study usable (training); else only
+    the first (evaluation)."""
+
+    def __init__(
+        self, model: FusionModel, split: SplitData, *, device: str, frozen: bool, cache_root: Path | None,
+        all_images: bool, progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        from cxrsearch.model.encode import Encoder
+
+        self.model, self.split, self.device, self.frozen = model, split, device, frozen
+        self.encoder = Encoder(model, device=device)
+        self.text_row = {i: j for j, i in enumerate(i for i, t in enumerate(split.texts) if t is not None)}
+        slots = [(i, k) for i, paths in enumerate(split.images) for k in range(len(paths) if all_images else min(1, len(paths)))]
+        self.image_row = {slot: j for j, slot in enumerate(slots)}
+        self.text_table = self.image_table = None
+        if frozen:
+            from cxrsearch.model.feature_cache import image_features, text_features
+
+            texts = [t for t in split.texts if t is not None]
+            if texts:
+                report = None if progress is None else (lambda d, t: progress("text features", d, t))
+                self.text_table = text_features(model, texts, cache_root, device=device, progress=report)
+            if slots:
+                report = None if progress is None else (lambda d, t: progress("image features", d, t))
+                paths = [split.images[i][k] for i, k in slots]
+                self.image_table = image_features(model, paths, cache_root, device=device, progress=report)
+
+    def features(self, batch: Batch, with_image: bool = True, with_text: bool = True) -> tuple[ImageFeatures | None, TextFeatures | None]:
+        """Tower outputs of ``batch`` (a modality is ``None`` when absent or not asked for)."""
+        image = text = None
+        if with_text and batch.use_text:
+            if self.text_table is not None:
+                text = self.text_table.select([self.text_row[r] for r in batch.rows], self.device)
+            else:
+                tokens = self.encoder.tokenize([self.split.texts[r] for r in batch.rows])
+                text = self.model.encode_text(tokens["input_ids"], tokens["attention_mask"])
+        if with_image and batch.image_slots is not None:
+            if self.image_table is not None:
+                image = self.image_table.select([self.image_row[(r, k)] for r, k in zip(batch.rows, batch.image_slots)], self.device)
+            else:
+                from cxrsearch.image.decode import decode_image
+
+                decoded = [decode_image(self.split.images[r][k]) for r, k in zip(batch.rows, batch.image_slots)]
+                pixels, _ = self.encoder.prepare_images(decoded)
+                image = self.model.encode_image(pixels)
+        return image, text
+
+    def same_mask(self, batch: Batch) -> torch.Tensor:
+        """``[B, B]`` bool: identical normalised reports or identical label sets (not negatives)."""
+        from cxrsearch.model.losses import same_group_mask
+
+        split = self.split
+        texts = [split.text_keys[r] if split.text_keys[r] is not None else f"#{split.uids[r]}" for r in batch.rows]
+        return same_group_mask(texts, [split.label_sets[r] for r in batch.rows])
+
+
+@dataclass(frozen=True)
+class EpochLosses:
+    """Mean per-batch values of one epoch's loss terms (``None``: the term never applied)."""
+
+    total: float
+    classification: float
+    contrastive: float | None
+    alignment: float | None
+    text_supcon: float | None
+
+
+def train_epoch(
+    model: FusionModel, loss_fn: FusionLoss, optimizer: torch.optim.Optimizer, inputs: SplitInputs,
+    batches: Sequence[Batch], *, lr_at: Callable[[int], float], first_step: int, seed: int, epoch: int,
+    modality_dropout: float, grad_clip: float, on_step: Callable[[int, int, float], None] | None = None,
+) -> EpochLosses:
+    """One pass over ``batches``; the learning-rate factor of global step ``s`` is ``lr_at(s)``."""
+    import torch
+
+    rng = np.random.default_rng([seed, epoch, 1])
+    sums: dict[str, list[float]] = {"total": [], "classification": [], "contrastive": [], "alignment": [], "text_supcon": []}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    model.train()
+    for index, batch in enumerate(batches):
+        factor = lr_at(first_step + index)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        targets = torch.from_numpy(inputs.split.targets[list(batch.rows)]).to(inputs.device)
+        same = inputs.same_mask(batch)
+        image, text = inputs.features(batch)
+        parts = loss_fn(model.fuse(image, text), targets, same)
+        total = parts.total
+        if image is not None and text is not None and rng.random() < modality_dropout:
+            keep_image = bool(rng.random() < 0.5)
+            single = model.fuse(image if keep_image else None, None if keep_image else text)
+            total = total + loss_fn(single, targets, same).total
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        value = float(total.detach())
+        for key, item in (("total", value), ("classification", parts.classification), ("contrastive", parts.contrastive),
+                          ("alignment", parts.alignment), ("text_supcon", parts.text_supcon)):
+            if item is not None:
+                sums[key].append(item)
+        if on_step is not None:
+            on_step(index + 1, len(batches), value)
+    mean = {k: (float(np.mean(v)) if v else None) for k, v in sums.items()}
+    return EpochLosses(mean["total"] or 0.0, mean["classification"] or 0.0, mean["contrastive"], mean["alignment"], mean["text_supcon"])
+
+
+def predict(model: FusionModel, inputs: SplitInputs, batch_size: int) -> np.ndarray:
+    """``[N, L]`` label probabilities of every sample of ``inputs.split`` (all its modalities, the
+    first image of a study), in split order, in eval mode."""
+    import torch
+
+    probs = np.zeros(inputs.split.targets.shape, dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in plan_batches(inputs.split, batch_size, seed=None):
+                image, text = inputs.features(batch)
+                probs[list(batch.rows)] = torch.sigmoid(model.fuse(image, text).logits).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return probs
