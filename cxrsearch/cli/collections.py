@@ -1,0 +1,165 @@
+"""``cxrsearch collections``: list, inspect, create, drop and migrate collections of cases.
+
+Library imports happen inside the commands, so ``cxrsearch --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from cxrsearch.cli.render import console, err_console, print_json
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+
+app = typer.Typer(
+    help="Collections of indexed cases: list, info, create, drop, migrate to a Qdrant server.",
+    no_args_is_help=True,
+)
+
+JSON_HELP = "Print JSON instead of a table."
+
+
+@app.command("list")
+def list_command(
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List the collections with their point counts, vector sizes and schemas."""
+    from cxrsearch.errors import StoreError
+
+    rows: list[dict[str, Any]] = []
+    with opened_store(store, qdrant_url, api_key) as st:
+        location = st.location
+        for name in st.list_collections():
+            try:
+                info = st.collection_info(name)
+            except StoreError as exc:  # e.g. open in another process: still list it
+                rows.append({"name": name, "points": None, "vector_sizes": None, "schema": None, "error": exc.message})
+                continue
+            rows.append({"name": name, "points": info.points_count, "vector_sizes": info.vector_sizes,
+                         "schema": info.schema.name, "error": None})
+    if json_out:
+        print_json({"location": location, "collections": rows})
+        return
+    if not rows:
+        console.print(f"No collections in {location}. Create one with `cxrsearch index` or "
+                      "`cxrsearch collections create`.")
+        return
+    table = Table(title=f"Collections in {location}")
+    for column in ("name", "points", "vector size", "schema", "note"):
+        table.add_column(column, justify="right" if column == "points" else "left")
+    for row in rows:
+        sizes = sorted(set((row["vector_sizes"] or {}).values()))
+        table.add_row(row["name"], "?" if row["points"] is None else f"{row['points']:,}",
+                      ", ".join(map(str, sizes)) or "?", row["schema"] or "?", row["error"] or "")
+    console.print(table)
+
+
+@app.command("info")
+def info_command(
+    name: str = typer.Argument(..., help="Collection name."),
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show one collection: points, vector sizes, index and quantisation settings, payload indexes."""
+    with opened_store(store, qdrant_url, api_key) as st:
+        info = st.collection_info(name)
+    if json_out:
+        print_json(info)
+        return
+    schema = info.schema
+    table = Table(title=f"Collection {name}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("location", info.location)
+    table.add_row("points", f"{info.points_count:,}")
+    table.add_row("vectors", ", ".join(f"{v} ({info.vector_sizes.get(v, '?')}-d {d})"
+                                       for v, d in schema.vectors.items()))
+    table.add_row("schema", f"{schema.name}: {schema.description}")
+    graph = ("none (quantised/exact scan)" if schema.hnsw.m == 0
+             else f"HNSW m={schema.hnsw.m} payload_m={schema.hnsw.payload_m}")
+    table.add_row("index", f"{graph}, ef={schema.hnsw.ef}")
+    quant = schema.quantization
+    table.add_row("quantisation", "none" if quant is None else
+                  f"{quant.type}, rescore={'yes' if quant.rescore else 'no'}, oversampling {quant.oversampling:g}")
+    table.add_row("payload indexes", ", ".join(f"{f} ({k})" for f, k in schema.payload_indexes.items()))
+    console.print(table)
+
+
+@app.command("create")
+def create_command(
+    name: str = typer.Argument(..., help="Collection name."),
+    dim: int = typer.Option(..., "--dim", min=1, help="Vector size (the model checkpoint's embedding size)."),
+    schema: str = typer.Option("cases", "--schema", help="Schema name in collections/ or a path to a .json file."),
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Create a collection (idempotent: an existing one with the same schema and size is kept)."""
+    from cxrsearch.store import load_schema
+
+    layout = load_schema(schema)
+    with opened_store(store, qdrant_url, api_key) as st:
+        created = st.create_collection(name, layout, dim)
+        kept = st.collection_info(name).schema.name  # an existing collection keeps its own schema
+        location = st.location
+    if json_out:
+        print_json({"name": name, "created": created, "schema": kept, "dim": dim, "location": location})
+    elif created:
+        console.print(f"Created collection [bold]{name}[/] ({kept}, {dim}-d) in {location}")
+    else:
+        note = "" if kept == layout.name else f"; it keeps its schema, not {layout.name}"
+        console.print(f"Collection [bold]{name}[/] already exists ({kept}, {dim}-d) in {location}{note}")
+
+
+@app.command("drop")
+def drop_command(
+    name: str = typer.Argument(..., help="Collection name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Delete a collection and all its points (asks first unless --yes)."""
+    with opened_store(store, qdrant_url, api_key) as st:
+        info = st.collection_info(name)
+        if not yes:
+            typer.confirm(f"Drop collection {name!r} ({info.points_count:,} points) from {st.location}?", abort=True)
+        st.drop_collection(name)
+    if json_out:
+        print_json({"name": name, "dropped": True, "points": info.points_count})
+    else:
+        console.print(f"Dropped collection [bold]{name}[/] ({info.points_count:,} points)")
+
+
+@app.command("migrate")
+def migrate_command(
+    name: str = typer.Argument(..., help="Collection in the embedded store to copy."),
+    to_url: str = typer.Option(..., "--to-url", metavar="URL", help="Qdrant server to copy it to."),
+    to_api_key: Optional[str] = typer.Option(None, "--to-api-key", metavar="KEY", show_default=False,
+                                             help="API key of that server (default: $CXRSEARCH_QDRANT_API_KEY)."),
+    to_collection: Optional[str] = typer.Option(None, "--to-collection", help="Name on the server (default: NAME)."),
+    batch: int = typer.Option(256, "--batch-size", min=1, help="Points per upsert."),
+    store: StoreDir = None,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Copy a collection from the embedded store to a Qdrant server (idempotent; verifies the count)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cxrsearch.store import API_KEY_ENV
+    from cxrsearch.store.client import ClientStore
+    from cxrsearch.store.migrate import migrate_collection
+
+    key = to_api_key or os.environ.get(API_KEY_ENV)
+    with opened_store(store) as source, ClientStore.connect(to_url, key) as target:
+        columns = (TextColumn("copying {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=True, disable=json_out) as progress:
+            task = progress.add_task(name, total=None)
+            result = migrate_collection(source, target, name, target_collection=to_collection, batch=batch,
+                                        on_batch=lambda done, total: progress.update(task, completed=done, total=total))
+    if json_out:
+        print_json(result)
+    else:
+        console.print(f"Copied {result.copied:,} points of [bold]{name}[/] to {result.target}; "
+                      f"both hold {result.points:,} points")

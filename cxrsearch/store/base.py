@@ -1,0 +1,193 @@
+"""What the rest of cxrsearch speaks to a store: :class:`Point`, :class:`Filter`, :class:`Hit`,
+:class:`CollectionInfo`, the :class:`Store` protocol and deterministic :func:`point_id`.
+
+Vectors are numpy arrays here; backends convert at their edge. Every method of a store takes the
+collection name first, because one store (a directory, or a server) holds several collections.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from cxrsearch.errors import QueryError, StoreError
+from cxrsearch.store.schema import CollectionSchema
+
+POINT_NAMESPACE = uuid.UUID("5f1c7a52-4e0b-5b8e-9a3e-2c6d0f4b8a11")
+"""UUIDv5 namespace of cxrsearch point ids (a fixed constant: changing it would re-key every store)."""
+
+RRF_K = 60
+"""Reciprocal-rank-fusion constant (score = sum 1/(k + rank0)); the value of Cormack et al. 2009."""
+
+VIEWS = ("PA", "AP", "LATERAL")
+
+
+def point_id(collection: str, key: str) -> str:
+    """Deterministic point id: UUIDv5 of ``"<collection>/<key>"`` (key = image id or study id)."""
+    if not collection or not key:
+        raise StoreError("point ids need a non-empty collection name and key")
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{collection}/{key}"))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One stored case. ``vectors`` maps vector name -> float32 array ``(D,)``; any subset of the
+    schema's vectors (a report without a radiograph has no ``image`` vector). ``payload`` is JSON."""
+
+    id: str
+    vectors: Mapping[str, np.ndarray]
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result. ``score`` is cosine similarity for :meth:`Store.search` and the RRF score for
+    :meth:`Store.search_fused`. ``vectors`` (name -> ``(D,)``) only when asked for."""
+
+    id: str
+    score: float
+    payload: Mapping[str, Any]
+    vectors: Mapping[str, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a collection is: its point count, per-vector sizes and the schema it was created from."""
+
+    name: str
+    points_count: int
+    vector_sizes: dict[str, int]
+    schema: CollectionSchema
+    location: str
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One backend-neutral condition on a payload field holding a string or a list of strings.
+
+    ``mode``: ``"all"`` (every value present), ``"any"`` (at least one), ``"none"`` (none present).
+    """
+
+    key: str
+    values: tuple[str, ...]
+    mode: str
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which points a query may return. Empty fields constrain nothing; all given fields must hold.
+
+    ``all_labels``: every label present; ``any_labels``: at least one; ``not_labels``: none.
+    ``truth``: test labels against ``labels_true`` (MeSH-derived) instead of predicted ``labels``.
+    ``view``/``split``: exact payload value. ``study_ids`` keeps only, ``exclude_study_ids`` drops.
+    """
+
+    all_labels: tuple[str, ...] = ()
+    any_labels: tuple[str, ...] = ()
+    not_labels: tuple[str, ...] = ()
+    view: str | None = None
+    split: str | None = None
+    truth: bool = False
+    exclude_study_ids: tuple[str, ...] = ()
+    study_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("all_labels", "any_labels", "not_labels", "exclude_study_ids", "study_ids"):
+            values = getattr(self, name)
+            if isinstance(values, str):
+                raise QueryError(f"filter {name} must be a list of strings, not the string {values!r}")
+            values = tuple(values)
+            if any(not isinstance(v, str) or v == "" for v in values):
+                raise QueryError(f"filter {name} must hold non-empty strings, got {list(values)!r}")
+            object.__setattr__(self, name, values)
+        clash = sorted(set(self.all_labels) & set(self.not_labels))
+        if clash:
+            raise QueryError(f"label(s) {', '.join(clash)} both required and excluded: nothing could match")
+
+    @property
+    def label_field(self) -> str:
+        return "labels_true" if self.truth else "labels"
+
+    def clauses(self) -> tuple[Clause, ...]:
+        """The filter as conditions: the one place its meaning is written down."""
+        out: list[Clause] = []
+        if self.all_labels:
+            out.append(Clause(self.label_field, self.all_labels, "all"))
+        if self.any_labels:
+            out.append(Clause(self.label_field, self.any_labels, "any"))
+        if self.not_labels:
+            out.append(Clause(self.label_field, self.not_labels, "none"))
+        if self.view is not None:
+            out.append(Clause("view", (self.view,), "any"))
+        if self.split is not None:
+            out.append(Clause("split", (self.split,), "any"))
+        if self.study_ids:
+            out.append(Clause("study_id", self.study_ids, "any"))
+        if self.exclude_study_ids:
+            out.append(Clause("study_id", self.exclude_study_ids, "none"))
+        return tuple(out)
+
+    def is_empty(self) -> bool:
+        return not self.clauses()
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        """Evaluate the filter on one payload in Python (same semantics as the backends)."""
+        for clause in self.clauses():
+            raw = payload.get(clause.key)
+            have = set(raw) if isinstance(raw, (list, tuple)) else ({raw} if raw is not None else set())
+            wanted = set(clause.values)
+            if clause.mode == "all" and not wanted <= have:
+                return False
+            if clause.mode == "any" and not wanted & have:
+                return False
+            if clause.mode == "none" and wanted & have:
+                return False
+        return True
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The storage interface; :class:`~cxrsearch.store.edge.EdgeStore` and
+    :class:`~cxrsearch.store.client.ClientStore` implement it with identical semantics."""
+
+    location: str
+    """Where the store lives (a directory, a URL or ``:memory:``), for messages."""
+
+    def list_collections(self) -> list[str]: ...
+
+    def collection_info(self, collection: str) -> CollectionInfo: ...
+
+    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int) -> bool:
+        """Create it; ``False`` (no-op) when it exists with the same schema and size, else StoreError."""
+        ...
+
+    def drop_collection(self, collection: str) -> None: ...
+
+    def upsert(self, collection: str, points: Iterable[Point], batch: int = 256) -> int:
+        """Insert or replace points (same id -> replaced, never duplicated); returns how many."""
+        ...
+
+    def count(self, collection: str, filter: Filter | None = None) -> int: ...
+
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]: ...
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
+        """The points that exist among ``ids``, in the order asked."""
+        ...
+
+    def search(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+               limit: int = 10, with_vectors: bool = False) -> list[Hit]: ...
+
+    def search_fused(self, collection: str, queries: Sequence[tuple[str, np.ndarray]],
+                     filter: Filter | None = None, limit: int = 10) -> list[Hit]:
+        """RRF (k = :data:`RRF_K`) over one filtered nearest-neighbour list per (vector name, query)."""
+        ...
+
+    def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,
+               batch: int = 256) -> Iterator[Point]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,275 @@
+"""The server store: qdrant-client against a Qdrant server (``url`` + optional API key), or
+``QdrantClient(":memory:")``, the client's in-process implementation of the same API, which the
+congruence tests use to check this code path without a server.
+
+Server errors become one-line :class:`StoreError` s: an unreachable server names its URL, a rejected
+API key says so, a missing collection names it. The collection's schema and vector size are kept in
+the collection's own ``metadata`` (Qdrant >= 1.16), so ``collection_info`` can report them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from cxrsearch.errors import StoreError
+from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point
+from cxrsearch.store.checks import (
+    as_query_vector, batched, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
+    prefetch_limit, record_point, scored_hit,
+)
+from cxrsearch.store.filters import to_client
+from cxrsearch.store.schema import CollectionSchema, check_collection_name
+
+MIN_SERVER = (1, 16)
+"""Oldest Qdrant server with what this module uses (parametrised RRF ``k``, collection metadata)."""
+
+
+class ClientStore:
+    """:class:`~cxrsearch.store.base.Store` over qdrant-client. Use :meth:`connect` or :meth:`in_memory`."""
+
+    def __init__(self, client: Any, location: str, *, local: bool) -> None:
+        self._client = client
+        self.location = location
+        self._local = local
+        self._sizes: dict[str, tuple[CollectionSchema, dict[str, int]]] = {}
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None = None, timeout: int = 30) -> ClientStore:
+        """Connect to a server and check it answers, accepts the key and is recent enough."""
+        import warnings
+        from urllib.parse import urlsplit
+
+        from qdrant_client import QdrantClient
+
+        try:
+            with warnings.catch_warnings():
+                if urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1"):  # plain http is fine on loopback
+                    warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
+                client = QdrantClient(url=url, api_key=api_key or None, timeout=timeout, check_compatibility=False)
+        except Exception as exc:  # bad URL syntax and the like
+            raise StoreError(f"cannot use this Qdrant URL: {exc}", path=url) from exc
+        store = cls(client, url, local=False)
+        with store._errors(None):
+            version = client.info().version
+        parsed = tuple(int(x) for x in version.split(".")[:2] if x.isdigit())
+        if parsed < MIN_SERVER:
+            raise StoreError(f"Qdrant server {version} is too old: cxrsearch needs >= "
+                             f"{'.'.join(map(str, MIN_SERVER))} (see docker/docker-compose.yml)", path=url)
+        return store
+
+    @classmethod
+    def in_memory(cls) -> ClientStore:
+        from qdrant_client import QdrantClient
+
+        return cls(QdrantClient(location=":memory:"), ":memory:", local=True)
+
+    # -- collections -------------------------------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        with self._errors(None):
+            return sorted(c.name for c in self._client.get_collections().collections)
+
+    def collection_info(self, collection: str) -> CollectionInfo:
+        with self._errors(collection):
+            info = self._client.get_collection(collection)
+        schema, sizes = self._layout(collection, info)
+        return CollectionInfo(name=collection, points_count=int(info.points_count or 0), vector_sizes=sizes,
+                              schema=schema, location=f"{self.location} collection {collection}")
+
+    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int) -> bool:
+        from qdrant_client import models
+
+        check_collection_name(collection)
+        check_vector_size(vector_size)
+        with self._errors(None):
+            exists = self._client.collection_exists(collection)
+        if exists:
+            info = self.collection_info(collection)
+            have = next(iter(info.vector_sizes.values()))
+            check_same_collection(collection, self.location, info.schema, have, schema, vector_size)
+            return False
+        distance = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
+        vectors = {name: models.VectorParams(size=vector_size, distance=distance[dist], on_disk=schema.on_disk_vectors)
+                   for name, dist in schema.vectors.items()}
+        hnsw = models.HnswConfigDiff(m=schema.hnsw.m, ef_construct=schema.hnsw.ef_construct,
+                                     payload_m=schema.hnsw.payload_m or None,
+                                     full_scan_threshold=schema.hnsw.full_scan_threshold_kb)
+        quant = None
+        if schema.quantization is not None:
+            quant = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=schema.quantization.quantile,
+                always_ram=schema.quantization.always_ram))
+        metadata = {"cxrsearch": {"schema": schema.to_dict(), "vector_size": vector_size}}
+        kinds = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
+                 "integer": models.PayloadSchemaType.INTEGER, "bool": models.PayloadSchemaType.BOOL}
+        with self._errors(None):
+            self._client.create_collection(collection, vectors_config=vectors, hnsw_config=hnsw,
+                                           quantization_config=quant, metadata=metadata,
+                                           shard_number=schema.shard_number,
+                                           replication_factor=schema.replication_factor)
+            if not self._local:  # the in-memory client has no payload indexes (it warns and ignores them)
+                for field, kind in schema.payload_indexes.items():
+                    self._client.create_payload_index(collection, field, field_schema=kinds[kind], wait=True)
+        return True
+
+    def drop_collection(self, collection: str) -> None:
+        with self._errors(collection):
+            if not self._client.collection_exists(collection):
+                raise StoreError(f"no collection {collection!r} on this server", path=self.location)
+            self._client.delete_collection(collection)
+        self._sizes.pop(collection, None)
+
+    # -- points ------------------------------------------------------------------------------------
+    def upsert(self, collection: str, points: Iterable[Point], batch: int = 256) -> int:
+        from qdrant_client import models
+
+        _, sizes = self._layout(collection)
+        total = 0
+        for chunk in batched(points, batch):
+            structs = [models.PointStruct(id=p.id, vector=vectors, payload=plain_payload(collection, p.id, p.payload))
+                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk))]
+            with self._errors(collection):
+                self._client.upsert(collection, points=structs, wait=True)
+            total += len(structs)
+        return total
+
+    def count(self, collection: str, filter: Filter | None = None) -> int:
+        with self._errors(collection):
+            return int(self._client.count(collection, count_filter=to_client(filter), exact=True).count)
+
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in batched(ids, 1024):
+            with self._errors(collection):
+                records = self._client.retrieve(collection, list(chunk), with_payload=False, with_vectors=False)
+            found.update(str(r.id) for r in records)
+        return found
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
+        by_id: dict[str, Point] = {}
+        for chunk in batched(ids, 1024):
+            with self._errors(collection):
+                records = self._client.retrieve(collection, list(chunk), with_payload=True, with_vectors=with_vectors)
+            by_id.update((str(r.id), record_point(r, with_vectors)) for r in records)
+        return [by_id[i] for i in ids if i in by_id]
+
+    def search(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+               limit: int = 10, with_vectors: bool = False) -> list[Hit]:
+        check_limit(limit)
+        schema, sizes = self._layout(collection)
+        query = as_query_vector(collection, sizes, vector_name, vector)
+        with self._errors(collection):
+            response = self._client.query_points(
+                collection, query=query, using=vector_name, query_filter=to_client(filter), limit=limit,
+                search_params=_search_params(schema, self._local), with_payload=True, with_vectors=with_vectors)
+        return [scored_hit(p, with_vectors) for p in response.points]
+
+    def search_fused(self, collection: str, queries: Sequence[tuple[str, np.ndarray]],
+                     filter: Filter | None = None, limit: int = 10) -> list[Hit]:
+        from qdrant_client import models
+
+        check_limit(limit)
+        if not queries:
+            raise StoreError("search_fused needs at least one (vector name, vector) query", path=collection)
+        schema, sizes = self._layout(collection)
+        client_filter = to_client(filter)
+        params = _search_params(schema, self._local)
+        prefetch = [models.Prefetch(query=as_query_vector(collection, sizes, name, vec), using=name,
+                                    filter=client_filter, limit=prefetch_limit(limit), params=params)
+                    for name, vec in queries]
+        with self._errors(collection):
+            response = self._client.query_points(
+                collection, prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                query_filter=client_filter, limit=limit, with_payload=True)
+        return [scored_hit(p, False) for p in response.points]
+
+    def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,
+               batch: int = 256) -> Iterator[Point]:
+        check_limit(batch, "batch")
+        offset = None
+        while True:
+            with self._errors(collection):
+                records, offset = self._client.scroll(collection, scroll_filter=to_client(filter), limit=batch,
+                                                      offset=offset, with_payload=True, with_vectors=with_vectors)
+            yield from (record_point(r, with_vectors) for r in records)
+            if offset is None:
+                return
+
+    def close(self) -> None:
+        with self._errors(None):
+            self._client.close()
+
+    def __enter__(self) -> ClientStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _layout(self, collection: str, info: Any = None) -> tuple[CollectionSchema, dict[str, int]]:
+        """Schema and per-vector sizes of a collection (cached: they never change)."""
+        if collection in self._sizes and info is None:
+            return self._sizes[collection]
+        if info is None:
+            with self._errors(collection):
+                info = self._client.get_collection(collection)
+        meta = (info.config.metadata or {}).get("cxrsearch")
+        if not isinstance(meta, dict) or "schema" not in meta:
+            raise StoreError(f"collection {collection!r} was not created by cxrsearch (no schema in its metadata)",
+                             path=self.location)
+        schema = CollectionSchema.from_dict(meta["schema"], source=f"{self.location} collection {collection}")
+        vectors = info.config.params.vectors
+        sizes = {name: int(vectors[name].size) for name in schema.vectors if name in vectors}
+        self._sizes[collection] = (schema, sizes)
+        return schema, sizes
+
+    @contextmanager
+    def _errors(self, collection: str | None) -> Iterator[None]:
+        """Turn qdrant-client/httpx exceptions into one-line StoreErrors (and name what was missing)."""
+        import httpx
+        from qdrant_client.http.exceptions import ApiException, ResponseHandlingException, UnexpectedResponse
+
+        try:
+            yield
+        except StoreError:
+            raise
+        except UnexpectedResponse as exc:
+            if exc.status_code in (401, 403):
+                raise StoreError("the server rejected the API key (set --api-key or CXRSEARCH_QDRANT_API_KEY)",
+                                 path=self.location) from None
+            if exc.status_code == 404 and collection is not None:
+                raise StoreError(f"no collection {collection!r} on this server", path=self.location) from None
+            raise StoreError(f"Qdrant answered {exc.status_code}: {_reason(exc)}", path=self.location) from None
+        except (ResponseHandlingException, httpx.HTTPError, ConnectionError) as exc:
+            cause = getattr(exc, "source", exc)
+            raise StoreError(f"cannot reach the Qdrant server ({cause}); is it running? "
+                             "(see docs/server.md)", path=self.location) from None
+        except (ApiException, ValueError, KeyError) as exc:
+            if collection is not None and self._local and not self._client.collection_exists(collection):
+                raise StoreError(f"no collection {collection!r} on this server", path=self.location) from None
+            raise StoreError(f"qdrant-client: {exc}", path=self.location) from exc
+
+
+def _reason(exc: Any) -> str:
+    try:
+        return str(exc.structured()["status"]["error"])
+    except Exception:  # not JSON: show the raw start
+        return exc.content[:200].decode("utf-8", "replace")
+
+
+def _search_params(schema: CollectionSchema, local: bool) -> Any:
+    """Quantisation rescoring and graph ``ef`` (``None`` in-memory: it searches exactly and warns)."""
+    from qdrant_client import models
+
+    if local:
+        return None
+
+    quant = None
+    if schema.quantization is not None:
+        quant = models.QuantizationSearchParams(rescore=schema.quantization.rescore,
+                                                oversampling=schema.quantization.oversampling)
+    return models.SearchParams(hnsw_ef=schema.hnsw.ef, quantization=quant)
+

@@ -1,0 +1,300 @@
+"""The embedded store: qdrant-edge (the Qdrant engine in-process: segments, WAL, payload indexes).
+
+Layout under the store directory, one directory per collection::
+
+    <store>/<collection>/collection.json   schema, vector size, engine version (written last)
+    <store>/<collection>/shard/            the qdrant-edge shard (WAL + segments)
+    <store>/<collection>/.lock             held (flock) by the process that has the shard open
+
+A collection is opened on first use and stays open until :meth:`EdgeStore.close`; a second process
+gets a one-line :class:`StoreError` naming the directory and the holder's pid. Fresh points live in
+an appendable segment that is searched exactly; ``close()`` after writes runs the segment optimiser,
+which builds the schema's int8 quantised copy (no HNSW graph with the shipped ``cases`` schema, see
+``docs/performance.md``). Searches rescore quantised candidates with the float vectors. RRF fusion is
+qdrant-edge's own (``Fusion.Rrf`` over prefetches), the same as a server's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from cxrsearch.errors import StoreError
+from cxrsearch.store import edge_config
+from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point
+from cxrsearch.store.checks import (
+    as_query_vector, batched, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
+    prefetch_limit, record_point, scored_hit,
+)
+from cxrsearch.store.filters import to_edge
+from cxrsearch.store.schema import CollectionSchema, check_collection_name
+
+META_FILE = "collection.json"
+META_FORMAT = 1
+
+
+@dataclass
+class _Open:
+    """An open collection: its metadata, shard, lock file and whether it was written to."""
+
+    meta: dict[str, Any]
+    schema: CollectionSchema
+    shard: Any
+    lock: TextIO
+    dirty: bool = False
+
+    @property
+    def vector_sizes(self) -> dict[str, int]:
+        return {name: int(self.meta["vector_size"]) for name in self.schema.vectors}
+
+
+class EdgeStore:
+    """:class:`~cxrsearch.store.base.Store` over qdrant-edge shards in ``root`` (created on first write)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.location = str(self.root)
+        self._open: dict[str, _Open] = {}
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError("the store path exists but is not a directory", path=self.root)
+
+    # -- collections -------------------------------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / META_FILE).is_file())
+
+    def collection_info(self, collection: str) -> CollectionInfo:
+        handle = self._handle(collection)
+        return CollectionInfo(
+            name=collection, points_count=int(handle.shard.info().points_count),
+            vector_sizes=handle.vector_sizes, schema=handle.schema, location=str(self.root / collection),
+        )
+
+    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int) -> bool:
+        check_collection_name(collection)
+        check_vector_size(vector_size)
+        directory = self.root / collection
+        if not (directory / META_FILE).is_file():
+            directory.mkdir(parents=True, exist_ok=True)
+            lock = _acquire(directory)
+            if not (directory / META_FILE).is_file():  # nobody created it while we waited for the lock
+                self._open[collection] = self._create(directory, schema, vector_size, lock)
+                return True
+            lock.close()
+        handle = self._handle(collection)
+        check_same_collection(collection, str(directory), handle.schema, int(handle.meta["vector_size"]),
+                              schema, vector_size)
+        return False
+
+    def _create(self, directory: Path, schema: CollectionSchema, vector_size: int, lock: TextIO) -> _Open:
+        """Create the shard, its payload indexes, then ``collection.json`` (atomically, last)."""
+        import qdrant_edge as qe
+
+        shard = None
+        try:
+            shard_dir = directory / "shard"
+            if shard_dir.exists():  # left by a create that died before writing collection.json
+                shutil.rmtree(shard_dir)
+            shard = qe.EdgeShard.create(str(shard_dir), edge_config.shard_config(schema, vector_size))
+            for op in edge_config.payload_index_ops(schema):
+                shard.update(op)
+            shard.flush()
+            meta = {"format": META_FORMAT, "name": directory.name, "vector_size": vector_size,
+                    "schema": schema.to_dict(), "engine": f"qdrant-edge-py {_engine_version()}",
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            tmp = directory / f"{META_FILE}.tmp"
+            tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, directory / META_FILE)
+        except Exception as exc:
+            if shard is not None:
+                shard.close()
+            lock.close()
+            raise StoreError(f"cannot create collection {directory.name!r}: {exc}", path=directory) from exc
+        return _Open(meta, schema, shard, lock)
+
+    def drop_collection(self, collection: str) -> None:
+        handle = self._handle(collection)
+        del self._open[collection]
+        handle.shard.close()
+        try:
+            shutil.rmtree(self.root / collection)
+        finally:
+            handle.lock.close()
+
+    # -- points ------------------------------------------------------------------------------------
+    def upsert(self, collection: str, points: Iterable[Point], batch: int = 256) -> int:
+        import qdrant_edge as qe
+
+        handle = self._handle(collection)
+        sizes = handle.vector_sizes
+        total = 0
+        for chunk in batched(points, batch):
+            records = [qe.Point(p.id, vectors, plain_payload(collection, p.id, p.payload))
+                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk))]
+            handle.dirty = True
+            self._call(collection, handle.shard.update, qe.UpdateOperation.upsert_points(records))
+            total += len(records)
+        return total
+
+    def count(self, collection: str, filter: Filter | None = None) -> int:
+        import qdrant_edge as qe
+
+        handle = self._handle(collection)
+        return int(self._call(collection, handle.shard.count, qe.CountRequest(exact=True, filter=to_edge(filter))))
+
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
+        handle = self._handle(collection)
+        found: set[str] = set()
+        for chunk in batched(ids, 1024):
+            records = self._call(collection, handle.shard.retrieve, list(chunk), False, False)
+            found.update(str(r.id) for r in records)
+        return found
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
+        handle = self._handle(collection)
+        by_id: dict[str, Point] = {}
+        for chunk in batched(ids, 1024):
+            for record in self._call(collection, handle.shard.retrieve, list(chunk), True, with_vectors):
+                by_id[str(record.id)] = record_point(record, with_vectors)
+        return [by_id[i] for i in ids if i in by_id]
+
+    def search(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+               limit: int = 10, with_vectors: bool = False) -> list[Hit]:
+        import qdrant_edge as qe
+
+        check_limit(limit)
+        handle = self._handle(collection)
+        query = as_query_vector(collection, handle.vector_sizes, vector_name, vector)
+        request = qe.QueryRequest(
+            limit=limit, query=qe.Query.Nearest(query, using=vector_name), filter=to_edge(filter),
+            with_payload=True, with_vector=with_vectors, params=edge_config.search_params(handle.schema),
+        )
+        return [scored_hit(p, with_vectors) for p in self._call(collection, handle.shard.query, request)]
+
+    def search_fused(self, collection: str, queries: Sequence[tuple[str, np.ndarray]],
+                     filter: Filter | None = None, limit: int = 10) -> list[Hit]:
+        import qdrant_edge as qe
+
+        check_limit(limit)
+        if not queries:
+            raise StoreError("search_fused needs at least one (vector name, vector) query", path=collection)
+        handle = self._handle(collection)
+        params = edge_config.search_params(handle.schema)
+        edge_filter = to_edge(filter)
+        prefetches = [
+            qe.Prefetch(limit=prefetch_limit(limit), filter=edge_filter, params=params,
+                        query=qe.Query.Nearest(as_query_vector(collection, handle.vector_sizes, name, vec), using=name))
+            for name, vec in queries
+        ]
+        request = qe.QueryRequest(limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K),
+                                  filter=edge_filter, with_payload=True)
+        return [scored_hit(p, False) for p in self._call(collection, handle.shard.query, request)]
+
+    def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,
+               batch: int = 256) -> Iterator[Point]:
+        import qdrant_edge as qe
+
+        check_limit(batch, "batch")
+        handle = self._handle(collection)
+        offset = None
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=batch, filter=to_edge(filter),
+                                       with_payload=True, with_vector=with_vectors)
+            records, offset = self._call(collection, handle.shard.scroll, request)
+            yield from (record_point(r, with_vectors) for r in records)
+            if offset is None:
+                return
+
+    def close(self) -> None:
+        """Optimise collections written to (builds the quantised segments), flush, release locks."""
+        errors: list[str] = []
+        for name, handle in list(self._open.items()):
+            try:
+                if handle.dirty:
+                    handle.shard.optimize()
+                handle.shard.flush()
+                handle.shard.close()
+            except Exception as exc:  # keep closing the others, then report
+                errors.append(f"{name}: {exc}")
+            finally:
+                handle.lock.close()
+                del self._open[name]
+        if errors:
+            raise StoreError(f"closing the store failed: {'; '.join(errors)}", path=self.root)
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _handle(self, collection: str) -> _Open:
+        if collection in self._open:
+            return self._open[collection]
+        import qdrant_edge as qe
+
+        directory = self.root / collection
+        if not (directory / META_FILE).is_file():
+            known = ", ".join(self.list_collections()) or "none"
+            raise StoreError(f"no collection {collection!r} in this store (collections: {known}); "
+                             "create it with `cxrsearch collections create` or `cxrsearch index`", path=self.root)
+        lock = _acquire(directory)
+        try:
+            meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+            if meta.get("format") != META_FORMAT:
+                raise StoreError(f"{META_FILE} has format {meta.get('format')!r}; this cxrsearch reads {META_FORMAT}")
+            schema = CollectionSchema.from_dict(meta["schema"], source=directory / META_FILE)
+            shard = qe.EdgeShard.load(str(directory / "shard"))
+        except (OSError, KeyError, ValueError, StoreError) as exc:
+            lock.close()
+            raise StoreError(f"cannot open collection {collection!r}: {exc}", path=directory) from exc
+        except Exception as exc:  # the engine's own errors (corrupt segments, WAL...)
+            lock.close()
+            raise StoreError(f"qdrant-edge cannot load the shard: {exc}", path=directory / "shard") from exc
+        self._open[collection] = handle = _Open(meta, schema, shard, lock)
+        return handle
+
+    def _call(self, collection: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except StoreError:
+            raise
+        except Exception as exc:  # engine errors carry no type of their own: name the collection
+            raise StoreError(f"qdrant-edge: {exc}", path=self.root / collection) from exc
+
+
+def _acquire(directory: Path) -> TextIO:
+    """Take the collection's lock file (exclusive, non-blocking) and write our pid into it."""
+    import fcntl
+
+    handle = open(directory / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StoreError(f"in use by another process (pid {holder}); wait for it to finish or use another --store",
+                         path=directory) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _engine_version() -> str:
+    from importlib.metadata import version
+
+    return version("qdrant-edge-py")
+

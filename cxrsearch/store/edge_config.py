@@ -1,0 +1,57 @@
+"""A :class:`~cxrsearch.store.schema.CollectionSchema` in qdrant-edge terms (config, indexes, search
+parameters). Imported only by :mod:`cxrsearch.store.edge`, which imports ``qdrant_edge`` lazily too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cxrsearch.store.schema import CollectionSchema
+
+
+def shard_config(schema: CollectionSchema, vector_size: int) -> Any:
+    """``EdgeConfig`` with one dense vector per schema vector, all ``vector_size``-d."""
+    import qdrant_edge as qe
+
+    distance = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
+    memory = qe.Memory.Cold if schema.on_disk_vectors else None
+    vectors = {
+        name: qe.EdgeVectorParams(size=vector_size, distance=distance[dist], memory=memory)
+        for name, dist in schema.vectors.items()
+    }
+    hnsw = qe.HnswIndexConfig(
+        m=schema.hnsw.m,
+        ef_construct=schema.hnsw.ef_construct,
+        full_scan_threshold=schema.hnsw.full_scan_threshold_kb,
+        payload_m=schema.hnsw.payload_m or None,
+    )
+    quantization = None
+    if schema.quantization is not None:
+        quantization = qe.ScalarQuantizationConfig(
+            type=qe.ScalarType.Int8, quantile=schema.quantization.quantile, always_ram=schema.quantization.always_ram
+        )
+    return qe.EdgeConfig(vectors=vectors, hnsw_config=hnsw, quantization_config=quantization)
+
+
+def payload_index_ops(schema: CollectionSchema) -> list[Any]:
+    """``UpdateOperation.create_field_index`` for every payload index of the schema."""
+    import qdrant_edge as qe
+
+    kinds = {
+        "keyword": qe.PayloadSchemaType.Keyword,
+        "float": qe.PayloadSchemaType.Float,
+        "integer": qe.PayloadSchemaType.Integer,
+        "bool": qe.PayloadSchemaType.Bool,
+    }
+    return [qe.UpdateOperation.create_field_index(field, kinds[kind]) for field, kind in schema.payload_indexes.items()]
+
+
+def search_params(schema: CollectionSchema) -> Any:
+    """``SearchParams``: graph ``ef`` and, with quantisation, rescoring with oversampling."""
+    import qdrant_edge as qe
+
+    quant = None
+    if schema.quantization is not None:
+        quant = qe.QuantizationSearchParams(
+            rescore=schema.quantization.rescore, oversampling=schema.quantization.oversampling
+        )
+    return qe.SearchParams(hnsw_ef=schema.hnsw.ef, quantization=quant)

@@ -1,0 +1,57 @@
+"""Copy a collection between stores (typically the embedded store -> a Qdrant server).
+
+Points keep their ids, so a re-run replaces instead of duplicating and an interrupted copy is
+finished by running it again. The copy is verified: the target must end with exactly the source's
+point count, or a :class:`StoreError` says by how much it differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cxrsearch.errors import StoreError
+from cxrsearch.store.base import Store
+from cxrsearch.store.checks import batched
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """``copied`` points were upserted; both stores hold ``points`` points afterwards."""
+
+    collection: str
+    source: str
+    target: str
+    copied: int
+    points: int
+    created: bool
+
+
+def migrate_collection(source: Store, target: Store, collection: str, *, target_collection: str | None = None,
+                       batch: int = 256, on_batch: Callable[[int, int], None] | None = None) -> MigrationResult:
+    """Copy ``collection`` from ``source`` into ``target`` (same schema and vector size).
+
+    ``on_batch(done, total)`` is called after every upserted batch (for a progress bar).
+    """
+    name = target_collection or collection
+    info = source.collection_info(collection)
+    sizes = set(info.vector_sizes.values())
+    if len(sizes) != 1:
+        raise StoreError(f"collection {collection!r} has mixed vector sizes {info.vector_sizes}", path=source.location)
+    created = target.create_collection(name, info.schema, sizes.pop())
+    total = info.points_count
+    copied = 0
+    for chunk in batched(source.scroll(collection, with_vectors=True, batch=batch), batch):
+        copied += target.upsert(name, chunk, batch=batch)
+        if on_batch is not None:
+            on_batch(copied, total)
+    source_count = source.count(collection)
+    target_count = target.count(name)
+    if target_count != source_count:
+        raise StoreError(
+            f"copy of {collection!r} is incomplete: the target holds {target_count} points, the source "
+            f"{source_count} (points added to either side meanwhile? re-run, or drop the target collection)",
+            path=target.location,
+        )
+    return MigrationResult(collection=collection, source=source.location, target=f"{target.location} ({name})",
+                           copied=copied, points=target_count, created=created)

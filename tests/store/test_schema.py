@@ -1,0 +1,67 @@
+"""Collection schemas are data: shipped files load, bad files fail with the file and the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cxrsearch.errors import CxrSearchError, QueryError, StoreError
+from cxrsearch.store import Filter, list_schemas, load_schema, point_id
+from cxrsearch.store.schema import CollectionSchema
+
+
+def test_shipped_schemas_load_and_round_trip():
+    assert {"cases", "cases-hnsw"} <= set(list_schemas())
+    for name in list_schemas():
+        schema = load_schema(name)
+        assert schema.vector_names == ("image", "text", "joint")
+        assert set(schema.vectors.values()) == {"cosine"}
+        assert {"labels", "labels_true", "view", "split", "study_id"} <= set(schema.payload_indexes)
+        assert CollectionSchema.from_dict(schema.to_dict()) == schema
+        assert json.loads(json.dumps(schema.to_dict())) == schema.to_dict()
+    assert load_schema("cases").hnsw.m == 0 and load_schema("cases").quantization.type == "int8"
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d.pop("vectors"), "missing key"),
+    (lambda d: d.update(vectorz={}), "unknown key"),
+    (lambda d: d["vectors"]["image"].update(distance="manhattan"), "distance must be one of"),
+    (lambda d: d["hnsw"].update(m=-1), "hnsw.m must be an integer >= 0"),
+    (lambda d: d["quantization"].update(type="binary"), "quantization.type must be 'int8'"),
+    (lambda d: d["payload_indexes"].update(labels="text"), "payload_indexes.labels must be one of"),
+])
+def test_bad_schema_files_name_the_file_and_problem(tmp_path: Path, mutate, message):
+    data = load_schema("cases").to_dict()
+    mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(StoreError, match=message) as err:
+        load_schema(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_unknown_schema_lists_the_available_ones():
+    with pytest.raises(StoreError, match="available: .*cases"):
+        load_schema("nope")
+
+
+def test_point_ids_are_deterministic_uuid5():
+    assert point_id("cases", "CXR1_IM-0001") == point_id("cases", "CXR1_IM-0001")
+    assert point_id("cases", "CXR1_IM-0001") != point_id("cases", "CXR1")
+    assert point_id("cases", "CXR1")[14] == "5"  # UUID version 5
+
+
+def test_filter_validation_and_python_semantics():
+    with pytest.raises(QueryError, match="both required and excluded"):
+        Filter(all_labels=("cardiomegaly",), not_labels=("cardiomegaly",))
+    with pytest.raises(CxrSearchError, match="not the string"):
+        Filter(any_labels="cardiomegaly")
+    payload = {"labels": ["cardiomegaly", "effusion"], "labels_true": ["normal"], "view": "PA", "study_id": "CXR1"}
+    assert Filter(all_labels=["cardiomegaly", "effusion"], view="PA").matches(payload)
+    assert not Filter(all_labels=("cardiomegaly",), truth=True).matches(payload)
+    assert Filter(any_labels=("nodule", "effusion"), not_labels=("normal",)).matches(payload)
+    assert not Filter(exclude_study_ids=("CXR1",)).matches(payload)
+    assert not Filter(view="LATERAL").matches(payload) and not Filter(split="test").matches(payload)
+    assert Filter().is_empty() and Filter().matches({})
