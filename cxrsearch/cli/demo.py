@@ -1,0 +1,108 @@
+"""``cxrsearch demo``: the main job end to end (see :mod:`cxrsearch.demo`); what ``make demo`` runs.
+
+Steps, notices and progress bars go to stderr; the index summary and the three search tables to
+stdout. torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cxrsearch.cli.render import console, err_console
+
+
+class _DemoView:
+    """Renders :class:`~cxrsearch.demo.DemoEvent` s: one progress display at a time (training or indexing)."""
+
+    def __init__(self) -> None:
+        self.active: object | None = None
+        self.kind = ""
+
+    def close(self) -> None:
+        if self.active is not None:
+            self.active.__exit__(None, None, None)  # type: ignore[attr-defined]
+        self.active, self.kind = None, ""
+
+    def _ensure(self, kind: str):
+        if self.kind != kind:
+            self.close()
+            if kind == "train":
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+                from cxrsearch.cli.train import _ProgressView
+
+                progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console, transient=True)
+                progress.__enter__()
+                self.active, self.view = progress, _ProgressView(progress)
+            else:
+                from cxrsearch.cli.index import IndexProgress
+
+                self.active = IndexProgress().__enter__()
+                self.view = self.active
+            self.kind = kind
+        return self.view
+
+    def __call__(self, event) -> None:
+        if event.kind == "train":
+            self._ensure("train")(event.detail)
+        elif event.kind == "index":
+            self._ensure("index")(*event.detail)
+        else:
+            self.close()
+            style = "bold yellow" if event.kind == "notice" else "bold"
+            prefix = "notice: " if event.kind == "notice" else ""
+            err_console.print(f"[{style}]{prefix}[/{style}]{event.message}", highlight=False)
+
+
+def _summary(result) -> Table:
+    table = Table(title="cxrsearch demo", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    model = result.model
+    auroc = f"{model.val_macro_auroc:.3f}" if model.val_macro_auroc is not None else "-"
+    trained = f"trained now in {model.seconds:.0f} s" if model.trained_now else "reused"
+    index = result.index
+    rows = (
+        ("reports", f"{result.data.reports} ({result.data.origin})"),
+        ("model", f"{model.config} at {model.checkpoint} ({trained}; val macro AUROC {auroc})"),
+        ("collection", f"{index.collection!r} in {index.store}: {index.count:,} points "
+                       f"({index.indexed:,} written now, {index.skipped_existing:,} already there)"),
+        ("time", f"{result.seconds:.0f} s"),
+    )
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def demo(
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="Open-i reports: NLMCXR_reports.tgz or a folder holding it (default: $CXRSEARCH_DATA, else the user data dir, else download)."),
+    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Embedded store directory (default: $CXRSEARCH_STORE, else the user data dir)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Retrain the demo model and rebuild the 'cases' collection from scratch."),
+) -> None:
+    """Run the main job: find Open-i data, train (or reuse) a small model, index every study, search.
+
+    A second run reuses the model and the index, so it takes seconds.
+    """
+    from cxrsearch.cli.index import print_failures
+    from cxrsearch.cli.search import hits_table
+    from cxrsearch.demo import DemoOptions, run_demo
+
+    view = _DemoView()
+    try:
+        result = run_demo(DemoOptions(data=data, store=store, fresh=fresh), on_event=view)
+    finally:
+        view.close()
+    console.print(_summary(result))
+    for found in result.searches:
+        console.print()
+        console.print(hits_table(f"{found.title}\n$ cxrsearch {found.command}", list(found.hits)))
+    for notice in result.notices:
+        console.print(f"[bold yellow]notice:[/bold yellow] {notice}", highlight=False)
+    print_failures(result.index)
+    if not result.index.ok:
+        raise typer.Exit(1)

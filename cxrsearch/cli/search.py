@@ -1,0 +1,100 @@
+"""``cxrsearch search``: label-filtered search by text, image, both, or an indexed example.
+
+People get a table (rank, score, study, view, predicted labels with probabilities, MeSH labels,
+impression); scripts get ``--json``: a list of hits (see :func:`cxrsearch.search.results.hit_record`).
+See docs/search.md for how each mode queries the named vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cxrsearch.cli.render import console, print_json
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+
+
+def hits_table(title: str, hits, truth: bool = False) -> Table:
+    """Hits as a rich table (``truth``: the label column shows MeSH labels, the filtered field)."""
+    from cxrsearch.search.results import labels_with_probs, snippet
+
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("study")
+    table.add_column("view")
+    table.add_column("predicted labels (prob)", overflow="fold")
+    table.add_column("MeSH labels", overflow="fold")
+    table.add_column("impression", overflow="fold")
+    for rank, hit in enumerate(hits, start=1):
+        payload = dict(hit.payload)
+        study = payload.get("study_id") or "?"
+        if payload.get("image_id"):
+            study = f"{study}\n[dim]{payload['image_id']}[/dim]"
+        truth_labels = ", ".join(payload.get("labels_true") or []) or "-"
+        table.add_row(str(rank), f"{hit.score:.4f}", study, payload.get("view") or "-",
+                      escape(labels_with_probs(payload)), escape(truth_labels),
+                      escape(snippet(payload.get("impression") or payload.get("findings"))))
+    if not hits:
+        table.caption = "no hits: nothing in the collection passes these filters"
+    elif truth:
+        table.caption = "filtered on MeSH labels (--truth)"
+    return table
+
+
+def describe(spec) -> str:
+    """One line saying what was searched for, and how (for the table title)."""
+    what = {"text": f"text {spec.text!r}", "image": f"image {spec.image}", "like": f"cases like {spec.like}",
+            "text+image": f"text {spec.text!r} + image {spec.image}"}[spec.mode]
+    parts = [what]
+    field = "MeSH labels" if spec.truth else "labels"
+    if spec.all_labels:
+        parts.append(f"{field} all of {', '.join(spec.all_labels)}")
+    if spec.any_labels:
+        parts.append(f"{field} any of {', '.join(spec.any_labels)}")
+    if spec.not_labels:
+        parts.append(f"{field} none of {', '.join(spec.not_labels)}")
+    if spec.view:
+        parts.append(f"view {spec.view}")
+    if spec.split:
+        parts.append(f"split {spec.split}")
+    return "; ".join(parts)
+
+
+def search(
+    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help="Free-text query, e.g. \"enlarged heart\"."),
+    image: Optional[Path] = typer.Option(None, "--image", metavar="PATH", help="Query radiograph (DICOM, PNG or JPEG)."),
+    like: Optional[str] = typer.Option(None, "--like", metavar="ID", help="Cases like an indexed one: point id, image id or study id (e.g. CXR3029)."),
+    label: Optional[List[str]] = typer.Option(None, "--label", metavar="L", help="Require this label (repeatable: all must hold)."),
+    any_label: Optional[List[str]] = typer.Option(None, "--any-label", metavar="L", help="Require at least one of these labels (repeatable)."),
+    not_label: Optional[List[str]] = typer.Option(None, "--not-label", metavar="L", help="Exclude this label (repeatable)."),
+    view: Optional[str] = typer.Option(None, "--view", metavar="PA|AP|LATERAL", help="Only radiographs with this view."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="train|val|test", help="Only studies of this split."),
+    truth: bool = typer.Option(False, "--truth", help="Filter on MeSH-derived labels instead of predicted ones."),
+    k: int = typer.Option(10, "-k", metavar="N", help="Number of hits."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list of hits instead of a table."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
+    collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
+    store: StoreDir = None,
+    qdrant_url: QdrantUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Search indexed cases by --text, --image, both, or --like ID, with label/view/split filters.
+
+    No hit ever violates the filters: they are applied inside Qdrant and checked again on every hit.
+    """
+    from cxrsearch.search import QuerySpec, hit_record
+    from cxrsearch.search import search as run_search
+
+    spec = QuerySpec(text=text, image=image, like=like, all_labels=tuple(label or ()), any_labels=tuple(any_label or ()),
+                     not_labels=tuple(not_label or ()), view=view, split=split, truth=truth, k=k)
+    with opened_store(store, qdrant_url, api_key) as backend:
+        hits = run_search(spec, backend, collection, model)
+    if json_out:
+        print_json([hit_record(hit, rank) for rank, hit in enumerate(hits, start=1)])
+    else:
+        console.print(hits_table(describe(spec), hits, truth=spec.truth))

@@ -1,0 +1,28 @@
+"""Indexing: Open-i reports (+ radiographs) -> checkpoint embeddings -> points in a Qdrant collection.
+
+- :mod:`~cxrsearch.index.options`: :class:`IndexOptions`
+- :mod:`~cxrsearch.index.plan`: which points a source gives (image points, report points)
+- :mod:`~cxrsearch.index.points`: decode, encode, named vectors and payload of a batch
+- :mod:`~cxrsearch.index.record`: the checkpoint a collection was indexed with; collection checks
+- :mod:`~cxrsearch.index.run`: :func:`index_studies`, resumable and idempotent
+- :mod:`~cxrsearch.index.report`: :class:`IndexReport`, :class:`Failure` and the failures file
+
+Importing this package is light (no torch); the model is imported when a run starts.
+"""
+
+from cxrsearch.index.options import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION, IndexOptions
+from cxrsearch.index.record import ModelRecord, recorded_model
+from cxrsearch.index.report import Failure, IndexReport
+from cxrsearch.index.run import ProgressCallback, index_studies
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_COLLECTION",
+    "Failure",
+    "IndexOptions",
+    "IndexReport",
+    "ModelRecord",
+    "ProgressCallback",
+    "index_studies",
+    "recorded_model",
+]

@@ -1,0 +1,136 @@
+"""One batch of :class:`~cxrsearch.index.plan.IndexItem` -> decoded images -> embeddings -> :class:`Point`.
+
+Named vectors of a point (all from one :meth:`Encoder.encode` call, so they share preprocessing):
+
+=================  =========================  ============================
+point              vectors                    encoded from
+=================  =========================  ============================
+image + report     ``image``, ``text``,       the radiograph and the report
+                   ``joint``
+image, no text     ``image``, ``joint``       the radiograph alone
+report only        ``text``, ``joint``        the report alone
+=================  =========================  ============================
+
+Payload (JSON): ``study_id``, ``image_id`` (``None`` for a report point), ``kind`` (``"image"`` |
+``"report"``), ``view`` (``PA``/``AP``/``LATERAL`` from the DICOM *ViewPosition* tag, else from the
+metadata table, else ``None``) with ``view_source`` (``"dicom"`` | ``"metadata"`` | ``None``),
+``split``, ``findings``, ``impression``, ``labels_true`` (from MeSH), ``labels`` (predicted with the
+checkpoint's thresholds), ``probs`` (label -> probability), ``model``, ``checkpoint``,
+``checkpoint_fingerprint``, ``source`` (the report file) and ``image_path``. Nothing is read from a
+DICOM header except the view: no name, id, birth date, accession number or UID is ever stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cxrsearch.errors import CxrSearchError
+from cxrsearch.index.plan import IndexItem
+from cxrsearch.index.record import ModelRecord
+from cxrsearch.index.report import Failure
+from cxrsearch.store.base import Point
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.image.decoded import DecodedImage
+    from cxrsearch.model.encode import Encoded, Encoder
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An item with its decoded radiograph (``None`` for a report point)."""
+
+    item: IndexItem
+    image: DecodedImage | None
+
+
+def decode_items(items: Sequence[IndexItem]) -> tuple[list[Decoded], list[Failure]]:
+    """Decode the radiographs of ``items``; a file that cannot be decoded becomes a :class:`Failure`."""
+    from cxrsearch.image.decode import decode_image
+
+    done: list[Decoded] = []
+    failures: list[Failure] = []
+    for item in items:
+        if item.image_path is None:
+            done.append(Decoded(item, None))
+            continue
+        try:
+            done.append(Decoded(item, decode_image(item.image_path)))
+        except CxrSearchError as exc:
+            failures.append(_failure(item, exc))
+    return done, failures
+
+
+def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecord) -> tuple[list[Point], list[Failure]]:
+    """Points for a decoded batch. Inputs are grouped by which modalities they have (one forward
+    pass per group). When a group fails (e.g. an image the preprocessing refuses), its inputs are
+    retried one at a time so that only the offending files fail."""
+    groups: dict[tuple[bool, bool], list[Decoded]] = {}
+    for entry in batch:
+        groups.setdefault((entry.image is not None, bool(entry.item.text)), []).append(entry)
+    points: list[Point] = []
+    failures: list[Failure] = []
+    for group in groups.values():
+        try:
+            points.extend(_encode_group(encoder, group, record))
+        except CxrSearchError:
+            for entry in group:
+                try:
+                    points.extend(_encode_group(encoder, [entry], record))
+                except CxrSearchError as exc:
+                    failures.append(_failure(entry.item, exc))
+    return points, failures
+
+
+def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecord) -> list[Point]:
+    with_image = group[0].image is not None
+    with_text = bool(group[0].item.text)
+    encoded = encoder.encode(
+        images=[entry.image for entry in group] if with_image else None,
+        texts=[entry.item.text for entry in group] if with_text else None,
+        batch_size=len(group),
+    )
+    return [_point(entry, encoded, row, record) for row, entry in enumerate(group)]
+
+
+def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord) -> Point:
+    vectors: dict[str, np.ndarray] = {"joint": encoded.joint[row]}
+    if encoded.image is not None:
+        vectors["image"] = encoded.image[row]
+    if encoded.text is not None:
+        vectors["text"] = encoded.text[row]
+    return Point(id=entry.item.point_id, vectors=vectors, payload=payload(entry, encoded, row, record))
+
+
+def payload(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord) -> dict[str, Any]:
+    """The payload of one point (see the module docstring)."""
+    item, study = entry.item, entry.item.study
+    view, view_source = None, None
+    if entry.image is not None and entry.image.view is not None:
+        view, view_source = entry.image.view, "dicom"
+    elif item.table_view is not None:
+        view, view_source = item.table_view, "metadata"
+    return {
+        "study_id": study.uid,
+        "image_id": item.image_id,
+        "kind": "image" if item.has_image else "report",
+        "view": view,
+        "view_source": view_source,
+        "split": study.split,
+        "findings": study.findings,
+        "impression": study.impression,
+        "labels_true": list(study.labels),
+        "labels": list(encoded.predicted[row]),
+        "probs": {label: round(float(p), 6) for label, p in zip(encoded.labels, encoded.probs[row])},
+        **record.payload(),
+        "source": study.source,
+        "image_path": None if item.image_path is None else str(item.image_path),
+    }
+
+
+def _failure(item: IndexItem, exc: CxrSearchError) -> Failure:
+    return Failure(kind="image" if item.has_image else "report", path=str(item.image_path or item.study.source),
+                   error=exc.message, study_id=item.study.uid, image_id=item.image_id)

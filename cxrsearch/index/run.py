@@ -1,0 +1,156 @@
+"""``index_studies``: reports + radiographs -> embeddings -> points in a collection, resumably.
+
+The run, in order:
+
+1. read every report file (a bad one is a failure, the rest go on) and pair images (:mod:`.plan`);
+2. create the collection from its schema with the checkpoint's joint dimension when missing, else
+   check its vector size (:func:`~cxrsearch.index.record.ensure_collection`);
+3. ask the store which planned point ids exist (deterministic UUIDv5 ids) and skip those, unless
+   ``reindex``; points already there must come from the same checkpoint;
+4. for each batch: decode its radiographs (the next batch is decoded in a background thread while
+   this one is encoded), encode, upsert. A batch is written before the next starts, so a run killed
+   at any moment (even by SIGKILL) loses at most one batch, and running it again finishes the job
+   with the exact count and no duplicates.
+
+Per-file failures never stop the run: they are written to a JSON-lines file as they happen and
+returned in the :class:`~cxrsearch.index.report.IndexReport`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cxrsearch.errors import ModelError
+from cxrsearch.index.options import IndexOptions
+from cxrsearch.index.plan import IndexItem, plan_items, read_studies
+from cxrsearch.index.points import Decoded, decode_items, encode_points
+from cxrsearch.index.record import ModelRecord, check_same_model, ensure_collection, stale_report_points
+from cxrsearch.index.report import Failure, FailureLog, IndexReport
+from cxrsearch.store.base import Store, point_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.model.checkpoint import Checkpoint
+    from cxrsearch.model.encode import Encoder
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` before the first batch and after each one: ``total`` is the
+number of points this run encodes (planned minus already stored), ``done`` how many were handled."""
+
+
+def index_studies(
+    options: IndexOptions,
+    store: Store,
+    checkpoint: Checkpoint | Encoder | str | Path,
+    progress: ProgressCallback | None = None,
+) -> IndexReport:
+    """Index the studies of ``options.source`` into ``options.collection`` of ``store``.
+
+    ``checkpoint``: a loaded checkpoint, an :class:`~cxrsearch.model.encode.Encoder` built from one,
+    or a checkpoint directory. Raises only for problems with the whole run (unreadable source,
+    store or checkpoint, vector size mismatch); per-file problems are in the returned report.
+    """
+    from cxrsearch.data.pairing import index_images, load_view_table
+    from cxrsearch.model.encode import Encoder
+
+    started = time.perf_counter()
+    encoder = checkpoint if isinstance(checkpoint, Encoder) else Encoder(checkpoint)
+    if encoder.checkpoint is None:
+        raise ModelError("indexing needs a saved checkpoint (its path and fingerprint are stored with the points)")
+    record = ModelRecord.of(encoder.checkpoint.info)
+    collection = options.collection
+
+    studies, report_failures = read_studies(options.source, options.limit)
+    images = index_images(options.images_dir) if options.images_dir is not None else None
+    views = load_view_table(options.metadata) if options.metadata is not None else None
+    plan = plan_items(studies, collection, images, views, tuple(report_failures))
+
+    ensure_collection(store, collection, options.schema, encoder.config.fusion.joint_dim, record.checkpoint)
+    planned_ids = [item.point_id for item in plan.items]
+    existing = set() if options.reindex else store.existing_ids(collection, planned_ids)
+    if existing:
+        check_same_model(store, collection, sorted(existing), record)
+    todo = [item for item in plan.items if item.point_id not in existing]
+
+    log = FailureLog(options.resolved_failures_dir(), collection)
+    try:
+        for failure in plan.failures:
+            log.add(failure)
+        indexed = _run_batches(encoder, todo, options.batch_size, record, store, collection, log, progress)
+    finally:
+        log.close()
+
+    imaged_studies = sorted({item.study.uid for item in plan.items if item.has_image})
+    stale = stale_report_points(store, collection, [point_id(collection, uid) for uid in imaged_studies])
+    image_points = sum(1 for item in plan.items if item.has_image)
+    return IndexReport(
+        collection=collection,
+        store=store.location,
+        studies=plan.studies,
+        image_refs=plan.image_refs,
+        images_missing=plan.images_missing,
+        planned=len(plan.items),
+        image_points=image_points,
+        report_points=len(plan.items) - image_points,
+        skipped_existing=len(existing),
+        indexed=indexed,
+        empty=plan.empty,
+        failed=len(log.failures),
+        count=store.count(collection),
+        stale=len(stale),
+        seconds=time.perf_counter() - started,
+        model=record.model,
+        checkpoint=record.checkpoint,
+        fingerprint=record.fingerprint,
+        failures=tuple(log.failures),
+        failures_path=log.path,
+    )
+
+
+def _run_batches(
+    encoder: Encoder,
+    todo: Sequence[IndexItem],
+    batch_size: int,
+    record: ModelRecord,
+    store: Store,
+    collection: str,
+    log: FailureLog,
+    progress: ProgressCallback | None,
+) -> int:
+    """Encode and upsert ``todo`` batch by batch (image points first); returns points written."""
+    total, done, written = len(todo), 0, 0
+    if progress is not None:
+        progress(0, total)
+    ordered = [item for item in todo if item.has_image] + [item for item in todo if not item.has_image]
+    chunks = (ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size))
+    for size, (decoded, failures) in _decoded_batches(chunks):
+        for failure in failures:
+            log.add(failure)
+        if decoded:
+            points, encode_failures = encode_points(encoder, decoded, record)
+            for failure in encode_failures:
+                log.add(failure)
+            if points:
+                store.upsert(collection, points, batch=len(points))
+                written += len(points)
+        done += size
+        if progress is not None:
+            progress(done, total)
+    return written
+
+
+def _decoded_batches(batches: Iterable[list[IndexItem]]) -> Iterator[tuple[int, tuple[list[Decoded], list[Failure]]]]:
+    """``(batch size, decode_items(batch))`` per batch, decoding one batch ahead in a thread
+    (image decoding releases the GIL in pydicom/Pillow codecs; torch releases it while encoding)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrsearch-decode") as pool:
+        pending = None
+        for batch in batches:
+            future = (len(batch), pool.submit(decode_items, batch))
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = future
+        if pending is not None:
+            yield pending[0], pending[1].result()

@@ -1,0 +1,143 @@
+"""What a user asks: :class:`QuerySpec` (a query text, image or example case, label/view/split filters, k).
+
+Building a spec checks and normalises every field, so a typo gives one line listing what is valid
+instead of an empty result: labels compare case- and space-insensitively against the vocabulary
+(``"Pleural  Effusion"`` -> ``"pleural effusion"``), views upper-case (``lateral`` -> ``LATERAL``),
+splits lower-case; an example id may be written ``CXR3029``, ``cxr3029`` or ``3029``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxrsearch.errors import QueryError
+from cxrsearch.store.base import Filter
+
+MAX_K = 1000
+MODES = ("text", "image", "text+image", "like")
+_STUDY = re.compile(r"(?i)(?:cxr)?(\d+)")
+_IMAGE = re.compile(r"(?i)cxr(\d+(?:_\d+)?_im-\d+(?:-\d+)+)")
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One search.
+
+    Attributes:
+        text: a free-text query ("enlarged heart"), read like a report.
+        image: a radiograph file (DICOM, PNG, JPEG), decoded and preprocessed as at indexing.
+        like: an indexed case: a point id (UUID), an image id (``CXR3029_IM-1404-1001``) or a study
+            id (``CXR3029``; its first point). Cannot be combined with ``text``/``image``.
+        all_labels / any_labels / not_labels: every / at least one / none of these labels.
+        view: ``"PA"``, ``"AP"`` or ``"LATERAL"``; split: ``"train"``, ``"val"`` or ``"test"``.
+        truth: filter on ``labels_true`` (MeSH-derived) instead of the predicted ``labels``.
+        k: number of hits (1..1000).
+    """
+
+    text: str | None = None
+    image: Path | None = None
+    like: str | None = None
+    all_labels: tuple[str, ...] = field(default_factory=tuple)
+    any_labels: tuple[str, ...] = field(default_factory=tuple)
+    not_labels: tuple[str, ...] = field(default_factory=tuple)
+    view: str | None = None
+    split: str | None = None
+    truth: bool = False
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        text = None if self.text is None else " ".join(str(self.text).split()) or None
+        if self.text is not None and text is None:
+            raise QueryError("--text is empty")
+        object.__setattr__(self, "text", text)
+        if self.image is not None:
+            object.__setattr__(self, "image", Path(self.image).expanduser())
+        like = None if self.like is None else str(self.like).strip() or None
+        if self.like is not None and like is None:
+            raise QueryError("--like is empty")
+        object.__setattr__(self, "like", like)
+        if like is not None and (text is not None or self.image is not None):
+            raise QueryError("--like searches by an indexed case; it cannot be combined with --text or --image")
+        if like is None and text is None and self.image is None:
+            raise QueryError("nothing to search for: give --text, --image (or both), or --like ID")
+        for name in ("all_labels", "any_labels", "not_labels"):
+            object.__setattr__(self, name, normalise_labels(getattr(self, name), name))
+        object.__setattr__(self, "view", normalise_view(self.view))
+        object.__setattr__(self, "split", normalise_split(self.split))
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise QueryError(f"-k must be an integer from 1 to {MAX_K}, got {self.k!r}")
+        self.filter()  # the store's own checks (e.g. a label both required and excluded)
+
+    @property
+    def mode(self) -> str:
+        """``"text"``, ``"image"``, ``"text+image"`` or ``"like"`` (see docs/search.md)."""
+        if self.like is not None:
+            return "like"
+        if self.text is not None and self.image is not None:
+            return "text+image"
+        return "text" if self.text is not None else "image"
+
+    def filter(self, exclude_study_ids: tuple[str, ...] = ()) -> Filter:
+        """The store filter these fields mean (plus studies to leave out)."""
+        return Filter(all_labels=self.all_labels, any_labels=self.any_labels, not_labels=self.not_labels,
+                      view=self.view, split=self.split, truth=self.truth, exclude_study_ids=exclude_study_ids)
+
+
+def _key(text: str) -> str:
+    return " ".join(str(text).split()).casefold()
+
+
+def normalise_labels(values: tuple[str, ...] | list[str], what: str = "labels") -> tuple[str, ...]:
+    """Vocabulary names for ``values`` (deduplicated, in the order given); QueryError lists the valid ones."""
+    from cxrsearch.data.labels import label_names
+
+    if isinstance(values, str):
+        raise QueryError(f"{what} must be a list of label names, not the string {values!r}")
+    known = {_key(name): name for name in label_names()}
+    out: list[str] = []
+    for value in values:
+        name = known.get(_key(value))
+        if name is None:
+            raise QueryError(f"unknown label {value!r}; valid labels: {', '.join(label_names())}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def normalise_view(value: str | None) -> str | None:
+    from cxrsearch.image.view import VIEWS
+
+    if value is None:
+        return None
+    view = str(value).strip().upper()
+    if view not in VIEWS:
+        raise QueryError(f"unknown view {value!r}; valid views: {', '.join(VIEWS)}")
+    return view
+
+
+def normalise_split(value: str | None) -> str | None:
+    from cxrsearch.data.splits import SPLITS
+
+    if value is None:
+        return None
+    split = str(value).strip().lower()
+    if split not in SPLITS:
+        raise QueryError(f"unknown split {value!r}; valid splits: {', '.join(SPLITS)}")
+    return split
+
+
+def example_keys(like: str) -> tuple[str | None, str | None]:
+    """``(image_id, study_id)`` spelled as stored, for what a user typed after ``--like``.
+
+    ``"cxr3029_im-1404-1001"`` -> ``("CXR3029_IM-1404-1001", None)``; ``"3029"`` / ``"cxr3029"`` ->
+    ``(None, "CXR3029")``; anything else (a point id) -> ``(None, None)``.
+    """
+    image = _IMAGE.fullmatch(like)
+    if image is not None:
+        return "CXR" + image.group(1).upper(), None
+    study = _STUDY.fullmatch(like)
+    if study is not None:
+        return None, f"CXR{int(study.group(1))}"
+    return None, None

@@ -1,0 +1,121 @@
+"""Indexing real reports + real radiographs: counts, payloads, failures, idempotence, safety checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrsearch.data.pairing import load_view_table
+from cxrsearch.errors import StoreError
+from cxrsearch.index import index_studies
+from cxrsearch.store import load_schema, point_id
+from cxrsearch.store.edge import EdgeStore
+from tests.search.conftest import BAD_IMAGE, DICOM_IMAGES, GOOD_IMAGES, N_REPORTS, index_options
+
+pytestmark = pytest.mark.slow
+
+
+def _all(indexed) -> list:
+    return list(indexed.store.scroll(indexed.collection, with_vectors=True))
+
+
+def test_one_point_per_image_and_per_report_without_image(indexed):
+    report, expected = indexed.report, indexed.expected
+    points = _all(indexed)
+    assert report.count == len(points) == len(expected)
+    assert report.indexed == len(expected) and report.skipped_existing == 0
+    assert report.studies == N_REPORTS and report.image_points == len(GOOD_IMAGES) + 1  # + the bad one
+    assert sorted(p.id for p in points) == sorted(point_id(indexed.collection, key) for key in expected)
+    for point in points:
+        payload = point.payload
+        key = payload["image_id"] or payload["study_id"]
+        study = expected[key]
+        assert payload["study_id"] == study.uid and payload["split"] == study.split
+        assert payload["labels_true"] == list(study.labels)
+        assert payload["findings"] == study.findings and payload["impression"] == study.impression
+        assert set(payload["probs"]) >= set(payload["labels"]) and all(0 <= p <= 1 for p in payload["probs"].values())
+        assert payload["model"] == "tiny-test" and payload["checkpoint_fingerprint"] == report.fingerprint
+        expected_vectors = {"image", "text", "joint"} if payload["image_id"] else {"text", "joint"}
+        assert set(point.vectors) == expected_vectors
+        assert all(np.isclose(np.linalg.norm(v), 1.0, atol=1e-4) for v in point.vectors.values())
+        assert payload["kind"] == ("image" if payload["image_id"] else "report")
+
+
+def test_views_come_from_dicom_tags_else_the_metadata_table(indexed, real_data):
+    table = load_view_table(real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz")
+    by_image = {p.payload["image_id"]: p.payload for p in _all(indexed) if p.payload["image_id"]}
+    for image_id in DICOM_IMAGES:
+        assert (by_image[image_id]["view"], by_image[image_id]["view_source"]) == ("PA", "dicom")
+    png = by_image["CXR1_1_IM-0001-3001"]
+    assert png["view"] == table.get("CXR1_1_IM-0001-3001") and png["view_source"] == "metadata"
+    assert all(p.payload["view"] is None for p in _all(indexed) if p.payload["kind"] == "report")
+
+
+def test_no_patient_identifiers_from_dicom_headers_are_stored(indexed, images_dir):
+    import pydicom
+
+    stored = json.dumps([p.payload for p in _all(indexed)])
+    for name in ("RG1_UNCR.dcm", "siim_pneumothorax_chest_pa_jpeg_baseline.dcm"):
+        header = pydicom.dcmread(images_dir / "dicom" / name, stop_before_pixels=True)
+        for tag in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName", "StudyInstanceUID"):
+            value = str(header.get(tag, "") or "")
+            if len(value) >= 4:
+                assert value not in stored, f"{tag} of {name} leaked into a payload"
+
+
+def test_bad_image_is_a_reported_failure_and_the_rest_is_indexed(indexed):
+    report = indexed.report
+    assert not report.ok and report.failed == 1
+    (failure,) = report.failures
+    assert failure.kind == "image" and failure.image_id == BAD_IMAGE and "not a DICOM, PNG or JPEG" in failure.error
+    lines = [json.loads(line) for line in report.failures_path.read_text(encoding="utf-8").splitlines()]
+    assert lines == [{"kind": "image", "path": failure.path, "error": failure.error, "study_id": "CXR9", "image_id": BAD_IMAGE}]
+    assert point_id(indexed.collection, "CXR9_IM-2407-1001") in {p.id for p in _all(indexed)}
+
+
+def test_reindex_is_idempotent_and_resume_skips_what_is_stored(indexed, reports_tgz, openi_images, real_data, tmp_path):
+    metadata = real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz"
+    options = index_options(reports_tgz, openi_images, metadata, tmp_path / "failures")
+    before = {p.id: p.vectors["joint"] for p in _all(indexed)}
+    again = index_studies(options, indexed.store, indexed.checkpoint)
+    assert (again.count, again.indexed, again.skipped_existing, again.failed) == (len(before), 0, len(before), 1)
+    forced = index_studies(index_options(reports_tgz, openi_images, metadata, tmp_path / "f2", reindex=True),
+                           indexed.store, indexed.checkpoint)
+    assert (forced.count, forced.indexed, forced.skipped_existing) == (len(before), len(before), 0)
+    after = {p.id: p.vectors["joint"] for p in _all(indexed)}
+    assert after.keys() == before.keys()
+    assert all(np.allclose(after[i], before[i], atol=1e-5) for i in before)  # same checkpoint, same vectors
+
+
+def test_another_checkpoint_cannot_be_mixed_into_a_collection(indexed, reports_tgz, tmp_path):
+    import torch
+
+    from cxrsearch.data.labels import label_names
+    from cxrsearch.model.checkpoint import save_checkpoint
+    from cxrsearch.model.config import create_model, get_config
+
+    torch.manual_seed(1)
+    other = tmp_path / "other"
+    save_checkpoint(other, create_model(get_config("tiny-test"), label_names()), thresholds=[0.5] * len(label_names()))
+    options = index_options(reports_tgz, None, None, tmp_path / "failures", limit=20)
+    with pytest.raises(StoreError, match="embeddings of two checkpoints cannot be mixed"):
+        index_studies(options, indexed.store, other)
+
+
+def test_vector_size_mismatch_is_a_clear_store_error(tiny_checkpoint, reports_tgz, tmp_path):
+    with EdgeStore(tmp_path / "store") as store:
+        store.create_collection("cases", load_schema("cases"), 16)
+        with pytest.raises(StoreError, match="stores 16-d vectors but checkpoint .* produces 32-d"):
+            index_studies(index_options(reports_tgz, None, None, tmp_path / "f", limit=5), store, tiny_checkpoint)
+
+
+def test_without_images_every_report_with_text_is_one_report_point(tiny_checkpoint, reports_tgz, studies, tmp_path):
+    with EdgeStore(tmp_path / "store") as store:
+        report = index_studies(index_options(reports_tgz, None, None, tmp_path / "f", limit=60), store, tiny_checkpoint)
+        with_text = [s for s in studies[:60] if s.report_text()]
+        assert report.ok and report.count == report.planned == len(with_text) == report.report_points
+        assert report.empty == 60 - len(with_text)
+        assert report.failures_path is None
