@@ -1,0 +1,117 @@
+"""``cxrsearch explain HIT``: why a hit matched a query, on its radiograph and in its report.
+
+People get the scores, the report with each word coloured by its attribution (green raised the
+score, pink lowered it), the top words, heatmap numbers and the PNG paths; scripts get ``--json``
+(the same numbers, see :meth:`cxrsearch.explain.explanation.Explanation.to_dict`). torch, captum and
+matplotlib are imported only when the command runs. See docs/explain.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cxrsearch.cli.render import console, err_console, print_json
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+
+DEFAULT_COLLECTION = "cases"
+
+
+def explain(
+    hit: str = typer.Argument(..., metavar="HIT", help="Point id, image id or study id of a hit (from `cxrsearch search`)."),
+    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help="The text query the hit was found for."),
+    image: Optional[Path] = typer.Option(None, "--image", metavar="PATH", help="The query radiograph (DICOM, PNG, JPEG)."),
+    like: Optional[str] = typer.Option(None, "--like", metavar="ID", help="The indexed example case the hit was found for."),
+    label: Optional[str] = typer.Option(None, "--label", metavar="L", help="Explain why the hit's label L was predicted (no query)."),
+    steps: int = typer.Option(32, "--steps", metavar="N", help="Integrated Gradients steps (more: smaller convergence delta, slower)."),
+    baseline: str = typer.Option("black", "--baseline", metavar="black|blur", help="Pixel baseline: black (empty film) or blur."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Folder for the PNGs and JSON (default: a new folder under $CXRSEARCH_OUTPUT)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a report."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
+    collection: str = typer.Option(DEFAULT_COLLECTION, "--collection", metavar="NAME", help="Collection the hit is in."),
+    store: StoreDir = None,
+    qdrant_url: QdrantUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Explain why HIT matched the query (--text / --image / both / --like), or why its --label was predicted."""
+    from cxrsearch.explain.explain import explain as run_explain
+    from cxrsearch.explain.request import ExplainRequest
+
+    request = ExplainRequest(hit=hit, collection=collection, text=text, image=image, like=like, label=label,
+                             steps=steps, baseline=baseline, out_dir=out)
+    with opened_store(store, qdrant_url, api_key) as backend:
+        if not json_out:
+            err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")
+        result = run_explain(request, backend, model)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    _print_report(result)
+
+
+def _print_report(result) -> None:
+    from cxrsearch.explain.render import coloured_report
+
+    hit, query = result.hit, result.query
+    name = hit.get("image_id") or hit.get("study_id") or hit["id"]
+    view = f", {hit['view']}" if hit.get("view") else ""
+    console.print(f"[bold]{escape(str(name))}[/bold] (study {escape(str(hit.get('study_id')))}{view}, point {hit['id']})")
+    console.print(f"query: {escape(_query_words(query))}")
+    score = f"{escape(result.target)} = [bold]{result.score:.4f}[/bold]"
+    if result.probability is not None:
+        score += f" (probability {result.probability:.3f})"
+    console.print(score)
+    if result.vector_scores:
+        stored = ", ".join(f"{k} {v:.4f}" for k, v in result.vector_scores.items())
+        console.print(f"[dim]cosine with the hit's stored vectors (what search ranked by): {stored}[/dim]")
+    for notice in result.notices:
+        console.print(f"[yellow]notice:[/yellow] {escape(notice)}")
+    if result.pixels is not None:
+        p, s = result.pixels, result.pixel_stats
+        console.print(
+            f"\n[bold]Integrated Gradients on pixels[/bold] ({p.baseline} baseline, {p.steps} steps, {p.seconds:.1f}s): "
+            f"f(hit) {p.score:.4f} - f(baseline) {p.baseline_score:.4f} = {p.score - p.baseline_score:.4f}; "
+            f"attributions sum to {p.score - p.baseline_score + p.delta:.4f} (convergence delta {p.delta:+.2e})"
+        )
+        console.print(f"  peak at (y={s.peak[0]}, x={s.peak[1]}) of {s.original_size[0]}x{s.original_size[1]}; "
+                      f"top 5% of pixels carry {100 * s.top5_share:.0f}% of |attribution|")
+    if result.attention is not None:
+        a = result.attention_stats
+        console.print(f"[bold]Cross-attention[/bold] (attention, not attribution; rollout over "
+                      f"{len(result.attention.per_layer)} fusion layers): peak at (y={a.peak[0]}, x={a.peak[1]})")
+    if result.tokens is not None:
+        t = result.tokens
+        console.print(f"\n[bold]Report, coloured by attribution[/bold] (green raised the score, pink lowered it; "
+                      f"{t.steps} steps, convergence delta {t.delta:+.2e}" + (", report truncated" if t.truncated else "") + ")")
+        console.print(coloured_report(t.text, t.words))
+        table = Table(title="Top words", show_lines=False)
+        table.add_column("word")
+        table.add_column("attribution", justify="right")
+        for word in result.top_words():
+            colour = "green" if word.attribution > 0 else "magenta"
+            table.add_row(escape(word.word), f"[{colour}]{word.attribution:+.4f}[/{colour}]")
+        console.print(table)
+    if result.files:
+        console.print("\n[bold]Files[/bold]")
+        for key in ("figure", "ig_overlay", "attention_overlay", "json"):
+            if key in result.files:
+                console.print(f"  {key:<18} {escape(str(result.files[key]))}", soft_wrap=True)
+    console.print(f"[dim]time {result.timing.get('total', 0.0):.1f}s[/dim]")
+
+
+def _query_words(query: dict) -> str:
+    mode = query["mode"]
+    if mode == "label":
+        return f"label {query['label']}"
+    if mode == "like":
+        return f"like {query['like']}"
+    parts = []
+    if query.get("text"):
+        parts.append(f'"{query["text"]}"')
+    if query.get("image"):
+        parts.append(f"image {query['image']}")
+    return " + ".join(parts)

@@ -1,0 +1,168 @@
+"""Do the Integrated Gradients maps mean something? Completeness, model randomisation (Adebayo et al.
+2018), input dependence and determinism, on the session's tiny checkpoint and real radiographs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from cxrsearch.explain.attribution import attribution_mode, make_baseline, pixel_attributions
+from cxrsearch.explain.heatmap import film_mask
+from cxrsearch.explain.target import Target
+from cxrsearch.explain.tokens import token_attributions
+
+REPORT = "The heart is enlarged. Small left pleural effusion. No pneumothorax."
+
+
+def _inputs(model, path: Path):
+    """Canvas pixels, geometry and the report's text features of one real radiograph."""
+    from cxrsearch.image.decode import decode_image
+    from cxrsearch.model.encode import Encoder
+
+    encoder = Encoder(model)
+    pixels, geometries = encoder.prepare_images([decode_image(path)])
+    batch = encoder.tokenize([REPORT])
+    with torch.no_grad():
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"])
+    return pixels, geometries[0], batch, text
+
+
+def _query(model) -> Target:
+    from cxrsearch.model.encode import Encoder
+
+    return Target.similarity(Encoder(model).encode(texts=["enlarged heart"]).text[0])
+
+
+def _ig(model, path: Path, target: Target, steps: int = 32, baseline: str = "black"):
+    pixels, geometry, _, text = _inputs(model, path)
+    result = pixel_attributions(model, pixels, target, text=text, film_box=geometry.image_box(), steps=steps, baseline=baseline)
+    return result, geometry
+
+
+def _full_model_score(model, pixels, batch, target: Target) -> float:
+    """The target through a plain forward pass of the whole model (towers included, nothing cached)."""
+    model.eval()
+    with torch.no_grad():
+        return float(target(model(pixel_values=pixels, **batch))[0])
+
+
+@pytest.mark.parametrize("target_kind", ["similarity", "label"])
+def test_pixel_attributions_are_complete(tiny_model, images_dir: Path, target_kind: str) -> None:
+    path = images_dir / "dicom" / "RG1_UNCR.dcm"
+    target = _query(tiny_model) if target_kind == "similarity" else Target.label_logit(tiny_model.labels, "cardiomegaly")
+    pixels, geometry, batch, _ = _inputs(tiny_model, path)
+    coarse, _ = _ig(tiny_model, path, target, steps=4)
+    result, _ = _ig(tiny_model, path, target, steps=64)
+
+    # f(x) and f(baseline) recomputed independently by the whole model agree with what IG integrated
+    assert result.score == pytest.approx(_full_model_score(tiny_model, pixels, batch, target), abs=1e-5)
+    black = torch.zeros_like(pixels)
+    assert result.baseline_score == pytest.approx(_full_model_score(tiny_model, black, batch, target), abs=1e-5)
+    moved = result.score - result.baseline_score
+    assert abs(moved) > 1e-4, "the image must move the score for the check to mean anything"
+    # completeness: attributions sum to f(x) - f(baseline) within the reported delta, which is small
+    total = float(result.attributions.astype(np.float64).sum())
+    assert abs(total - moved) <= abs(result.delta) + 1e-6
+    assert abs(result.delta) <= 0.01 * abs(moved)
+    assert abs(result.delta) < abs(coarse.delta), "more steps must integrate more accurately"
+
+
+def test_black_baseline_gives_padding_exactly_zero(tiny_model, images_dir: Path) -> None:
+    result, geometry = _ig(tiny_model, images_dir / "dicom" / "RG1_UNCR.dcm", _query(tiny_model), steps=8)
+    film = film_mask(geometry)
+    assert (~film).any(), "RG1_UNCR is not square: the letterbox must pad it"
+    assert np.all(result.attributions[~film] == 0.0)
+    assert np.count_nonzero(result.attributions[film]) > 0.9 * film.sum()
+
+
+def test_blur_baseline_is_complete_and_keeps_padding(tiny_model, images_dir: Path) -> None:
+    path = images_dir / "dicom" / "RG1_UNCR.dcm"
+    pixels, geometry, _, _ = _inputs(tiny_model, path)
+    base = make_baseline(pixels, "blur", geometry.image_box(), 0.0)
+    film = torch.from_numpy(film_mask(geometry))
+    assert torch.equal(base[0, 0][~film], pixels[0, 0][~film])
+    assert not torch.allclose(base[0, 0][film], pixels[0, 0][film])
+    result, _ = _ig(tiny_model, path, _query(tiny_model), steps=32, baseline="blur")
+    moved = result.score - result.baseline_score
+    assert abs(float(result.attributions.sum()) - moved) <= abs(result.delta) + 1e-6
+    assert abs(result.delta) <= 0.01 * abs(moved)
+
+
+def test_token_attributions_are_complete(tiny_model, images_dir: Path) -> None:
+    pixels, _, batch, _ = _inputs(tiny_model, images_dir / "png" / "nih_00000001_000.png")
+    target = _query(tiny_model)
+    with torch.no_grad():
+        image = tiny_model.encode_image(pixels)
+    result = token_attributions(tiny_model, REPORT, target, image=image, steps=32)
+    assert result.score == pytest.approx(_full_model_score(tiny_model, pixels, batch, target), abs=1e-5)
+    moved = result.score - result.baseline_score
+    words_total = sum(w.attribution for w in result.words)
+    assert words_total == pytest.approx(float(result.token_attributions.astype(np.float64).sum()), abs=1e-6)
+    assert abs(words_total - moved) <= abs(result.delta) + 1e-6
+    assert abs(result.delta) <= 0.01 * abs(moved)
+    specials = [i for i, token in enumerate(result.tokens) if token in ("[CLS]", "[SEP]")]
+    assert specials and np.all(result.token_attributions[specials] == 0.0)
+
+
+def _reinitialised_image_tower(model):
+    """A copy of ``model`` whose image tower has fresh random weights (Adebayo's model randomisation)."""
+    from cxrsearch.model.towers import build_image_tower
+
+    torch.manual_seed(1234)
+    fresh = build_image_tower(model.config, pretrained=False)
+    other = copy.deepcopy(model)
+    other.image_tower.load_state_dict(fresh.state_dict())
+    return other
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(spearmanr(a.ravel(), b.ravel())[0])
+
+
+def test_model_randomisation_changes_the_map(tiny_model, images_dir: Path) -> None:
+    path = images_dir / "dicom" / "RG1_UNCR.dcm"
+    target = _query(tiny_model)
+    first, geometry = _ig(tiny_model, path, target, steps=16)
+    second, _ = _ig(tiny_model, path, target, steps=16)
+    randomised, _ = _ig(_reinitialised_image_tower(tiny_model), path, target, steps=16)
+    film = film_mask(geometry)
+    a, b, r = first.attributions[film], second.attributions[film], randomised.attributions[film]
+    assert _rank_correlation(a, b) == pytest.approx(1.0)
+    # the map depends on the learned weights, not just on the film: signed and absolute maps both change
+    assert _rank_correlation(a, r) < 0.5
+    assert _rank_correlation(np.abs(a), np.abs(r)) < 0.5
+
+
+def test_maps_depend_on_the_input_and_are_deterministic(tiny_model, images_dir: Path) -> None:
+    target = _query(tiny_model)
+    one, _ = _ig(tiny_model, images_dir / "png" / "nih_00000001_000.png", target, steps=16)
+    again, _ = _ig(tiny_model, images_dir / "png" / "nih_00000001_000.png", target, steps=16)
+    other, _ = _ig(tiny_model, images_dir / "png" / "nih_00027426_000.png", target, steps=16)
+    assert np.array_equal(one.attributions, again.attributions)
+    assert one.score == again.score and one.delta == again.delta
+    difference = np.linalg.norm(one.attributions - other.attributions) / np.linalg.norm(one.attributions)
+    assert difference > 0.2
+    assert _rank_correlation(one.attributions, other.attributions) < 0.99
+
+
+def test_attribution_mode_restores_the_model(tiny_model) -> None:
+    model = copy.deepcopy(tiny_model).train()
+    flags = [p.requires_grad for p in model.parameters()]
+    with attribution_mode(model):
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_bad_steps_and_baseline_are_refused(tiny_model, images_dir: Path) -> None:
+    from cxrsearch.errors import QueryError
+
+    pixels, geometry, _, text = _inputs(tiny_model, images_dir / "png" / "nih_00000001_000.png")
+    with pytest.raises(QueryError, match="--steps"):
+        pixel_attributions(tiny_model, pixels, _query(tiny_model), text=text, film_box=geometry.image_box(), steps=0)
+    with pytest.raises(QueryError, match="baseline"):
+        pixel_attributions(tiny_model, pixels, _query(tiny_model), text=text, film_box=geometry.image_box(), baseline="white")
