@@ -1,0 +1,142 @@
+"""``cxrsearch evaluate``: classification and retrieval quality of a checkpoint, with baselines.
+
+Progress goes to stderr (rich bars on a terminal, plain lines otherwise). Stdout gets rich tables,
+or with ``--json`` one JSON object and nothing else. The markdown report and its PNG plot are always
+written (``--out``, default ``<outputs>/evaluation/<model>-<fingerprint>-<split>.md``).
+torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from cxrsearch.cli.render import console, err_console, print_json
+
+
+class _Progress:
+    """``progress(stage, done, total)``: one rich bar per stage on a terminal, else a line per stage."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.live = err_console.is_terminal
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                             console=err_console, transient=True) if self.live else None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> _Progress:
+        if self.bars is not None:
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.bars is None:
+            if stage not in self.tasks or done == total:
+                self.tasks.setdefault(stage, 0)
+                err_console.print(f"{stage}: {done}/{total}", highlight=False, soft_wrap=True)
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bars.add_task(stage, total=total)
+        self.bars.update(self.tasks[stage], completed=done, total=total)
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """``"1,5,10"`` -> ``(1, 5, 10)``; anything else is a one-line error."""
+    from cxrsearch.errors import ConfigError
+
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--k takes comma-separated integers such as 1,5,10, not {text!r}") from None
+    if not values:
+        raise ConfigError("--k is empty")
+    return values
+
+
+def _fmt(value) -> str:
+    from cxrsearch.evaluate.report import fmt
+
+    return fmt(value)
+
+
+def _tables(result, report_path: Path, plot_path: Path) -> None:
+    from cxrsearch.evaluate.retrieval import METHODS, MODES
+
+    cls, r = result.classification, result.retrieval
+    head = Table(title=f"cxrsearch evaluate: {result.checkpoint['model']} on {result.settings['split']}", show_header=False)
+    head.add_column("what", style="bold")
+    head.add_column("value", overflow="fold")
+    sizes = ", ".join(f"{k} {v:,}" for k, v in result.data["split_sizes"].items())
+    head.add_row("checkpoint", f"{result.checkpoint['path']} (fingerprint {result.checkpoint['fingerprint'][:12]})")
+    head.add_row("data", f"{result.data['source']} ({sizes})")
+    head.add_row("classification", f"{cls.studies} studies: macro AUROC {_fmt(cls.macro_auroc)}, AP "
+                 f"{_fmt(cls.macro_average_precision)}, F1 {_fmt(cls.macro_f1)} at checkpoint thresholds "
+                 f"({len(cls.scored)} labels; {len(cls.too_few_positives)} with < {cls.min_positives} positives "
+                 "left out, listed in the report)")
+    for cm in result.crossmodal:
+        value = cm.note or (f"{cm.pairs} frontal pairs: image->report " + " ".join(f"{k} {_fmt(v)}" for k, v in cm.image_to_report.items())
+                            + "; report->image " + " ".join(f"{k} {_fmt(v)}" for k, v in cm.report_to_image.items()))
+        head.add_row(f"CXR-CLIP protocol ({cm.method})", value)
+    head.add_row("report", f"{report_path} (plot {plot_path.name})")
+    head.add_row("time", f"{result.timings['total']:.1f} s")
+    console.print(head, highlight=False)
+    top = max(r.ks)
+    for setting, (split, size) in r.pools.items():
+        table = Table(title=f"Retrieval {setting}: {result.settings['split']} queries -> {size:,} {split} cases "
+                      f"(strict relevance; * lenient)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for name in ("query", "method", "n", *[f"P@{k}" for k in r.ks], f"mAP@{top}", f"nDCG@{top}", "MRR", f"P@{top}*"):
+            text = name in ("query", "method")
+            table.add_column(name, justify="left" if text else "right", no_wrap=True, min_width=None if text else 5)
+        for mode in MODES:
+            status = next(s for s in r.modes if s.setting == setting and s.mode == mode)
+            if status.note:
+                table.add_row(mode.removesuffix("->case"), status.note, "0", *["-"] * (len(r.ks) + 4), end_section=True)
+                continue
+            methods = [m for m in METHODS if r.row(setting, mode, m, "strict") is not None]
+            for i, method in enumerate(methods):
+                strict, lenient = r.row(setting, mode, method, "strict"), r.row(setting, mode, method, "lenient")
+                m = strict.metrics
+                table.add_row(mode.removesuffix("->case") if i == 0 else "", method, str(strict.queries), *[_fmt(m[f"P@{k}"]) for k in r.ks],
+                              _fmt(m[f"mAP@{top}"]), _fmt(m[f"nDCG@{top}"]), _fmt(m["MRR"]),
+                              _fmt(lenient.metrics[f"P@{top}"]), end_section=i == len(methods) - 1)
+        console.print(table)
+
+
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="NLMCXR_reports.tgz, a folder of XML reports, or a data folder holding either."),
+    model: Path = typer.Option(..., "--model", help="Checkpoint directory (from `cxrsearch train`)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of Open-i radiographs (default: <data folder>/images if present)."),
+    split: str = typer.Option("test", "--split", help="Split whose studies are the queries: train, val or test."),
+    k: str = typer.Option("1,5,10", "--k", help="Cut-offs for P@k, R@k, mAP@k and nDCG@k, comma-separated."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Markdown report path (the PNG plot is written next to it)."),
+) -> None:
+    """Evaluate a checkpoint on Open-i: classification at its own thresholds, and retrieval
+    (text/image/both/by example) judged by MeSH labels, against BM25, untrained-tower and random baselines."""
+    from cxrsearch import paths
+    from cxrsearch.data.info import find_companions
+    from cxrsearch.evaluate.report import result_json, write_markdown, write_plot
+    from cxrsearch.evaluate.run import EvaluationOptions, evaluate as run_evaluation
+
+    found_images, metadata = find_companions(data)
+    options = EvaluationOptions(data=data, model=model, images=images or found_images, metadata=metadata,
+                                split=split.strip().lower(), ks=parse_ks(k))
+    with _Progress() as progress:
+        result = run_evaluation(options, progress=progress)
+    if out is None:
+        out = paths.output_dir() / "evaluation" / f"{result.checkpoint['model']}-{result.checkpoint['fingerprint'][:12]}-{options.split}.md"
+    plot = write_plot(result, out.with_name(out.stem + "-precision.png"))
+    report = write_markdown(result, out, plot)
+    if json_out:
+        print_json({**result_json(result), "report": str(report), "plot": str(plot)})
+        return
+    _tables(result, report, plot)

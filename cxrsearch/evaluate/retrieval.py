@@ -1,0 +1,274 @@
+"""Retrieval quality: queries from the evaluated split, judged by MeSH labels, model vs baselines.
+
+Settings (both exclude the query's own study from every ranking):
+
+- ``historical``: the pool is the **train** split (the "historical cases" an educator searches);
+- ``within``: the pool is the evaluated split itself (skipped when that split is ``train``).
+
+Modes, each run only for queries that have its inputs (a mode with no such query reports why):
+
+====================  ===================================  ============================================
+mode                  the query                            ``cxrsearch search`` equivalent
+====================  ===================================  ============================================
+``text->case``        the query study's report text        ``--text REPORT`` (text + image vectors, RRF)
+``image->case``       its first frontal radiograph         ``--image FILE`` (image vectors)
+``image+text->case``  that radiograph with the report      ``--image FILE --text REPORT`` (joint)
+``case->case``        the indexed study itself             ``--like STUDY`` (its stored joint vector)
+====================  ===================================  ============================================
+
+Methods: ``model`` (the checkpoint) and ``untrained`` (see :mod:`.baselines`) search their case base
+in Qdrant exactly as ``cxrsearch search`` does: ``case->case`` through
+:func:`cxrsearch.search.search` itself; the other modes encode all queries in batches with the same
+``Encoder`` and send the same store queries (``tests/evaluate`` checks the hits are identical), with
+``Filter(split=<pool>, exclude_study_ids=(<query study>,))``. ``bm25`` ranks the pool's reports by
+the query's report text (modes with text); ``random`` shuffles the pool. Hits are points; a ranking
+keeps each study once (its best point), and never the query's own study.
+
+Queries: studies of the split with at least one label (their primary label is defined) and at least
+one strictly relevant study in the pool; every method of a (setting, mode) answers the same queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cxrsearch.errors import ConfigError
+from cxrsearch.evaluate.baselines import bm25_rankings, random_rankings
+from cxrsearch.evaluate.casebase import Case
+from cxrsearch.evaluate.metrics import mean_metrics
+from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
+from cxrsearch.store.base import Filter, Hit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.model.encode import Encoder
+    from cxrsearch.store.base import Store
+
+MODES = ("text->case", "image->case", "image+text->case", "case->case")
+METHODS = ("model", "untrained", "bm25", "random")
+SETTINGS = ("historical", "within")
+_NEEDS = {"text->case": ("text",), "image->case": ("image",), "image+text->case": ("image", "text"), "case->case": ()}
+_VECTOR = {"text->case": "text", "image->case": "image", "image+text->case": "joint"}
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class QueryCase:
+    """A query study: MeSH ``labels`` and ``primary`` label, report ``text`` (``None`` if empty) and
+    the file of its query radiograph (``None`` without one)."""
+
+    uid: str
+    labels: tuple[str, ...]
+    primary: str
+    text: str | None
+    image: str | None
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """A checkpoint's case base: ``encoder`` searching ``collection`` of ``store``."""
+
+    store: Store
+    collection: str
+    encoder: Encoder
+
+
+@dataclass(frozen=True)
+class RetrievalRow:
+    """One method in one (setting, mode) under one relevance rule.
+
+    ``metrics``: ``P@k``, ``R@k``, ``mAP@k``, ``nDCG@k`` per k and ``MRR`` (means over ``queries``).
+    ``by_primary_label``: the same metrics per query primary label, with ``queries`` counts.
+    """
+
+    setting: str
+    mode: str
+    method: str
+    relevance: str
+    queries: int
+    metrics: Mapping[str, float]
+    by_primary_label: Mapping[str, Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class ModeStatus:
+    """Whether a mode ran in a setting: ``queries`` answered, or ``note`` saying why not."""
+
+    setting: str
+    mode: str
+    queries: int
+    note: str | None
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Every row plus what was searched: ``pools`` (setting -> (split, studies)), ``ks``, and the
+    split studies that could not be queries (``unlabelled``: no label; ``no_relevant``: per
+    setting, labelled queries whose pool holds no strictly relevant study)."""
+
+    ks: tuple[int, ...]
+    pools: Mapping[str, tuple[str, int]]
+    modes: tuple[ModeStatus, ...]
+    rows: tuple[RetrievalRow, ...]
+    unlabelled: int
+    no_relevant: Mapping[str, int]
+
+    def row(self, setting: str, mode: str, method: str, relevance: str) -> RetrievalRow | None:
+        return next((r for r in self.rows if (r.setting, r.mode, r.method, r.relevance) == (setting, mode, method, relevance)), None)
+
+
+def _has(query: QueryCase, need: str) -> bool:
+    return (query.text if need == "text" else query.image) is not None
+
+
+def _no_inputs_note(mode: str) -> str:
+    return "no images" if "image" in _NEEDS[mode] else "no queries with text"
+
+
+def _dedupe(study_ids: Sequence[str], own: str, depth: int) -> list[str]:
+    seen: list[str] = []
+    for uid in study_ids:
+        if uid != own and uid not in seen:
+            seen.append(uid)
+            if len(seen) == depth:
+                break
+    return seen
+
+
+def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], batch_size: int = 32) -> np.ndarray:
+    """``[Q, D]`` query vectors of a text/image mode, encoded in batches exactly as
+    :func:`cxrsearch.search.search` encodes one query: the text embedding for ``text->case``, the
+    image embedding for ``image->case``, the joint embedding of both for ``image+text->case``."""
+    from cxrsearch.image.decode import decode_image
+
+    if mode not in _VECTOR:
+        raise ConfigError(f"encode_queries: {mode!r} is not a text/image mode")
+    texts = [q.text or "" for q in queries] if "text" in _NEEDS[mode] else None
+    images = [decode_image(Path(q.image or "")) for q in queries] if "image" in _NEEDS[mode] else None
+    encoded = encoder.encode(images=images, texts=texts, batch_size=batch_size)
+    vectors = {"text": encoded.text, "image": encoded.image, "joint": encoded.joint}[_VECTOR[mode]]
+    if vectors is None:  # pragma: no cover - the Encoder returns the modalities it was given
+        raise ConfigError(f"the model returned no {_VECTOR[mode]} embedding")
+    return vectors
+
+
+def query_hits(searcher: Searcher, mode: str, vector: np.ndarray, flt: Filter, limit: int) -> list[Hit]:
+    """The store query :func:`cxrsearch.search.search` runs for ``mode`` (see its table)."""
+    store, collection = searcher.store, searcher.collection
+    if mode == "text->case":
+        return store.search_fused(collection, [("text", vector), ("image", vector)], flt, limit)
+    return store.search(collection, _VECTOR[mode], vector, flt, limit)
+
+
+def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase], split: str, depth: int, fetch: int,
+                    vectors: np.ndarray | None = None, tick: Callable[[], None] | None = None) -> list[list[str]]:
+    """Rankings (study ids, best first) of the case base for each query, deduplicated by study.
+
+    ``case->case`` runs :func:`cxrsearch.search.search` with ``like=<study>`` (the stored joint
+    vector; the example's own study is excluded by the search itself). The other modes run the same
+    store queries as ``search`` with ``vectors`` from :func:`encode_queries` (encoded here when not
+    given) and ``Filter(split=split, exclude_study_ids=(query,))``. ``fetch`` points are asked for,
+    enough for ``depth`` distinct studies when a study has several radiographs.
+    """
+    from cxrsearch.search import QuerySpec, search
+
+    if mode != "case->case" and vectors is None:
+        vectors = encode_queries(searcher.encoder, mode, queries)
+    out = []
+    for i, query in enumerate(queries):
+        if mode == "case->case":
+            hits = search(QuerySpec(like=query.uid, split=split, k=fetch), searcher.store, searcher.collection)
+        else:
+            flt = Filter(split=split, exclude_study_ids=(query.uid,))
+            hits = query_hits(searcher, mode, vectors[i], flt, fetch)  # type: ignore[index]
+        out.append(_dedupe([str(hit.payload.get("study_id")) for hit in hits], query.uid, depth))
+        if tick is not None:
+            tick()
+    return out
+
+
+def _rows(setting: str, mode: str, method: str, pool: Pool, queries: Sequence[QueryCase],
+          rankings: Sequence[Sequence[str]], ks: tuple[int, ...]) -> list[RetrievalRow]:
+    depth = max(ks)
+    rows = []
+    for relevance in RELEVANCE_MODES:
+        judged = [pool.judge(Query(q.uid, q.labels, q.primary), ranking, relevance, depth) for q, ranking in zip(queries, rankings)]
+        by_label: dict[str, list] = {}
+        for query, one in zip(queries, judged):
+            by_label.setdefault(query.primary, []).append(one)
+        per_label = {label: {"queries": len(items), **mean_metrics(items, ks)} for label, items in sorted(by_label.items())}
+        rows.append(RetrievalRow(setting, mode, method, relevance, len(queries), mean_metrics(judged, ks), per_label))
+    return rows
+
+
+def evaluate_retrieval(
+    split: str,
+    queries: Sequence[QueryCase],
+    cases: Mapping[str, Case],
+    label_sets: Mapping[str, tuple[str, ...]],
+    texts: Mapping[str, str],
+    vocabulary: Sequence[str],
+    searchers: Mapping[str, Searcher],
+    ks: Sequence[int],
+    unlabelled: int = 0,
+    progress: Progress | None = None,
+) -> RetrievalResult:
+    """Run every (setting, mode, method) on ``queries`` (studies of ``split``; see the module doc).
+
+    ``cases``: the stored studies (any split); ``label_sets`` / ``texts``: MeSH labels and report
+    text by study id; ``searchers``: ``{"model": .., "untrained": ..}``.
+    """
+    ks = tuple(sorted(set(int(k) for k in ks)))
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"--k values must be positive integers, got {list(ks)}")
+    depth = max(ks)
+    per_study = max((len(case.points) for case in cases.values()), default=1)
+    fetch = min(1000, depth * per_study)
+    vectors: dict[tuple[str, str], np.ndarray] = {}  # (method, mode) -> query vectors, shared by the settings
+    settings = [("historical", "train")] + ([("within", split)] if split != "train" else [])
+    pools, statuses, rows, no_relevant = {}, [], [], {}
+    for setting, pool_split in settings:
+        pool_uids = sorted((uid for uid, case in cases.items() if case.split == pool_split), key=lambda u: int(u[3:]))
+        pool = Pool(pool_uids, [label_sets[uid] for uid in pool_uids], vocabulary)
+        pools[setting] = (pool_split, len(pool_uids))
+        answerable = [q for q in queries if pool.gains(Query(q.uid, q.labels, q.primary), "strict").any()]
+        no_relevant[setting] = len(queries) - len(answerable)
+        for mode in MODES:
+            asked = [q for q in answerable if all(_has(q, need) for need in _NEEDS[mode])]
+            if not asked:
+                with_inputs = any(all(_has(q, need) for need in _NEEDS[mode]) for q in queries)
+                note = _no_inputs_note(mode) if not with_inputs else "no query has a relevant study in this pool"
+                statuses.append(ModeStatus(setting, mode, 0, note))
+                continue
+            statuses.append(ModeStatus(setting, mode, len(asked), None))
+            total = len(asked) * len(searchers)
+            done = [0]
+
+            def tick(stage=f"{setting} {mode}") -> None:
+                done[0] += 1
+                if progress is not None:
+                    progress(stage, done[0], total)
+
+            for method, searcher in searchers.items():
+                vecs = None
+                if mode != "case->case":
+                    if (method, mode) not in vectors:
+                        with_inputs = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
+                        vectors[(method, mode)] = dict(zip((q.uid for q in with_inputs),
+                                                           encode_queries(searcher.encoder, mode, with_inputs)))
+                    vecs = np.stack([vectors[(method, mode)][q.uid] for q in asked])
+                ranked = search_rankings(searcher, mode, asked, pool_split, depth, fetch, vecs, tick)
+                rows += _rows(setting, mode, method, pool, asked, ranked, ks)
+            if "text" in _NEEDS[mode] or mode == "case->case":
+                with_text = [q for q in asked if q.text is not None]
+                if len(with_text) == len(asked):
+                    ranked = bm25_rankings(pool_uids, [texts[uid] for uid in pool_uids], [q.uid for q in asked],
+                                           [q.text or "" for q in asked], depth)
+                    rows += _rows(setting, mode, "bm25", pool, asked, ranked, ks)
+            ranked = random_rankings(pool_uids, [q.uid for q in asked], depth)
+            rows += _rows(setting, mode, "random", pool, asked, ranked, ks)
+    return RetrievalResult(ks, pools, tuple(statuses), tuple(rows), unlabelled, no_relevant)

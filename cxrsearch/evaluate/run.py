@@ -1,0 +1,215 @@
+"""``evaluate(options) -> EvaluationResult``: one reproducible run of every number ``cxrsearch evaluate`` reports.
+
+1. Read the reports (and pair radiographs when an images folder is given).
+2. Load the checkpoint; build (once) the untrained baseline checkpoint of the same towers.
+3. Index every study into an evaluation collection per checkpoint (:mod:`.casebase`; reused later).
+4. Classification on the split from the stored predictions (:mod:`.classification`).
+5. Retrieval, settings x modes x methods x relevance (:mod:`.retrieval`).
+6. The CXR-CLIP image <-> report protocol where frontal images exist (:mod:`.crossmodal`).
+
+Nothing is tuned on the evaluated split: thresholds come from the checkpoint, the primary label from
+the train split's label counts, the baselines have fixed settings and seeds.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cxrsearch.errors import ConfigError, ModelError
+from cxrsearch.evaluate.baselines import BM25_SETTINGS, RANDOM_SEED, UNTRAINED_SEED, towers_frozen, untrained_checkpoint
+from cxrsearch.evaluate.casebase import build_case_base, collection_name, data_fingerprint, load_cases, store_root
+from cxrsearch.evaluate.classification import MIN_POSITIVES, ClassificationResult, evaluate_classification
+from cxrsearch.evaluate.crossmodal import CrossModalResult, evaluate_crossmodal
+from cxrsearch.evaluate.relevance import label_counts, primary_label
+from cxrsearch.evaluate.retrieval import QueryCase, RetrievalResult, Searcher, evaluate_retrieval
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.data.openi import Study
+    from cxrsearch.evaluate.casebase import Case
+    from cxrsearch.model.encode import Encoder
+    from cxrsearch.store.base import Store
+
+DEFAULT_KS = (1, 5, 10)
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: called as work advances (the CLI draws it; the library never prints)."""
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """What to evaluate: ``data`` (reports tgz/folder), ``model`` (checkpoint directory), optional
+    ``images`` folder and Open-i ``metadata`` table (views of PNGs), the ``split`` whose studies are
+    the queries, the cut-offs ``ks``, and ``cache_dir`` (default ``CXRSEARCH_CACHE``/user cache)."""
+
+    data: Path
+    model: Path
+    images: Path | None = None
+    metadata: Path | None = None
+    split: str = "test"
+    ks: tuple[int, ...] = DEFAULT_KS
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        from cxrsearch.data.splits import SPLITS
+
+        if self.split not in SPLITS:
+            raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        ks = tuple(sorted(set(self.ks)))
+        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k > 500 for k in ks):
+            raise ConfigError(f"--k needs integers from 1 to 500, got {list(self.ks)}")
+        object.__setattr__(self, "ks", ks)
+        if self.images is not None and not Path(self.images).is_dir():
+            raise ConfigError("--images: not a directory", path=self.images)
+        if self.metadata is not None and not Path(self.metadata).is_file():
+            raise ConfigError("metadata table not found", path=self.metadata)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything one run measured. ``settings``/``data``/``checkpoint``/``index``/``timings``/``machine``
+    are plain JSON mappings (what was run, on what, how long); the rest are typed results."""
+
+    settings: Mapping[str, Any]
+    data: Mapping[str, Any]
+    checkpoint: Mapping[str, Any]
+    index: Mapping[str, Any]
+    classification: ClassificationResult
+    retrieval: RetrievalResult
+    crossmodal: tuple[CrossModalResult, ...]
+    timings: Mapping[str, float]
+    machine: Mapping[str, Any] = field(default_factory=dict)
+
+
+def machine_facts() -> dict[str, Any]:
+    """The machine a run used (CPU count, platform, torch threads, accelerator)."""
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
+        "cuda_available": bool(torch.cuda.is_available()),
+    }
+
+
+def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> EvaluationResult:
+    """Run the whole evaluation (see the module docstring)."""
+    from cxrsearch.data.labels import label_names
+    from cxrsearch.data.openi import load_studies, locate_reports
+    from cxrsearch.data.pairing import index_images
+    from cxrsearch.model.checkpoint import load_checkpoint
+    from cxrsearch.model.encode import Encoder
+    from cxrsearch.store import open_store
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    source = locate_reports(options.data)
+    studies = load_studies(source)
+    images = index_images(options.images) if options.images is not None else None
+    data_fp = data_fingerprint(studies, images)
+    vocabulary = label_names()
+    checkpoint = load_checkpoint(options.model)
+    if set(checkpoint.labels) != set(vocabulary):
+        raise ModelError(f"the checkpoint's labels differ from the label vocabulary ({len(checkpoint.labels)} vs "
+                         f"{len(vocabulary)}): it was trained with another vocabulary", path=options.model)
+    cache = store_root(options.cache_dir).parent
+    untrained_path = untrained_checkpoint(checkpoint, cache / f"untrained-{checkpoint.fingerprint[:12]}-seed{UNTRAINED_SEED}")
+    encoders = {"model": Encoder(checkpoint), "untrained": Encoder(untrained_path)}
+    timings["load"] = time.perf_counter() - started
+
+    store = open_store(store_dir=store_root(options.cache_dir))
+    try:
+        searchers, index_facts, cases_by_method = _case_bases(store, encoders, data_fp, source, options, cache, progress, timings)
+        cases = cases_by_method["model"]
+        by_uid = {study.uid: study for study in studies}
+        split_uids = [s.uid for s in studies if s.split == options.split and s.uid in cases]
+        if not split_uids:
+            raise ConfigError(f"the {options.split} split has no study with a report text or radiograph to evaluate",
+                              path=source)
+
+        tick = time.perf_counter()
+        classification = evaluate_classification(
+            [by_uid[uid].labels for uid in split_uids], np.array([cases[uid].probs() for uid in split_uids]),
+            checkpoint.labels, checkpoint.thresholds)
+        timings["classification"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        train_counts = label_counts(s.labels for s in studies if s.split == "train")
+        queries = _queries([by_uid[uid] for uid in split_uids], cases, train_counts, vocabulary)
+        retrieval = evaluate_retrieval(
+            options.split, queries, cases, {s.uid: s.labels for s in studies}, {s.uid: s.report_text() for s in studies},
+            vocabulary, searchers, options.ks, unlabelled=len(split_uids) - len(queries), progress=progress)
+        timings["retrieval"] = time.perf_counter() - tick
+
+        crossmodal = tuple(evaluate_crossmodal(method, cases_by_method[method], options.split) for method in encoders)
+    finally:
+        store.close()
+    timings["total"] = time.perf_counter() - started
+
+    split_sizes = {name: sum(1 for s in studies if s.split == name) for name in ("train", "val", "test")}
+    return EvaluationResult(
+        settings={"data": str(options.data), "images": None if options.images is None else str(options.images),
+                  "metadata": None if options.metadata is None else str(options.metadata), "model": str(options.model),
+                  "split": options.split, "ks": list(options.ks), "relevance": ["strict", "lenient"],
+                  "primary_label": "rarest of the query's labels in the train split (ties: vocabulary order)",
+                  "min_positives": MIN_POSITIVES, "bm25": BM25_SETTINGS, "random_seed": RANDOM_SEED,
+                  "untrained_seed": UNTRAINED_SEED},
+        data={"source": str(source), "fingerprint": data_fp, "studies": len(studies), "split_sizes": split_sizes,
+              "split_studies_indexed": len(split_uids), "images_found": 0 if images is None else sum(
+                  1 for s in studies for i in s.image_ids if i in images),
+              "train_label_counts": {label: train_counts.get(label, 0) for label in vocabulary}},
+        checkpoint={"path": str(checkpoint.path), "model": checkpoint.config.name, "fingerprint": checkpoint.fingerprint,
+                    "data_fingerprint": checkpoint.info.data_fingerprint, "towers_frozen": towers_frozen(checkpoint),
+                    "created": checkpoint.info.created, "untrained_baseline": str(untrained_path)},
+        index=index_facts,
+        classification=classification,
+        retrieval=retrieval,
+        crossmodal=crossmodal,
+        timings={key: round(value, 2) for key, value in timings.items()},
+        machine=machine_facts(),
+    )
+
+
+def _case_bases(store: Store, encoders: Mapping[str, Encoder], data_fp: str, source: Path, options: EvaluationOptions,
+                cache: Path, progress: Progress | None, timings: dict[str, float],
+                ) -> tuple[dict[str, Searcher], dict[str, dict[str, Any]], dict[str, dict[str, Case]]]:
+    """Index (or reuse) one evaluation collection per encoder; returns searchers, index facts and cases."""
+    searchers, facts, cases = {}, {}, {}
+    for method, encoder in encoders.items():
+        tick = time.perf_counter()
+        collection = collection_name(str(encoder.fingerprint), data_fp)
+        on_progress = None if progress is None else (lambda d, t, m=method: progress(f"index {m}", d, t))
+        report = build_case_base(store, collection, encoder, source, options.images, options.metadata, cache / "failures",
+                                 progress=on_progress)
+        facts[method] = {"collection": collection, "store": store.location, "points": report.count,
+                         "encoded_now": report.indexed, "reused": report.skipped_existing, "failed": report.failed,
+                         "empty_reports": report.empty, "failures_file": report.failures_path,
+                         "seconds": round(time.perf_counter() - tick, 2)}
+        searchers[method] = Searcher(store, collection, encoder)
+        cases[method] = load_cases(store, collection, encoder.labels)
+        timings[f"index_{method}"] = time.perf_counter() - tick
+    return searchers, facts, cases
+
+
+def _queries(studies: Sequence[Study], cases: Mapping[str, Case], train_counts: Mapping[str, int],
+             vocabulary: Sequence[str]) -> list[QueryCase]:
+    """The split's studies that have a primary label, with their text and query radiograph."""
+    queries = []
+    for study in studies:
+        primary = primary_label(study.labels, train_counts, vocabulary)
+        if primary is not None:
+            image = cases[study.uid].query_image()
+            queries.append(QueryCase(study.uid, study.labels, primary, study.report_text() or None,
+                                     image.image_path if image is not None else None))
+    return queries

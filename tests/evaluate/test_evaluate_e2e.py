@@ -1,0 +1,197 @@
+"""``cxrsearch evaluate`` end to end: the session's tiny checkpoint, the first 300 real Open-i reports
+and real radiographs linked under the Open-i names of a few of those studies (the Open-i image
+archives are not on these machines). Results are not meaningful; the shape and the rules are."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cxrsearch.cli.main import app
+from cxrsearch.data.openi import Study, load_studies
+from cxrsearch.model.checkpoint import read_checkpoint_info
+
+pytestmark = pytest.mark.slow
+
+N_REPORTS = 300
+STAND_INS = ["png/nih_00000001_000.png", "png/tbx11k_h0001_rgb.png", "png/nih_00027426_000.png", "png/tbx11k_tb0005_rgb.png"]
+TEST_IMAGES = ["CXR10_IM-0002-1001", "CXR37_IM-1847-0001-0002", "CXR80_IM-2333-1001", "CXR117_IM-0114-2002"]  # PA in the table
+
+
+@pytest.fixture(scope="module")
+def subset(reports_tgz: Path, real_data: Path, images_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder: the first 300 reports as XML files, the real metadata table, and ``images/``
+    with stand-in radiographs for 4 test-split studies and 6 train-split studies (+ report 1's own)."""
+    root = tmp_path_factory.mktemp("eval_subset")
+    with tarfile.open(reports_tgz) as tar:
+        members = sorted((m for m in tar.getmembers() if m.name.endswith(".xml")), key=lambda m: int(Path(m.name).stem))
+        for member in members[:N_REPORTS]:
+            (root / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+    (root / "nlmcxr_dicom_metadata.csv.gz").symlink_to(real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz")
+    studies = load_studies(root)
+    train_images = [s.image_ids[0] for s in studies if s.split == "train" and s.image_ids and s.labels][1:7]
+    images = root / "images"
+    images.mkdir()
+    (images / "CXR1_1_IM-0001-3001.png").symlink_to(images_dir / "png" / "CXR1_1_IM-0001-3001.png")
+    for i, image_id in enumerate(TEST_IMAGES + train_images):
+        (images / f"{image_id}.png").symlink_to(images_dir / STAND_INS[i % len(STAND_INS)])
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(subset: Path, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One ``cxrsearch evaluate --json`` run (its cache and outputs kept for the tests of this module)."""
+    root = tmp_path_factory.mktemp("eval_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
+        mp.setenv("CXRSEARCH_OUTPUT", str(root / "outputs"))
+        args = ["evaluate", "--data", str(subset), "--model", str(tiny_checkpoint), "--k", "1,5,10", "--json",
+                "--out", str(root / "report" / "eval.md")]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        yield {"json": json.loads(result.stdout), "root": root, "cache": root / "cache"}
+
+
+def test_json_has_every_section_and_metric(run: dict, tiny_checkpoint: Path) -> None:
+    out = run["json"]
+    assert set(out) >= {"settings", "data", "checkpoint", "index", "classification", "retrieval", "crossmodal",
+                        "timings", "machine", "report", "plot"}
+    assert out["checkpoint"]["fingerprint"] == read_checkpoint_info(tiny_checkpoint).fingerprint
+    assert out["data"]["studies"] == N_REPORTS and sum(out["data"]["split_sizes"].values()) == N_REPORTS
+    assert out["settings"]["split"] == "test" and out["settings"]["ks"] == [1, 5, 10]
+    cls = out["classification"]
+    assert set(cls) >= {"macro_auroc", "macro_average_precision", "macro_f1", "scored", "too_few_positives", "labels"}
+    assert sorted(cls["scored"] + cls["too_few_positives"]) == sorted(cls["labels"])
+    assert all(cls["labels"][name]["positives"] < 5 for name in cls["too_few_positives"])
+    thresholds = read_checkpoint_info(tiny_checkpoint).thresholds
+    assert [cls["labels"][name]["threshold"] for name in read_checkpoint_info(tiny_checkpoint).labels] == list(thresholds)
+    results = out["retrieval"]["results"]
+    keys = {f"{m}@{k}" for m in ("P", "R", "mAP", "nDCG") for k in (1, 5, 10)} | {"MRR"}
+    for setting in ("historical", "within"):
+        for method in ("model", "untrained", "bm25", "random"):
+            for relevance in ("strict", "lenient"):
+                cell = results[setting]["text->case"][method][relevance]
+                assert set(cell["metrics"]) == keys and cell["queries"] > 0
+                assert all(0.0 <= v <= 1.0 for v in cell["metrics"].values())
+    strict, lenient = (results["historical"]["text->case"]["bm25"][r]["metrics"] for r in ("strict", "lenient"))
+    assert lenient["P@10"] >= strict["P@10"]  # lenient accepts every strict hit, and more
+
+
+def test_image_modes_run_where_images_exist(run: dict) -> None:
+    out = run["json"]
+    modes = out["retrieval"]["modes"]["historical"]
+    assert modes["image->case"]["queries"] >= 1 and modes["image->case"]["note"] is None
+    assert "bm25" not in out["retrieval"]["results"]["historical"]["image->case"]  # BM25 needs text
+    assert set(out["retrieval"]["results"]["historical"]["image+text->case"]) == {"model", "untrained", "bm25", "random"}
+    clip = out["crossmodal"]["model"]
+    assert clip["note"] is None and clip["pairs"] == len(TEST_IMAGES)
+    assert set(clip["image_to_report"]) == {"R@1", "R@5", "R@10"} and clip["image_to_report"]["R@10"] == 1.0
+
+
+def test_report_and_plot_are_written(run: dict) -> None:
+    out = run["json"]
+    report, plot = Path(out["report"]), Path(out["plot"])
+    text = report.read_text(encoding="utf-8")
+    assert out["checkpoint"]["fingerprint"] in text
+    for needle in ("## Settings", "## Classification", "## Retrieval: historical", "## Retrieval: within",
+                   "**strict** relevance", "**lenient** relevance", "CXR-CLIP", f"![P@k against k]({plot.name})",
+                   "too few", "test studies"):
+        assert needle in text, needle
+    assert plot.parent == report.parent and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        assert image.width > 600 and image.height > 300
+
+
+def test_the_query_study_is_never_its_own_hit(run: dict, subset: Path, tiny_checkpoint: Path) -> None:
+    """Within the test split, a query's own study would be its best match; every ranking leaves it out."""
+    from cxrsearch.evaluate.retrieval import QueryCase, Searcher, search_rankings
+    from cxrsearch.model.encode import Encoder
+    from cxrsearch.search import QuerySpec, search
+    from cxrsearch.store.edge import EdgeStore
+
+    studies: list[Study] = [s for s in load_studies(subset) if s.split == "test" and s.labels and s.report_text()]
+    store = EdgeStore(run["cache"] / "evaluate" / "store")
+    try:
+        collection = run["json"]["index"]["model"]["collection"]
+        searcher = Searcher(store, collection, Encoder(tiny_checkpoint))
+        queries = [QueryCase(s.uid, s.labels, s.labels[0], s.report_text(), None) for s in studies[:8]]
+        for query in queries:  # without the exclusion, the query's own report is a top hit (ties: identical reports)
+            hits = search(QuerySpec(text=query.text, split="test", k=10), store, collection, searcher.encoder)
+            assert query.uid in {hit.payload["study_id"] for hit in hits}
+        for mode in ("text->case", "case->case"):
+            rankings = search_rankings(searcher, mode, queries, "test", depth=10, fetch=40)
+            for query, ranking in zip(queries, rankings):
+                assert query.uid not in ranking and len(ranking) == len(set(ranking)) == 10
+    finally:
+        store.close()
+
+
+def _tie_groups(hits) -> list[frozenset[str]]:
+    """Hit ids as groups of (nearly, 1e-4) equal score in rank order: the engine may order exact ties
+    (identical stand-in radiographs, identical reports) either way, and batching moves scores by ~1e-7."""
+    groups: list[set[str]] = []
+    last = None
+    for hit in hits:
+        if last is not None and abs(hit.score - last) <= 1e-4:
+            groups[-1].add(hit.id)
+        else:
+            groups.append({hit.id})
+        last = hit.score
+    return [frozenset(ids) for ids in groups]
+
+
+def test_batched_queries_get_exactly_the_hits_of_cxrsearch_search(run: dict, subset: Path, tiny_checkpoint: Path) -> None:
+    """Retrieval encodes queries in batches and sends the store queries of ``search`` itself: same hits."""
+    from cxrsearch.evaluate.retrieval import QueryCase, Searcher, encode_queries, query_hits
+    from cxrsearch.model.encode import Encoder
+    from cxrsearch.search import QuerySpec, search
+    from cxrsearch.store import Filter
+    from cxrsearch.store.edge import EdgeStore
+
+    images = subset / "images"
+    queries = [QueryCase(s.uid, s.labels, s.labels[0], s.report_text(), str(images / f"{i}.png"))
+               for s in load_studies(subset) for i in s.image_ids if i in TEST_IMAGES]
+    store = EdgeStore(run["cache"] / "evaluate" / "store")
+    try:
+        searcher = Searcher(store, run["json"]["index"]["model"]["collection"], Encoder(tiny_checkpoint))
+        for mode in ("text->case", "image->case", "image+text->case"):
+            vectors = encode_queries(searcher.encoder, mode, queries)
+            for query, vector in zip(queries, vectors):
+                mine = query_hits(searcher, mode, vector, Filter(split="train"), 12)
+                spec = QuerySpec(text=query.text if "text" in mode else None,
+                                 image=Path(query.image) if "image" in mode else None, split="train", k=12)
+                theirs = search(spec, store, searcher.collection, searcher.encoder)
+                assert _tie_groups(mine)[:-1] == _tie_groups(theirs)[:-1], mode  # the last group may be cut by k
+    finally:
+        store.close()
+
+
+def test_a_second_run_reuses_the_case_base(run: dict, subset: Path, tiny_checkpoint: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXRSEARCH_CACHE", str(run["cache"]))
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(subset), "--model", str(tiny_checkpoint), "--json",
+                                      "--k", "5", "--split", "val", "--out", str(run["root"] / "val.md")])
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    assert again["index"]["model"]["encoded_now"] == 0 and again["index"]["untrained"]["encoded_now"] == 0
+    assert again["index"]["model"]["collection"] == run["json"]["index"]["model"]["collection"]
+    assert set(again["retrieval"]["results"]["historical"]["text->case"]["model"]["strict"]["metrics"]) == {
+        "P@5", "R@5", "mAP@5", "nDCG@5", "MRR"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--k", "1,x"], "--k takes comma-separated integers"),
+    (["--k", "0"], "--k needs integers from 1 to 500"),
+    (["--split", "dev"], "--split must be one of"),
+])
+def test_bad_options_give_one_line(args: list[str], message: str, subset: Path, tiny_checkpoint: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(subset), "--model", str(tiny_checkpoint), *args])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
