@@ -63,3 +63,17 @@ def images_dir(real_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"real radiographs not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(reports_tgz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``tiny-test`` checkpoint really trained (1 epoch) on the first 200 real reports, once per
+    session: for tests that index, search or explain with a checkpoint (results are not meaningful)."""
+    from cxrsearch.model.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("tiny_checkpoint")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
+        options = TrainOptions(data=reports_tgz, config="tiny-test", out=root / "ckpt", epochs=1, batch_size=32,
+                               lr=3e-3, limit=200, seed=0)
+        return train(options).checkpoint

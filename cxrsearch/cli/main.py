@@ -80,6 +80,26 @@ def _register() -> None:
     from cxrsearch.cli import models as models_cli
 
     app.add_typer(models_cli.app, name="models")
+    from cxrsearch.cli import train as train_cli
+
+    app.command("train")(train_cli.train)
+    from cxrsearch.cli import collections as collections_cli
+
+    app.add_typer(collections_cli.app, name="collections")
+    from cxrsearch.cli import explain as explain_cli
+
+    app.command("explain")(explain_cli.explain)
+    from cxrsearch.cli import index as index_cli
+    from cxrsearch.cli import search as search_cli
+
+    app.command("index")(index_cli.index)
+    app.command("search")(search_cli.search)
+    from cxrsearch.cli import demo as demo_cli
+
+    app.command("demo")(demo_cli.demo)
+    from cxrsearch.cli import evaluate as evaluate_cli
+
+    app.command("evaluate")(evaluate_cli.evaluate)
     # (more command groups are registered below as they land)
 
 

@@ -1,0 +1,117 @@
+"""Indexing overhead: ``index_studies`` (what ``cxrsearch index`` runs) vs the model's pure forward pass.
+
+    .venv/bin/python benchmarks/bench_index.py                       # cpu-minilm, 1,000 real reports
+    .venv/bin/python benchmarks/bench_index.py --reports 3955        # every report
+    .venv/bin/python benchmarks/bench_index.py --model CKPT          # a trained checkpoint
+    .venv/bin/python benchmarks/bench_index.py --config tiny-test    # a tiny model: overhead dominates
+
+Both sides run on the same inputs with the same batch size and the same loaded model (loading is
+outside both timings):
+
+- **forward**: the report texts (as the model reads them) tokenised once up front, then only
+  ``model(input_ids, attention_mask)`` per batch under ``torch.inference_mode``;
+- **index**: ``index_studies`` into a fresh embedded store: reading the report archive, planning,
+  tokenising, the same forward pass, probabilities and thresholds, payloads, upserts, and closing
+  the store (segment optimisation) -- everything ``cxrsearch index`` does after loading the model.
+
+Overhead = index time / forward time - 1 (target <= 15 %). Without ``--model`` a checkpoint of the
+config with untrained fusion weights is written to a temporary folder (speed does not depend on the
+weights); cpu-minilm's image tower is random (no radiographs exist on these machines, so only the
+text path runs). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _checkpoint(args: argparse.Namespace, root: Path) -> Path:
+    if args.model is not None:
+        return args.model
+    import torch
+
+    from cxrsearch.data.labels import label_names
+    from cxrsearch.model.checkpoint import save_checkpoint
+    from cxrsearch.model.config import create_model, get_config
+
+    torch.manual_seed(0)
+    config = get_config(args.config)
+    if config.image.source_kind == "hub":
+        config = config.with_image_source("random")
+    labels = label_names()
+    save_checkpoint(root / "ckpt", create_model(config, labels), thresholds=[0.5] * len(labels))
+    return root / "ckpt"
+
+
+def _forward_seconds(encoder, texts: list[str], batch_size: int) -> float:
+    import torch
+
+    batches = [encoder.tokenize(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    encoder.model.eval()
+    with torch.inference_mode():
+        encoder.model(**batches[0])  # warm-up, not timed
+        started = time.perf_counter()
+        for batch in batches:
+            encoder.model(**batch)
+        return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("CXRSEARCH_TEST_DATA", REPO.parent / "shared" / "data")) / "openi",
+                        help="Open-i data folder or NLMCXR_reports.tgz (default: $CXRSEARCH_TEST_DATA/openi)")
+    parser.add_argument("--reports", type=int, default=1000, help="index the first N reports (default 1000)")
+    parser.add_argument("--config", default="cpu-minilm", help="model config when no --model is given")
+    parser.add_argument("--model", type=Path, default=None, help="a trained checkpoint directory")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each side; the fastest counts")
+    args = parser.parse_args()
+
+    import torch
+
+    from cxrsearch.index import IndexOptions, index_studies
+    from cxrsearch.index.plan import plan_items, read_studies
+    from cxrsearch.model.encode import Encoder
+    from cxrsearch.store.edge import EdgeStore
+
+    root = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    try:
+        encoder = Encoder(_checkpoint(args, root))
+        studies, _ = read_studies(args.data, args.reports)
+        texts = [item.text for item in plan_items(studies, "bench").items]
+        forward, index = [], []
+        for run in range(args.repeat):
+            forward.append(_forward_seconds(encoder, texts, args.batch_size))
+            store = EdgeStore(root / f"store-{run}")
+            options = IndexOptions(source=args.data, limit=args.reports, batch_size=args.batch_size, failures_dir=root)
+            started = time.perf_counter()
+            report = index_studies(options, store, encoder)
+            store.close()
+            index.append(time.perf_counter() - started)
+            if report.count != len(texts):
+                print(f"error: indexed {report.count} points, expected {len(texts)}", file=sys.stderr)
+                return 1
+        best_forward, best_index = min(forward), min(index)
+        print(f"model {encoder.config.name} ({'--model ' + str(args.model) if args.model else 'untrained fusion'}), "
+              f"{len(studies)} reports -> {len(texts)} report points, batch {args.batch_size}, "
+              f"torch {torch.__version__} threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} CPUs")
+        print(f"forward only : {best_forward:7.2f} s  {len(texts) / best_forward:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in forward)}")
+        print(f"index_studies: {best_index:7.2f} s  {len(texts) / best_index:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in index)}")
+        print(f"index / forward = {best_index / best_forward:.3f}  (overhead {100 * (best_index / best_forward - 1):+.1f} %, target <= +15 %)")
+        return 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
