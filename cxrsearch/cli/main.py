@@ -17,7 +17,11 @@ from typer.core import TyperGroup
 from cxrsearch import __version__
 from cxrsearch.errors import CxrSearchError
 
-_state = {"debug": os.environ.get("CXRSEARCH_DEBUG", "") not in ("", "0")}
+def _debug_from_env() -> bool:
+    return os.environ.get("CXRSEARCH_DEBUG", "") not in ("", "0")
+
+
+_state = {"debug": _debug_from_env()}
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -68,8 +72,7 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    if debug:
-        _state["debug"] = True
+    _state["debug"] = debug or _debug_from_env()  # set on every invocation: nothing leaks between runs
 
 
 def _register() -> None:

@@ -1,0 +1,52 @@
+"""The program's entry point: cheap start-up and the single error boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from cxrsearch.cli.main import app
+
+HEAVY = ("torch", "transformers", "timm", "captum", "qdrant_client", "qdrant_edge", "pydicom", "matplotlib")
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from cxrsearch.cli.main import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"--help imported {out.stdout.strip()}"
+
+
+def test_library_errors_become_one_line_and_exit_1(tmp_path) -> None:
+    missing = tmp_path / "nope.tgz"
+    result = CliRunner().invoke(app, ["data", "info", str(missing)])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {missing}: not found"]
+    assert "Traceback" not in result.output
+
+
+def test_debug_lets_the_traceback_through(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["--debug", "data", "info", str(tmp_path / "nope.tgz")])
+    assert result.exit_code != 0
+    assert result.exception is not None and type(result.exception).__name__ == "ReportError"
+
+
+def test_usage_errors_keep_exit_status_2() -> None:
+    result = CliRunner().invoke(app, ["data", "info", "--no-such-option"])
+    assert result.exit_code == 2
+
+
+def test_debug_does_not_leak_into_the_next_invocation(tmp_path) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["--debug", "data", "info", str(tmp_path / "a.tgz")])
+    result = runner.invoke(app, ["data", "info", str(tmp_path / "b.tgz")])
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
