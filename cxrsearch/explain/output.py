@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,30 +49,39 @@ def write_outputs(
     except OSError as exc:
         raise QueryError(f"cannot create the output folder ({exc.strerror or exc})", path=folder) from None
     gray = decoded.pixels
+    jobs: list[tuple[str, str, np.ndarray, render.Scale]] = []  # (file key, caption, heat on the film, scale)
+    pixel_stats = attention_stats = None
+    if pixels is not None:
+        heat = to_original(pixels.attributions, geometry)
+        caption = f"Integrated Gradients ({pixels.baseline} baseline, {pixels.steps} steps)\ngreen raises the score, pink lowers it"
+        jobs.append(("ig_overlay", caption, heat, render.attribution_scale(heat)))
+        pixel_stats = heatmap_stats(pixels.attributions, geometry)
+    if attention is not None:
+        heat = to_original(attention.rollout, geometry)
+        label = f"text -> image attention rollout (uniform would be {float(attention.rollout.mean()):.4f})"
+        caption = f"attention, not attribution: report -> film\nrollout over {len(attention.per_layer)} fusion layers"
+        jobs.append(("attention_overlay", caption, heat, render.attention_scale(heat, label)))
+        attention_stats = heatmap_stats(grid_to_canvas(attention.rollout, geometry.canvas_size), geometry)
+
+    def overlay(job: tuple[str, str, np.ndarray, render.Scale]) -> np.ndarray:
+        name, _, heat, scale = job
+        image = render.overlay_rgb(gray, heat, scale)
+        files[name] = render.save_png(folder / f"{key}_{_SUFFIX[name]}.png", image)
+        return image
+
+    # full-size blending and PNG encoding release the GIL: the two overlays are made side by side
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        overlays = list(pool.map(overlay, jobs))
     panels: list[tuple[str, np.ndarray, render.Scale | None]] = [
         (f"radiograph {decoded.width}x{decoded.height}", np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8),
          render.film_scale())
     ]
-    pixel_stats = attention_stats = None
-    if pixels is not None:
-        heat = to_original(pixels.attributions, geometry)
-        scale = render.attribution_scale(heat)
-        overlay = render.overlay_rgb(gray, heat, scale)
-        files["ig_overlay"] = render.save_png(folder / f"{key}_ig.png", overlay)
-        pixel_stats = heatmap_stats(pixels.attributions, geometry)
-        caption = f"Integrated Gradients ({pixels.baseline} baseline, {pixels.steps} steps)\ngreen raises the score, pink lowers it"
-        panels.append((caption, overlay, scale))
-    if attention is not None:
-        heat = to_original(attention.rollout, geometry)
-        uniform = float(attention.rollout.mean())
-        scale = render.attention_scale(heat, f"text -> image attention rollout (uniform would be {uniform:.4f})")
-        overlay = render.overlay_rgb(gray, heat, scale)
-        files["attention_overlay"] = render.save_png(folder / f"{key}_attention.png", overlay)
-        attention_stats = heatmap_stats(grid_to_canvas(attention.rollout, geometry.canvas_size), geometry)
-        caption = f"attention, not attribution: report -> film\nrollout over {len(attention.per_layer)} fusion layers"
-        panels.append((caption, overlay, scale))
+    panels += [(caption, image, scale) for (_, caption, _, scale), image in zip(jobs, overlays)]
     files["figure"] = render.render_figure(folder / f"{key}_explain.png", panels, title)
     return files, pixel_stats, attention_stats
+
+
+_SUFFIX = {"ig_overlay": "ig", "attention_overlay": "attention"}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

@@ -120,11 +120,11 @@ def _run_batches(
     log: FailureLog,
     progress: ProgressCallback | None,
 ) -> int:
-    """Encode and upsert ``todo`` batch by batch (image points first); returns points written."""
+    """Encode and upsert ``todo`` batch by batch (in :func:`encoding_order`); returns points written."""
     total, done, written = len(todo), 0, 0
     if progress is not None:
         progress(0, total)
-    ordered = [item for item in todo if item.has_image] + [item for item in todo if not item.has_image]
+    ordered = encoding_order(todo)
     chunks = (ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size))
     for size, (decoded, failures) in _decoded_batches(chunks):
         for failure in failures:
@@ -140,6 +140,14 @@ def _run_batches(
         if progress is not None:
             progress(done, total)
     return written
+
+
+def encoding_order(items: Sequence[IndexItem]) -> list[IndexItem]:
+    """Image points first, then report points; within each, shortest report text first, so that a
+    batch holds texts of similar length and little compute goes to padding (batches are padded to
+    their longest text). Deterministic, so a resumed run batches the same way."""
+    ranked = sorted(enumerate(items), key=lambda pair: (not pair[1].has_image, len(pair[1].text), pair[0]))
+    return [item for _, item in ranked]
 
 
 def _decoded_batches(batches: Iterable[list[IndexItem]]) -> Iterator[tuple[int, tuple[list[Decoded], list[Failure]]]]:

@@ -8,8 +8,8 @@
 See docs/search.md. Importing this package is light (no torch, no qdrant).
 """
 
-from cxrsearch.search.query import encoder_for, find_example, search
+from cxrsearch.search.query import MODE_VECTORS, encoder_for, find_example, query_store, search
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import MODES, QuerySpec
 
-__all__ = ["MODES", "QuerySpec", "encoder_for", "find_example", "hit_record", "search"]
+__all__ = ["MODES", "MODE_VECTORS", "QuerySpec", "encoder_for", "find_example", "hit_record", "query_store", "search"]

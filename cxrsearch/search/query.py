@@ -34,6 +34,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
     from cxrsearch.model.encode import Encoder
 
+MODE_VECTORS: dict[str, tuple[str, ...]] = {
+    "text": ("text", "image"),
+    "image": ("image",),
+    "text+image": ("joint",),
+    "like": ("joint",),
+}
+"""Which named vectors each mode searches (the query embedding is the same for all of them)."""
+
 
 def search(
     spec: QuerySpec,
@@ -53,20 +61,25 @@ def search(
         if "joint" not in example.vectors:
             raise StoreError(f"point {example.id} has no joint vector", path=collection)
         flt = spec.filter(exclude_study_ids=(study,) if study else ())
-        return _checked(store.search(collection, "joint", example.vectors["joint"], flt, spec.k), flt, collection)
+        return _checked(query_store(store, collection, "like", example.vectors["joint"], flt, spec.k), flt, collection)
 
     encoder = encoder_for(store, collection, checkpoint)
+    image = [_decode(spec.image)] if spec.image is not None else None
+    text = [_query_text(spec.text)] if spec.text is not None else None
+    encoded = encoder.encode(images=image, texts=text)
+    vector = {"text": encoded.text, "image": encoded.image, "text+image": encoded.joint}[spec.mode]
     flt = spec.filter()
-    if spec.mode == "text":
-        vector = _first(encoder.encode(texts=[_query_text(spec.text)]).text, "text")
-        hits = store.search_fused(collection, [("text", vector), ("image", vector)], flt, spec.k)
-    elif spec.mode == "image":
-        vector = encoder.encode(images=[_decode(spec.image)]).image
-        hits = store.search(collection, "image", _first(vector, "image"), flt, spec.k)
-    else:
-        encoded = encoder.encode(images=[_decode(spec.image)], texts=[_query_text(spec.text)])
-        hits = store.search(collection, "joint", encoded.joint[0], flt, spec.k)
-    return _checked(hits, flt, collection)
+    return _checked(query_store(store, collection, spec.mode, _first(vector, spec.mode), flt, spec.k), flt, collection)
+
+
+def query_store(store: Store, collection: str, mode: str, vector: np.ndarray, flt: Filter | None, limit: int) -> list[Hit]:
+    """The store query of ``mode`` for its query ``vector`` (the table above, :data:`MODE_VECTORS`):
+    one named vector -> nearest neighbours; several -> one prefetch each, fused by RRF. Callers that
+    encode many queries in batches (evaluation) use this to query exactly as :func:`search` does."""
+    names = MODE_VECTORS[mode]
+    if len(names) == 1:
+        return store.search(collection, names[0], vector, flt, limit)
+    return store.search_fused(collection, [(name, vector) for name in names], flt, limit)
 
 
 def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None) -> Encoder:
@@ -122,11 +135,9 @@ def _query_text(text: str | None) -> str:
     return cleaned
 
 
-def _decode(path: Path | None):
+def _decode(path: Path):
     from cxrsearch.image.decode import decode_image
 
-    if path is None:  # pragma: no cover - QuerySpec guarantees an image in these modes
-        raise QueryError("no --image given")
     return decode_image(path)
 
 

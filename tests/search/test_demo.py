@@ -53,7 +53,7 @@ def test_demo_trains_indexes_searches_then_reuses_everything(small_openi, tmp_pa
     first = run_demo(options)
     assert first.model.trained_now and first.index.ok and first.index.count == first.index.planned > 200
     assert [s.command for s in first.searches][:2] == ['search --text "enlarged heart" --label cardiomegaly',
-                                                       'search --text "pleural effusion" --not-label normal']
+                                                       'search --text "small right pleural effusion" --not-label normal']
     assert all("cardiomegaly" in hit.payload["labels"] for hit in first.searches[0].hits)
     assert all("normal" not in hit.payload["labels"] for hit in first.searches[1].hits)
     if len(first.searches) == 3:
