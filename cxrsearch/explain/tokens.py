@@ -163,7 +163,7 @@ def token_attributions(
     max_tokens = model.config.preprocess.max_text_tokens
     fast = bool(getattr(tokenizer, "is_fast", False))
     encoded = tokenizer([text], truncation=True, max_length=max_tokens, return_tensors="pt",
-                        return_offsets_mapping=fast, return_overflowing_tokens=False)
+                        return_offsets_mapping=fast)
     specials = tokenizer.num_special_tokens_to_add(pair=False)
     full_length = len(tokenizer.tokenize(text)) + specials
     device = next(model.parameters()).device
