@@ -52,7 +52,7 @@ class DemoOptions:
     store: Path | None = None
     models: Path | None = None
     fresh: bool = False
-    epochs: int = 5
+    epochs: int = 4
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,8 @@ def prepare_model(options: DemoOptions, data: DemoData, config: str, emit: Calla
         if json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == info.fingerprint:
             emit(DemoEvent("step", f"reusing the demo model {out} (`cxrsearch demo --fresh` retrains it)"))
             return DemoModel(out, config, False, info.metrics.get("val_macro_auroc"), 0.0)
-    resume = out.is_dir() and read_train_state_meta(out) is not None
+    leftover = out.is_dir() and any(out.iterdir())
+    resume = leftover and read_train_state_meta(out) is not None
     emit(DemoEvent("step", f"{'resuming' if resume else 'training'} {config} on the train split -> {out}"))
     frozen = config != "tiny-test"  # frozen random towers would learn nothing
     train_options = TrainOptions(data=data.reports, config=config, out=out, images=data.images, epochs=options.epochs,
@@ -175,9 +176,10 @@ def prepare_model(options: DemoOptions, data: DemoData, config: str, emit: Calla
     try:
         result = train(train_options, progress=lambda event: emit(DemoEvent("train", detail=event)))
     except ConfigError as exc:
-        if not resume:
+        if not leftover:
             raise
-        raise ConfigError(f"{exc.message}; run `cxrsearch demo --fresh` to retrain the demo model", path=exc.path) from None
+        raise ConfigError(f"{exc.message} (left by an earlier demo); run `cxrsearch demo --fresh` to retrain the demo "
+                          "model", path=exc.path) from None
     info = read_checkpoint_info(out)
     marker.write_text(json.dumps({"config": config, "fingerprint": info.fingerprint, "data": str(data.reports)}) + "\n",
                       encoding="utf-8")

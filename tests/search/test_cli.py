@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cxrsearch.cli.main import app
 from cxrsearch.store.edge import EdgeStore
-from tests.search.conftest import BAD_IMAGE, N_REPORTS, expected_points
+from tests.search.layout import BAD_IMAGE, N_REPORTS, expected_points
 
 pytestmark = pytest.mark.slow
 

@@ -65,3 +65,16 @@ def test_demo_trains_indexes_searches_then_reuses_everything(small_openi, tmp_pa
     assert not second.model.trained_now and second.model.checkpoint == first.model.checkpoint
     assert (second.index.indexed, second.index.skipped_existing, second.index.count) == (0, first.index.count, first.index.count)
     assert not any(event.kind == "train" for event in events)
+
+    (first.model.checkpoint / demo.MARKER).unlink()  # as if killed after the last epoch was saved
+    third = run_demo(options)
+    assert third.model.trained_now and third.model.checkpoint == first.model.checkpoint
+    assert third.index.indexed == 0 and (first.model.checkpoint / demo.MARKER).is_file()
+
+    monkeypatch.setenv("CXRSEARCH_MODELS", str(tmp_path / "models"))
+    result = CliRunner().invoke(app, ["demo", "--data", str(small_openi), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    for text in ("reusing the demo model", "(reused; val macro AUROC", f"{first.index.count:,} points",
+                 "Similar cases with cardiomegaly", '$ cxrsearch search --text "enlarged heart" --label cardiomegaly',
+                 "notice: tiny-test: results are not meaningful"):
+        assert text in result.output, text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from cxrsearch.errors import StoreError
 from cxrsearch.index import index_studies
 from cxrsearch.store import load_schema, point_id
 from cxrsearch.store.edge import EdgeStore
-from tests.search.conftest import BAD_IMAGE, DICOM_IMAGES, GOOD_IMAGES, N_REPORTS, index_options
+from tests.search.layout import BAD_IMAGE, DICOM_IMAGES, GOOD_IMAGES, N_REPORTS, index_options
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from cxrsearch.image.decode import decode_image
 from cxrsearch.model.encode import Encoder
 from cxrsearch.search import QuerySpec, search
 from cxrsearch.store import Filter, point_id
-from tests.search.conftest import LINKS
+from tests.search.layout import LINKS
 
 pytestmark = pytest.mark.slow
 
