@@ -191,7 +191,9 @@ def save_checkpoint(
     target.mkdir(parents=True, exist_ok=True)
     ordered = _thresholds_in_order(model.labels, thresholds)
     weights_tmp = target / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    save_model(model, str(weights_tmp), metadata={"format": "pt", "producer": FORMAT}, force_contiguous=True)
+    # One metadata key only: safetensors writes the metadata map in hash order, so two keys would make
+    # the bytes (and the fingerprint) of identical weights differ from one save to the next.
+    save_model(model, str(weights_tmp), metadata={"format": "pt"}, force_contiguous=True)
     fingerprint = file_sha256(weights_tmp)
     tokenizer_tmp = Path(tempfile.mkdtemp(prefix=f".{TOKENIZER_DIR}.tmp-", dir=target))
     model.tokenizer.save_pretrained(str(tokenizer_tmp))
