@@ -50,3 +50,26 @@ def test_debug_does_not_leak_into_the_next_invocation(tmp_path) -> None:
     runner.invoke(app, ["--debug", "data", "info", str(tmp_path / "a.tgz")])
     result = runner.invoke(app, ["data", "info", str(tmp_path / "b.tgz")])
     assert result.exit_code == 1 and result.stderr.startswith("error: ")
+
+
+def test_interrupt_and_unexpected_errors_are_one_line(tmp_path, monkeypatch) -> None:
+    import cxrsearch.data.info as info
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(info, "dataset_info", interrupted)
+    result = CliRunner().invoke(app, ["data", "info", str(reports)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert result.stderr.strip().startswith("error: interrupted (work done so far is kept;")
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(info, "dataset_info", broken)
+    result = CliRunner().invoke(app, ["data", "info", str(reports)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == "error: internal error: ZeroDivisionError: boom (re-run with --debug for the traceback)"

@@ -44,7 +44,8 @@ class _ErrorBoundary(TyperGroup):
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise
-            _fail("interrupted (work done so far is kept; re-run the same command to resume)", code=130)
+            _fail("interrupted (work done so far is kept; re-run the same command to resume, with --resume for train)",
+                  code=130)
         except Exception as exc:  # the boundary: nothing but one line reaches a user
             if _state["debug"]:
                 raise

@@ -100,16 +100,39 @@ def info_command(
     ):
         facts.add_row(key, str(value))
     console.print(facts)
-    labels = Table(title="Labels (head order)")
+    metrics = dict(summary["metrics"])
+    per_label = metrics.pop("val_per_label", None) or {}
+    history = metrics.pop("history", None) or []
+    labels = Table(title="Labels (head order)" + (": threshold and validation-split numbers" if per_label else ""))
     labels.add_column("label")
     labels.add_column("threshold", justify="right")
+    columns = ("positives", "auroc", "average_precision", "f1") if per_label else ()
+    for column in columns:
+        labels.add_column("val " + {"auroc": "AUROC", "average_precision": "AP", "f1": "F1"}.get(column, column),
+                          justify="right")
     for label, threshold in summary["thresholds"].items():
-        labels.add_row(label, f"{threshold:.3f}")
+        row = per_label.get(label, {})
+        labels.add_row(label, f"{threshold:.3f}", *(_cell(row.get(column)) for column in columns))
     console.print(labels)
-    if summary["metrics"]:
-        metrics = Table(title="Metrics")
-        metrics.add_column("metric")
-        metrics.add_column("value", justify="right", overflow="fold")
-        for key, value in summary["metrics"].items():
-            metrics.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-        console.print(metrics)
+    if metrics:
+        table = Table(title="Metrics")
+        table.add_column("metric")
+        table.add_column("value", justify="right", overflow="fold")
+        for key, value in metrics.items():
+            table.add_row(key, _cell(value))
+        console.print(table)
+    if history:
+        epochs = Table(title="Training history")
+        for column in ("epoch", "train loss", "val macro AUROC", "best so far", "seconds"):
+            epochs.add_column(column, justify="right")
+        for row in history:
+            epochs.add_row(_cell(row.get("epoch")), _cell(row.get("train_loss")), _cell(row.get("val_macro_auroc")),
+                           "yes" if row.get("improved") else "",
+                           f"{row['seconds']:.1f}" if isinstance(row.get("seconds"), float) else _cell(row.get("seconds")))
+        console.print(epochs)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -147,3 +147,21 @@ def test_models_cli_list_and_info(saved):
     assert table.exit_code == 0 and "cardiomegaly" in table.stdout
     missing = runner.invoke(app, ["models", "info", str(Path(folder) / "nope")])
     assert missing.exit_code == 1 and "checkpoint directory not found" in missing.output
+
+
+def test_models_info_table_shows_per_label_validation_and_history(saved, tmp_path):
+    _, model, _ = saved
+    metrics = {
+        "val_macro_auroc": 0.8123,
+        "val_per_label": {"cardiomegaly": {"positives": 7, "auroc": 0.9312, "average_precision": 0.5, "f1": 0.6}},
+        "history": [{"epoch": 1, "train_loss": 1.25, "val_macro_auroc": 0.8123, "improved": True, "seconds": 12.34}],
+    }
+    save_checkpoint(tmp_path / "ckpt", model, thresholds=[0.4, 0.5, 0.6], metrics=metrics)
+    result = CliRunner().invoke(app, ["models", "info", str(tmp_path / "ckpt")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in result.stdout.splitlines() if line.count("│") >= 4}
+    assert rows["cardiomegaly"] == ["0.400", "7", "0.9312", "0.5000", "0.6000"]
+    assert rows["effusion"] == ["0.500", "-", "-", "-", "-"]  # no validation positives recorded
+    assert rows["1"] == ["1.2500", "0.8123", "yes", "12.3"]
+    assert "{'" not in result.stdout  # nested metrics never printed as raw dicts
