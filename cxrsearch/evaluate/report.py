@@ -98,12 +98,14 @@ def write_plot(result: EvaluationResult, path: Path) -> Path:
         ax.set_ylim(0.0, 1.0)
         ax.grid(alpha=0.3)
         if lines:
-            ax.legend(fontsize=7, loc="upper right", title="method (query)", title_fontsize=7)
+            # below the axes: inside, it would hide the best curves, which sit at the top
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, title="method (query)",
+                      title_fontsize=7)
     fig.suptitle(f"{result.checkpoint['model']} ({result.checkpoint['fingerprint'][:12]}), split {result.settings['split']}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     except OSError as exc:
         raise ConfigError(f"cannot write the plot: {exc.strerror or exc}", path=path) from None
     finally:

@@ -34,6 +34,7 @@ import numpy as np
 from cxrsearch.errors import QueryError
 from cxrsearch.explain.attribution import BASELINES, DEFAULT_INTERNAL_BATCH, DEFAULT_STEPS, check_steps
 from cxrsearch.explain.target import Target
+from cxrsearch.search.spec import normalise_query
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.encode import Encoder
@@ -74,16 +75,12 @@ class ExplainRequest:
         if not hit:
             raise QueryError("HIT is empty: give a point id, image id or study id from `cxrsearch search`")
         object.__setattr__(self, "hit", hit)
-        text = None if self.text is None else " ".join(str(self.text).split()) or None
-        if self.text is not None and text is None:
-            raise QueryError("--text is empty")
+        text, image, like = normalise_query(self.text, self.image, self.like)
         object.__setattr__(self, "text", text)
-        if self.image is not None:
-            object.__setattr__(self, "image", Path(self.image).expanduser())
+        object.__setattr__(self, "image", image)
+        object.__setattr__(self, "like", like)
         if self.out_dir is not None:
             object.__setattr__(self, "out_dir", Path(self.out_dir).expanduser())
-        like = None if self.like is None else str(self.like).strip() or None
-        object.__setattr__(self, "like", like)
         has_query = text is not None or self.image is not None or like is not None
         if like is not None and (text is not None or self.image is not None):
             raise QueryError("--like explains the similarity to an indexed case; it cannot be combined with --text or --image")

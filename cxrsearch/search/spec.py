@@ -48,15 +48,9 @@ class QuerySpec:
     k: int = 10
 
     def __post_init__(self) -> None:
-        text = None if self.text is None else " ".join(str(self.text).split()) or None
-        if self.text is not None and text is None:
-            raise QueryError("--text is empty")
+        text, image, like = normalise_query(self.text, self.image, self.like)
         object.__setattr__(self, "text", text)
-        if self.image is not None:
-            object.__setattr__(self, "image", Path(self.image).expanduser())
-        like = None if self.like is None else str(self.like).strip() or None
-        if self.like is not None and like is None:
-            raise QueryError("--like is empty")
+        object.__setattr__(self, "image", image)
         object.__setattr__(self, "like", like)
         if like is not None and (text is not None or self.image is not None):
             raise QueryError("--like searches by an indexed case; it cannot be combined with --text or --image")
@@ -83,6 +77,18 @@ class QuerySpec:
         """The store filter these fields mean (plus studies to leave out)."""
         return Filter(all_labels=self.all_labels, any_labels=self.any_labels, not_labels=self.not_labels,
                       view=self.view, split=self.split, truth=self.truth, exclude_study_ids=exclude_study_ids)
+
+
+def normalise_query(text: str | None, image: Path | str | None, like: str | None) -> tuple[str | None, Path | None, str | None]:
+    """The query inputs shared by ``search`` and ``explain``: whitespace-collapsed text, a user-expanded
+    image path and a stripped ``--like`` id; an option given but empty is a ``QueryError``."""
+    clean_text = None if text is None else " ".join(str(text).split()) or None
+    if text is not None and clean_text is None:
+        raise QueryError("--text is empty")
+    clean_like = None if like is None else str(like).strip() or None
+    if like is not None and clean_like is None:
+        raise QueryError("--like is empty")
+    return clean_text, None if image is None else Path(image).expanduser(), clean_like
 
 
 def _key(text: str) -> str:
