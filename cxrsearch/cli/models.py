@@ -6,6 +6,7 @@ Neither command imports torch: both read JSON only.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -82,7 +83,13 @@ def info_command(
     summary = read_checkpoint_info(checkpoint).summary()
     if json_out:
         print_json(summary)
-        return
+    else:
+        _print_checkpoint(summary)
+
+
+def _print_checkpoint(summary: dict[str, Any]) -> None:
+    """The tables of ``models info``: facts, labels with thresholds and validation numbers, metrics,
+    training history (nested metrics get tables of their own, never raw dicts)."""
     facts = Table(title=f"Checkpoint {summary['path']}", show_header=False)
     facts.add_column("field", style="bold")
     facts.add_column("value", overflow="fold")
