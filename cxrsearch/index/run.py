@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,20 +126,39 @@ def _run_batches(
         progress(0, total)
     ordered = encoding_order(todo)
     chunks = (ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size))
-    for size, (decoded, failures) in _decoded_batches(chunks):
-        for failure in failures:
-            log.add(failure)
-        if decoded:
-            points, encode_failures = encode_points(encoder, decoded, record)
-            for failure in encode_failures:
+    # Upserts run in a thread one batch behind the encoder (torch releases the GIL while it computes),
+    # and a batch counts as done only once stored: progress never runs ahead of the store, and a
+    # killed run loses at most the batch in flight, which the next run encodes again.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrsearch-upsert") as pool:
+        pending: tuple[int, int, Future[None] | None] | None = None  # (batch size, points, upsert)
+        for size, (decoded, failures) in _decoded_batches(chunks):
+            for failure in failures:
                 log.add(failure)
-            if points:
-                store.upsert(collection, points, batch=len(points))
-                written += len(points)
-        done += size
-        if progress is not None:
-            progress(done, total)
+            points: list = []
+            if decoded:
+                points, encode_failures = encode_points(encoder, decoded, record)
+                for failure in encode_failures:
+                    log.add(failure)
+            if pending is not None:
+                done, written = _finish(pending, done, written, total, progress)
+            upsert = pool.submit(store.upsert, collection, points, batch=len(points)) if points else None
+            pending = (size, len(points), upsert)
+        if pending is not None:
+            done, written = _finish(pending, done, written, total, progress)
     return written
+
+
+def _finish(pending: tuple[int, int, Future[None] | None], done: int, written: int, total: int,
+            progress: ProgressCallback | None) -> tuple[int, int]:
+    """Wait for a batch's upsert (re-raising its error) and report the batch done."""
+    size, count, upsert = pending
+    if upsert is not None:
+        upsert.result()
+        written += count
+    done += size
+    if progress is not None:
+        progress(done, total)
+    return done, written
 
 
 def encoding_order(items: Sequence[IndexItem]) -> list[IndexItem]:

@@ -144,7 +144,8 @@ class Encoder:
             raise ModelError("nothing to encode (empty input)")
         parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # eval() walks every module: once per call adds up over thousands of batches
+            self.model.eval()
         try:
             with torch.inference_mode():
                 for start in range(0, total, batch_size):
@@ -159,7 +160,8 @@ class Encoder:
                             parts[key].append(value.float().cpu().numpy())
                     parts["probs"].append(torch.sigmoid(out.logits).float().cpu().numpy())
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train(True)
         probs = np.concatenate(parts["probs"])
         return Encoded(
             image=np.concatenate(parts["image"]) if parts["image"] else None,
