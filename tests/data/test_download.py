@@ -1,122 +1,34 @@
-"""`cxrsearch data download`: resumable, verified downloads and safe extraction.
+"""`cxrsearch data download`: resumable, verified downloads (extraction: test_extract.py).
 
-Everything is served by a local HTTP server (127.0.0.1, random port) with a small handler that
-supports Range/If-Range and can drop a connection mid-transfer; the tarballs are built in the tests.
-No test touches the internet.
+Everything is served by the local HTTP server of ``tests/data/http_server.py``; the tarballs are
+built in the tests. No test touches the internet.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
-import re
 import socket
-import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from cxrsearch.data.download import download_openi, load_dataset
-from cxrsearch.data.extract import MARKER, safe_extract
 from cxrsearch.data.fetch import fetch, sha256_file
 from cxrsearch.errors import ConfigError, DownloadError
-
-
-# --------------------------------------------------------------------------- local server
-class _State:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.cut_after: dict[str, int] = {}  # name -> bytes sent before the connection is dropped (once)
-
-
-class _RangeHandler(BaseHTTPRequestHandler):
-    """Serves ``state.files`` by base name; honours ``Range: bytes=N-`` and ``If-Range: <etag>``."""
-
-    def do_HEAD(self) -> None:
-        self._serve(body=False)
-
-    def do_GET(self) -> None:
-        self._serve(body=True)
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def _serve(self, body: bool) -> None:
-        state: _State = self.server.state  # type: ignore[attr-defined]
-        state.requests.append((self.command, self.path, dict(self.headers)))
-        name = self.path.rsplit("/", 1)[-1]
-        data = state.files.get(name)
-        if data is None:
-            self.send_error(404)
-            return
-        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
-        start, status = 0, 200
-        wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if wanted and self.headers.get("If-Range", etag) == etag:
-            start, status = int(wanted.group(1)), 206
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        payload = data[start:]
-        self.send_response(status)
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("ETag", etag)
-        self.end_headers()
-        if body:
-            cut = state.cut_after.pop(name, None)
-            self.wfile.write(payload if cut is None else payload[:cut])
-            self.close_connection = True
+from tests.data.http_server import PNG_TGZ_ENTRIES, make_tgz, serving
 
 
 @pytest.fixture()
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    httpd.state = _State()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/collections/"  # type: ignore[attr-defined]
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving() as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
 def _no_mirror_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CXRSEARCH_OPENI_URL", raising=False)
-
-
-# --------------------------------------------------------------------------- tarballs
-def make_tgz(entries: list[tuple[str, bytes | None, dict]]) -> bytes:
-    """(name, content or None, TarInfo attributes) -> gzip'd tar bytes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, content, attrs in entries:
-            info = tarfile.TarInfo(name)
-            for key, value in attrs.items():
-                setattr(info, key, value)
-            if content is not None:
-                info.size = len(content)
-            tar.addfile(info, None if content is None else io.BytesIO(content))
-    return buf.getvalue()
-
-
-PNG_TGZ_ENTRIES = [
-    ("CXR1_1_IM-0001-3001.png", b"\x89PNG fake 1" * 50, {}),
-    ("CXR2_IM-0652-1001.png", b"\x89PNG fake 2" * 5000, {}),
-    ("sub", None, {"type": tarfile.DIRTYPE, "mode": 0o755}),
-    ("sub/CXR3_IM-1384-1001.png", b"\x89PNG fake 3" * 70, {}),
-    ("sub/link.png", None, {"type": tarfile.SYMTYPE, "linkname": "CXR3_IM-1384-1001.png"}),
-]
 
 
 def _sha(data: bytes) -> str:
@@ -254,69 +166,6 @@ def test_hand_downloaded_file_is_adopted_after_a_size_check(server, tmp_path: Pa
     (tmp_path / "png.tgz").write_bytes(data[:-1])
     with pytest.raises(DownloadError, match="remove it to download again"):
         fetch(server.url + "png.tgz", tmp_path / "png.tgz", timeout=5)
-
-
-# --------------------------------------------------------------------------- extraction
-EVIL = {
-    "traversal": ("../evil.txt", b"x", {}),
-    "nested traversal": ("images/../../evil.txt", b"x", {}),
-    "absolute": ("/tmp/cxrsearch-evil.txt", b"x", {}),
-    "symlink escape": ("images/escape", None, {"type": tarfile.SYMTYPE, "linkname": "../../outside"}),
-    "absolute symlink": ("images/etc", None, {"type": tarfile.SYMTYPE, "linkname": "/etc"}),
-    "hardlink escape": ("images/hard", None, {"type": tarfile.LNKTYPE, "linkname": "../outside"}),
-    "device": ("images/dev", None, {"type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}),
-    "fifo": ("images/fifo", None, {"type": tarfile.FIFOTYPE}),
-}
-
-
-@pytest.mark.parametrize("case", list(EVIL))
-def test_unsafe_members_are_refused_naming_the_member(tmp_path: Path, case: str) -> None:
-    good = ("images/ok.png", b"fine", {})
-    archive = tmp_path / "dest" / "evil.tgz"
-    archive.parent.mkdir()
-    archive.write_bytes(make_tgz([good, EVIL[case]]))
-    target = tmp_path / "dest" / "images" / "png"
-    with pytest.raises(DownloadError, match="refused") as info:
-        safe_extract(archive, target, sha256="0" * 64)
-    assert repr(EVIL[case][0]) in str(info.value)  # names the member
-    assert not target.exists() and not list(target.parent.glob(".*extracting"))  # all or nothing
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]  # nothing written outside dest
-    assert not Path("/tmp/cxrsearch-evil.txt").exists()
-
-
-def test_symlink_chain_escape_is_caught_by_the_data_filter(tmp_path: Path) -> None:
-    # each link looks harmless on its own ('a/b/c' -> '..' is lexically 'a'), but a/b is itself '..'
-    archive = tmp_path / "dest" / "chain.tgz"
-    archive.parent.mkdir()
-    archive.write_bytes(make_tgz([
-        ("a", None, {"type": tarfile.DIRTYPE, "mode": 0o755}),
-        ("a/b", None, {"type": tarfile.SYMTYPE, "linkname": ".."}),
-        ("a/b/c", None, {"type": tarfile.SYMTYPE, "linkname": ".."}),
-        ("a/b/c/evil.txt", b"x", {}),
-    ]))
-    with pytest.raises(DownloadError, match="chain.tgz member 'a/b/c': refused by the tar data filter"):
-        safe_extract(archive, tmp_path / "dest" / "out", sha256="0" * 64)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["chain.tgz", "dest"]
-
-
-def test_extraction_is_complete_and_recorded(tmp_path: Path) -> None:
-    archive = tmp_path / "png.tgz"
-    archive.write_bytes(make_tgz(PNG_TGZ_ENTRIES))
-    result = safe_extract(archive, tmp_path / "images" / "png", sha256="ab" * 32)
-    target = tmp_path / "images" / "png"
-    assert (result.members, result.files) == (5, 3)
-    assert (target / "sub" / "link.png").read_bytes() == PNG_TGZ_ENTRIES[3][1]  # an inside link is fine
-    assert '"sha256": "' + "ab" * 32 in (target / MARKER).read_text()
-    with pytest.raises(DownloadError, match="already exists"):
-        safe_extract(archive, target, sha256="ab" * 32)
-
-
-def test_broken_archive_is_a_download_error(tmp_path: Path) -> None:
-    archive = tmp_path / "png.tgz"
-    archive.write_bytes(make_tgz(PNG_TGZ_ENTRIES)[:300])
-    with pytest.raises(DownloadError, match="cannot extract") as info:
-        safe_extract(archive, tmp_path / "out", sha256="0" * 64)
-    assert str(archive) in str(info.value) and not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- download_openi
