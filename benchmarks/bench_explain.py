@@ -85,11 +85,11 @@ def timed(fn, repeat: int = 1, stage: str = "") -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def bench_model(name: str, steps: int, batch_sizes: list[int]) -> list[dict]:
+def bench_model(name: str, steps: int, batch_sizes: list[int | None], precision: str = "auto") -> list[dict]:
     import torch
 
     from cxrsearch.explain.attention import attention_rollout
-    from cxrsearch.explain.attribution import attribution_mode, pixel_attributions
+    from cxrsearch.explain.attribution import attribution_mode, default_batches, pixel_attributions, resolve_precision
     from cxrsearch.explain.output import write_outputs
     from cxrsearch.explain.target import Target
     from cxrsearch.explain.tokens import token_attributions
@@ -105,6 +105,7 @@ def bench_model(name: str, steps: int, batch_sizes: list[int]) -> list[dict]:
     pixels, geometries = encoder.prepare_images([decoded])
     batch = encoder.tokenize([report])
     tokens = int(batch["attention_mask"].sum())
+    precision = resolve_precision(precision, pixels.device)  # as `cxrsearch explain` resolves it
 
     def plain_step() -> None:  # one training-style forward + backward of the whole model
         x = pixels.clone().requires_grad_(True)
@@ -123,16 +124,20 @@ def bench_model(name: str, steps: int, batch_sizes: list[int]) -> list[dict]:
             return image, text, attention_rollout(out)
 
     rows = []
-    for ibs in batch_sizes:
+    for chosen in batch_sizes:  # None: the defaults `cxrsearch explain` uses
+        ibs, token_ibs = default_batches(precision, steps) if chosen is None else (chosen, chosen)
         t_forward, (image, text, attention) = timed(forward, stage="forward")
         t_pixels, ig = timed(lambda: pixel_attributions(model, pixels, target, text=text, film_box=geometries[0].image_box(),
-                                                        steps=steps, internal_batch_size=ibs), stage="pixels")
-        t_tokens, words = timed(lambda: token_attributions(model, report, target, image=image, steps=steps, internal_batch_size=ibs), stage="tokens")
+                                                        steps=steps, internal_batch_size=ibs, precision=precision),
+                                stage="pixels")
+        t_tokens, words = timed(lambda: token_attributions(model, report, target, image=image, steps=steps,
+                                                           internal_batch_size=token_ibs, precision=precision), stage="tokens")
         with tempfile.TemporaryDirectory() as tmp:
             t_render, _ = timed(lambda: write_outputs(Path(tmp), "hit", "benchmark", decoded, geometries[0], ig, attention), stage="render")
         total = t_forward + t_pixels + t_tokens + t_render
         rows.append({
             "model": name, "image_arch": model.config.image.arch, "steps": steps, "internal_batch_size": ibs,
+            "precision": precision,
             "report_tokens": tokens, "plain_fwd_bwd_s": plain, "forward_s": t_forward, "pixels_s": t_pixels,
             "tokens_s": t_tokens, "render_s": t_render, "total_s": total, "ratio_pixels": t_pixels / plain,
             "ratio_total": total / plain, "pixel_rel_delta": ig.relative_delta, "token_delta": words.delta,
@@ -145,7 +150,7 @@ def bench_model(name: str, steps: int, batch_sizes: list[int]) -> list[dict]:
 
 
 def _line(r: dict) -> str:
-    return (f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
+    return (f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3} {r['precision']} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
             f"forward+attention {r['forward_s']:5.2f}s  pixels IG {r['pixels_s']:6.2f}s ({r['ratio_pixels']:4.1f}x)  "
             f"tokens LIG {r['tokens_s']:6.2f}s  render {r['render_s']:5.2f}s | total {r['total_s']:6.2f}s ({r['ratio_total']:4.1f}x plain) | "
             f"IG rel. delta {r['pixel_rel_delta']:.1e}, token delta {r['token_delta']:+.1e} | peak RSS {r['peak_rss_gb']:.1f} GB\n"
@@ -157,17 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="swin-clinicalbert,swin-tiny-clinicalbert,cpu-minilm")
     parser.add_argument("--steps", type=int, default=32)
-    parser.add_argument("--internal-batch-sizes", default="8")
+    parser.add_argument("--internal-batch-sizes", default="auto",
+                        help="comma-separated points per pass to compare; auto: what `cxrsearch explain` uses")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="attribution arithmetic, as `cxrsearch explain --precision` (plain fwd+bwd stays fp32)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    sizes = [int(v) for v in args.internal_batch_sizes.split(",")]
+    sizes = [None if v.strip() == "auto" else int(v) for v in args.internal_batch_sizes.split(",")]
     for name in args.models.split(","):
-        bench_model(name.strip(), args.steps, sizes)
+        bench_model(name.strip(), args.steps, sizes, args.precision)
     return 0
 
 

@@ -29,6 +29,8 @@ def explain(
     label: Optional[str] = typer.Option(None, "--label", metavar="L", help="Explain why the hit's label L was predicted (no query)."),
     steps: int = typer.Option(32, "--steps", metavar="N", help="Integrated Gradients steps (more: smaller convergence delta, slower)."),
     baseline: str = typer.Option("black", "--baseline", metavar="black|blur", help="Pixel baseline: black (empty film) or blur."),
+    precision: str = typer.Option("auto", "--precision", metavar="auto|fp32|bf16",
+                                  help="Attribution arithmetic: bf16 is ~3x faster where the hardware has it (auto picks it there)."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Folder for the PNGs and JSON (default: a new folder under $CXRSEARCH_OUTPUT)."),
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a report."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
@@ -42,7 +44,7 @@ def explain(
     from cxrsearch.explain.request import ExplainRequest
 
     request = ExplainRequest(hit=hit, collection=collection, text=text, image=image, like=like, label=label,
-                             steps=steps, baseline=baseline, out_dir=out)
+                             steps=steps, baseline=baseline, out_dir=out, precision=precision)
     with opened_store(store, qdrant_url, api_key) as backend:
         if not json_out:
             err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")
@@ -73,7 +75,7 @@ def _print_report(result) -> None:
     if result.pixels is not None:
         p, s = result.pixels, result.pixel_stats
         console.print(
-            f"\n[bold]Integrated Gradients on pixels[/bold] ({p.baseline} baseline, {p.steps} steps, {p.seconds:.1f}s): "
+            f"\n[bold]Integrated Gradients on pixels[/bold] ({p.baseline} baseline, {p.steps} steps, {p.precision}, {p.seconds:.1f}s): "
             f"f(hit) {p.score:.4f} - f(baseline) {p.baseline_score:.4f} = {p.score - p.baseline_score:.4f}; "
             f"attributions sum to {p.score - p.baseline_score + p.delta:.4f} (convergence delta {p.delta:+.2e})"
         )
@@ -86,7 +88,7 @@ def _print_report(result) -> None:
     if result.tokens is not None:
         t = result.tokens
         console.print(f"\n[bold]Report, coloured by attribution[/bold] (green raised the score, pink lowered it; "
-                      f"{t.steps} steps, convergence delta {t.delta:+.2e}" + (", report truncated" if t.truncated else "") + ")")
+                      f"{t.steps} steps, {t.precision}, convergence delta {t.delta:+.2e}" + (", report truncated" if t.truncated else "") + ")")
         console.print(coloured_report(t.text, t.words))
         table = Table(title="Top words", show_lines=False)
         table.add_column("word")

@@ -122,6 +122,12 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
                      "its image file or report changed since indexing, or the collection was indexed with other weights")
     clock.lap("forward")
 
+    from cxrsearch.explain.attribution import default_batches, resolve_precision
+
+    precision = resolve_precision(request.precision, torch.device(encoder.device))
+    pixel_batch, token_batch = default_batches(precision, request.steps)
+    if request.internal_batch_size is not None:
+        pixel_batch = token_batch = request.internal_batch_size
     attention = pixel_result = token_result = None
     if decoded is not None and text:
         from cxrsearch.explain.attention import attention_rollout
@@ -133,13 +139,13 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
 
         pixel_result = pixel_attributions(model, hit.pixels, target, text=hit.text_features, film_box=hit.geometry.image_box(),
                                           steps=request.steps, baseline=request.baseline,
-                                          internal_batch_size=request.internal_batch_size)
+                                          internal_batch_size=pixel_batch, precision=precision)
     clock.lap("pixels")
     if text:
         from cxrsearch.explain.tokens import token_attributions
 
         token_result = token_attributions(model, text, target, image=hit.image_features, steps=request.steps,
-                                          internal_batch_size=request.internal_batch_size)
+                                          internal_batch_size=token_batch, precision=precision)
     clock.lap("tokens")
 
     key = _file_key(payload, point.id)

@@ -68,7 +68,7 @@ class Explanation:
         if self.pixels is not None:
             p = self.pixels
             pixels = {"method": "integrated_gradients", "baseline": p.baseline, "steps": p.steps,
-                      "internal_batch_size": p.internal_batch_size, "score": p.score, "baseline_score": p.baseline_score,
+                      "precision": p.precision, "internal_batch_size": p.internal_batch_size, "score": p.score, "baseline_score": p.baseline_score,
                       "attribution_sum": p.score - p.baseline_score + p.delta, "convergence_delta": p.delta,
                       "relative_delta": p.relative_delta if np.isfinite(p.relative_delta) else None, "stats": _stats(self.pixel_stats)}
         attention = None
@@ -81,6 +81,7 @@ class Explanation:
         if self.tokens is not None:
             t = self.tokens
             tokens = {"method": "layer_integrated_gradients", "baseline": "pad tokens", "steps": t.steps,
+                      "precision": t.precision,
                       "score": t.score, "baseline_score": t.baseline_score, "convergence_delta": t.delta,
                       "truncated": t.truncated, "words": [_word(w) for w in t.words]}
         return {

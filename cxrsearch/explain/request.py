@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrsearch.errors import QueryError
-from cxrsearch.explain.attribution import BASELINES, DEFAULT_INTERNAL_BATCH, DEFAULT_STEPS, check_steps
+from cxrsearch.explain.attribution import BASELINES, DEFAULT_STEPS, PRECISIONS, check_steps
 from cxrsearch.explain.target import Target
 from cxrsearch.search.spec import normalise_query
 
@@ -52,8 +52,11 @@ class ExplainRequest:
         text / image / like: the query, as for ``cxrsearch search`` (``like`` alone).
         label: explain the hit's logit for this label instead of a similarity (no query then).
         steps: Integrated Gradients steps (pixels and tokens); internal_batch_size: interpolation
-            points per forward pass (memory stays flat whatever ``steps`` is).
+            points per forward pass (memory stays flat whatever ``steps`` is); ``None``: per
+            precision and modality (:func:`~cxrsearch.explain.attribution.default_batches`).
         baseline: pixel baseline, ``"black"`` or ``"blur"`` (see :mod:`cxrsearch.explain.attribution`).
+        precision: ``"auto"`` (bf16 where the hardware computes it natively, else fp32), ``"fp32"``
+            or ``"bf16"``, for both attributions.
         out_dir: where PNGs and the JSON go; ``None``: a new folder under ``paths.output_dir()``.
         top_k: how many top words the summary lists.
     """
@@ -65,10 +68,11 @@ class ExplainRequest:
     like: str | None = None
     label: str | None = None
     steps: int = DEFAULT_STEPS
-    internal_batch_size: int = DEFAULT_INTERNAL_BATCH
+    internal_batch_size: int | None = None
     baseline: str = "black"
     out_dir: Path | None = None
     top_k: int = 10
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         hit = str(self.hit).strip()
@@ -90,7 +94,9 @@ class ExplainRequest:
             raise QueryError("nothing to explain against: give --text, --image (or both), --like ID, or --label L")
         if self.baseline not in BASELINES:
             raise QueryError(f"unknown baseline {self.baseline!r} (use one of: {', '.join(BASELINES)})")
-        check_steps(self.steps, self.internal_batch_size)
+        if self.precision not in ("auto", *PRECISIONS):
+            raise QueryError(f"unknown precision {self.precision!r} (use one of: auto, {', '.join(PRECISIONS)})")
+        check_steps(self.steps, 1 if self.internal_batch_size is None else self.internal_batch_size)
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
             raise QueryError(f"top_k must be a positive integer, got {self.top_k!r}")
 

@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxrsearch.errors import ModelError, QueryError
-from cxrsearch.explain.attribution import DEFAULT_INTERNAL_BATCH, DEFAULT_STEPS, attribution_mode, check_steps, repeat_image
+from cxrsearch.explain.attribution import (
+    DEFAULT_INTERNAL_BATCH,
+    DEFAULT_STEPS,
+    attribution_mode,
+    check_steps,
+    repeat_image,
+    text_tower,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -64,7 +71,8 @@ class TokenAttribution:
             ``sum(token_attributions) - (score - baseline_score)``.
         truncated: the report was longer than the model's ``max_text_tokens`` (only the read part
             is attributed).
-        steps, seconds: integration steps and wall time.
+        steps, seconds: integration steps and wall time; precision: ``fp32`` or ``bf16`` (see
+            :mod:`cxrsearch.explain.attribution`).
     """
 
     text: str
@@ -77,6 +85,7 @@ class TokenAttribution:
     truncated: bool
     steps: int
     seconds: float
+    precision: str = "fp32"
 
     def top_words(self, k: int = 10) -> tuple[WordAttribution, ...]:
         """The ``k`` words with the largest ``|attribution|`` (punctuation-only words left out)."""
@@ -148,6 +157,7 @@ def token_attributions(
     image: ImageFeatures | None,
     steps: int = DEFAULT_STEPS,
     internal_batch_size: int = DEFAULT_INTERNAL_BATCH,
+    precision: str = "fp32",
 ) -> TokenAttribution:
     """Layer Integrated Gradients of ``target`` w.r.t. the word embeddings of the report ``text``.
 
@@ -176,7 +186,7 @@ def token_attributions(
         def forward(ids: torch.Tensor) -> torch.Tensor:
             n = ids.shape[0]
             picture = None if image is None else repeat_image(image, n)
-            return target(model.fuse(picture, model.encode_text(ids, mask.expand(n, -1))))
+            return target(model.fuse(picture, text_tower(model, ids, mask.expand(n, -1), precision)))
 
         lig = LayerIntegratedGradients(forward, model.text_tower.input_embeddings)
         attributions = lig.attribute(input_ids, baselines=reference, n_steps=steps, internal_batch_size=internal_batch_size)
@@ -197,4 +207,5 @@ def token_attributions(
         truncated=full_length > max_tokens,
         steps=steps,
         seconds=time.perf_counter() - started,
+        precision=precision,
     )

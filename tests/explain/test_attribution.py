@@ -166,3 +166,43 @@ def test_bad_steps_and_baseline_are_refused(tiny_model, images_dir: Path) -> Non
         pixel_attributions(tiny_model, pixels, _query(tiny_model), text=text, film_box=geometry.image_box(), steps=0)
     with pytest.raises(QueryError, match="baseline"):
         pixel_attributions(tiny_model, pixels, _query(tiny_model), text=text, film_box=geometry.image_box(), baseline="white")
+
+
+def test_bf16_attributions_are_the_same_maps_and_stay_complete(tiny_model, images_dir: Path) -> None:
+    # `--precision bf16` (the default where the CPU has native bfloat16) must explain the same way:
+    # the same pixels and words on top, completeness still within the reported delta.
+    path = images_dir / "dicom" / "RG1_UNCR.dcm"
+    target = _query(tiny_model)
+    pixels, geometry, batch, text = _inputs(tiny_model, path)
+    maps = {p: pixel_attributions(tiny_model, pixels, target, text=text, film_box=geometry.image_box(), steps=32, precision=p)
+            for p in ("fp32", "bf16")}
+    with torch.no_grad():
+        image = tiny_model.encode_image(pixels)
+    words = {p: token_attributions(tiny_model, REPORT, target, image=image, steps=32, precision=p) for p in ("fp32", "bf16")}
+    assert (maps["bf16"].precision, words["bf16"].precision, maps["fp32"].precision) == ("bf16", "bf16", "fp32")
+    film = film_mask(geometry)
+    assert _rank_correlation(maps["fp32"].attributions[film], maps["bf16"].attributions[film]) > 0.95
+    assert spearmanr(words["fp32"].token_attributions, words["bf16"].token_attributions).correlation > 0.95
+    for result in (maps["bf16"], words["bf16"]):
+        total = float(np.sum(result.attributions if hasattr(result, "attributions") else result.token_attributions))
+        assert abs(total - (result.score - result.baseline_score)) <= abs(result.delta) + 1e-6
+        assert abs(result.delta) <= 0.1 * abs(result.score - result.baseline_score)
+
+
+def test_precision_choice_is_explicit_and_checked() -> None:
+    from cxrsearch.errors import QueryError
+    from cxrsearch.explain.attribution import PRECISIONS, resolve_precision
+    from cxrsearch.explain.request import ExplainRequest
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32") and resolve_precision("auto", cpu) in PRECISIONS
+    with pytest.raises(QueryError, match="unknown precision 'fp16'"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(QueryError, match="unknown precision 'half'"):
+        ExplainRequest(hit="CXR1", collection="cases", text="x", precision="half")
+    with pytest.raises(QueryError, match="--like is empty"):
+        ExplainRequest(hit="CXR1", collection="cases", like="  ")
+    with pytest.raises(QueryError, match="--text is empty"):
+        ExplainRequest(hit="CXR1", collection="cases", text="   ")

@@ -55,7 +55,9 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     assert set(data["vector_scores"]) == {"image", "text", "joint"}
     pixels = data["pixels"]
     assert pixels["steps"] == int(STEPS) and pixels["baseline"] == "black"
-    assert pixels["score"] == pytest.approx(data["score"])
+    assert pixels["precision"] == data["tokens"]["precision"] and pixels["precision"] in ("fp32", "bf16")
+    # IG integrates the model at the chosen precision: its f(hit) is the fp32 score up to bf16 rounding
+    assert pixels["score"] == pytest.approx(data["score"], abs=1e-2 if pixels["precision"] == "bf16" else 1e-6)
     assert abs(pixels["attribution_sum"] - (pixels["score"] - pixels["baseline_score"])) == pytest.approx(
         abs(pixels["convergence_delta"]), abs=1e-6)
     assert data["attention"]["kind"] == "attention (not attribution)"
@@ -91,9 +93,11 @@ def test_like_and_label(explain_store: ExplainStore, tmp_path: Path) -> None:
     assert like["query"]["mode"] == "like" and like["hit"]["image_id"] == "CXR4_IM-2050-1001"
     assert like["score"] == pytest.approx(like["vector_scores"]["joint"], abs=1e-4)
 
-    label = _explain_json(explain_store, tmp_path / "label", "CXR4_IM-2050-1001", "--label", "Cardiomegaly")
+    label = _explain_json(explain_store, tmp_path / "label", "CXR4_IM-2050-1001", "--label", "Cardiomegaly",
+                          "--precision", "fp32")
     assert label["query"]["label"] == "cardiomegaly" and label["target"] == "logit of label cardiomegaly"
     assert 0.0 < label["probability"] < 1.0 and label["vector_scores"] == {}
+    assert label["pixels"]["precision"] == "fp32" and label["pixels"]["score"] == pytest.approx(label["score"], abs=1e-5)
 
 
 def test_report_only_hit_gets_token_attributions_and_a_notice(explain_store: ExplainStore, tmp_path: Path) -> None:
@@ -129,6 +133,7 @@ def test_people_get_scores_words_and_png_paths(explain_store: ExplainStore) -> N
         (["CXR1", "--label", "no such label"], "has no label"),
         (["CXR999", "--text", "heart"], "no indexed case"),
         (["CXR1", "--text", "heart", "--steps", "0"], "--steps"),
+        (["CXR1", "--text", "heart", "--precision", "fp16"], "unknown precision 'fp16'"),
     ],
 )
 def test_mistakes_give_one_line(explain_store: ExplainStore, args: list[str], message: str) -> None:
