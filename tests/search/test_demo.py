@@ -67,7 +67,11 @@ def test_demo_trains_indexes_searches_then_reuses_everything(small_openi, tmp_pa
     assert not any(event.kind == "train" for event in events)
 
     (first.model.checkpoint / demo.MARKER).unlink()  # as if killed after the last epoch was saved
-    third = run_demo(options)
+    resumed: list = []
+    third = run_demo(options, on_event=resumed.append)
+    assert any(e.kind == "step" and e.message.startswith("resuming") for e in resumed)
+    epochs = [e.detail for e in resumed if e.kind == "train" and e.detail.kind == "epoch_start"]
+    assert epochs == []  # every epoch was saved: resuming trains none again
     assert third.model.trained_now and third.model.checkpoint == first.model.checkpoint
     assert third.index.indexed == 0 and (first.model.checkpoint / demo.MARKER).is_file()
 

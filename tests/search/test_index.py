@@ -118,3 +118,40 @@ def test_without_images_every_report_with_text_is_one_report_point(tiny_checkpoi
         assert report.ok and report.count == report.planned == len(with_text) == report.report_points
         assert report.empty == 60 - len(with_text)
         assert report.failures_path is None
+
+
+class _FailingStore(EdgeStore):
+    """An embedded store whose ``fail_at``-th upsert (1-based) fails, as a full disk would."""
+
+    def __init__(self, root, fail_at: int) -> None:
+        super().__init__(root)
+        self.fail_at, self.upserts = fail_at, 0
+
+    def upsert(self, collection, points, batch=256):
+        self.upserts += 1
+        if self.upserts == self.fail_at:
+            raise StoreError("disk full (simulated)", path=collection)
+        return super().upsert(collection, points, batch=batch)
+
+
+def test_progress_follows_the_store_and_a_failed_upsert_stops_the_run(tiny_checkpoint, reports_tgz, tmp_path):
+    # Upserts run in a thread one batch behind the encoder: progress must never run ahead of what
+    # is stored, and an upsert's error must reach the caller with the earlier batches kept.
+    calls: list[tuple[int, int]] = []
+    options = index_options(reports_tgz, None, None, tmp_path / "f", limit=60, batch_size=8)
+    with EdgeStore(tmp_path / "ok") as store:
+        def progress(done: int, total: int) -> None:
+            calls.append((done, total))
+            assert store.count("cases") >= done  # stored before reported
+        report = index_studies(options, store, tiny_checkpoint, progress=progress)
+    total = report.planned
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) == 1 + -(-total // 8)
+
+    with _FailingStore(tmp_path / "bad", fail_at=3) as store:
+        with pytest.raises(StoreError, match="disk full"):
+            index_studies(options, store, tiny_checkpoint)
+        assert store.count("cases") == 2 * 8  # the two batches stored before the failure are kept
+    with EdgeStore(tmp_path / "bad") as store:  # and the same command finishes the job
+        again = index_studies(options, store, tiny_checkpoint)
+        assert (again.skipped_existing, again.count) == (16, total)
