@@ -110,7 +110,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        try:  # oneDNN's own probe (AVX512-BF16 / AMX); a torch without it is treated as not native
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            native = False
+        return "bf16" if native else "fp32"
     return "fp32"
 
 
