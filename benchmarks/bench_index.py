@@ -1,7 +1,7 @@
 """Indexing overhead: ``index_studies`` (what ``cxrsearch index`` runs) vs the model's pure forward pass.
 
-    .venv/bin/python benchmarks/bench_index.py                       # cpu-minilm, 1,000 real reports
-    .venv/bin/python benchmarks/bench_index.py --reports 3955        # every report
+    .venv/bin/python benchmarks/bench_index.py                       # cpu-minilm, all 3,955 real reports
+    .venv/bin/python benchmarks/bench_index.py --reports 1000        # the first 1,000 (quicker)
     .venv/bin/python benchmarks/bench_index.py --model CKPT          # a trained checkpoint
     .venv/bin/python benchmarks/bench_index.py --config tiny-test    # a tiny model: overhead dominates
 
@@ -70,7 +70,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("CXRSEARCH_TEST_DATA", REPO.parent / "shared" / "data")) / "openi",
                         help="Open-i data folder or NLMCXR_reports.tgz (default: $CXRSEARCH_TEST_DATA/openi)")
-    parser.add_argument("--reports", type=int, default=1000, help="index the first N reports (default 1000)")
+    parser.add_argument("--reports", type=int, default=None,
+                        help="index only the first N reports (default: all, the job `cxrsearch index` does)")
     parser.add_argument("--config", default="cpu-minilm", help="model config when no --model is given")
     parser.add_argument("--model", type=Path, default=None, help="a trained checkpoint directory")
     parser.add_argument("--batch-size", type=int, default=32)
