@@ -137,6 +137,7 @@ def bench_model(name: str, steps: int, batch_sizes: list[int | None], precision:
         total = t_forward + t_pixels + t_tokens + t_render
         rows.append({
             "model": name, "image_arch": model.config.image.arch, "steps": steps, "internal_batch_size": ibs,
+            "token_internal_batch_size": token_ibs,
             "precision": precision,
             "report_tokens": tokens, "plain_fwd_bwd_s": plain, "forward_s": t_forward, "pixels_s": t_pixels,
             "tokens_s": t_tokens, "render_s": t_render, "total_s": total, "ratio_pixels": t_pixels / plain,
@@ -150,7 +151,7 @@ def bench_model(name: str, steps: int, batch_sizes: list[int | None], precision:
 
 
 def _line(r: dict) -> str:
-    return (f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3} {r['precision']} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
+    return (f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3}/{r['token_internal_batch_size']} {r['precision']} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
             f"forward+attention {r['forward_s']:5.2f}s  pixels IG {r['pixels_s']:6.2f}s ({r['ratio_pixels']:4.1f}x)  "
             f"tokens LIG {r['tokens_s']:6.2f}s  render {r['render_s']:5.2f}s | total {r['total_s']:6.2f}s ({r['ratio_total']:4.1f}x plain) | "
             f"IG rel. delta {r['pixel_rel_delta']:.1e}, token delta {r['token_delta']:+.1e} | peak RSS {r['peak_rss_gb']:.1f} GB\n"

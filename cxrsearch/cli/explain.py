@@ -30,7 +30,7 @@ def explain(
     steps: int = typer.Option(32, "--steps", metavar="N", help="Integrated Gradients steps (more: smaller convergence delta, slower)."),
     baseline: str = typer.Option("black", "--baseline", metavar="black|blur", help="Pixel baseline: black (empty film) or blur."),
     precision: str = typer.Option("auto", "--precision", metavar="auto|fp32|bf16",
-                                  help="Attribution arithmetic: bf16 is ~3x faster where the hardware has it (auto picks it there)."),
+                                  help="Attribution arithmetic: bf16 is ~2x faster where the hardware has it (auto picks it there)."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Folder for the PNGs and JSON (default: a new folder under $CXRSEARCH_OUTPUT)."),
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a report."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),

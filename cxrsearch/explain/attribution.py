@@ -22,8 +22,8 @@ backward work) and the model is in eval mode (no dropout: deterministic). ``inte
 interpolation points go through the model at once, so memory stays flat whatever ``steps`` is.
 
 ``precision``: ``fp32``, or ``bf16``: the towers (Swin, BERT: nearly all the compute) run under
-``torch.autocast`` (matrix products in bfloat16, float32 accumulation; about 3x faster on CPUs with
-native bfloat16, e.g. Intel AMX), and their outputs go on in float32 through the fusion layers and
+``torch.autocast`` (matrix products in bfloat16, float32 accumulation; attributions about 2x faster
+on CPUs with native bfloat16, e.g. Intel AMX), and their outputs go on in float32 through the fusion layers and
 the score, so the score keeps float32 resolution. The integrated function is then that model,
 consistently: ``f(x)``, ``f(b)`` and the gradients all come from it, so completeness holds up to the
 reported ``delta``. ``auto`` (see :func:`resolve_precision`) picks bf16 only where the hardware
@@ -99,23 +99,29 @@ def check_steps(steps: int, internal_batch_size: int) -> None:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32``/``bf16`` as given; ``auto``: ``bf16`` where ``device`` computes bfloat16 natively
-    (a CUDA GPU that supports it, or a CPU with AVX512-BF16/AMX as oneDNN reports), else ``fp32``."""
-    import torch
-
+    """``fp32``/``bf16`` as given; ``auto``: ``bf16`` where ``device`` computes bfloat16 natively,
+    else ``fp32``: see :func:`native_bf16`."""
     if precision in PRECISIONS:
         return precision
     if precision != "auto":
         raise QueryError(f"unknown precision {precision!r} (use auto, {', '.join(PRECISIONS)})")
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does ``device`` compute bfloat16 in hardware? A CUDA GPU of compute capability 8.0 or newer
+    (Ampere on; older GPUs emulate it), or a CPU with AVX512-BF16 or AMX (older AVX-512 CPUs emulate
+    it, slower than fp32). A torch without the CPU probes counts as not native."""
+    import torch
+
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        try:  # oneDNN's own probe (AVX512-BF16 / AMX); a torch without it is treated as not native
-            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            native = False
-        return "bf16" if native else "fp32"
-    return "fp32"
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def default_batches(precision: str, steps: int) -> tuple[int, int]:

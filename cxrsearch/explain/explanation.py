@@ -81,7 +81,7 @@ class Explanation:
         if self.tokens is not None:
             t = self.tokens
             tokens = {"method": "layer_integrated_gradients", "baseline": "pad tokens", "steps": t.steps,
-                      "precision": t.precision,
+                      "precision": t.precision, "internal_batch_size": t.internal_batch_size,
                       "score": t.score, "baseline_score": t.baseline_score, "convergence_delta": t.delta,
                       "truncated": t.truncated, "words": [_word(w) for w in t.words]}
         return {

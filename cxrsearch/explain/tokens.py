@@ -72,7 +72,7 @@ class TokenAttribution:
         truncated: the report was longer than the model's ``max_text_tokens`` (only the read part
             is attributed).
         steps, seconds: integration steps and wall time; precision: ``fp32`` or ``bf16`` (see
-            :mod:`cxrsearch.explain.attribution`).
+            :mod:`cxrsearch.explain.attribution`); internal_batch_size: points per pass.
     """
 
     text: str
@@ -86,6 +86,7 @@ class TokenAttribution:
     steps: int
     seconds: float
     precision: str = "fp32"
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH
 
     def top_words(self, k: int = 10) -> tuple[WordAttribution, ...]:
         """The ``k`` words with the largest ``|attribution|`` (punctuation-only words left out)."""
@@ -208,4 +209,5 @@ def token_attributions(
         steps=steps,
         seconds=time.perf_counter() - started,
         precision=precision,
+        internal_batch_size=internal_batch_size,
     )
