@@ -24,7 +24,7 @@ class IndexOptions:
             images whose file carries none (PNGs).
         collection: the collection to write; created from ``schema`` when missing.
         schema: collection schema name (``collections/<name>.json``) used when creating it.
-        batch_size: points per forward pass and per upsert (a killed run loses at most two batches).
+        batch_size: points per forward pass and per upsert (a killed run loses at most one batch).
         reindex: re-encode and overwrite points that already exist (default: skip them, i.e. resume).
         limit: index only the first ``limit`` reports (by report number).
         failures_dir: where the failures file goes (default ``<outputs>/index-failures``).

@@ -8,10 +8,9 @@ The run, in order:
 3. ask the store which planned point ids exist (deterministic UUIDv5 ids) and skip those, unless
    ``reindex``; points already there must come from the same checkpoint;
 4. for each batch: decode its radiographs (the next batch is decoded in a background thread while
-   this one is encoded), encode, upsert (in a thread, while the next batch is encoded). Each batch
-   is one upsert, so a run killed at any moment (even by SIGKILL) loses at most the encoding work of
-   two batches (one being stored, one being encoded), and running it again finishes the job with
-   the exact count and no duplicates.
+   this one is encoded), encode, upsert. A batch is written before the next starts, so a run killed
+   at any moment (even by SIGKILL) loses at most one batch, and running it again finishes the job
+   with the exact count and no duplicates.
 
 Per-file failures never stop the run: they are written to a JSON-lines file as they happen and
 returned in the :class:`~cxrsearch.index.report.IndexReport`.
@@ -21,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,54 +126,20 @@ def _run_batches(
         progress(0, total)
     ordered = encoding_order(todo)
     chunks = (ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size))
-    # Upserts run in a thread one batch behind the encoder (torch releases the GIL while it computes),
-    # and a batch counts as done only once stored: progress never runs ahead of the store, and a
-    # killed run loses at most the batches in flight, which the next run encodes again.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrsearch-upsert") as pool:
-        pending: tuple[int, int, Future[None] | None] | None = None  # (batch size, points, upsert)
-        try:
-            for size, (decoded, failures) in _decoded_batches(chunks):
-                for failure in failures:
-                    log.add(failure)
-                points: list = []
-                if decoded:
-                    points, encode_failures = encode_points(encoder, decoded, record)
-                    for failure in encode_failures:
-                        log.add(failure)
-                if pending is not None:
-                    done, written = _finish(pending, done, written, total, progress)
-                upsert = pool.submit(store.upsert, collection, points, batch=len(points)) if points else None
-                pending = (size, len(points), upsert)
-            if pending is not None:
-                done, written = _finish(pending, done, written, total, progress)
-        except BaseException:
-            _drain(pending)
-            raise
+    for size, (decoded, failures) in _decoded_batches(chunks):
+        for failure in failures:
+            log.add(failure)
+        if decoded:
+            points, encode_failures = encode_points(encoder, decoded, record)
+            for failure in encode_failures:
+                log.add(failure)
+            if points:
+                store.upsert(collection, points, batch=len(points))
+                written += len(points)
+        done += size
+        if progress is not None:
+            progress(done, total)
     return written
-
-
-def _drain(pending: tuple[int, int, Future[None] | None] | None) -> None:
-    """On the way out of a failed or interrupted run: let the upsert in flight end before the caller
-    closes the store, even through another Ctrl-C (its own error, if any, yields to the first one)."""
-    upsert = None if pending is None else pending[2]
-    while upsert is not None and not upsert.done():
-        try:
-            upsert.exception()
-        except KeyboardInterrupt:
-            continue
-
-
-def _finish(pending: tuple[int, int, Future[None] | None], done: int, written: int, total: int,
-            progress: ProgressCallback | None) -> tuple[int, int]:
-    """Wait for a batch's upsert (re-raising its error) and report the batch done."""
-    size, count, upsert = pending
-    if upsert is not None:
-        upsert.result()
-        written += count
-    done += size
-    if progress is not None:
-        progress(done, total)
-    return done, written
 
 
 def encoding_order(items: Sequence[IndexItem]) -> list[IndexItem]:

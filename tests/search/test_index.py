@@ -135,8 +135,8 @@ class _FailingStore(EdgeStore):
 
 
 def test_progress_follows_the_store_and_a_failed_upsert_stops_the_run(tiny_checkpoint, reports_tgz, tmp_path):
-    # Upserts run in a thread one batch behind the encoder: progress must never run ahead of what
-    # is stored, and an upsert's error must reach the caller with the earlier batches kept.
+    # Progress must never run ahead of what is stored, and an upsert's error must reach the caller
+    # with the earlier batches kept (and the same command then finishes the job).
     calls: list[tuple[int, int]] = []
     options = index_options(reports_tgz, None, None, tmp_path / "f", limit=60, batch_size=8)
     with EdgeStore(tmp_path / "ok") as store:
