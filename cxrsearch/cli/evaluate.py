@@ -15,38 +15,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from cxrsearch.cli.render import console, err_console, print_json
-
-
-class _Progress:
-    """``progress(stage, done, total)``: one rich bar per stage on a terminal, else a line per stage."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.live = err_console.is_terminal
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                             console=err_console, transient=True) if self.live else None
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self) -> _Progress:
-        if self.bars is not None:
-            self.bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bars is not None:
-            self.bars.stop()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.bars is None:
-            if stage not in self.tasks or done == total:
-                self.tasks.setdefault(stage, 0)
-                err_console.print(f"{stage}: {done}/{total}", highlight=False, soft_wrap=True)
-            return
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bars.add_task(stage, total=total)
-        self.bars.update(self.tasks[stage], completed=done, total=total)
+from cxrsearch.cli.progress import StageProgress
+from cxrsearch.cli.render import console, print_json
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -130,7 +100,7 @@ def evaluate(
     found_images, metadata = find_companions(data)
     options = EvaluationOptions(data=data, model=model, images=images or found_images, metadata=metadata,
                                 split=split.strip().lower(), ks=parse_ks(k))
-    with _Progress() as progress:
+    with StageProgress() as progress:
         result = run_evaluation(options, progress=progress)
     if out is None:
         out = paths.output_dir() / "evaluation" / f"{result.checkpoint['model']}-{result.checkpoint['fingerprint'][:12]}-{options.split}.md"

@@ -13,38 +13,21 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from cxrsearch.cli.progress import StageProgress
 from cxrsearch.cli.render import console, err_console
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
 
 
-class IndexProgress:
-    """A :data:`~cxrsearch.index.run.ProgressCallback` drawing a rich bar, or plain lines off a terminal."""
+class IndexProgress(StageProgress):
+    """A :data:`~cxrsearch.index.run.ProgressCallback` drawing a rich bar, or a plain line per batch
+    off a terminal."""
 
     def __init__(self, label: str = "indexing") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+        super().__init__(unit=" points", every_line=True, time_remaining=True)
         self.label = label
-        self.live = err_console.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), console=err_console, transient=True) if self.live else None
-        self.task = None
 
-    def __enter__(self) -> IndexProgress:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.progress is None:
-            err_console.print(f"{self.label}: {done}/{total} points", highlight=False, soft_wrap=True)
-        elif self.task is None:
-            self.task = self.progress.add_task(self.label, total=total)
-        else:
-            self.progress.update(self.task, completed=done, total=total)
+    def __call__(self, done: int, total: int) -> None:  # type: ignore[override]
+        super().__call__(self.label, done, total)
 
 
 def summary_table(report) -> Table:
