@@ -115,23 +115,23 @@ def normalise_labels(values: tuple[str, ...] | list[str], what: str = "labels") 
 def normalise_view(value: str | None) -> str | None:
     from cxrsearch.image.view import VIEWS
 
-    if value is None:
-        return None
-    view = str(value).strip().upper()
-    if view not in VIEWS:
-        raise QueryError(f"unknown view {value!r}; valid views: {', '.join(VIEWS)}")
-    return view
+    return _one_of(value, VIEWS, "view", str.upper)
 
 
 def normalise_split(value: str | None) -> str | None:
     from cxrsearch.data.splits import SPLITS
 
+    return _one_of(value, SPLITS, "split", str.lower)
+
+
+def _one_of(value: str | None, valid: tuple[str, ...], what: str, case) -> str | None:
+    """``value`` stripped and case-folded by ``case``, if it is one of ``valid``; ``None`` stays ``None``."""
     if value is None:
         return None
-    split = str(value).strip().lower()
-    if split not in SPLITS:
-        raise QueryError(f"unknown split {value!r}; valid splits: {', '.join(SPLITS)}")
-    return split
+    chosen = case(str(value).strip())
+    if chosen not in valid:
+        raise QueryError(f"unknown {what} {value!r}; valid {what}s: {', '.join(valid)}")
+    return chosen
 
 
 def example_keys(like: str) -> tuple[str | None, str | None]:
