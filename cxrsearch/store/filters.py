@@ -13,6 +13,7 @@ semantics above (and what :meth:`Filter.matches` computes in Python).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cxrsearch.store.base import Filter
@@ -24,16 +25,8 @@ def to_edge(flt: Filter | None) -> Any:
         return None
     import qdrant_edge as qe
 
-    must: list[Any] = []
-    must_not: list[Any] = []
-    for clause in flt.clauses():
-        if clause.mode == "all":
-            must.extend(qe.FieldCondition(clause.key, match=qe.MatchValue(v)) for v in clause.values)
-        elif clause.mode == "any":
-            must.append(qe.FieldCondition(clause.key, match=qe.MatchAny(list(clause.values))))
-        else:
-            must_not.append(qe.FieldCondition(clause.key, match=qe.MatchAny(list(clause.values))))
-    return qe.Filter(must=must or None, must_not=must_not or None)
+    return _translate(flt, lambda key, v: qe.FieldCondition(key, match=qe.MatchValue(v)),
+                      lambda key, vs: qe.FieldCondition(key, match=qe.MatchAny(vs)), qe.Filter)
 
 
 def to_client(flt: Filter | None) -> Any:
@@ -42,13 +35,20 @@ def to_client(flt: Filter | None) -> Any:
         return None
     from qdrant_client import models
 
+    return _translate(flt, lambda key, v: models.FieldCondition(key=key, match=models.MatchValue(value=v)),
+                      lambda key, vs: models.FieldCondition(key=key, match=models.MatchAny(any=vs)), models.Filter)
+
+
+def _translate(flt: Filter, match_value: Callable[[str, Any], Any], match_any: Callable[[str, list], Any],
+               make_filter: Callable[..., Any]) -> Any:
+    """The clause walk both backends share; the three callables build the backend's objects."""
     must: list[Any] = []
     must_not: list[Any] = []
     for clause in flt.clauses():
         if clause.mode == "all":
-            must.extend(models.FieldCondition(key=clause.key, match=models.MatchValue(value=v)) for v in clause.values)
+            must.extend(match_value(clause.key, v) for v in clause.values)
         elif clause.mode == "any":
-            must.append(models.FieldCondition(key=clause.key, match=models.MatchAny(any=list(clause.values))))
+            must.append(match_any(clause.key, list(clause.values)))
         else:
-            must_not.append(models.FieldCondition(key=clause.key, match=models.MatchAny(any=list(clause.values))))
-    return models.Filter(must=must or None, must_not=must_not or None)
+            must_not.append(match_any(clause.key, list(clause.values)))
+    return make_filter(must=must or None, must_not=must_not or None)
