@@ -23,9 +23,11 @@ Four terms, each weighted by :class:`LossConfig` and summed by :class:`FusionLos
 ``text_supcon``
     A label-supervised contrastive term on the *text* embeddings (a multi-label SupCon): for every
     anchor, the softmax over the other texts of the batch is trained towards a soft target that
-    spreads mass over the other texts in proportion to the Jaccard similarity of their label sets
-    (two empty label sets, i.e. two "normal" reports, count as identical). Anchors whose labels share
-    nothing with any other text are skipped. This clusters text embeddings by findings, which is what
+    spreads mass over the other texts in proportion to the Jaccard similarity of their label sets.
+    "Normal" is a label of its own (``normal`` in labels.json), so two normal reports are identical
+    by that label; a study with *no* label (mixed findings outside the vocabulary, "No Indexing") has
+    Jaccard 0 to everything, also to another unlabelled study: unlabelled is not a class. Anchors
+    whose labels share nothing with any other text (unlabelled ones included) are skipped. This clusters text embeddings by findings, which is what
     makes text -> case retrieval return clinically similar cases; it is also what still shapes the
     joint space when the training data are text only (no images on the machine).
 """
@@ -159,7 +161,7 @@ def label_supcon_loss(embedding: torch.Tensor, targets: torch.Tensor, temperatur
     inter = y @ y.t()
     count = y.sum(dim=1)
     union = count[:, None] + count[None, :] - inter
-    jaccard = torch.where(union > 0, inter / union.clamp_min(1.0), torch.ones_like(inter)).masked_fill(eye, 0.0)
+    jaccard = (inter / union.clamp_min(1.0)).masked_fill(eye, 0.0)  # 0 where both are unlabelled (union 0)
     mass = jaccard.sum(dim=1)
     anchors = mass > 0
     if not bool(anchors.any()):

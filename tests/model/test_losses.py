@@ -152,10 +152,14 @@ def test_label_supcon_pulls_same_label_texts_together_and_skips_loners():
     assert float(label_supcon_loss(close, targets)) < float(label_supcon_loss(mixed, targets))
     disjoint = torch.eye(3)
     assert float(label_supcon_loss(_unit([1.0, 0.0], [0.0, 1.0], [1.0, 1.0]), disjoint)) == 0.0
-    # two "normal" (empty label set) reports count as identical
-    normals = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
-    apart = label_supcon_loss(_unit([1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]), normals)
-    together = label_supcon_loss(_unit([1.0, 0.0], [1.0, 0.1], [0.0, 1.0]), normals)
+    # two unlabelled studies (empty label sets: mixed findings outside the vocabulary) are not one
+    # class: neither is an anchor, so a batch of them and a loner has nothing to learn
+    unlabelled = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    assert float(label_supcon_loss(_unit([1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]), unlabelled)) == 0.0
+    # ... while two studies sharing the explicit "normal" label are pulled together
+    normals = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    apart = label_supcon_loss(_unit([1.0, 0.0], [-1.0, 0.1], [0.0, 1.0], [0.1, 1.0]), normals)
+    together = label_supcon_loss(_unit([1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]), normals)
     assert float(together) < float(apart)
 
 
