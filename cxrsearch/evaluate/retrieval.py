@@ -18,8 +18,9 @@ mode                  the query                            ``cxrsearch search`` 
 
 Methods: ``model`` (the checkpoint) and ``untrained`` (see :mod:`.baselines`) search their case base
 in Qdrant exactly as ``cxrsearch search`` does: ``case->case`` through
-:func:`cxrsearch.search.search` itself; the other modes encode all queries in batches with the same
-``Encoder`` and send the same store queries (``tests/evaluate`` checks the hits are identical), with
+:func:`cxrsearch.search.search` itself; the other modes encode all queries in batches with
+:func:`cxrsearch.search.modes.encode_queries` and send :func:`cxrsearch.search.modes.run_query`,
+the store query of ``search`` (one query-mode table, ``tests/evaluate`` checks the hits agree), with
 ``Filter(split=<pool>, exclude_study_ids=(<query study>,))``. ``bm25`` ranks the pool's reports by
 the query's report text (modes with text); ``random`` shuffles the pool. Hits are points; a ranking
 keeps each study once (its best point), and never the query's own study.
@@ -42,7 +43,9 @@ from cxrsearch.evaluate.baselines import bm25_rankings, random_rankings
 from cxrsearch.evaluate.casebase import Case
 from cxrsearch.evaluate.metrics import mean_metrics
 from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
-from cxrsearch.store.base import Filter, Hit
+from cxrsearch.search.modes import mode as search_mode
+from cxrsearch.search.modes import run_query
+from cxrsearch.store.base import Filter
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.encode import Encoder
@@ -51,8 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MODES = ("text->case", "image->case", "image+text->case", "case->case")
 METHODS = ("model", "untrained", "bm25", "random")
 SETTINGS = ("historical", "within")
-_NEEDS = {"text->case": ("text",), "image->case": ("image",), "image+text->case": ("image", "text"), "case->case": ()}
-_VECTOR = {"text->case": "text", "image->case": "image", "image+text->case": "joint"}
+_NEEDS = {name: search_mode(name).inputs for name in MODES}
 Progress = Callable[[str, int, int], None]
 
 
@@ -139,33 +141,22 @@ def _dedupe(study_ids: Sequence[str], own: str, depth: int) -> list[str]:
     return seen
 
 
-def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], batch_size: int = 32) -> np.ndarray:
-    """``[Q, D]`` query vectors of a text/image mode, encoded in batches exactly as
-    :func:`cxrsearch.search.search` encodes one query: the text embedding for ``text->case``, the
-    image embedding for ``image->case``, the joint embedding of both for ``image+text->case``."""
+def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+    """The query vectors of a text/image ``mode`` for each query, in batches, through
+    :func:`cxrsearch.search.modes.encode_queries` (what ``search`` does for one query)."""
     from cxrsearch.image.decode import decode_image
+    from cxrsearch.search.modes import encode_queries as encode
 
-    if mode not in _VECTOR:
-        raise ConfigError(f"encode_queries: {mode!r} is not a text/image mode")
+    if mode == "case->case":
+        raise ConfigError("encode_queries: case->case queries use the stored vectors")
     texts = [q.text or "" for q in queries] if "text" in _NEEDS[mode] else None
     images = [decode_image(Path(q.image or "")) for q in queries] if "image" in _NEEDS[mode] else None
-    encoded = encoder.encode(images=images, texts=texts, batch_size=batch_size)
-    vectors = {"text": encoded.text, "image": encoded.image, "joint": encoded.joint}[_VECTOR[mode]]
-    if vectors is None:  # pragma: no cover - the Encoder returns the modalities it was given
-        raise ConfigError(f"the model returned no {_VECTOR[mode]} embedding")
-    return vectors
-
-
-def query_hits(searcher: Searcher, mode: str, vector: np.ndarray, flt: Filter, limit: int) -> list[Hit]:
-    """The store query :func:`cxrsearch.search.search` runs for ``mode`` (see its table)."""
-    store, collection = searcher.store, searcher.collection
-    if mode == "text->case":
-        return store.search_fused(collection, [("text", vector), ("image", vector)], flt, limit)
-    return store.search(collection, _VECTOR[mode], vector, flt, limit)
+    return encode(encoder, search_mode(mode).name, texts, images, batch_size=batch_size)
 
 
 def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase], split: str, depth: int, fetch: int,
-                    vectors: np.ndarray | None = None, tick: Callable[[], None] | None = None) -> list[list[str]]:
+                    vectors: Sequence[Mapping[str, np.ndarray]] | None = None,
+                    tick: Callable[[], None] | None = None) -> list[list[str]]:
     """Rankings (study ids, best first) of the case base for each query, deduplicated by study.
 
     ``case->case`` runs :func:`cxrsearch.search.search` with ``like=<study>`` (the stored joint
@@ -184,7 +175,7 @@ def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase],
             hits = search(QuerySpec(like=query.uid, split=split, k=fetch), searcher.store, searcher.collection)
         else:
             flt = Filter(split=split, exclude_study_ids=(query.uid,))
-            hits = query_hits(searcher, mode, vectors[i], flt, fetch)  # type: ignore[index]
+            hits = run_query(searcher.store, searcher.collection, mode, vectors[i], flt, fetch)  # type: ignore[index]
         out.append(_dedupe([str(hit.payload.get("study_id")) for hit in hits], query.uid, depth))
         if tick is not None:
             tick()
@@ -228,7 +219,7 @@ def evaluate_retrieval(
     depth = max(ks)
     per_study = max((len(case.points) for case in cases.values()), default=1)
     fetch = min(1000, depth * per_study)
-    vectors: dict[tuple[str, str], np.ndarray] = {}  # (method, mode) -> query vectors, shared by the settings
+    vectors: dict[tuple[str, str], dict[str, Mapping[str, np.ndarray]]] = {}  # (method, mode) -> uid -> query vectors
     settings = [("historical", "train")] + ([("within", split)] if split != "train" else [])
     pools, statuses, rows, no_relevant = {}, [], [], {}
     for setting, pool_split in settings:
@@ -260,7 +251,7 @@ def evaluate_retrieval(
                         with_inputs = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
                         vectors[(method, mode)] = dict(zip((q.uid for q in with_inputs),
                                                            encode_queries(searcher.encoder, mode, with_inputs)))
-                    vecs = np.stack([vectors[(method, mode)][q.uid] for q in asked])
+                    vecs = [vectors[(method, mode)][q.uid] for q in asked]
                 ranked = search_rankings(searcher, mode, asked, pool_split, depth, fetch, vecs, tick)
                 rows += _rows(setting, mode, method, pool, asked, ranked, ks)
             if "text" in _NEEDS[mode] or mode == "case->case":

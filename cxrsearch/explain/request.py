@@ -125,16 +125,6 @@ class ExplainRequest:
         return " + ".join(parts)
 
 
-def query_text(text: str) -> str:
-    """The query text as the model reads reports (the cleaning search applies)."""
-    from cxrsearch.text.report import report_text
-
-    cleaned = report_text(text, None)
-    if not cleaned:
-        raise QueryError(f"--text {text!r} has no words left after cleaning")
-    return cleaned
-
-
 def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> Target:
     """The :class:`Target` for ``request`` (encodes the query with ``encoder`` where needed)."""
     if request.mode == "label":
@@ -151,12 +141,11 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> Tar
         from cxrsearch.image.decode import decode_image
 
         images = [decode_image(request.image)]
+    from cxrsearch.search.modes import encode_queries, query_text
+
     texts = None if request.text is None else [query_text(request.text)]
-    encoded = encoder.encode(images=images, texts=texts)
-    vector = {"text": encoded.text, "image": encoded.image, "text+image": encoded.joint}[request.mode]
-    if vector is None:  # pragma: no cover - the Encoder returns the modality it was given
-        raise QueryError(f"the model returned no embedding for a {request.mode} query")
-    return Target.similarity(vector[0])
+    (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1)
+    return Target.similarity(vectors[{"text": "text", "image": "image", "text+image": "joint"}[request.mode]])
 
 
 def resolve_hit(store: Store, request: ExplainRequest) -> tuple[Point, tuple[str, ...]]:

@@ -2,14 +2,18 @@
 -> the checkpoint's embeddings -> filtered nearest neighbours in a collection -> :class:`Hit` list.
 
 - :mod:`~cxrsearch.search.spec`: :class:`QuerySpec`, validation of labels, views and splits
-- :mod:`~cxrsearch.search.query`: :func:`search` and how each mode uses the named vectors
+- :mod:`~cxrsearch.search.modes`: the query-mode table (inputs, query vectors, prefetches, fusion)
+- :mod:`~cxrsearch.search.query`: :func:`search`
 - :mod:`~cxrsearch.search.results`: hits as JSON records and display helpers
 
 See docs/search.md. Importing this package is light (no torch, no qdrant).
 """
 
-from cxrsearch.search.query import MODE_VECTORS, encoder_for, find_example, query_store, search
+from cxrsearch.search.modes import MODES as MODE_TABLE
+from cxrsearch.search.modes import encode_queries, run_query
+from cxrsearch.search.query import encoder_for, find_example, search
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import MODES, QuerySpec
 
-__all__ = ["MODES", "MODE_VECTORS", "QuerySpec", "encoder_for", "find_example", "hit_record", "query_store", "search"]
+__all__ = ["MODES", "MODE_TABLE", "QuerySpec", "encode_queries", "encoder_for", "find_example", "hit_record", "run_query",
+           "search"]

@@ -1,20 +1,8 @@
 """``search(spec, store, collection, checkpoint)``: a :class:`QuerySpec` -> query vectors -> hits.
 
-How each mode queries the named vectors (every query is filtered inside the engine, see
-docs/search.md):
-
-=============  ====================================  ==========================================
-mode           query embedding                       searched against
-=============  ====================================  ==========================================
-text           text tower (the report encoder)       ``text`` (reports) and ``image``
-                                                     (radiographs, cross-modal), fused by
-                                                     reciprocal rank fusion (Qdrant prefetch+RRF)
-image          image tower (same decode and          ``image``
-               preprocessing as indexing)
-text+image     fusion of both                        ``joint``
-like           the stored ``joint`` vector of the    ``joint``, the example's own study excluded
-               example case (no model needed)
-=============  ====================================  ==========================================
+Which vectors each mode makes and which named vectors it searches is the query-mode table of
+:mod:`cxrsearch.search.modes` (one place for search, explain and evaluate); every query is
+filtered inside the engine (see docs/search.md).
 """
 
 from __future__ import annotations
@@ -23,24 +11,15 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.index.record import recorded_model
+from cxrsearch.search.modes import encode_queries, query_text, run_query
 from cxrsearch.search.spec import QuerySpec, example_keys
 from cxrsearch.store.base import Filter, Hit, Point, Store, point_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
     from cxrsearch.model.encode import Encoder
-
-MODE_VECTORS: dict[str, tuple[str, ...]] = {
-    "text": ("text", "image"),
-    "image": ("image",),
-    "text+image": ("joint",),
-    "like": ("joint",),
-}
-"""Which named vectors each mode searches (the query embedding is the same for all of them)."""
 
 
 def search(
@@ -61,25 +40,15 @@ def search(
         if "joint" not in example.vectors:
             raise StoreError(f"point {example.id} has no joint vector", path=collection)
         flt = spec.filter(exclude_study_ids=(study,) if study else ())
-        return _checked(query_store(store, collection, "like", example.vectors["joint"], flt, spec.k), flt, collection)
+        vectors = {"example": example.vectors["joint"]}
+        return _checked(run_query(store, collection, "like", vectors, flt, spec.k), flt, collection)
 
     encoder = encoder_for(store, collection, checkpoint)
-    image = [_decode(spec.image)] if spec.image is not None else None
-    text = [_query_text(spec.text)] if spec.text is not None else None
-    encoded = encoder.encode(images=image, texts=text)
-    vector = {"text": encoded.text, "image": encoded.image, "text+image": encoded.joint}[spec.mode]
+    images = [_decode(spec.image)] if spec.image is not None else None
+    texts = [query_text(spec.text)] if spec.text is not None else None
+    (vectors,) = encode_queries(encoder, spec.mode, texts, images, batch_size=1)
     flt = spec.filter()
-    return _checked(query_store(store, collection, spec.mode, _first(vector, spec.mode), flt, spec.k), flt, collection)
-
-
-def query_store(store: Store, collection: str, mode: str, vector: np.ndarray, flt: Filter | None, limit: int) -> list[Hit]:
-    """The store query of ``mode`` for its query ``vector`` (the table above, :data:`MODE_VECTORS`):
-    one named vector -> nearest neighbours; several -> one prefetch each, fused by RRF. Callers that
-    encode many queries in batches (evaluation) use this to query exactly as :func:`search` does."""
-    names = MODE_VECTORS[mode]
-    if len(names) == 1:
-        return store.search(collection, names[0], vector, flt, limit)
-    return store.search_fused(collection, [(name, vector) for name in names], flt, limit)
+    return _checked(run_query(store, collection, spec.mode, vectors, flt, spec.k), flt, collection)
 
 
 def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None) -> Encoder:
@@ -125,26 +94,10 @@ def find_example(store: Store, collection: str, like: str) -> Point:
                      "as CXR3029_IM-1404-1001, or a study id such as CXR3029)", path=store.location)
 
 
-def _query_text(text: str | None) -> str:
-    """The query as the model reads reports (same cleaning, see :mod:`cxrsearch.text.report`)."""
-    from cxrsearch.text.report import report_text
-
-    cleaned = report_text(text, None)
-    if not cleaned:
-        raise QueryError(f"--text {text!r} has no words left after cleaning")
-    return cleaned
-
-
 def _decode(path: Path):
     from cxrsearch.image.decode import decode_image
 
     return decode_image(path)
-
-
-def _first(matrix: np.ndarray | None, what: str) -> np.ndarray:
-    if matrix is None:  # pragma: no cover - the Encoder always returns the modality it was given
-        raise ModelError(f"the model returned no {what} embedding")
-    return matrix[0]
 
 
 def _checked(hits: list[Hit], flt: Filter, collection: str) -> list[Hit]:

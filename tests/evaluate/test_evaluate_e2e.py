@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import tarfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -133,42 +135,83 @@ def test_the_query_study_is_never_its_own_hit(run: dict, subset: Path, tiny_chec
         store.close()
 
 
+class _Recorder:
+    """A store that records the queries sent through it (then sends them on)."""
+
+    def __init__(self, store) -> None:
+        self._store, self.calls = store, []
+
+    def search(self, collection, vector_name, vector, filter=None, limit=10, with_vectors=False):
+        self.calls.append(("search", ((vector_name, np.asarray(vector)),), filter, limit))
+        return self._store.search(collection, vector_name, vector, filter, limit, with_vectors)
+
+    def search_fused(self, collection, queries, filter=None, limit=10):
+        self.calls.append(("search_fused", tuple((name, np.asarray(vec)) for name, vec in queries), filter, limit))
+        return self._store.search_fused(collection, queries, filter, limit)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def _same_query(mine, theirs, own_study: str) -> bool:
+    """Same store method, named vectors and limit, the filter of ``search`` plus the query's own
+    study left out; query vectors equal to float tolerance (a batch may sum in another order than
+    one query at a time: CPU-dependent ulps)."""
+    (method, vectors, flt, limit), (method2, vectors2, flt2, limit2) = mine, theirs
+    return (method, [n for n, _ in vectors], limit) == (method2, [n for n, _ in vectors2], limit2) \
+        and flt == replace(flt2, exclude_study_ids=(own_study,)) \
+        and all(np.allclose(a, b, atol=1e-5) for (_, a), (_, b) in zip(vectors, vectors2))
+
+
 def _tie_groups(hits) -> list[frozenset[str]]:
-    """Hit ids as groups of (nearly, 1e-4) equal score in rank order: the engine may order exact ties
-    (identical stand-in radiographs, identical reports) either way, and batching moves scores by ~1e-7."""
+    """Study ids as groups of equal score (1e-6) in rank order: the engine may order exact ties
+    (identical reports, identical stand-in radiographs) either way."""
     groups: list[set[str]] = []
     last = None
     for hit in hits:
-        if last is not None and abs(hit.score - last) <= 1e-4:
-            groups[-1].add(hit.id)
+        if last is not None and abs(hit.score - last) <= 1e-6:
+            groups[-1].add(str(hit.payload["study_id"]))
         else:
-            groups.append({hit.id})
+            groups.append({str(hit.payload["study_id"])})
         last = hit.score
     return [frozenset(ids) for ids in groups]
 
 
-def test_batched_queries_get_exactly_the_hits_of_cxrsearch_search(run: dict, subset: Path, tiny_checkpoint: Path) -> None:
-    """Retrieval encodes queries in batches and sends the store queries of ``search`` itself: same hits."""
-    from cxrsearch.evaluate.retrieval import QueryCase, Searcher, encode_queries, query_hits
+def test_evaluate_sends_the_store_queries_of_cxrsearch_search(run: dict, subset: Path, tiny_checkpoint: Path) -> None:
+    """One query-mode table: evaluate's batched queries are the store queries ``search`` sends (the
+    test fails if a mode's vectors, prefetches, limit or filter differ), and with the same query
+    vectors a nearest-neighbour mode returns ``search``'s hits. Tie order is never compared: batching
+    moves scores by ulps, the engine orders exact ties as its plan goes, and in a fused (RRF) query
+    a swapped tie changes ranks, so fused hits are pinned by the identical query instead."""
+    from cxrsearch.evaluate.retrieval import QueryCase, Searcher, encode_queries, search_rankings
     from cxrsearch.model.encode import Encoder
     from cxrsearch.search import QuerySpec, search
-    from cxrsearch.store import Filter
+    from cxrsearch.search.modes import mode as search_mode
     from cxrsearch.store.edge import EdgeStore
 
     images = subset / "images"
     queries = [QueryCase(s.uid, s.labels, s.labels[0], s.report_text(), str(images / f"{i}.png"))
                for s in load_studies(subset) for i in s.image_ids if i in TEST_IMAGES]
+    assert queries
     store = EdgeStore(run["cache"] / "evaluate" / "store")
     try:
-        searcher = Searcher(store, run["json"]["index"]["model"]["collection"], Encoder(tiny_checkpoint))
+        encoder = Encoder(tiny_checkpoint)
+        collection = run["json"]["index"]["model"]["collection"]
         for mode in ("text->case", "image->case", "image+text->case"):
-            vectors = encode_queries(searcher.encoder, mode, queries)
-            for query, vector in zip(queries, vectors):
-                mine = query_hits(searcher, mode, vector, Filter(split="train"), 12)
+            for query, vectors in zip(queries, encode_queries(encoder, mode, queries)):
+                theirs = _Recorder(store)
                 spec = QuerySpec(text=query.text if "text" in mode else None,
                                  image=Path(query.image) if "image" in mode else None, split="train", k=12)
-                theirs = search(spec, store, searcher.collection, searcher.encoder)
-                assert _tie_groups(mine)[:-1] == _tie_groups(theirs)[:-1], mode  # the last group may be cut by k
+                hits = search(spec, theirs, collection, encoder)
+                ours = _Recorder(store)
+                search_rankings(Searcher(ours, collection, encoder), mode, [query], "train", 12, 12, [vectors])
+                assert len(theirs.calls) == len(ours.calls) == 1, mode
+                assert _same_query(ours.calls[0], theirs.calls[0], query.uid), mode
+                components = search_mode(mode).components
+                if len(components) == 1:  # search's own vector through evaluate's query: same hits, ties as sets
+                    (_, vector), = theirs.calls[0][1]
+                    mine = store.search(collection, components[0].vector, vector, ours.calls[0][2], 12)
+                    assert _tie_groups(mine)[:-1] == _tie_groups(hits)[:-1], mode  # k may cut the last group
     finally:
         store.close()
 
