@@ -14,6 +14,10 @@ from rich.table import Table
 from cxrsearch.cli.render import console, err_console, print_json
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
 
+OPENI_AVG_LEN = 28.0
+"""Mean BM25 length (tokens without stopwords) of the 3,955 Open-i reports, measured with
+:func:`cxrsearch.text.bm25.average_length`."""
+
 app = typer.Typer(
     help="Collections of indexed cases: list, info, create, drop, migrate to a Qdrant server.",
     no_args_is_help=True,
@@ -94,15 +98,22 @@ def create_command(
     name: str = typer.Argument(..., help="Collection name."),
     dim: int = typer.Option(..., "--dim", min=1, help="Vector size (the model checkpoint's embedding size)."),
     schema: str = typer.Option("cases", "--schema", help="Schema name in collections/ or a path to a .json file."),
+    labels: Optional[int] = typer.Option(None, "--labels", min=1,
+                                         help="Label count of the checkpoint (label_probs size); default: the packaged "
+                                              "vocabulary's."),
+    bm25_avg_len: float = typer.Option(OPENI_AVG_LEN, "--bm25-avg-len", min=1.0,
+                                       help="Mean report length in tokens for BM25 when the schema leaves it to the "
+                                            "corpus (`cxrsearch index` measures it; the default is Open-i's)."),
     store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Create a collection (idempotent: an existing one with the same schema and size is kept)."""
+    from cxrsearch.data.labels import label_names
     from cxrsearch.store import load_schema
 
-    layout = load_schema(schema)
+    layout = load_schema(schema).with_bm25_avg_len(bm25_avg_len)
     with opened_store(store, qdrant_url, api_key) as st:
-        created = st.create_collection(name, layout, dim)
+        created = st.create_collection(name, layout, dim, labels if labels is not None else len(label_names()))
         kept = st.collection_info(name).schema.name  # an existing collection keeps its own schema
         location = st.location
     if json_out:

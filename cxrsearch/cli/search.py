@@ -1,7 +1,9 @@
 """``cxrsearch search``: label-filtered search by text, image, both, or an indexed example.
 
 People get a table (rank, score, study, view, predicted labels with probabilities, MeSH labels,
-impression); scripts get ``--json``: a list of hits (see :func:`cxrsearch.search.results.hit_record`).
+impression); scripts get ``--json``: a list of hits (see :func:`cxrsearch.search.results.hit_record`),
+or ``{"hits": [...], "facets": {...}}`` with ``--facets``. Hits with identical report text are shown
+once ("+N identical" under the study) unless ``--no-collapse``.
 See docs/search.md for how each mode queries the named vectors.
 """
 
@@ -18,6 +20,10 @@ from cxrsearch.cli.render import console, print_json
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
 
 
+COLLAPSE_FETCH = 5
+"""With collapsing on, ``search`` fetches ``k * COLLAPSE_FETCH`` hits (at most 1000) to fill ``k`` groups."""
+
+
 def hits_table(title: str, hits, truth: bool = False) -> Table:
     """Hits as a rich table (``truth``: the label column shows MeSH labels, the filtered field)."""
     from cxrsearch.search.results import labels_with_probs, snippet
@@ -25,7 +31,7 @@ def hits_table(title: str, hits, truth: bool = False) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("study")
+    table.add_column("study", min_width=13)  # room for "+N identical" on one line
     table.add_column("view")
     table.add_column("predicted labels (prob)", overflow="fold")
     table.add_column("MeSH labels", overflow="fold")
@@ -35,6 +41,8 @@ def hits_table(title: str, hits, truth: bool = False) -> Table:
         study = payload.get("study_id") or "?"
         if payload.get("image_id"):
             study = f"{study}\n[dim]{payload['image_id']}[/dim]"
+        if getattr(hit, "identical", ()):
+            study = f"{study}\n[dim]+{len(hit.identical)} identical[/dim]"
         truth_labels = ", ".join(payload.get("labels_true") or []) or "-"
         table.add_row(str(rank), f"{hit.score:.4f}", study, payload.get("view") or "-",
                       escape(labels_with_probs(payload)), escape(truth_labels),
@@ -43,6 +51,20 @@ def hits_table(title: str, hits, truth: bool = False) -> Table:
         table.caption = "no hits: nothing in the collection passes these filters"
     elif truth:
         table.caption = "filtered on MeSH labels (--truth)"
+    return table
+
+
+def facets_table(counts: dict[str, int], total: int, truth: bool = False) -> Table:
+    """Label counts among all cases passing the filters (``--facets``)."""
+    field = "MeSH labels" if truth else "predicted labels"
+    table = Table(title=f"{field} in all {total:,} matching cases", title_justify="left")
+    table.add_column("label", min_width=30)  # the title on one line
+    table.add_column("cases", justify="right")
+    table.add_column("share", justify="right")
+    for name, count in counts.items():
+        table.add_row(escape(name), f"{count:,}", f"{count / total:.0%}" if total else "-")
+    if not counts:
+        table.caption = "no labels among these cases"
     return table
 
 
@@ -76,7 +98,10 @@ def search(
     split: Optional[str] = typer.Option(None, "--split", metavar="train|val|test", help="Only studies of this split."),
     truth: bool = typer.Option(False, "--truth", help="Filter on MeSH-derived labels instead of predicted ones."),
     k: int = typer.Option(10, "-k", metavar="N", help="Number of hits."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON list of hits instead of a table."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list of hits instead of a table ({\"hits\": [...], \"facets\": {...}} with --facets)."),
+    collapse: bool = typer.Option(True, "--collapse/--no-collapse", help="Show hits with identical report text once, with \"+N identical\" (--no-collapse: every hit)."),
+    diverse: Optional[float] = typer.Option(None, "--diverse", metavar="D", min=0.0, max=1.0, help="Diversify the hits (MMR): 0 = plain order, 1 = most diverse; image, text+image and --like queries."),
+    facets: bool = typer.Option(False, "--facets", help="Also count labels (MeSH labels with --truth) among all cases passing the filters."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
     collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
     store: StoreDir = None,
@@ -87,14 +112,38 @@ def search(
 
     No hit ever violates the filters: they are applied inside Qdrant and checked again on every hit.
     """
+    from dataclasses import replace
+
     from cxrsearch.search import QuerySpec, hit_record
     from cxrsearch.search import search as run_search
+    from cxrsearch.search.collapse import collapse as collapse_hits
+    from cxrsearch.search.collapse import uncollapsed
+    from cxrsearch.search.query import DIVERSE_MODES
+    from cxrsearch.search.query import facets as count_labels
+    from cxrsearch.search.query import search_diverse
+    from cxrsearch.search.spec import MAX_K
 
     spec = QuerySpec(text=text, image=image, like=like, all_labels=tuple(label or ()), any_labels=tuple(any_label or ()),
                      not_labels=tuple(not_label or ()), view=view, split=split, truth=truth, k=k)
+    if diverse is not None and spec.mode not in DIVERSE_MODES:
+        from cxrsearch.errors import QueryError
+
+        raise QueryError("--diverse applies to image, text+image and --like queries (a text query fuses several rankings)")
+    # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
+    fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
     with opened_store(store, qdrant_url, api_key) as backend:
-        hits = run_search(spec, backend, collection, model)
+        if diverse is not None:
+            hits = search_diverse(fetch, backend, collection, diverse, model)
+        else:
+            hits = run_search(fetch, backend, collection, model, with_components=json_out)
+        counts = count_labels(spec, backend, collection) if facets else None
+        total = backend.count(collection, spec.filter()) if facets and not json_out else 0
+    shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)
     if json_out:
-        print_json([hit_record(hit, rank) for rank, hit in enumerate(hits, start=1)])
+        records = [hit_record(hit, rank) for rank, hit in enumerate(shown, start=1)]
+        print_json(records if counts is None else {"hits": records, "facets": counts})
     else:
-        console.print(hits_table(describe(spec), hits, truth=spec.truth))
+        title = describe(spec) + (f"; diversity {diverse:g}" if diverse is not None else "")
+        console.print(hits_table(title, shown, truth=spec.truth))
+        if counts is not None:
+            console.print(facets_table(counts, total, truth=spec.truth))

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,7 +44,8 @@ from cxrsearch.evaluate.casebase import Case
 from cxrsearch.evaluate.metrics import mean_metrics
 from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
 from cxrsearch.search.modes import mode as search_mode
-from cxrsearch.search.modes import run_query
+from cxrsearch.search.modes import FusionWeights, fusion_weights, run_query
+from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.store.base import Filter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,11 +73,19 @@ class QueryCase:
 
 @dataclass(frozen=True)
 class Searcher:
-    """A checkpoint's case base: ``encoder`` searching ``collection`` of ``store``."""
+    """A checkpoint's case base: ``encoder`` searching ``collection`` of ``store``; ``weights``
+    overrides the fusion weights ``search`` uses (e.g. one component alone, for a baseline)."""
 
     store: Store
     collection: str
     encoder: Encoder
+    weights: FusionWeights | None = None
+
+    def fusion(self) -> FusionWeights:
+        return self.weights if self.weights is not None else fusion_weights(self.encoder)
+
+    def bm25(self) -> Bm25Spec | None:
+        return self.store.collection_info(self.collection).schema.bm25
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,8 @@ def _dedupe(study_ids: Sequence[str], own: str, depth: int) -> list[str]:
     return seen
 
 
-def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], batch_size: int = 32,
+                   bm25: Bm25Spec | None = None) -> list[dict[str, Any]]:
     """The query vectors of a text/image ``mode`` for each query, in batches, through
     :func:`cxrsearch.search.modes.encode_queries` (what ``search`` does for one query)."""
     from cxrsearch.image.decode import decode_image
@@ -151,7 +161,7 @@ def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], ba
         raise ConfigError("encode_queries: case->case queries use the stored vectors")
     texts = [q.text or "" for q in queries] if "text" in _NEEDS[mode] else None
     images = [decode_image(Path(q.image or "")) for q in queries] if "image" in _NEEDS[mode] else None
-    return encode(encoder, search_mode(mode).name, texts, images, batch_size=batch_size)
+    return encode(encoder, search_mode(mode).name, texts, images, batch_size=batch_size, bm25=bm25)
 
 
 def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase], split: str, depth: int, fetch: int,
@@ -168,14 +178,16 @@ def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase],
     from cxrsearch.search import QuerySpec, search
 
     if mode != "case->case" and vectors is None:
-        vectors = encode_queries(searcher.encoder, mode, queries)
+        vectors = encode_queries(searcher.encoder, mode, queries, bm25=searcher.bm25())
+    weights = searcher.fusion()
     out = []
     for i, query in enumerate(queries):
         if mode == "case->case":
             hits = search(QuerySpec(like=query.uid, split=split, k=fetch), searcher.store, searcher.collection)
         else:
             flt = Filter(split=split, exclude_study_ids=(query.uid,))
-            hits = run_query(searcher.store, searcher.collection, mode, vectors[i], flt, fetch)  # type: ignore[index]
+            hits = run_query(searcher.store, searcher.collection, mode, vectors[i], flt, fetch,  # type: ignore[index]
+                             weights)
         out.append(_dedupe([str(hit.payload.get("study_id")) for hit in hits], query.uid, depth))
         if tick is not None:
             tick()
@@ -250,7 +262,8 @@ def evaluate_retrieval(
                     if (method, mode) not in vectors:
                         with_inputs = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
                         vectors[(method, mode)] = dict(zip((q.uid for q in with_inputs),
-                                                           encode_queries(searcher.encoder, mode, with_inputs)))
+                                                           encode_queries(searcher.encoder, mode, with_inputs,
+                                                                          bm25=searcher.bm25())))
                     vecs = [vectors[(method, mode)][q.uid] for q in asked]
                 ranked = search_rankings(searcher, mode, asked, pool_split, depth, fetch, vecs, tick)
                 rows += _rows(setting, mode, method, pool, asked, ranked, ks)

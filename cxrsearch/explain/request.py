@@ -35,6 +35,7 @@ from cxrsearch.errors import QueryError
 from cxrsearch.explain.attribution import BASELINES, DEFAULT_STEPS, PRECISIONS, check_steps
 from cxrsearch.explain.target import Target
 from cxrsearch.search.spec import normalise_query
+from cxrsearch.store.base import SparseVector
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.encode import Encoder
@@ -144,7 +145,8 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> Tar
     from cxrsearch.search.modes import encode_queries, query_text
 
     texts = None if request.text is None else [query_text(request.text)]
-    (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1)
+    bm25 = store.collection_info(request.collection).schema.bm25
+    (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1, bm25=bm25)
     return Target.similarity(vectors[{"text": "text", "image": "image", "text+image": "joint"}[request.mode]])
 
 
@@ -172,6 +174,8 @@ def vector_scores(target: Target, point: Point) -> dict[str, float]:
         return {}
     out = {}
     for name, vector in sorted(point.vectors.items()):
+        if isinstance(vector, SparseVector):  # BM25 terms: not a point of the embedding space
+            continue
         vec = np.asarray(vector, dtype=np.float64)
         norm = float(np.linalg.norm(vec))
         if vec.shape == target.query.shape and norm > 0:

@@ -6,10 +6,16 @@ Named vectors of a point (all from one :meth:`Encoder.encode` call, so they shar
 point              vectors                    encoded from
 =================  =========================  ============================
 image + report     ``image``, ``text``,       the radiograph and the report
-                   ``joint``
+                   ``joint``, ``bm25``
 image, no text     ``image``, ``joint``       the radiograph alone
-report only        ``text``, ``joint``        the report alone
+report only        ``text``, ``joint``,       the report alone
+                   ``bm25``
 =================  =========================  ============================
+
+Every point also has ``label_probs``, the predicted label probabilities (the same numbers as the
+``probs`` payload, one dimension per label in the checkpoint's order): label-aware similarity is a
+prefetch of hybrid search. ``bm25`` is the report's sparse BM25 vector (:mod:`cxrsearch.text.bm25`,
+with the collection's parameters), absent when the report has no text.
 
 Payload (JSON): ``study_id``, ``image_id`` (``None`` for a report point), ``kind`` (``"image"`` |
 ``"report"``), ``view`` (``PA``/``AP``/``LATERAL`` from the DICOM *ViewPosition* tag, else from the
@@ -30,9 +36,11 @@ import numpy as np
 
 from cxrsearch.errors import CxrSearchError
 from cxrsearch.index.plan import IndexItem
-from cxrsearch.index.record import ModelRecord
+from cxrsearch.index.record import BM25_VECTOR, HYBRID_VECTOR, ModelRecord
 from cxrsearch.index.report import Failure
-from cxrsearch.store.base import Point
+from cxrsearch.store.base import Point, SparseVector, Vector
+from cxrsearch.store.schema import Bm25Spec
+from cxrsearch.text.bm25 import embed_documents
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.image.decoded import DecodedImage
@@ -64,7 +72,8 @@ def decode_items(items: Sequence[IndexItem]) -> tuple[list[Decoded], list[Failur
     return done, failures
 
 
-def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecord) -> tuple[list[Point], list[Failure]]:
+def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecord,
+                  bm25: Bm25Spec | None = None) -> tuple[list[Point], list[Failure]]:
     """Points for a decoded batch. Inputs are grouped by which modalities they have (one forward
     pass per group). When a group fails (e.g. an image the preprocessing refuses), its inputs are
     retried one at a time so that only the offending files fail."""
@@ -75,17 +84,18 @@ def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecor
     failures: list[Failure] = []
     for group in groups.values():
         try:
-            points.extend(_encode_group(encoder, group, record))
+            points.extend(_encode_group(encoder, group, record, bm25))
         except CxrSearchError:
             for entry in group:
                 try:
-                    points.extend(_encode_group(encoder, [entry], record))
+                    points.extend(_encode_group(encoder, [entry], record, bm25))
                 except CxrSearchError as exc:
                     failures.append(_failure(entry.item, exc))
     return points, failures
 
 
-def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecord) -> list[Point]:
+def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecord,
+                  bm25: Bm25Spec | None = None) -> list[Point]:
     with_image = group[0].image is not None
     with_text = bool(group[0].item.text)
     encoded = encoder.encode(
@@ -93,15 +103,19 @@ def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecor
         texts=[entry.item.text for entry in group] if with_text else None,
         batch_size=len(group),
     )
-    return [_point(entry, encoded, row, record) for row, entry in enumerate(group)]
+    sparse = embed_documents([entry.item.text for entry in group], bm25) if bm25 is not None and with_text else None
+    return [_point(entry, encoded, row, record, None if sparse is None else sparse[row])
+            for row, entry in enumerate(group)]
 
 
-def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord) -> Point:
-    vectors: dict[str, np.ndarray] = {"joint": encoded.joint[row]}
+def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord, bm25: SparseVector | None) -> Point:
+    vectors: dict[str, Vector] = {"joint": encoded.joint[row], HYBRID_VECTOR: encoded.probs[row].astype(np.float32)}
     if encoded.image is not None:
         vectors["image"] = encoded.image[row]
     if encoded.text is not None:
         vectors["text"] = encoded.text[row]
+    if bm25 is not None:
+        vectors[BM25_VECTOR] = bm25
     return Point(id=entry.item.point_id, vectors=vectors, payload=payload(entry, encoded, row, record))
 
 

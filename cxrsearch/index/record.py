@@ -22,7 +22,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import CheckpointInfo
 
 VECTOR_NAMES = ("image", "text", "joint")
-"""The named vectors every collection used for cases must have (see ``collections/cases.json``)."""
+"""The embedding vectors every collection used for cases must have (see ``collections/cases.json``)."""
+HYBRID_VECTOR = "label_probs"
+"""The dense vector of predicted label probabilities (one dimension per label)."""
+BM25_VECTOR = "bm25"
+"""The sparse BM25 vector of the report."""
 
 
 @dataclass(frozen=True)
@@ -69,23 +73,42 @@ def check_same_model(store: Store, collection: str, ids: Sequence[str], record: 
                 "or index into another --collection", path=collection)
 
 
-def ensure_collection(store: Store, collection: str, schema_name: str, vector_size: int, checkpoint: str) -> bool:
-    """Create ``collection`` from schema ``schema_name`` with ``vector_size``-d vectors when missing
-    (``True``); otherwise check that its vectors are ``image``/``text``/``joint`` of that size."""
+def ensure_collection(store: Store, collection: str, schema_name: str, vector_size: int, checkpoint: str,
+                      label_size: int | None = None, texts: Sequence[str] = ()) -> bool:
+    """Create ``collection`` from schema ``schema_name`` with ``vector_size``-d embeddings and
+    ``label_size``-d label vectors when missing (``True``; BM25's ``avg_len`` is set from ``texts``,
+    the reports about to be indexed); otherwise check that it has this cxrsearch's vectors
+    (``image``/``text``/``joint``, ``label_probs``, ``bm25``) of those sizes."""
+    from cxrsearch.text.bm25 import average_length
+
     if collection not in store.list_collections():
-        store.create_collection(collection, load_schema(schema_name), vector_size)
+        schema = load_schema(schema_name)
+        if schema.bm25 is not None:
+            schema = schema.with_bm25_avg_len(average_length(texts))
+        store.create_collection(collection, schema, vector_size, label_size)
         return True
-    sizes = store.collection_info(collection).vector_sizes
+    info = store.collection_info(collection)
+    sizes = info.vector_sizes
     missing = [name for name in VECTOR_NAMES if name not in sizes]
     if missing:
         raise StoreError(f"collection {collection!r} has no {', '.join(missing)} vector(s) (it has "
                          f"{', '.join(sizes)}): not a cases collection; index into another --collection", path=collection)
+    if HYBRID_VECTOR not in sizes or BM25_VECTOR not in info.schema.sparse_names:
+        raise StoreError(f"collection {collection!r} was made by an older cxrsearch, without the label_probs and "
+                         "bm25 vectors of hybrid search: index into a new --collection, or drop this one and index "
+                         f"again (`cxrsearch collections drop {collection}`; see docs/search.md, upgrading)",
+                         path=collection)
+    labels = sizes[HYBRID_VECTOR]
+    sizes = {name: size for name, size in sizes.items() if name in VECTOR_NAMES}
     wrong = {name: size for name, size in sizes.items() if size != vector_size}
     if wrong:
         size = next(iter(wrong.values()))
         raise StoreError(f"collection {collection!r} stores {size}-d vectors but checkpoint {checkpoint} produces "
                          f"{vector_size}-d embeddings; index into another --collection, or drop this one "
                          f"(`cxrsearch collections drop {collection}`)", path=collection)
+    if label_size is not None and labels != label_size:
+        raise StoreError(f"collection {collection!r} stores {labels} label probabilities but checkpoint {checkpoint} "
+                         f"has {label_size} labels; index into another --collection", path=collection)
     return False
 
 

@@ -31,6 +31,7 @@ from cxrsearch.index.points import Decoded, decode_items, encode_points
 from cxrsearch.index.record import ModelRecord, check_same_model, ensure_collection, stale_report_points
 from cxrsearch.index.report import Failure, FailureLog, IndexReport
 from cxrsearch.store.base import Store, point_id
+from cxrsearch.store.schema import Bm25Spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
@@ -68,7 +69,9 @@ def index_studies(
     views = load_view_table(options.metadata) if options.metadata is not None else None
     plan = plan_items(studies, collection, images, views, tuple(report_failures))
 
-    ensure_collection(store, collection, options.schema, encoder.config.fusion.joint_dim, record.checkpoint)
+    ensure_collection(store, collection, options.schema, encoder.config.fusion.joint_dim, record.checkpoint,
+                      label_size=len(encoder.labels), texts=[item.text for item in plan.items])
+    bm25 = store.collection_info(collection).schema.bm25
     planned_ids = [item.point_id for item in plan.items]
     existing = set() if options.reindex else store.existing_ids(collection, planned_ids)
     if existing:
@@ -79,7 +82,7 @@ def index_studies(
     try:
         for failure in plan.failures:
             log.add(failure)
-        indexed = _run_batches(encoder, todo, options.batch_size, record, store, collection, log, progress)
+        indexed = _run_batches(encoder, todo, options.batch_size, record, store, collection, log, progress, bm25)
     finally:
         log.close()
 
@@ -119,6 +122,7 @@ def _run_batches(
     collection: str,
     log: FailureLog,
     progress: ProgressCallback | None,
+    bm25: Bm25Spec | None = None,
 ) -> int:
     """Encode and upsert ``todo`` batch by batch (in :func:`encoding_order`); returns points written."""
     total, done, written = len(todo), 0, 0
@@ -130,7 +134,7 @@ def _run_batches(
         for failure in failures:
             log.add(failure)
         if decoded:
-            points, encode_failures = encode_points(encoder, decoded, record)
+            points, encode_failures = encode_points(encoder, decoded, record, bm25)
             for failure in encode_failures:
                 log.add(failure)
             if points:

@@ -8,14 +8,21 @@ queries of :func:`run_query` that ``cxrsearch search`` sends for one query.
 =============  ===================  ==========================================================
 mode           inputs               components (named vector <- query vector), fusion
 =============  ===================  ==========================================================
-``text``       a text               ``text`` <- text embedding, ``image`` <- text embedding
-                                    (cross-modal), fused by reciprocal rank fusion in Qdrant
+``text``       a text               hybrid: ``text`` <- text embedding (dense), ``bm25`` <- the
+                                    query's BM25 terms (sparse, IDF in the engine),
+                                    ``label_probs`` <- the label head's probabilities for the
+                                    query, and ``image`` <- text embedding (cross-modal; only
+                                    for checkpoints trained with images), fused by weighted
+                                    reciprocal rank fusion in Qdrant
 ``image``      a radiograph         ``image`` <- image embedding
 ``text+image`` both                 ``joint`` <- joint embedding of the pair
 ``like``       an indexed case      ``joint`` <- the example's stored joint vector
 =============  ===================  ==========================================================
 
-Every query is filtered inside the engine (see docs/search.md); nothing is re-ranked in Python.
+The weights of a fused query (:class:`FusionWeights`) are chosen on the validation split only
+(``cxrsearch evaluate --tune-fusion``, written to ``fusion.json`` beside the checkpoint whose
+vectors the collection holds) and default to 1 each; a component with weight 0 is left out. Every
+query is filtered inside the engine (see docs/search.md); nothing is re-ranked in Python.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrsearch.errors import ConfigError, ModelError, QueryError
-from cxrsearch.store.base import Filter, Hit, Store
+from cxrsearch.store.base import Filter, Hit, SparseVector, Store
+from cxrsearch.store.schema import Bm25Spec
+from cxrsearch.text.bm25 import embed_query
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.image.decoded import DecodedImage
@@ -62,7 +71,8 @@ class Mode:
 
 MODES: dict[str, Mode] = {
     "text": Mode("text", "text->case", ("text",),
-                 (Component("text", "text", "text"), Component("image", "image", "text"))),
+                 (Component("text", "text", "text"), Component("bm25", "bm25", "bm25"),
+                  Component("labels", "label_probs", "label_probs"), Component("image", "image", "text"))),
     "image": Mode("image", "image->case", ("image",), (Component("image", "image", "image"),)),
     "text+image": Mode("text+image", "image+text->case", ("image", "text"), (Component("joint", "joint", "joint"),)),
     "like": Mode("like", "case->case", (), (Component("joint", "joint", "example"),)),
@@ -80,16 +90,66 @@ def mode(name: str) -> Mode:
     return found
 
 
-QueryVectors = Mapping[str, np.ndarray]
-"""One query's vectors by query key (``"text"``, ``"image"``, ``"joint"``, ``"example"``)."""
+FUSION_FILE = "fusion.json"
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """Weighted-RRF weights of the fused components by name; ``source`` says where they came from."""
+
+    weights: Mapping[str, float]
+    source: str = "default (1 each)"
+
+    def of(self, component: str) -> float:
+        return float(self.weights.get(component, 1.0))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"weights": dict(self.weights), "source": self.source}
+
+
+def fusion_weights(encoder: Encoder | None) -> FusionWeights:
+    """The fusion weights for a collection indexed with ``encoder``'s checkpoint: ``fusion.json``
+    beside it when tuned (on val), else 1 each; ``image`` is 0 for a checkpoint trained without
+    radiographs (its image tower never learned: its vectors would only add noise to text queries)."""
+    import json
+
+    weights: dict[str, float] = {}
+    source = "default (1 each)"
+    info = encoder.checkpoint.info if encoder is not None and encoder.checkpoint is not None else None
+    if info is not None and (info.path / FUSION_FILE).is_file():
+        path = info.path / FUSION_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("fingerprint") != info.fingerprint:
+                raise ConfigError("it was tuned for other weights (fingerprint differs); tune again", path=path)
+            weights = {str(k): float(v) for k, v in data["weights"].items()}
+            source = str(data.get("source", "fusion.json"))
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ConfigError(f"cannot read the fusion weights: {exc}", path=path) from None
+    if info is not None and not trained_with_images(info):
+        weights["image"] = 0.0
+    return FusionWeights(weights, source)
+
+
+def trained_with_images(info) -> bool:  # noqa: ANN001 - a CheckpointInfo
+    """Whether training saw radiographs (recorded in the checkpoint's training settings)."""
+    training = (info.extra or {}).get("training") or {}
+    return training.get("images") is not None
+
+
+QueryVectors = Mapping[str, "np.ndarray | SparseVector | None"]
+"""One query's vectors by query key (``"text"``, ``"image"``, ``"joint"``, ``"label_probs"``,
+``"bm25"``, ``"example"``); ``bm25`` is ``None`` when no query word is left after stopwords."""
 
 
 def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None = None,
-                   images: Sequence[DecodedImage] | None = None, batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+                   images: Sequence[DecodedImage] | None = None, batch_size: int = 32,
+                   bm25: Bm25Spec | None = None) -> list[dict[str, np.ndarray | SparseVector | None]]:
     """The query vectors of ``mode_name`` for each (text, image) query, encoded in batches.
 
     ``texts`` are query texts as the model reads them (cleaned, see :func:`query_text`); one query
-    per element, and both sequences of the same length when the mode reads both.
+    per element, and both sequences of the same length when the mode reads both. ``bm25``: the
+    collection's BM25 parameters, needed by modes with a ``bm25`` component.
     """
     m = mode(mode_name)
     if m.name == "like":
@@ -104,9 +164,17 @@ def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None
         return []
     encoded = encoder.encode(images=list(images) if images is not None else None,
                              texts=list(texts) if texts is not None else None, batch_size=batch_size)
-    by_key = {"text": encoded.text, "image": encoded.image, "joint": encoded.joint}
-    out: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
+    by_key = {"text": encoded.text, "image": encoded.image, "joint": encoded.joint,
+              "label_probs": encoded.probs.astype(np.float32)}
+    out: list[dict[str, np.ndarray | SparseVector | None]] = [{} for _ in range(count)]
     for key in m.queries:
+        if key == "bm25":
+            if bm25 is None:
+                raise QueryError("this collection has no BM25 vectors (made by an older cxrsearch): re-index it "
+                                 "(`cxrsearch index --reindex`, see docs/search.md)")
+            for text, vectors in zip(texts or (), out):
+                vectors["bm25"] = embed_query(text, bm25)
+            continue
         matrix = by_key.get(key)
         if matrix is None:  # pragma: no cover - the Encoder returns the modalities it was given
             raise ModelError(f"the model returned no {key} embedding")
@@ -115,18 +183,46 @@ def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None
     return out
 
 
-def run_query(store: Store, collection: str, mode_name: str, vectors: QueryVectors, flt: Filter | None,
-              limit: int) -> list[Hit]:
-    """The store query of ``mode_name`` (see the table): one component -> nearest neighbours of
-    its named vector; several -> one prefetch each, fused by RRF inside the engine."""
+def active_components(mode_name: str, vectors: QueryVectors, weights: FusionWeights | None = None) -> list[Component]:
+    """The components a query runs: weight > 0 and a query vector (a query of stopwords only has
+    no BM25 vector)."""
     m = mode(mode_name)
     missing = [key for key in m.queries if key not in vectors]
     if missing:
         raise QueryError(f"a {m.name} query needs the query vector(s) {', '.join(missing)}")
-    if len(m.components) == 1:
-        (component,) = m.components
+    weights = weights or FusionWeights({})
+    return [c for c in m.components if vectors[c.query] is not None and (len(m.components) == 1 or weights.of(c.name) > 0)]
+
+
+def run_query(store: Store, collection: str, mode_name: str, vectors: QueryVectors, flt: Filter | None,
+              limit: int, weights: FusionWeights | None = None) -> list[Hit]:
+    """The store query of ``mode_name`` (see the table): one component -> nearest neighbours of
+    its named vector; several -> one prefetch each, fused by weighted RRF inside the engine."""
+    components = active_components(mode_name, vectors, weights)
+    if not components:
+        raise QueryError("nothing to search with: the query has no words left and every other component is off")
+    if len(components) == 1:
+        (component,) = components
         return store.search(collection, component.vector, vectors[component.query], flt, limit)
-    return store.search_fused(collection, [(c.vector, vectors[c.query]) for c in m.components], flt, limit)
+    weights = weights or FusionWeights({})
+    return store.search_fused(collection, [(c.vector, vectors[c.query]) for c in components], flt, limit,
+                              weights=[weights.of(c.name) for c in components])
+
+
+def component_ranks(store: Store, collection: str, mode_name: str, vectors: QueryVectors, flt: Filter | None,
+                    hits: Sequence[Hit], weights: FusionWeights | None = None,
+                    depth: int = 100) -> list[dict[str, dict[str, float | int | None]]]:
+    """For each hit, each component's own rank (1-based, ``None`` below ``depth``) and score: the
+    inputs of the fused score, from the same filtered queries the fusion ran as prefetches."""
+    out: list[dict[str, dict[str, float | int | None]]] = [{} for _ in hits]
+    for component in active_components(mode_name, vectors, weights):
+        ranked = store.search(collection, component.vector, vectors[component.query], flt, depth)
+        where = {hit.id: (rank, hit.score) for rank, hit in enumerate(ranked, start=1)}
+        weight = (weights or FusionWeights({})).of(component.name)
+        for hit, record in zip(hits, out):
+            rank, score = where.get(hit.id, (None, None))
+            record[component.name] = {"rank": rank, "score": score, "weight": weight}
+    return out
 
 
 def query_text(text: str | None) -> str:

@@ -8,12 +8,13 @@ filtered inside the engine (see docs/search.md).
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.index.record import recorded_model
-from cxrsearch.search.modes import encode_queries, query_text, run_query
+from cxrsearch.search.modes import component_ranks, encode_queries, fusion_weights, mode, query_text, run_query
 from cxrsearch.search.spec import QuerySpec, example_keys
 from cxrsearch.store.base import Filter, Hit, Point, Store, point_id
 
@@ -27,8 +28,12 @@ def search(
     store: Store,
     collection: str,
     checkpoint: Checkpoint | Encoder | str | Path | None = None,
+    with_components: bool = False,
 ) -> list[Hit]:
     """The ``spec.k`` best hits for ``spec`` in ``collection``, best first; every hit passes the filters.
+
+    ``with_components``: for a fused (hybrid text) query, each hit's ``components`` holds every
+    component's own rank and score (what the fused score was made of; :func:`component_ranks`).
 
     ``checkpoint`` (a loaded checkpoint, an Encoder, or a checkpoint directory) must be the one
     the collection was indexed with; ``None`` loads the one recorded in the collection's points.
@@ -46,9 +51,15 @@ def search(
     encoder = encoder_for(store, collection, checkpoint)
     images = [_decode(spec.image)] if spec.image is not None else None
     texts = [query_text(spec.text)] if spec.text is not None else None
-    (vectors,) = encode_queries(encoder, spec.mode, texts, images, batch_size=1)
+    bm25 = store.collection_info(collection).schema.bm25
+    (vectors,) = encode_queries(encoder, spec.mode, texts, images, batch_size=1, bm25=bm25)
     flt = spec.filter()
-    return _checked(run_query(store, collection, spec.mode, vectors, flt, spec.k), flt, collection)
+    weights = fusion_weights(encoder)
+    hits = _checked(run_query(store, collection, spec.mode, vectors, flt, spec.k, weights), flt, collection)
+    if with_components and len(mode(spec.mode).components) > 1:
+        ranks = component_ranks(store, collection, spec.mode, vectors, flt, hits, weights)
+        hits = [replace(hit, components=record) for hit, record in zip(hits, ranks)]
+    return hits
 
 
 def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None) -> Encoder:
@@ -120,4 +131,57 @@ def _is_uuid(text: str) -> bool:
 
 def _where(encoder: Encoder) -> str:
     return str(encoder.checkpoint.path) if encoder.checkpoint is not None else "(in-memory model)"
+
+
+DIVERSE_MODES = ("image", "text+image", "like")
+"""The modes :func:`search_diverse` serves: one named vector each (MMR re-ranks one nearest-neighbour list)."""
+
+
+def search_diverse(
+    spec: QuerySpec,
+    store: Store,
+    collection: str,
+    diversity: float,
+    checkpoint: Checkpoint | Encoder | str | Path | None = None,
+    candidates: int | None = None,
+) -> list[Hit]:
+    """Like :func:`search`, but the ``spec.k`` hits are chosen by maximal marginal relevance
+    (:meth:`Store.search_diverse`): ``diversity`` 0 is the plain order, higher values trade relevance
+    for hits unlike those already chosen. Single-vector modes only (:data:`DIVERSE_MODES`): a text
+    query fuses several rankings, which MMR (one query vector, one named vector) cannot re-rank."""
+    from cxrsearch.search.modes import mode
+
+    if spec.mode not in DIVERSE_MODES:
+        raise QueryError(f"--diverse applies to image, text+image and like queries, not {spec.mode} queries "
+                         "(a text query fuses several rankings)")
+    (component,) = mode(spec.mode).components
+    if spec.mode == "like":
+        example = find_example(store, collection, spec.like or "")
+        study = str(example.payload.get("study_id", ""))
+        if "joint" not in example.vectors:
+            raise StoreError(f"point {example.id} has no joint vector", path=collection)
+        flt = spec.filter(exclude_study_ids=(study,) if study else ())
+        vector = example.vectors["joint"]
+    else:
+        encoder = encoder_for(store, collection, checkpoint)
+        images = [_decode(spec.image)] if spec.image is not None else None
+        texts = [query_text(spec.text)] if spec.text is not None else None
+        (vectors,) = encode_queries(encoder, spec.mode, texts, images, batch_size=1)
+        flt = spec.filter()
+        vector = vectors[component.query]
+    hits = store.search_diverse(collection, component.vector, vector, flt, spec.k, diversity=diversity,
+                                candidates=candidates)
+    return _checked(hits, flt, collection)
+
+
+def facets(spec: QuerySpec, store: Store, collection: str) -> dict[str, int]:
+    """Label -> number of points (radiographs and report-only cases) passing ``spec``'s filters that
+    carry it, over the whole collection (not only the hits), most frequent first. The labels are
+    ``labels_true`` (MeSH) with ``spec.truth``, else the predicted ``labels``."""
+    from cxrsearch.data.labels import label_names
+
+    flt = spec.filter()
+    counts = store.facet(collection, flt.label_field, flt if not flt.is_empty() else None,
+                         limit=max(50, len(label_names())))
+    return dict(counts)
 

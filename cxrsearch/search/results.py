@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from cxrsearch.search.collapse import CollapsedHit
 from cxrsearch.store.base import Hit
 
 
-def hit_record(hit: Hit, rank: int) -> dict[str, Any]:
+def hit_record(hit: Hit | CollapsedHit, rank: int) -> dict[str, Any]:
     """One hit as plain JSON (what ``cxrsearch search --json`` prints, one per hit).
 
     Keys: ``rank`` (1-based), ``id`` (point id), ``score`` (cosine similarity; the reciprocal-rank-
     fusion score for text queries), ``study_id``, ``image_id`` (``null`` for a report point),
     ``kind``, ``view``, ``split``, ``labels`` (predicted), ``labels_true`` (MeSH), ``probs`` (label ->
-    probability), ``impression``, ``findings``.
+    probability), ``impression``, ``findings``, ``components`` (a hybrid text query only: each
+    component's own ``rank``, ``score`` and ``weight``), ``identical`` (for a :class:`CollapsedHit`: the other
+    hits with the same report text, ``[{"id", "study_id"}]``; else ``[]``) and ``identical_count``.
     """
+    identical: list[dict[str, str]] = []
+    if isinstance(hit, CollapsedHit):
+        identical = [{"id": pid, "study_id": study} for pid, study in zip(hit.identical, hit.identical_studies)]
+        hit = hit.hit
     payload = hit.payload
     return {
         "rank": rank,
@@ -30,6 +37,9 @@ def hit_record(hit: Hit, rank: int) -> dict[str, Any]:
         "probs": dict(payload.get("probs") or {}),
         "impression": payload.get("impression"),
         "findings": payload.get("findings"),
+        "identical": identical,
+        "identical_count": len(identical),
+        **({"components": {name: dict(parts) for name, parts in hit.components.items()}} if hit.components else {}),
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Union, runtime_checkable
 
 import numpy as np
 
@@ -34,24 +34,40 @@ def point_id(collection: str, key: str) -> str:
 
 
 @dataclass(frozen=True)
+class SparseVector:
+    """A sparse vector (e.g. BM25 term weights): token ids and their weights, same length, ids unique."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+Vector = Union[np.ndarray, SparseVector]
+"""A dense float32 array ``(D,)`` or a :class:`SparseVector` (for the schema's sparse vectors)."""
+
+
+@dataclass(frozen=True)
 class Point:
-    """One stored case. ``vectors`` maps vector name -> float32 array ``(D,)``; any subset of the
-    schema's vectors (a report without a radiograph has no ``image`` vector). ``payload`` is JSON."""
+    """One stored case. ``vectors`` maps vector name -> float32 array ``(D,)`` (or a
+    :class:`SparseVector` for a sparse vector); any subset of the schema's vectors (a report without
+    a radiograph has no ``image`` vector, a radiograph without a report no ``bm25``). ``payload`` is JSON."""
 
     id: str
-    vectors: Mapping[str, np.ndarray]
+    vectors: Mapping[str, Vector]
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A search result. ``score`` is cosine similarity for :meth:`Store.search` and the RRF score for
-    :meth:`Store.search_fused`. ``vectors`` (name -> ``(D,)``) only when asked for."""
+    """A search result. ``score`` is cosine similarity for :meth:`Store.search` (the IDF-weighted BM25
+    sum for a sparse vector) and the weighted RRF score for :meth:`Store.search_fused`. ``vectors``
+    (name -> ``(D,)``) only when asked for."""
 
     id: str
     score: float
     payload: Mapping[str, Any]
-    vectors: Mapping[str, np.ndarray] | None = None
+    vectors: Mapping[str, Vector] | None = None
+    components: Mapping[str, Mapping[str, Any]] | None = None
+    """For a fused query when asked for: component name -> its own ``rank``, ``score`` and ``weight``."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +177,10 @@ class Store(Protocol):
 
     def collection_info(self, collection: str) -> CollectionInfo: ...
 
-    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int) -> bool:
-        """Create it; ``False`` (no-op) when it exists with the same schema and size, else StoreError."""
+    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
+                          label_size: int | None = None) -> bool:
+        """Create it (``vector_size``-d embeddings, ``label_size`` labels for ``"size": "labels"``
+        vectors); ``False`` (no-op) when it exists with the same vectors and sizes, else StoreError."""
         ...
 
     def drop_collection(self, collection: str) -> None: ...
@@ -179,15 +197,31 @@ class Store(Protocol):
         """The points that exist among ``ids``, in the order asked."""
         ...
 
-    def search(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+    def search(self, collection: str, vector_name: str, vector: Vector, filter: Filter | None = None,
                limit: int = 10, with_vectors: bool = False) -> list[Hit]: ...
 
-    def search_fused(self, collection: str, queries: Sequence[tuple[str, np.ndarray]],
-                     filter: Filter | None = None, limit: int = 10) -> list[Hit]:
-        """RRF (k = :data:`RRF_K`) over one filtered nearest-neighbour list per (vector name, query)."""
+    def search_fused(self, collection: str, queries: Sequence[tuple[str, Vector]],
+                     filter: Filter | None = None, limit: int = 10,
+                     weights: Sequence[float] | None = None) -> list[Hit]:
+        """Weighted RRF (k = :data:`RRF_K`; score = sum w_i / (k + rank_i)) over one filtered
+        nearest-neighbour list per (vector name, query), inside the engine; ``weights`` ``None`` = all 1."""
         ...
 
     def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,
                batch: int = 256) -> Iterator[Point]: ...
 
     def close(self) -> None: ...
+
+    def facet(self, collection: str, key: str, filter: Filter | None = None, limit: int = 50) -> list[tuple[str, int]]:
+        """Exact ``(value, count)`` of each value of keyword payload field ``key`` among the points
+        passing ``filter`` (a point counts once per distinct value), most frequent first, ties by
+        value, at most ``limit``. StoreError naming the field when it has no keyword payload index."""
+        ...
+
+    def search_diverse(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+                       limit: int = 10, diversity: float = 0.5, candidates: int | None = None) -> list[Hit]:
+        """Maximal marginal relevance (Qdrant's MMR) over the ``candidates`` (default
+        ``max(4 * limit, 50)``, at least ``limit``) filtered nearest neighbours: each next hit maximises
+        ``(1 - diversity) * sim(query) - diversity * max sim(hits already chosen)``. ``diversity`` 0
+        is plain :meth:`search` order, 1 only avoids resemblance. ``score`` is the cosine to the query."""
+        ...

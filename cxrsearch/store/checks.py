@@ -11,13 +11,25 @@ from typing import Any
 import numpy as np
 
 from cxrsearch.errors import QueryError, StoreError
-from cxrsearch.store.base import Hit, Point
+from cxrsearch.store.base import Hit, Point, SparseVector
 from cxrsearch.store.schema import CollectionSchema
 
 
 def prefetch_limit(limit: int) -> int:
     """How many candidates each RRF input list holds: enough for ranks to matter beyond ``limit``."""
     return max(4 * limit, 50)
+
+
+def check_fusion(collection: str, queries: Sequence[Any], weights: Sequence[float] | None) -> list[float] | None:
+    """Check a fused query's inputs and weights (one finite weight >= 0 per input, not all 0)."""
+    if not queries:
+        raise StoreError("search_fused needs at least one (vector name, vector) query", path=collection)
+    if weights is None:
+        return None
+    out = [float(w) for w in weights]
+    if len(out) != len(queries) or not all(math.isfinite(w) and w >= 0 for w in out) or not any(out):
+        raise QueryError(f"fusion weights must be one number >= 0 per input ({len(queries)}), not all 0: got {out}")
+    return out
 
 
 def check_limit(limit: int, what: str = "limit") -> None:
@@ -30,31 +42,56 @@ def check_vector_size(size: int) -> None:
         raise StoreError(f"vector size must be a positive integer, got {size!r}")
 
 
-def check_same_collection(collection: str, where: str, have_schema: CollectionSchema, have_size: int,
-                          schema: CollectionSchema, vector_size: int) -> None:
-    """``create_collection`` on an existing collection: a no-op for the same vector size and names.
+def check_same_collection(collection: str, where: str, have_schema: CollectionSchema, have_sizes: Mapping[str, int],
+                          schema: CollectionSchema, sizes: Mapping[str, int]) -> None:
+    """``create_collection`` on an existing collection: a no-op for the same vector names and sizes.
 
     The existing collection keeps its own schema (e.g. ``cases-hnsw`` created beforehand on a server).
     """
-    if have_size != vector_size:
-        raise StoreError(f"collection {collection!r} exists with {have_size}-d vectors, not {vector_size}-d "
-                         "(built with another model checkpoint? use another collection name, or drop it)", path=where)
-    if set(have_schema.vector_names) != set(schema.vector_names):
-        raise StoreError(f"collection {collection!r} exists with vectors {', '.join(have_schema.vector_names)}, "
-                         f"not {', '.join(schema.vector_names)}", path=where)
+    have_names = set(have_schema.vector_names) | set(have_schema.sparse_names)
+    names = set(schema.vector_names) | set(schema.sparse_names)
+    if have_names != names:
+        raise StoreError(f"collection {collection!r} exists with vectors {', '.join(sorted(have_names))}, "
+                         f"not {', '.join(sorted(names))} (made by an older cxrsearch? re-index it into a new "
+                         "collection, or `cxrsearch index --reindex`)", path=where)
+    for name, size in sizes.items():
+        if have_sizes.get(name) != size:
+            raise StoreError(f"collection {collection!r} exists with {have_sizes.get(name)}-d {name!r} vectors, not "
+                             f"{size}-d (built with another model checkpoint? use another collection name, or drop it)",
+                             path=where)
 
 
-def as_query_vector(collection: str, vector_sizes: Mapping[str, int], name: str, vector: Any) -> list[float]:
-    """Check a query vector (known name, right size, finite, non-zero) and return it as a list."""
+def as_query_vector(collection: str, vector_sizes: Mapping[str, int], name: str, vector: Any,
+                    sparse_names: Sequence[str] = ()) -> list[float] | SparseVector:
+    """Check a query vector (known name, right size, finite, non-zero) and return it as a list
+    (a dense vector) or as the :class:`SparseVector` it is (a sparse one)."""
+    if name in sparse_names:
+        return checked_sparse(collection, name, vector, "query")
     if name not in vector_sizes:
-        raise QueryError(f"collection {collection!r} has no vector {name!r} (it has {', '.join(vector_sizes)})")
+        known = ", ".join([*vector_sizes, *sparse_names])
+        raise QueryError(f"collection {collection!r} has no vector {name!r} (it has {known}; made by an older "
+                         "cxrsearch? re-index it: `cxrsearch index --reindex`)")
     return _checked(collection, vector_sizes[name], name, vector, "query")
 
 
-def points_vectors(collection: str, vector_sizes: Mapping[str, int],
-                   points: Sequence[Point]) -> list[dict[str, list[float]]]:
+def checked_sparse(collection: str, name: str, vector: Any, what: str) -> SparseVector:
+    """A valid :class:`SparseVector` (unique non-negative ids, finite weights, not empty)."""
+    if not isinstance(vector, SparseVector):
+        raise StoreError(f"{what}: vector {name!r} is sparse; give a SparseVector, not {type(vector).__name__}",
+                         path=collection)
+    indices = np.asarray(vector.indices)
+    values = np.asarray(vector.values, dtype=np.float64)
+    if (len(indices) == 0 or len(indices) != len(values) or len(set(vector.indices)) != len(indices)
+            or (indices < 0).any() or not np.isfinite(values).all()):
+        raise StoreError(f"{what}: sparse vector {name!r} is empty, has repeated or negative ids, or weights "
+                         "that are not finite", path=collection)
+    return vector
+
+
+def points_vectors(collection: str, vector_sizes: Mapping[str, int], points: Sequence[Point],
+                   sparse_names: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Check a batch of points for upsert (UUID ids, known vector names, right sizes, finite
-    non-zero values) and return their vectors as lists, one dict per point.
+    non-zero values) and return their vectors as lists (sparse ones as they are), one dict per point.
 
     Vectors are checked per name as one ``[B, D]`` matrix: validating and converting 3 x 512 floats
     per point one array at a time costs more than the upsert itself.
@@ -67,11 +104,15 @@ def points_vectors(collection: str, vector_sizes: Mapping[str, int],
                              path=collection) from None
         if not point.vectors:
             raise StoreError(f"point {point.id} has no vectors", path=collection)
-        unknown = sorted(set(point.vectors) - set(vector_sizes))
+        unknown = sorted(set(point.vectors) - set(vector_sizes) - set(sparse_names))
         if unknown:
             raise StoreError(f"point {point.id} has vector(s) {', '.join(unknown)} not in the collection "
-                             f"(it has {', '.join(vector_sizes)})", path=collection)
-    out: list[dict[str, list[float]]] = [{} for _ in points]
+                             f"(it has {', '.join([*vector_sizes, *sparse_names])})", path=collection)
+    out: list[dict[str, Any]] = [{} for _ in points]
+    for name in sparse_names:
+        for i, point in enumerate(points):
+            if name in point.vectors:
+                out[i][name] = checked_sparse(collection, name, point.vectors[name], f"point {point.id}")
     for name, size in vector_sizes.items():
         rows = [i for i, point in enumerate(points) if name in point.vectors]
         if not rows:
@@ -138,13 +179,59 @@ def plain_payload(collection: str, pid: str, payload: Mapping[str, Any]) -> dict
     return {str(k): plain(v, str(k)) for k, v in payload.items()}
 
 
+def _vector(value: Any) -> np.ndarray | SparseVector:
+    """A backend's stored vector (a float list, or an object with ``indices``/``values``)."""
+    if hasattr(value, "indices"):
+        return SparseVector(tuple(int(i) for i in value.indices), tuple(float(v) for v in value.values))
+    return np.asarray(value, dtype=np.float32)
+
+
 def record_point(record: Any, with_vectors: bool) -> Point:
     """A backend record (``.id``, ``.vector`` dict, ``.payload``) as a :class:`Point`."""
-    vectors = {n: np.asarray(v, dtype=np.float32) for n, v in (record.vector or {}).items()} if with_vectors else {}
+    vectors = {n: _vector(v) for n, v in (record.vector or {}).items()} if with_vectors else {}
     return Point(id=str(record.id), vectors=vectors, payload=dict(record.payload or {}))
 
 
 def scored_hit(scored: Any, with_vectors: bool) -> Hit:
     """A backend scored point as a :class:`Hit`."""
-    vectors = {n: np.asarray(v, dtype=np.float32) for n, v in (scored.vector or {}).items()} if with_vectors else None
+    vectors = {n: _vector(v) for n, v in (scored.vector or {}).items()} if with_vectors else None
     return Hit(id=str(scored.id), score=float(scored.score), payload=dict(scored.payload or {}), vectors=vectors)
+
+
+def check_diversity(diversity: float) -> float:
+    """``diversity`` of :meth:`Store.search_diverse` as a float in [0, 1] (0 = plain relevance order)."""
+    if isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0.0 <= float(diversity) <= 1.0:
+        raise QueryError(f"diversity must be a number from 0 (plain relevance) to 1 (most diverse), got {diversity!r}")
+    return float(diversity)
+
+
+def check_dense_for_mmr(collection: str, schema: CollectionSchema, vector_name: str) -> None:
+    """MMR compares candidates with each other by a dense vector: refuse a sparse one in one line."""
+    if vector_name in schema.sparse_names:
+        raise QueryError(f"diverse search compares dense vectors; {vector_name!r} of collection {collection!r} "
+                         "is sparse (use image, text or joint)")
+
+
+def mmr_candidates(limit: int, candidates: int | None) -> int:
+    """How many nearest neighbours MMR re-ranks: ``candidates`` (at least ``limit``), by default
+    :func:`prefetch_limit` (with ``candidates == limit`` MMR could only reorder, never replace)."""
+    if candidates is None:
+        return prefetch_limit(limit)
+    check_limit(candidates, "candidates")
+    return max(candidates, limit)
+
+
+def check_facet_key(collection: str, schema: CollectionSchema, key: str, where: str) -> None:
+    """Facets count values through a payload index: refuse, in one line, a field without a keyword one."""
+    if not isinstance(key, str) or not key:
+        raise QueryError(f"a facet needs a payload field name, got {key!r}")
+    if schema.payload_indexes.get(key) != "keyword":
+        indexed = ", ".join(f for f, kind in schema.payload_indexes.items() if kind == "keyword") or "none"
+        raise StoreError(f"cannot count values of payload field {key!r}: it has no keyword payload index in "
+                         f"collection {collection!r} (keyword-indexed fields: {indexed})", path=where)
+
+
+def facet_counts(hits: Iterable[tuple[Any, int]], limit: int) -> list[tuple[str, int]]:
+    """``(value, count)`` pairs as :meth:`Store.facet` returns them: most frequent first, ties by value."""
+    pairs = [(str(value), int(count)) for value, count in hits if int(count) > 0]
+    return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:limit]

@@ -16,16 +16,16 @@ from typing import Any
 import numpy as np
 
 from cxrsearch.errors import StoreError
-from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point
+from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
-    as_query_vector, batched, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
+    as_query_vector, batched, check_fusion, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
     prefetch_limit, record_point, scored_hit,
 )
 from cxrsearch.store.filters import to_client
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
 
-MIN_SERVER = (1, 16)
-"""Oldest Qdrant server with what this module uses (parametrised RRF ``k``, collection metadata)."""
+MIN_SERVER = (1, 18)
+"""Oldest Qdrant server with what this module uses (weighted RRF with ``k``: 1.18; collection metadata)."""
 
 
 class ClientStore:
@@ -79,21 +79,24 @@ class ClientStore:
         return CollectionInfo(name=collection, points_count=int(info.points_count or 0), vector_sizes=sizes,
                               schema=schema, location=f"{self.location} collection {collection}")
 
-    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int) -> bool:
+    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
+                          label_size: int | None = None) -> bool:
         from qdrant_client import models
 
         check_collection_name(collection)
         check_vector_size(vector_size)
+        sizes = schema.vector_sizes(vector_size, label_size)
         with self._errors(None):
             exists = self._client.collection_exists(collection)
         if exists:
             info = self.collection_info(collection)
-            have = next(iter(info.vector_sizes.values()))
-            check_same_collection(collection, self.location, info.schema, have, schema, vector_size)
+            check_same_collection(collection, self.location, info.schema, info.vector_sizes, schema, sizes)
             return False
         distance = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
-        vectors = {name: models.VectorParams(size=vector_size, distance=distance[dist], on_disk=schema.on_disk_vectors)
+        vectors = {name: models.VectorParams(size=sizes[name], distance=distance[dist], on_disk=schema.on_disk_vectors)
                    for name, dist in schema.vectors.items()}
+        sparse = {name: models.SparseVectorParams(modifier=models.Modifier.IDF if modifier == "idf" else None)
+                  for name, modifier in (schema.sparse_vectors or {}).items()}
         hnsw = models.HnswConfigDiff(m=schema.hnsw.m, ef_construct=schema.hnsw.ef_construct,
                                      payload_m=schema.hnsw.payload_m or None,
                                      full_scan_threshold=schema.hnsw.full_scan_threshold_kb)
@@ -102,11 +105,12 @@ class ClientStore:
             quant = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                 type=models.ScalarType.INT8, quantile=schema.quantization.quantile,
                 always_ram=schema.quantization.always_ram))
-        metadata = {"cxrsearch": {"schema": schema.to_dict(), "vector_size": vector_size}}
+        metadata = {"cxrsearch": {"schema": schema.to_dict(), "vector_size": vector_size, "vector_sizes": sizes}}
         kinds = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
                  "integer": models.PayloadSchemaType.INTEGER, "bool": models.PayloadSchemaType.BOOL}
         with self._errors(None):
-            self._client.create_collection(collection, vectors_config=vectors, hnsw_config=hnsw,
+            self._client.create_collection(collection, vectors_config=vectors, sparse_vectors_config=sparse or None,
+                                           hnsw_config=hnsw,
                                            quantization_config=quant, metadata=metadata,
                                            shard_number=schema.shard_number,
                                            replication_factor=schema.replication_factor)
@@ -126,11 +130,12 @@ class ClientStore:
     def upsert(self, collection: str, points: Iterable[Point], batch: int = 256) -> int:
         from qdrant_client import models
 
-        _, sizes = self._layout(collection)
+        schema, sizes = self._layout(collection)
         total = 0
         for chunk in batched(points, batch):
-            structs = [models.PointStruct(id=p.id, vector=vectors, payload=plain_payload(collection, p.id, p.payload))
-                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk))]
+            structs = [models.PointStruct(id=p.id, vector=_client_vectors(vectors),
+                                          payload=plain_payload(collection, p.id, p.payload))
+                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk, schema.sparse_names))]
             with self._errors(collection):
                 self._client.upsert(collection, points=structs, wait=True)
             total += len(structs)
@@ -156,33 +161,35 @@ class ClientStore:
             by_id.update((str(r.id), record_point(r, with_vectors)) for r in records)
         return [by_id[i] for i in ids if i in by_id]
 
-    def search(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+    def search(self, collection: str, vector_name: str, vector: Vector, filter: Filter | None = None,
                limit: int = 10, with_vectors: bool = False) -> list[Hit]:
         check_limit(limit)
         schema, sizes = self._layout(collection)
-        query = as_query_vector(collection, sizes, vector_name, vector)
+        query = _client_vector(as_query_vector(collection, sizes, vector_name, vector, schema.sparse_names))
         with self._errors(collection):
             response = self._client.query_points(
                 collection, query=query, using=vector_name, query_filter=to_client(filter), limit=limit,
                 search_params=_search_params(schema, self._local), with_payload=True, with_vectors=with_vectors)
         return [scored_hit(p, with_vectors) for p in response.points]
 
-    def search_fused(self, collection: str, queries: Sequence[tuple[str, np.ndarray]],
-                     filter: Filter | None = None, limit: int = 10) -> list[Hit]:
+    def search_fused(self, collection: str, queries: Sequence[tuple[str, Vector]],
+                     filter: Filter | None = None, limit: int = 10,
+                     weights: Sequence[float] | None = None) -> list[Hit]:
         from qdrant_client import models
 
         check_limit(limit)
-        if not queries:
-            raise StoreError("search_fused needs at least one (vector name, vector) query", path=collection)
+        weights = check_fusion(collection, queries, weights)
         schema, sizes = self._layout(collection)
         client_filter = to_client(filter)
         params = _search_params(schema, self._local)
-        prefetch = [models.Prefetch(query=as_query_vector(collection, sizes, name, vec), using=name,
-                                    filter=client_filter, limit=prefetch_limit(limit), params=params)
+        sparse = schema.sparse_names
+        prefetch = [models.Prefetch(query=_client_vector(as_query_vector(collection, sizes, name, vec, sparse)),
+                                    using=name, filter=client_filter, limit=prefetch_limit(limit),
+                                    params=None if name in sparse else params)
                     for name, vec in queries]
         with self._errors(collection):
             response = self._client.query_points(
-                collection, prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                collection, prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights)),
                 query_filter=client_filter, limit=limit, with_payload=True)
         return [scored_hit(p, False) for p in response.points]
 
@@ -251,6 +258,54 @@ class ClientStore:
             if collection is not None and self._local and not self._client.collection_exists(collection):
                 raise StoreError(f"no collection {collection!r} on this server", path=self.location) from None
             raise StoreError(f"qdrant-client: {exc}", path=self.location) from exc
+
+    # -- facets and diversity (retrieval v2) ---------------------------------------------------------
+    def facet(self, collection: str, key: str, filter: Filter | None = None, limit: int = 50) -> list[tuple[str, int]]:
+        """Exact ``(value, count)`` of keyword field ``key`` over the points passing ``filter``, most
+        frequent first (ties by value). The field must be keyword-indexed in the collection's schema
+        (a server needs the index; the in-memory client does not, but refuses the same fields)."""
+        from cxrsearch.store.checks import check_facet_key, facet_counts
+
+        check_limit(limit)
+        schema, _ = self._layout(collection)
+        check_facet_key(collection, schema, key, f"{self.location} collection {collection}")
+        with self._errors(collection):
+            response = self._client.facet(collection, key=key, facet_filter=to_client(filter), limit=limit, exact=True)
+        return facet_counts(((hit.value, hit.count) for hit in response.hits), limit)
+
+    def search_diverse(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+                       limit: int = 10, diversity: float = 0.5, candidates: int | None = None) -> list[Hit]:
+        """Maximal marginal relevance over the ``candidates`` nearest neighbours (see
+        :meth:`Store.search_diverse`): Qdrant's ``Mmr(diversity=...)``, 0 = plain nearest order."""
+        from qdrant_client import models
+
+        from cxrsearch.store.checks import check_dense_for_mmr, check_diversity, mmr_candidates
+
+        check_limit(limit)
+        weight = check_diversity(diversity)
+        pool = mmr_candidates(limit, candidates)
+        schema, sizes = self._layout(collection)
+        check_dense_for_mmr(collection, schema, vector_name)
+        query = models.NearestQuery(nearest=as_query_vector(collection, sizes, vector_name, vector),
+                                    mmr=models.Mmr(diversity=weight, candidates_limit=pool))
+        with self._errors(collection):
+            response = self._client.query_points(
+                collection, query=query, using=vector_name, query_filter=to_client(filter), limit=limit,
+                search_params=_search_params(schema, self._local), with_payload=True)
+        return [scored_hit(p, False) for p in response.points]
+
+
+def _client_vector(vector: list[float] | SparseVector) -> Any:
+    """A checked query or point vector in qdrant-client's terms."""
+    if isinstance(vector, SparseVector):
+        from qdrant_client import models
+
+        return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+    return vector
+
+
+def _client_vectors(vectors: dict[str, Any]) -> dict[str, Any]:
+    return {name: _client_vector(vector) for name, vector in vectors.items()}
 
 
 def _reason(exc: Any) -> str:

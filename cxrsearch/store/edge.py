@@ -29,9 +29,9 @@ import numpy as np
 
 from cxrsearch.errors import StoreError
 from cxrsearch.store import edge_config
-from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point
+from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
-    as_query_vector, batched, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
+    as_query_vector, batched, check_fusion, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
     prefetch_limit, record_point, scored_hit,
 )
 from cxrsearch.store.filters import to_edge
@@ -53,7 +53,9 @@ class _Open:
 
     @property
     def vector_sizes(self) -> dict[str, int]:
-        return {name: int(self.meta["vector_size"]) for name in self.schema.vectors}
+        if "vector_sizes" in self.meta:
+            return {name: int(size) for name, size in self.meta["vector_sizes"].items()}
+        return {name: int(self.meta["vector_size"]) for name in self.schema.vectors}  # collections of 0.1
 
 
 class EdgeStore:
@@ -79,23 +81,25 @@ class EdgeStore:
             vector_sizes=handle.vector_sizes, schema=handle.schema, location=str(self.root / collection),
         )
 
-    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int) -> bool:
+    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
+                          label_size: int | None = None) -> bool:
         check_collection_name(collection)
         check_vector_size(vector_size)
+        sizes = schema.vector_sizes(vector_size, label_size)
         directory = self.root / collection
         if not (directory / META_FILE).is_file():
             directory.mkdir(parents=True, exist_ok=True)
             lock = _acquire(directory)
             if not (directory / META_FILE).is_file():  # nobody created it while we waited for the lock
-                self._open[collection] = self._create(directory, schema, vector_size, lock)
+                self._open[collection] = self._create(directory, schema, vector_size, sizes, lock)
                 return True
             lock.close()
         handle = self._handle(collection)
-        check_same_collection(collection, str(directory), handle.schema, int(handle.meta["vector_size"]),
-                              schema, vector_size)
+        check_same_collection(collection, str(directory), handle.schema, handle.vector_sizes, schema, sizes)
         return False
 
-    def _create(self, directory: Path, schema: CollectionSchema, vector_size: int, lock: TextIO) -> _Open:
+    def _create(self, directory: Path, schema: CollectionSchema, vector_size: int, sizes: dict[str, int],
+                lock: TextIO) -> _Open:
         """Create the shard, its payload indexes, then ``collection.json`` (atomically, last)."""
         import qdrant_edge as qe
 
@@ -104,12 +108,12 @@ class EdgeStore:
             shard_dir = directory / "shard"
             if shard_dir.exists():  # left by a create that died before writing collection.json
                 shutil.rmtree(shard_dir)
-            shard = qe.EdgeShard.create(str(shard_dir), edge_config.shard_config(schema, vector_size))
+            shard = qe.EdgeShard.create(str(shard_dir), edge_config.shard_config(schema, sizes))
             for op in edge_config.payload_index_ops(schema):
                 shard.update(op)
             shard.flush()
             meta = {"format": META_FORMAT, "name": directory.name, "vector_size": vector_size,
-                    "schema": schema.to_dict(), "engine": f"qdrant-edge-py {_engine_version()}",
+                    "vector_sizes": sizes, "schema": schema.to_dict(), "engine": f"qdrant-edge-py {_engine_version()}",
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             tmp = directory / f"{META_FILE}.tmp"
             tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -135,11 +139,11 @@ class EdgeStore:
         import qdrant_edge as qe
 
         handle = self._handle(collection)
-        sizes = handle.vector_sizes
+        sizes, sparse = handle.vector_sizes, handle.schema.sparse_names
         total = 0
         for chunk in batched(points, batch):
-            records = [qe.Point(p.id, vectors, plain_payload(collection, p.id, p.payload))
-                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk))]
+            records = [qe.Point(p.id, _edge_vectors(vectors), plain_payload(collection, p.id, p.payload))
+                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk, sparse))]
             handle.dirty = True
             self._call(collection, handle.shard.update, qe.UpdateOperation.upsert_points(records))
             total += len(records)
@@ -167,35 +171,38 @@ class EdgeStore:
                 by_id[str(record.id)] = record_point(record, with_vectors)
         return [by_id[i] for i in ids if i in by_id]
 
-    def search(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+    def search(self, collection: str, vector_name: str, vector: Vector, filter: Filter | None = None,
                limit: int = 10, with_vectors: bool = False) -> list[Hit]:
         import qdrant_edge as qe
 
         check_limit(limit)
         handle = self._handle(collection)
-        query = as_query_vector(collection, handle.vector_sizes, vector_name, vector)
+        query = _edge_vector(as_query_vector(collection, handle.vector_sizes, vector_name, vector,
+                                             handle.schema.sparse_names))
         request = qe.QueryRequest(
             limit=limit, query=qe.Query.Nearest(query, using=vector_name), filter=to_edge(filter),
             with_payload=True, with_vector=with_vectors, params=edge_config.search_params(handle.schema),
         )
         return [scored_hit(p, with_vectors) for p in self._call(collection, handle.shard.query, request)]
 
-    def search_fused(self, collection: str, queries: Sequence[tuple[str, np.ndarray]],
-                     filter: Filter | None = None, limit: int = 10) -> list[Hit]:
+    def search_fused(self, collection: str, queries: Sequence[tuple[str, Vector]],
+                     filter: Filter | None = None, limit: int = 10,
+                     weights: Sequence[float] | None = None) -> list[Hit]:
         import qdrant_edge as qe
 
         check_limit(limit)
-        if not queries:
-            raise StoreError("search_fused needs at least one (vector name, vector) query", path=collection)
+        weights = check_fusion(collection, queries, weights)
         handle = self._handle(collection)
         params = edge_config.search_params(handle.schema)
         edge_filter = to_edge(filter)
+        sparse = handle.schema.sparse_names
         prefetches = [
-            qe.Prefetch(limit=prefetch_limit(limit), filter=edge_filter, params=params,
-                        query=qe.Query.Nearest(as_query_vector(collection, handle.vector_sizes, name, vec), using=name))
+            qe.Prefetch(limit=prefetch_limit(limit), filter=edge_filter, params=None if name in sparse else params,
+                        query=qe.Query.Nearest(_edge_vector(as_query_vector(
+                            collection, handle.vector_sizes, name, vec, sparse)), using=name))
             for name, vec in queries
         ]
-        request = qe.QueryRequest(limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K),
+        request = qe.QueryRequest(limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K, weights=weights),
                                   filter=edge_filter, with_payload=True)
         return [scored_hit(p, False) for p in self._call(collection, handle.shard.query, request)]
 
@@ -271,6 +278,55 @@ class EdgeStore:
             raise
         except Exception as exc:  # engine errors carry no type of their own: name the collection
             raise StoreError(f"qdrant-edge: {exc}", path=self.root / collection) from exc
+
+    # -- facets and diversity (retrieval v2) ---------------------------------------------------------
+    def facet(self, collection: str, key: str, filter: Filter | None = None, limit: int = 50) -> list[tuple[str, int]]:
+        """Exact ``(value, count)`` of keyword field ``key`` over the points passing ``filter``, most
+        frequent first (ties by value). The field needs a keyword payload index (``cases`` has them)."""
+        import qdrant_edge as qe
+
+        from cxrsearch.store.checks import check_facet_key, facet_counts
+
+        check_limit(limit)
+        handle = self._handle(collection)
+        check_facet_key(collection, handle.schema, key, str(self.root / collection))
+        request = qe.FacetRequest(key, limit=limit, exact=True, filter=to_edge(filter))
+        response = self._call(collection, handle.shard.facet, request)
+        return facet_counts(((hit.value, hit.count) for hit in response.hits), limit)
+
+    def search_diverse(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
+                       limit: int = 10, diversity: float = 0.5, candidates: int | None = None) -> list[Hit]:
+        """Maximal marginal relevance over the ``candidates`` nearest neighbours (see
+        :meth:`Store.search_diverse`). qdrant-edge's ``Mmr.lambda_`` weighs *relevance* (1 = plain
+        nearest order), the server's ``diversity`` weighs diversity: ``lambda_ = 1 - diversity``."""
+        import qdrant_edge as qe
+
+        from cxrsearch.store.checks import check_dense_for_mmr, check_diversity, mmr_candidates
+
+        check_limit(limit)
+        weight = check_diversity(diversity)
+        pool = mmr_candidates(limit, candidates)
+        handle = self._handle(collection)
+        check_dense_for_mmr(collection, handle.schema, vector_name)
+        query = as_query_vector(collection, handle.vector_sizes, vector_name, vector)
+        request = qe.QueryRequest(
+            limit=limit, query=qe.Mmr(query, 1.0 - weight, pool, using=vector_name), filter=to_edge(filter),
+            with_payload=True, params=edge_config.search_params(handle.schema),
+        )
+        return [scored_hit(p, False) for p in self._call(collection, handle.shard.query, request)]
+
+
+def _edge_vector(vector: list[float] | SparseVector) -> Any:
+    """A checked query or point vector in qdrant-edge's terms."""
+    if isinstance(vector, SparseVector):
+        import qdrant_edge as qe
+
+        return qe.SparseVector(list(vector.indices), list(vector.values))
+    return vector
+
+
+def _edge_vectors(vectors: dict[str, Any]) -> dict[str, Any]:
+    return {name: _edge_vector(vector) for name, vector in vectors.items()}
 
 
 def _acquire(directory: Path) -> TextIO:

@@ -8,16 +8,18 @@ from typing import Any
 from cxrsearch.store.schema import CollectionSchema
 
 
-def shard_config(schema: CollectionSchema, vector_size: int) -> Any:
-    """``EdgeConfig`` with one dense vector per schema vector, all ``vector_size``-d."""
+def shard_config(schema: CollectionSchema, sizes: dict[str, int]) -> Any:
+    """``EdgeConfig`` with one dense vector per schema vector (``sizes[name]``-d) and the sparse ones."""
     import qdrant_edge as qe
 
     distance = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
     memory = qe.Memory.Cold if schema.on_disk_vectors else None
     vectors = {
-        name: qe.EdgeVectorParams(size=vector_size, distance=distance[dist], memory=memory)
+        name: qe.EdgeVectorParams(size=sizes[name], distance=distance[dist], memory=memory)
         for name, dist in schema.vectors.items()
     }
+    sparse = {name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if modifier == "idf" else None)
+              for name, modifier in (schema.sparse_vectors or {}).items()}
     hnsw = qe.HnswIndexConfig(
         m=schema.hnsw.m,
         ef_construct=schema.hnsw.ef_construct,
@@ -29,7 +31,8 @@ def shard_config(schema: CollectionSchema, vector_size: int) -> Any:
         quantization = qe.ScalarQuantizationConfig(
             type=qe.ScalarType.Int8, quantile=schema.quantization.quantile, always_ram=schema.quantization.always_ram
         )
-    return qe.EdgeConfig(vectors=vectors, hnsw_config=hnsw, quantization_config=quantization)
+    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse or None, hnsw_config=hnsw,
+                         quantization_config=quantization)
 
 
 def payload_index_ops(schema: CollectionSchema) -> list[Any]:

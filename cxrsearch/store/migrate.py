@@ -35,10 +35,8 @@ def migrate_collection(source: Store, target: Store, collection: str, *, target_
     """
     name = target_collection or collection
     info = source.collection_info(collection)
-    sizes = set(info.vector_sizes.values())
-    if len(sizes) != 1:
-        raise StoreError(f"collection {collection!r} has mixed vector sizes {info.vector_sizes}", path=source.location)
-    created = target.create_collection(name, info.schema, sizes.pop())
+    embedding, labels = info.schema.model_sizes(info.vector_sizes)
+    created = target.create_collection(name, info.schema, embedding, labels)
     total = info.points_count
     copied = 0
     for chunk in batched(source.scroll(collection, with_vectors=True, batch=batch), batch):

@@ -1,8 +1,11 @@
 """Collection schemas as data: ``collections/<name>.json`` -> :class:`CollectionSchema`.
 
 A schema says which named vectors a collection has (their size is *not* in the file: it comes from
-the model checkpoint when the collection is created), how they are indexed (HNSW graph parameters,
-optional int8 scalar quantisation) and which payload fields get an index. Both backends build their
+the model checkpoint when the collection is created: its embedding size, or for ``"size": "labels"``
+its number of labels), which sparse vectors (``bm25``, with the IDF modifier) and with which BM25
+parameters (``avg_len`` ``null`` = the mean length of the corpus indexed first, resolved when the
+collection is created and kept in it), how they are indexed (HNSW graph parameters, optional int8
+scalar quantisation) and which payload fields get an index. Both backends build their
 collection from the same schema, so the embedded store and a server hold the same thing.
 
 The shipped ``cases`` schema and why it has no HNSW graph are described in ``docs/server.md`` and
@@ -23,6 +26,8 @@ SCHEMA_DIR = Path(__file__).resolve().parents[1] / "collections"
 DEFAULT_SCHEMA = "cases"
 
 DISTANCES = ("cosine", "dot", "euclid")
+VECTOR_SIZES = ("embedding", "labels")
+SPARSE_MODIFIERS = ("idf", None)
 PAYLOAD_INDEX_TYPES = ("keyword", "float", "integer", "bool")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -50,8 +55,21 @@ class QuantizationSpec:
 
 
 @dataclass(frozen=True)
+class Bm25Spec:
+    """BM25 parameters of the sparse ``bm25`` vector (see :mod:`cxrsearch.text.bm25`); ``avg_len``
+    ``None`` until the collection is created from a corpus."""
+
+    k: float
+    b: float
+    avg_len: float | None
+
+
+@dataclass(frozen=True)
 class CollectionSchema:
-    """A collection layout. ``vectors`` maps vector name -> distance (all vectors share one size).
+    """A collection layout. ``vectors`` maps vector name -> distance; ``vector_size_of`` maps each
+    dense vector to where its size comes from (``"embedding"``: the model's joint space;
+    ``"labels"``: one dimension per label of the checkpoint). ``sparse_vectors`` maps sparse vector
+    name -> modifier (``"idf"`` or ``None``); ``bm25`` holds the parameters of BM25 vectors.
 
     ``payload_indexes`` maps payload field -> index type (one of :data:`PAYLOAD_INDEX_TYPES`).
     """
@@ -68,10 +86,48 @@ class CollectionSchema:
     replication_factor: int | None = None
     """Server only (Qdrant distributed mode); ``None`` keeps the server default. The embedded store
     is one shard by construction."""
+    vector_size_of: dict[str, str] | None = None
+    sparse_vectors: dict[str, str | None] | None = None
+    bm25: Bm25Spec | None = None
 
     @property
     def vector_names(self) -> tuple[str, ...]:
         return tuple(self.vectors)
+
+    @property
+    def sparse_names(self) -> tuple[str, ...]:
+        return tuple(self.sparse_vectors or {})
+
+    def vector_sizes(self, embedding: int, labels: int | None = None) -> dict[str, int]:
+        """Size of each dense vector for a model with ``embedding``-d embeddings and ``labels`` labels."""
+        sizes = {}
+        for name in self.vectors:
+            if (self.vector_size_of or {}).get(name, "embedding") == "labels":
+                if labels is None:
+                    raise StoreError(f"schema {self.name!r}: vector {name!r} has one dimension per label, "
+                                     "but no label count was given")
+                sizes[name] = labels
+            else:
+                sizes[name] = embedding
+        return sizes
+
+    def model_sizes(self, sizes: dict[str, int]) -> tuple[int, int | None]:
+        """The (embedding size, label count) that :meth:`vector_sizes` turned into ``sizes``."""
+        by_source: dict[str, set[int]] = {}
+        for name, size in sizes.items():
+            by_source.setdefault((self.vector_size_of or {}).get(name, "embedding"), set()).add(size)
+        if any(len(found) != 1 for found in by_source.values()) or "embedding" not in by_source:
+            raise StoreError(f"schema {self.name!r}: inconsistent vector sizes {sizes}")
+        labels = by_source.get("labels")
+        return by_source["embedding"].pop(), (labels.pop() if labels else None)
+
+    def with_bm25_avg_len(self, avg_len: float) -> CollectionSchema:
+        """This schema with BM25's ``avg_len`` fixed (kept when already set)."""
+        from dataclasses import replace
+
+        if self.bm25 is None or self.bm25.avg_len is not None:
+            return self
+        return replace(self, bm25=Bm25Spec(self.bm25.k, self.bm25.b, float(avg_len)))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what the file holds, and what a collection stores about itself)."""
@@ -81,7 +137,12 @@ class CollectionSchema:
         return {
             "name": self.name,
             "description": self.description,
-            "vectors": {name: {"distance": dist} for name, dist in self.vectors.items()},
+            "vectors": {name: {"distance": dist, **({"size": (self.vector_size_of or {})[name]}
+                                                     if name in (self.vector_size_of or {}) else {})}
+                        for name, dist in self.vectors.items()},
+            **({"sparse_vectors": {name: {"modifier": mod} for name, mod in self.sparse_vectors.items()}}
+               if self.sparse_vectors else {}),
+            **({"bm25": {"k": self.bm25.k, "b": self.bm25.b, "avg_len": self.bm25.avg_len}} if self.bm25 else {}),
             "hnsw": {k: getattr(self.hnsw, k) for k in HnswSpec.__dataclass_fields__},
             "quantization": quant,
             "on_disk_vectors": self.on_disk_vectors,
@@ -97,20 +158,48 @@ class CollectionSchema:
         _require(isinstance(data, dict), source, "a schema must be a JSON object")
         _keys(data, source, "schema", required={"name", "vectors", "hnsw", "payload_indexes"},
               optional={"description", "quantization", "on_disk_vectors", "rationale", "shard_number",
-                        "replication_factor"})
+                        "replication_factor", "sparse_vectors", "bm25"})
         name = data["name"]
         _require(isinstance(name, str) and bool(_NAME.match(name)), source,
                  f"'name' must be 1-64 letters, digits, '_', '-' or '.', got {name!r}")
         vectors = data["vectors"]
         _require(isinstance(vectors, dict) and len(vectors) > 0, source, "'vectors' must be a non-empty object")
         parsed_vectors: dict[str, str] = {}
+        size_of: dict[str, str] = {}
         for vname, spec in vectors.items():
             _require(bool(_NAME.match(vname)), source, f"bad vector name {vname!r}")
             _require(isinstance(spec, dict), source, f"vectors.{vname} must be an object")
-            _keys(spec, source, f"vectors.{vname}", required={"distance"}, optional=set())
+            _keys(spec, source, f"vectors.{vname}", required={"distance"}, optional={"size"})
             _require(spec["distance"] in DISTANCES, source,
                      f"vectors.{vname}.distance must be one of {', '.join(DISTANCES)}, got {spec['distance']!r}")
             parsed_vectors[vname] = spec["distance"]
+            if "size" in spec:
+                _require(spec["size"] in VECTOR_SIZES, source,
+                         f"vectors.{vname}.size must be one of {', '.join(VECTOR_SIZES)}, got {spec['size']!r}")
+                size_of[vname] = spec["size"]
+        sparse = data.get("sparse_vectors") or {}
+        _require(isinstance(sparse, dict), source, "'sparse_vectors' must be an object")
+        parsed_sparse: dict[str, str | None] = {}
+        for vname, spec in sparse.items():
+            _require(bool(_NAME.match(vname)) and vname not in parsed_vectors, source, f"bad sparse vector name {vname!r}")
+            _require(isinstance(spec, dict), source, f"sparse_vectors.{vname} must be an object")
+            _keys(spec, source, f"sparse_vectors.{vname}", required={"modifier"}, optional=set())
+            _require(spec["modifier"] in SPARSE_MODIFIERS, source,
+                     f"sparse_vectors.{vname}.modifier must be \"idf\" or null, got {spec['modifier']!r}")
+            parsed_sparse[vname] = spec["modifier"]
+        bm25 = data.get("bm25")
+        parsed_bm25 = None
+        if bm25 is not None:
+            _require(isinstance(bm25, dict), source, "'bm25' must be an object or null")
+            _keys(bm25, source, "bm25", required={"k", "b", "avg_len"}, optional=set())
+            _require(_is_number(bm25["k"]) and bm25["k"] >= 0 and _is_number(bm25["b"]) and 0 <= bm25["b"] <= 1,
+                     source, "bm25.k must be >= 0 and bm25.b in [0, 1]")
+            _require(bm25["avg_len"] is None or (_is_number(bm25["avg_len"]) and bm25["avg_len"] > 0), source,
+                     "bm25.avg_len must be null (from the corpus) or a number > 0")
+            parsed_bm25 = Bm25Spec(float(bm25["k"]), float(bm25["b"]),
+                                   None if bm25["avg_len"] is None else float(bm25["avg_len"]))
+        _require(parsed_bm25 is not None or not parsed_sparse, source,
+                 "a schema with sparse_vectors needs a 'bm25' object (k, b, avg_len)")
         hnsw = data["hnsw"]
         _require(isinstance(hnsw, dict), source, "'hnsw' must be an object")
         _keys(hnsw, source, "hnsw", required=set(HnswSpec.__dataclass_fields__), optional=set())
@@ -150,7 +239,8 @@ class CollectionSchema:
             hnsw=HnswSpec(**{k: int(hnsw[k]) for k in HnswSpec.__dataclass_fields__}),
             quantization=parsed_quant, on_disk_vectors=on_disk, payload_indexes=dict(indexes),
             rationale=str(data.get("rationale", "")), shard_number=data.get("shard_number"),
-            replication_factor=data.get("replication_factor"),
+            replication_factor=data.get("replication_factor"), vector_size_of=size_of or None,
+            sparse_vectors=parsed_sparse or None, bm25=parsed_bm25,
         )
 
 
@@ -178,6 +268,10 @@ def check_collection_name(name: str) -> None:
     """Collection names become directory names and URL parts: keep them plain."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise StoreError(f"bad collection name {name!r}: use 1-64 letters, digits, '_', '-' or '.' (not first)")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_int(value: Any) -> bool:

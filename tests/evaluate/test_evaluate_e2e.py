@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cxrsearch.cli.main import app
 from cxrsearch.data.openi import Study, load_studies
 from cxrsearch.model.checkpoint import read_checkpoint_info
+from cxrsearch.store.base import SparseVector
 
 pytestmark = pytest.mark.slow
 
@@ -142,25 +143,31 @@ class _Recorder:
         self._store, self.calls = store, []
 
     def search(self, collection, vector_name, vector, filter=None, limit=10, with_vectors=False):
-        self.calls.append(("search", ((vector_name, np.asarray(vector)),), filter, limit))
+        self.calls.append(("search", ((vector_name, vector),), filter, limit))
         return self._store.search(collection, vector_name, vector, filter, limit, with_vectors)
 
-    def search_fused(self, collection, queries, filter=None, limit=10):
-        self.calls.append(("search_fused", tuple((name, np.asarray(vec)) for name, vec in queries), filter, limit))
-        return self._store.search_fused(collection, queries, filter, limit)
+    def search_fused(self, collection, queries, filter=None, limit=10, weights=None):
+        self.calls.append(("search_fused", tuple((name, vec) for name, vec in queries), filter, (limit, weights)))
+        return self._store.search_fused(collection, queries, filter, limit, weights)
 
     def __getattr__(self, name):
         return getattr(self._store, name)
 
 
 def _same_query(mine, theirs, own_study: str) -> bool:
-    """Same store method, named vectors and limit, the filter of ``search`` plus the query's own
+    """Same store method, named vectors, limit and fusion weights, the filter of ``search`` plus the query's own
     study left out; query vectors equal to float tolerance (a batch may sum in another order than
     one query at a time: CPU-dependent ulps)."""
     (method, vectors, flt, limit), (method2, vectors2, flt2, limit2) = mine, theirs
     return (method, [n for n, _ in vectors], limit) == (method2, [n for n, _ in vectors2], limit2) \
         and flt == replace(flt2, exclude_study_ids=(own_study,)) \
-        and all(np.allclose(a, b, atol=1e-5) for (_, a), (_, b) in zip(vectors, vectors2))
+        and all(_close(a, b) for (_, a), (_, b) in zip(vectors, vectors2))
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, SparseVector) or isinstance(b, SparseVector):
+        return a == b  # BM25 query terms: made from the text alone, no floats involved
+    return np.allclose(a, b, atol=1e-5)
 
 
 def _tie_groups(hits) -> list[frozenset[str]]:
@@ -198,7 +205,8 @@ def test_evaluate_sends_the_store_queries_of_cxrsearch_search(run: dict, subset:
         encoder = Encoder(tiny_checkpoint)
         collection = run["json"]["index"]["model"]["collection"]
         for mode in ("text->case", "image->case", "image+text->case"):
-            for query, vectors in zip(queries, encode_queries(encoder, mode, queries)):
+            bm25 = store.collection_info(collection).schema.bm25
+            for query, vectors in zip(queries, encode_queries(encoder, mode, queries, bm25=bm25)):
                 theirs = _Recorder(store)
                 spec = QuerySpec(text=query.text if "text" in mode else None,
                                  image=Path(query.image) if "image" in mode else None, split="train", k=12)

@@ -57,7 +57,8 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     assert pixels["steps"] == int(STEPS) and pixels["baseline"] == "black"
     assert pixels["precision"] == data["tokens"]["precision"] and pixels["precision"] in ("fp32", "bf16")
     # IG integrates the model at the chosen precision: its f(hit) is the fp32 score up to bf16 rounding
-    assert pixels["score"] == pytest.approx(data["score"], abs=1e-2 if pixels["precision"] == "bf16" else 1e-6)
+    # (fp32: up to float rounding, the forward there runs a batch of two, the score's a batch of one)
+    assert pixels["score"] == pytest.approx(data["score"], abs=1e-2 if pixels["precision"] == "bf16" else 1e-5)
     assert abs(pixels["attribution_sum"] - (pixels["score"] - pixels["baseline_score"])) == pytest.approx(
         abs(pixels["convergence_delta"]), abs=1e-6)
     assert data["attention"]["kind"] == "attention (not attribution)"

@@ -22,7 +22,7 @@ from tests.search.layout import BAD_IMAGE, N_REPORTS, expected_points
 pytestmark = pytest.mark.slow
 
 HIT_KEYS = {"rank", "id", "score", "study_id", "image_id", "kind", "view", "split", "labels", "labels_true", "probs",
-            "impression", "findings"}
+            "impression", "findings", "identical", "identical_count"}
 
 
 def _row(table: str, key: str) -> int:
@@ -56,7 +56,15 @@ def _json_search(store: Path, *args: str) -> list[dict]:
     result = CliRunner().invoke(app, ["search", *args, "--json", "-k", "50", "--store", str(store)])
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)
-    assert all(set(hit) == HIT_KEYS for hit in hits)
+    assert isinstance(hits, list)  # without --facets: a plain list (scripts rely on it)
+    assert all(set(hit) - {"components"} == HIT_KEYS for hit in hits)
+    for hit in hits:  # a hybrid text query shows what its fused score was made of
+        if "--text" in args and "--image" not in args:
+            assert set(hit["components"]) == {"text", "bm25", "labels"}
+            assert all(set(part) == {"rank", "score", "weight"} for part in hit["components"].values())
+            assert any(part["rank"] is not None for part in hit["components"].values())
+        else:
+            assert "components" not in hit
     assert [hit["rank"] for hit in hits] == list(range(1, len(hits) + 1))
     assert all(isinstance(hit["score"], float) and isinstance(hit["labels_true"], list) for hit in hits)
     return hits
@@ -70,7 +78,7 @@ def test_search_cli_json_hits_satisfy_the_label_filter(cli_store):
     with EdgeStore(store) as edge:  # a label the tiny model does predict, so the check is not vacuous
         counts = Counter(label for p in edge.scroll("cases") for label in p.payload["labels"])
     label = counts.most_common()[-1][0]
-    predicted = _json_search(store, "--text", "enlarged heart", "--label", label)
+    predicted = _json_search(store, "--text", "enlarged heart", "--label", label, "--no-collapse")  # every point
     assert len(predicted) == min(50, counts[label]) and all(label in hit["labels"] for hit in predicted)
     cardiomegaly = _json_search(store, "--text", "enlarged heart", "--label", "cardiomegaly")
     assert all("cardiomegaly" in hit["labels"] for hit in cardiomegaly)
@@ -128,3 +136,137 @@ def test_sigkilled_index_resumes_to_the_exact_count(tiny_checkpoint, reports_tgz
     with EdgeStore(tmp_path / "store") as edge:
         assert edge.count("cases") == expected
     assert _row(result.stdout, "already stored") == partial
+
+
+# -- results an educator can use: collapsed identical reports, --diverse, --facets ------------------------
+
+
+def _search_json(store: Path, *args: str):
+    result = CliRunner().invoke(app, ["search", *args, "--json", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def _key(hit: dict) -> str | None:
+    from cxrsearch.search.collapse import report_key
+
+    return report_key(hit)
+
+
+def _duplicated_report(store: Path) -> str:
+    """The text of a report that several points carry (e.g. the radiographs of one study)."""
+    from cxrsearch.text.report import report_text
+
+    with EdgeStore(store) as edge:
+        points = sorted(edge.scroll("cases"), key=lambda p: p.id)
+    keys = Counter(_key(p.payload) for p in points)
+    point = next(p for p in points if _key(p.payload) is not None and keys[_key(p.payload)] > 1)
+    return report_text(point.payload.get("findings"), point.payload.get("impression"))
+
+
+def test_search_cli_collapses_identical_reports_by_default(cli_store):
+    store, _ = cli_store
+    query = ("--text", _duplicated_report(store))  # its copies rank near the top
+    every = _search_json(store, *query, "-k", "50", "--no-collapse")
+    keys = [_key(hit) for hit in every]
+    assert len(every) == 50 and len(set(filter(None, keys))) < sum(k is not None for k in keys), \
+        "the fixture should hold identical reports among the 50 best hits"
+    assert all(hit["identical"] == [] and hit["identical_count"] == 0 for hit in every)
+
+    shown = _search_json(store, *query, "-k", "10")  # collapsed: fetches 10 * 5 = 50 hits
+    shown_keys = [_key(hit) for hit in shown]
+    assert len(shown) == 10 and len(set(filter(None, shown_keys))) == sum(k is not None for k in shown_keys)
+    # The shown hits are the first of each group of the uncollapsed 50, in order; the others are listed.
+    heads, members = [], {}
+    for hit, key in zip(every, keys):
+        if key is not None and key in members:
+            members[key].append(hit)
+        elif len(heads) < 10:
+            heads.append(hit)
+            if key is not None:
+                members[key] = []
+    assert [h["id"] for h in shown] == [h["id"] for h in heads]
+    for hit, key in zip(shown, shown_keys):
+        expected = [{"id": m["id"], "study_id": m["study_id"]} for m in members.get(key, [])]
+        assert hit["identical"] == expected and hit["identical_count"] == len(expected)
+        assert hit["rank"] == shown.index(hit) + 1
+    assert any(hit["identical_count"] for hit in shown)
+
+    table = CliRunner().invoke(app, ["search", *query, "-k", "10", "--store", str(store)])
+    assert table.exit_code == 0, table.output
+    top = next(hit for hit in shown if hit["identical_count"])
+    assert f"+{top['identical_count']} identical" in table.output
+    flat = CliRunner().invoke(app, ["search", *query, "-k", "10", "--no-collapse", "--store", str(store)])
+    assert flat.exit_code == 0 and "identical" not in flat.output
+
+
+@pytest.mark.parametrize("truth", [False, True], ids=["predicted", "mesh"])
+def test_search_cli_facets_count_every_case_passing_the_filters(cli_store, truth):
+    store, _ = cli_store
+    args = ["--text", "enlarged heart", "--not-label", "normal", "-k", "3", "--facets"] + (["--truth"] if truth else [])
+    out = _search_json(store, *args)
+    assert set(out) == {"hits", "facets"} and len(out["hits"]) == 3
+    assert all(set(hit) - {"components"} == HIT_KEYS for hit in out["hits"])
+    counts = out["facets"]
+    assert counts and "normal" not in counts
+    assert list(counts.values()) == sorted(counts.values(), reverse=True)
+    from cxrsearch.store import Filter
+
+    with EdgeStore(store) as edge:
+        passing = Filter(not_labels=("normal",), truth=truth)
+        for label, count in counts.items():  # each count is the count of that narrower filter
+            assert count == edge.count("cases", Filter(all_labels=(label,), not_labels=("normal",), truth=truth))
+        field = "labels_true" if truth else "labels"
+        seen = Counter(lab for p in edge.scroll("cases", passing) for lab in p.payload[field])
+        total = edge.count("cases", passing)
+    assert counts == dict(seen)  # every label present is counted: not only the hits' labels
+    assert sum(counts.values()) > sum(len(h["labels_true" if truth else "labels"]) for h in out["hits"])
+
+    table = CliRunner().invoke(app, ["search", *args, "--store", str(store)])
+    assert table.exit_code == 0, table.output
+    assert f"{'MeSH' if truth else 'predicted'} labels in all {total:,} matching cases" in table.output
+    assert f"{next(iter(counts.values())):,}" in table.output
+
+
+def _joint(store: Path, ids: list[str]):
+    import numpy as np
+
+    with EdgeStore(store) as edge:
+        points = edge.retrieve("cases", ids, with_vectors=True)
+    matrix = np.stack([p.vectors["joint"] for p in points])
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def test_search_cli_diverse(cli_store, openi_images):
+    from tests.rankings import assert_same_ranking
+
+    store, _ = cli_store
+    like = ("--like", "CXR2", "-k", "8", "--no-collapse")
+    plain = _search_json(store, *like)
+    assert_same_ranking(_search_json(store, *like, "--diverse", "0"), plain)
+    diverse = _search_json(store, *like, "--diverse", "0.9")
+    assert len(diverse) == 8 and all(hit["study_id"] != "CXR2" for hit in diverse)
+    assert diverse[0]["id"] == plain[0]["id"] or diverse[0]["score"] == pytest.approx(plain[0]["score"], abs=1e-5)
+
+    def mean_similarity(hits):
+        unit = _joint(store, [h["id"] for h in hits])
+        sims = unit @ unit.T
+        return (sims.sum() - len(hits)) / (len(hits) * (len(hits) - 1))
+
+    assert mean_similarity(diverse) < mean_similarity(plain)  # what --diverse is for: hits less alike
+    filtered = _search_json(store, "--like", "CXR2", "--diverse", "0.5", "--not-label", "normal", "--truth")
+    assert filtered and all("normal" not in hit["labels_true"] for hit in filtered)
+    keys = [_key(h) for h in filtered]  # collapsing still applies on top of --diverse
+    assert len(set(filter(None, keys))) == sum(k is not None for k in keys)
+
+    image = next(openi_images.glob("png/*.png"))
+    hits = _search_json(store, "--image", str(image), "--diverse", "0.5", "-k", "3")
+    assert hits and all(hit["image_id"] for hit in hits)
+    table = CliRunner().invoke(app, ["search", "--like", "CXR2", "--diverse", "0.5", "-k", "3", "--store", str(store)])
+    assert table.exit_code == 0 and "diversity 0.5" in table.output
+
+    result = CliRunner().invoke(app, ["search", "--text", "effusion", "--diverse", "0.5", "--store", str(store)])
+    assert result.exit_code == 1 and "--diverse applies to image, text+image and --like queries" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, ["search", "--like", "CXR2", "--diverse", "1.5", "--store", str(store)])
+    assert result.exit_code == 2  # a usage error: the range is 0..1

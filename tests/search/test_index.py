@@ -38,8 +38,14 @@ def test_one_point_per_image_and_per_report_without_image(indexed):
         assert set(payload["probs"]) >= set(payload["labels"]) and all(0 <= p <= 1 for p in payload["probs"].values())
         assert payload["model"] == "tiny-test" and payload["checkpoint_fingerprint"] == report.fingerprint
         expected_vectors = {"image", "text", "joint"} if payload["image_id"] else {"text", "joint"}
-        assert set(point.vectors) == expected_vectors
-        assert all(np.isclose(np.linalg.norm(v), 1.0, atol=1e-4) for v in point.vectors.values())
+        has_text = bool(study.report_text())
+        assert set(point.vectors) == expected_vectors | {"label_probs"} | ({"bm25"} if has_text else set())
+        assert all(np.isclose(np.linalg.norm(point.vectors[v]), 1.0, atol=1e-4) for v in expected_vectors)
+        # the label vector is the probs payload in the checkpoint's label order (cosine stores it normalised)
+        probs = np.array(list(payload["probs"].values()))
+        assert np.allclose(point.vectors["label_probs"], probs / np.linalg.norm(probs), atol=1e-4)
+        if has_text:
+            assert len(point.vectors["bm25"].indices) > 0 and min(point.vectors["bm25"].values) > 0
         assert payload["kind"] == ("image" if payload["image_id"] else "report")
 
 
@@ -106,7 +112,7 @@ def test_another_checkpoint_cannot_be_mixed_into_a_collection(indexed, reports_t
 
 def test_vector_size_mismatch_is_a_clear_store_error(tiny_checkpoint, reports_tgz, tmp_path):
     with EdgeStore(tmp_path / "store") as store:
-        store.create_collection("cases", load_schema("cases"), 16)
+        store.create_collection("cases", load_schema("cases"), 16, 4)
         with pytest.raises(StoreError, match="stores 16-d vectors but checkpoint .* produces 32-d"):
             index_studies(index_options(reports_tgz, None, None, tmp_path / "f", limit=5), store, tiny_checkpoint)
 

@@ -83,15 +83,17 @@ class Cases:
             ok &= ~np.isin(self.study, flt.exclude_study_ids)
         return ok
 
-    def exact_top(self, vector_name: str, query: np.ndarray, flt: Filter | None,
-                  k: int) -> tuple[list[int], np.ndarray]:
-        """Indices and cosine scores of the exact top-k among points that have the vector and pass."""
-        mat = self.vectors[vector_name]
+    def exact_scores(self, collection: str, vector_name: str, query: np.ndarray,
+                     flt: Filter | None) -> dict[str, float]:
+        """Point id -> exact cosine score (float64) of every point that has the vector and passes: the
+        oracle a store's search is held to (see ``tests/rankings.py``; float32 stores round differently
+        per CPU, so the order of near-ties is not part of it)."""
+        mat = self.vectors[vector_name].astype(np.float64)
         ok = self.mask(flt) & (self.has_image if vector_name == "image" else True)
         unit = mat / np.linalg.norm(mat, axis=1, keepdims=True)
-        scores = np.where(ok, np.nan_to_num(unit @ (query / np.linalg.norm(query)), nan=-np.inf), -np.inf)
-        order = [i for i in np.argsort(-scores, kind="stable")[:k] if np.isfinite(scores[i])]
-        return order, scores[order]
+        query = np.asarray(query, dtype=np.float64)
+        scores = unit @ (query / np.linalg.norm(query))
+        return {pid: float(s) for pid, s, keep in zip(self.ids(collection), scores, ok) if keep}
 
 
 def make_cases(n: int = 240, seed: int = 7) -> Cases:
@@ -164,7 +166,7 @@ def collection(store) -> str:
 @pytest.fixture
 def filled(store, collection: str, cases: Cases) -> tuple:
     """``(store, collection, cases)`` with every case upserted; tests may modify it."""
-    store.create_collection(collection, load_schema("cases"), DIM)
+    store.create_collection(collection, load_schema("cases"), DIM, 4)
     store.upsert(collection, cases.points(collection), batch=64)
     return store, collection, cases
 
@@ -174,7 +176,7 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """Like ``filled`` but built once per module and backend: for tests that only read."""
     backend = _open_backend(request.param, tmp_path_factory.mktemp("shared"))
     name = f"t-{uuid.uuid4().hex[:10]}"
-    backend.create_collection(name, load_schema("cases"), DIM)
+    backend.create_collection(name, load_schema("cases"), DIM, 4)
     backend.upsert(name, cases.points(name), batch=64)
     yield backend, name, cases
     _cleanup(request.param, backend, [name])

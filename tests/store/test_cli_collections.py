@@ -25,21 +25,22 @@ def run(*args: str, input: str | None = None):
 
 def test_create_list_info_drop_round_trip(tmp_path: Path):
     store = str(tmp_path / "store")
-    first = run("collections", "create", "cases", "--dim", "32", "--store", store, "--json")
+    first = run("collections", "create", "cases", "--dim", "32", "--labels", "5", "--store", store, "--json")
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["created"] is True
-    again = run("collections", "create", "cases", "--dim", "32", "--store", store, "--json")
+    again = run("collections", "create", "cases", "--dim", "32", "--labels", "5", "--store", store, "--json")
     assert json.loads(again.stdout)["created"] is False
     clash = run("collections", "create", "cases", "--dim", "64", "--store", store)
     assert clash.exit_code == 1
-    assert "32-d vectors, not 64-d" in clash.stderr and "Traceback" not in clash.output
+    assert "32-d 'image' vectors, not 64-d" in clash.stderr and "Traceback" not in clash.output
 
     listed = json.loads(run("collections", "list", "--store", store, "--json").stdout)
-    sizes = {"image": 32, "text": 32, "joint": 32}
+    sizes = {"image": 32, "text": 32, "joint": 32, "label_probs": 5}
     assert listed["collections"] == [{"name": "cases", "points": 0, "vector_sizes": sizes, "schema": "cases",
                                       "error": None}]
     info = json.loads(run("collections", "info", "cases", "--store", store, "--json").stdout)
     assert info["points_count"] == 0 and info["schema"]["name"] == "cases"
+    assert info["schema"]["sparse_vectors"] == {"bm25": "idf"} and info["schema"]["bm25"]["avg_len"] == 28.0
     table = run("collections", "info", "cases", "--store", store)
     assert table.exit_code == 0 and "labels (keyword)" in table.stdout
 
@@ -70,7 +71,7 @@ def test_errors_are_one_line(tmp_path: Path):
 
 def test_migrate_needs_a_reachable_server(tmp_path: Path):
     with EdgeStore(tmp_path) as store:
-        store.create_collection("cases", load_schema(), DIM)
+        store.create_collection("cases", load_schema(), DIM, 4)
         store.upsert("cases", make_cases(n=10).points("cases"))
     result = run("collections", "migrate", "cases", "--to-url", "http://127.0.0.1:1", "--store", str(tmp_path))
     assert result.exit_code == 1 and "cannot reach" in result.stderr and "http://127.0.0.1:1" in result.stderr
@@ -86,7 +87,7 @@ def test_migrate_copies_into_the_server(tmp_path: Path, monkeypatch: pytest.Monk
     from cxrsearch.store.client import ClientStore
 
     with EdgeStore(tmp_path) as store:
-        store.create_collection("cases", load_schema(), DIM)
+        store.create_collection("cases", load_schema(), DIM, 4)
         store.upsert("cases", make_cases(n=40).points("cases"))
     seen: dict[str, object] = {}
 

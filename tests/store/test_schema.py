@@ -16,8 +16,12 @@ def test_shipped_schemas_load_and_round_trip():
     assert {"cases", "cases-hnsw"} <= set(list_schemas())
     for name in list_schemas():
         schema = load_schema(name)
-        assert schema.vector_names == ("image", "text", "joint")
+        assert schema.vector_names == ("image", "text", "joint", "label_probs")
         assert set(schema.vectors.values()) == {"cosine"}
+        assert schema.vector_sizes(32, 5) == {"image": 32, "text": 32, "joint": 32, "label_probs": 5}
+        assert schema.sparse_vectors == {"bm25": "idf"} and schema.bm25.avg_len is None  # from the corpus
+        fixed = schema.with_bm25_avg_len(28.0)
+        assert fixed.bm25.avg_len == 28.0 and CollectionSchema.from_dict(fixed.to_dict()) == fixed
         assert {"labels", "labels_true", "view", "split", "study_id"} <= set(schema.payload_indexes)
         assert CollectionSchema.from_dict(schema.to_dict()) == schema
         assert json.loads(json.dumps(schema.to_dict())) == schema.to_dict()
@@ -28,6 +32,11 @@ def test_shipped_schemas_load_and_round_trip():
     (lambda d: d.pop("vectors"), "missing key"),
     (lambda d: d.update(vectorz={}), "unknown key"),
     (lambda d: d["vectors"]["image"].update(distance="manhattan"), "distance must be one of"),
+    (lambda d: d["vectors"]["label_probs"].update(size="many"), "size must be one of"),
+    (lambda d: d["sparse_vectors"]["bm25"].update(modifier="tf"), "modifier must be"),
+    (lambda d: d.pop("bm25"), "needs a 'bm25' object"),
+    (lambda d: d["bm25"].update(b=2), "bm25.b in"),
+    (lambda d: d["bm25"].update(avg_len=0), "avg_len must be"),
     (lambda d: d["hnsw"].update(m=-1), "hnsw.m must be an integer >= 0"),
     (lambda d: d["quantization"].update(type="binary"), "quantization.type must be 'int8'"),
     (lambda d: d["payload_indexes"].update(labels="text"), "payload_indexes.labels must be one of"),

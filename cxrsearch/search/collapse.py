@@ -1,0 +1,80 @@
+"""Identical reports collapsed: one shown hit per report text, with the others listed under it.
+
+Open-i holds many word-for-word identical reports (mostly normal ones, "No acute cardiopulmonary
+abnormality."), and every radiograph of a study carries its study's report, so a plain top ``k``
+often shows the same text several times. :func:`collapse` keeps the first (best) hit of each group
+of hits whose report text is identical under the key training uses for "identical reports"
+(:func:`cxrsearch.model.train_data.normalise_report` of findings + impression, cleaned as the model
+reads them), and records the others' point and study ids. Hits without report text are never merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cxrsearch.store.base import Hit
+
+
+@dataclass(frozen=True)
+class CollapsedHit:
+    """The best ``hit`` of a group of identical reports; ``identical`` and ``identical_studies`` are
+    the point ids and study ids of the group's other hits, best first (aligned, one per hit)."""
+
+    hit: Hit
+    identical: tuple[str, ...] = ()
+    identical_studies: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.hit.id
+
+    @property
+    def score(self) -> float:
+        return self.hit.score
+
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        return self.hit.payload
+
+
+def report_key(payload: Mapping[str, Any]) -> str | None:
+    """The normalised findings + impression of a hit's payload; ``None`` when it has no report text."""
+    from cxrsearch.model.train_data import normalise_report
+    from cxrsearch.text.report import report_text
+
+    text = report_text(payload.get("findings"), payload.get("impression"))
+    return normalise_report(text) or None
+
+
+def collapse(hits: Iterable[Hit], k: int) -> list[CollapsedHit]:
+    """The first ``k`` groups of identical reports among ``hits`` (in order), each as its best hit.
+
+    A later hit whose report matches a group already shown joins it even once ``k`` groups are
+    found, so ``identical`` lists every copy among the hits given (fetch more hits than ``k`` to fill
+    ``k`` groups). Report-less hits each form their own group.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    groups: list[tuple[Hit, list[Hit]]] = []
+    by_key: dict[str, list[Hit]] = {}
+    for hit in hits:
+        key = report_key(hit.payload)
+        if key is not None and key in by_key:
+            by_key[key].append(hit)
+            continue
+        if len(groups) == k:
+            continue
+        others: list[Hit] = []
+        groups.append((hit, others))
+        if key is not None:
+            by_key[key] = others
+    return [CollapsedHit(first, tuple(h.id for h in others),
+                         tuple(str(h.payload.get("study_id") or "") for h in others))
+            for first, others in groups]
+
+
+def uncollapsed(hits: Iterable[Hit]) -> list[CollapsedHit]:
+    """Every hit as its own group (``--no-collapse``)."""
+    return [CollapsedHit(hit) for hit in hits]
