@@ -203,8 +203,8 @@ class Store(Protocol):
     def search_fused(self, collection: str, queries: Sequence[tuple[str, Vector]],
                      filter: Filter | None = None, limit: int = 10,
                      weights: Sequence[float] | None = None) -> list[Hit]:
-        """Weighted RRF (k = :data:`RRF_K`; score = sum w_i / (k + rank_i)) over one filtered
-        nearest-neighbour list per (vector name, query), inside the engine; ``weights`` ``None`` = all 1."""
+        """RRF (k = :data:`RRF_K`) over one filtered nearest-neighbour list per (vector name, query),
+        inside the engine; ``weights``: Qdrant's weighted RRF, one weight per list (``None`` = unweighted)."""
         ...
 
     def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,

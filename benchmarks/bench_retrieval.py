@@ -1,0 +1,205 @@
+"""Retrieval v2 on the real Open-i reports, every method in one run: is hybrid search better than the
+strongest simple baselines, on full-report queries and on short educator queries?
+
+    python benchmarks/bench_retrieval.py --data ../shared/data/openi/NLMCXR_reports.tgz \
+        --model runs/cpu-minilm --store runs/bench-retrieval/store [--write-fusion]
+
+1. Index every report with the checkpoint (``cxrsearch index``'s library call; resumable: a second
+   run reuses the collection).
+2. **Tune** the weighted-RRF weights of the hybrid text query on **val only**: val reports as queries
+   against the train pool, plus the short-query **dev** set; the objective is the mean of their strict
+   P@10. ``--write-fusion`` records the chosen weights in ``fusion.json`` beside the checkpoint
+   (what ``cxrsearch search`` then uses). The test split is never looked at while choosing.
+3. **Report** on the test split, every method on the same queries:
+   ``random``, ``bm25s`` (bm25s, the classic baseline), ``qdrant-bm25`` (our sparse vectors alone),
+   ``dense`` (the model's text vectors alone), ``labels`` (the model's label-probability vectors
+   alone), ``tfidf-lr`` (TF-IDF + per-label logistic regression, ranking by cosine of predicted
+   label probabilities: supervised on the same MeSH labels that define relevance, like the model),
+   ``hybrid`` (all components, weights 1) and ``hybrid-tuned``.
+   - full-report queries (test studies vs the train pool, strict relevance), subsets ``all``,
+     ``novel`` (no word-for-word identical report in the pool) and ``non-normal``;
+   - short queries (``cxrsearch/evaluate/queries/short-v1.json``, test half), against every indexed
+     study, relevant when the study's MeSH labels hold the query's label, no filters.
+
+Every store query is :func:`cxrsearch.search.modes.run_query`, the one ``cxrsearch search`` sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cxrsearch.data.openi import load_studies
+from cxrsearch.evaluate.baselines import bm25_rankings, cosine_rankings, fit_label_model, random_rankings
+from cxrsearch.evaluate.metrics import mean_metrics
+from cxrsearch.evaluate.relevance import Pool, Query, label_counts, primary_label
+from cxrsearch.evaluate.short_queries import load_short_queries
+from cxrsearch.evaluate.subsets import subset_masks
+from cxrsearch.index import IndexOptions, index_studies
+from cxrsearch.model.encode import Encoder
+from cxrsearch.search.modes import FUSION_FILE, FusionWeights, encode_queries, fusion_weights, query_text, run_query
+from cxrsearch.store.base import Filter
+from cxrsearch.store.edge import EdgeStore
+
+COLLECTION = "bench-retrieval"
+DEPTH = 10
+FETCH = 40
+ALONE = {"dense": {"text": 1, "bm25": 0, "labels": 0}, "qdrant-bm25": {"text": 0, "bm25": 1, "labels": 0},
+         "labels": {"text": 0, "bm25": 0, "labels": 1}, "hybrid": {"text": 1, "bm25": 1, "labels": 1}}
+GRID = {"text": (0.5, 1.0, 2.0), "bm25": (0.0, 0.5, 1.0, 2.0), "labels": (0.5, 1.0, 2.0, 4.0)}
+
+
+def _dedupe(hits, own: str | None) -> list[str]:
+    out: list[str] = []
+    for hit in hits:
+        uid = str(hit.payload["study_id"])
+        if uid != own and uid not in out:
+            out.append(uid)
+            if len(out) == DEPTH:
+                break
+    return out
+
+
+def _store_rankings(store, vectors, uids, flt_of, weights: FusionWeights) -> list[list[str]]:
+    return [_dedupe(run_query(store, COLLECTION, "text", vec, flt_of(uid), FETCH, weights), uid)
+            for vec, uid in zip(vectors, uids)]
+
+
+def _p10(pool: Pool, queries: list[Query], rankings) -> float:
+    judged = [pool.judge(q, r, "strict", DEPTH) for q, r in zip(queries, rankings)]
+    return float(mean_metrics(judged, (DEPTH,))["P@10"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--write-fusion", action="store_true", help="record the val-tuned weights beside the checkpoint")
+    args = parser.parse_args()
+    started = time.perf_counter()
+
+    studies = [s for s in load_studies(args.data) if s.report_text()]
+    by_uid = {s.uid: s for s in studies}
+    encoder = Encoder(args.model)
+    vocab = list(encoder.labels)
+    store = EdgeStore(args.store)
+    try:
+        t0 = time.perf_counter()
+        report = index_studies(IndexOptions(source=args.data, collection=COLLECTION, batch_size=64), store, encoder)
+        print(f"indexed {report.count} points ({report.indexed} now) in {time.perf_counter() - t0:.0f} s")
+        bm25 = store.collection_info(COLLECTION).schema.bm25
+        train = [s for s in studies if s.split == "train"]
+        train_counts = label_counts(s.labels for s in train)
+        pool_uids = [s.uid for s in train]
+        pool = Pool(pool_uids, [s.labels for s in train], vocab)
+        pool_texts = [s.report_text() for s in train]
+        everything = Pool([s.uid for s in studies], [s.labels for s in studies], vocab)
+
+        def queries_of(split: str) -> list[Query]:
+            out = []
+            for s in studies:
+                if s.split == split and s.labels:
+                    primary = primary_label(s.labels, train_counts, vocab)
+                    q = Query(s.uid, s.labels, primary)
+                    if primary is not None and pool.gains(q, "strict").any():
+                        out.append(q)
+            return out
+
+        t0 = time.perf_counter()
+        sets = {}
+        for split in ("val", "test"):
+            qs = queries_of(split)
+            texts = [query_text(by_uid[q.uid].report_text()) for q in qs]
+            sets[split] = (qs, texts, encode_queries(encoder, "text", texts, batch_size=64, bm25=bm25))
+        shorts = {}
+        for split in ("dev", "test"):
+            sq = load_short_queries(split, vocab)
+            texts = [query_text(q.text) for q in sq]
+            shorts[split] = ([Query(f"short:{q.id}", (q.label,), q.label) for q in sq], texts,
+                             encode_queries(encoder, "text", texts, batch_size=64, bm25=bm25))
+        print(f"encoded queries in {time.perf_counter() - t0:.0f} s")
+
+        def full(split: str, weights: FusionWeights) -> float:
+            qs, _, vecs = sets[split]
+            return _p10(pool, qs, _store_rankings(store, vecs, [q.uid for q in qs],
+                                                  lambda uid: Filter(split="train", exclude_study_ids=(uid,)), weights))
+
+        def short(split: str, weights: FusionWeights) -> float:
+            qs, _, vecs = shorts[split]
+            return _p10(everything, qs, _store_rankings(store, vecs, [None] * len(qs), lambda uid: None, weights))
+
+        # -- tuning on val + dev only -------------------------------------------------------------
+        t0 = time.perf_counter()
+        base = fusion_weights(encoder).weights  # image 0 for a text-only checkpoint
+        scored = []
+        for text_w, bm25_w, labels_w in itertools.product(GRID["text"], GRID["bm25"], GRID["labels"]):
+            weights = FusionWeights({**base, "text": text_w, "bm25": bm25_w, "labels": labels_w}, "grid")
+            v, d = full("val", weights), short("dev", weights)
+            scored.append(((v + d) / 2, v, d, weights))
+        best = max(scored, key=lambda row: row[0])
+        tuned = FusionWeights(dict(best[3].weights), f"tuned on val reports + short-v1 dev (P@10 {best[1]:.3f} / "
+                                                      f"{best[2]:.3f}), benchmarks/bench_retrieval.py")
+        print(f"tuned {len(scored)} weightings on val in {time.perf_counter() - t0:.0f} s: {dict(tuned.weights)} "
+              f"(val P@10 {best[1]:.3f}, dev short P@10 {best[2]:.3f})")
+        if args.write_fusion:
+            info = encoder.checkpoint.info
+            record = {"fingerprint": info.fingerprint, "weights": dict(tuned.weights), "source": tuned.source,
+                      "grid": GRID, "objective": "mean strict P@10 of val reports vs train and short-v1 dev"}
+            (info.path / FUSION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            print(f"wrote {info.path / FUSION_FILE}")
+
+        # -- test: every method on the same queries ------------------------------------------------
+        qs, texts, vecs = sets["test"]
+        uids = [q.uid for q in qs]
+        masks = subset_masks(uids, [by_uid[u].report_text() for u in uids], [by_uid[u].labels for u in uids],
+                             pool_texts)
+        t0 = time.perf_counter()
+        label_model = fit_label_model(pool_texts, [s.labels for s in train], vocab)
+        rankings = {
+            "random": random_rankings(pool_uids, uids, DEPTH),
+            "bm25s": bm25_rankings(pool_uids, pool_texts, uids, texts, DEPTH),
+            "tfidf-lr": cosine_rankings(pool_uids, label_model.predict(pool_texts), uids, label_model.predict(texts),
+                                        DEPTH),
+        }
+        print(f"baselines in {time.perf_counter() - t0:.1f} s")
+        methods = {name: FusionWeights({**base, **w}, name) for name, w in ALONE.items()}
+        methods["hybrid-tuned"] = tuned
+        for name, weights in methods.items():
+            rankings[name] = _store_rankings(store, vecs, uids, lambda uid: Filter(split="train", exclude_study_ids=(uid,)),
+                                             weights)
+        sq, stexts, svecs = shorts["test"]
+        all_uids = [s.uid for s in studies]
+        all_texts = [s.report_text() for s in studies]
+        short_rankings = {
+            "random": random_rankings(all_uids, [q.uid for q in sq], DEPTH),
+            "bm25s": bm25_rankings(all_uids, all_texts, [q.uid for q in sq], stexts, DEPTH),
+            "tfidf-lr": cosine_rankings(all_uids, label_model.predict(all_texts), [q.uid for q in sq],
+                                        label_model.predict(stexts), DEPTH),
+        }
+        for name, weights in methods.items():
+            short_rankings[name] = _store_rankings(store, svecs, [None] * len(sq), lambda uid: None, weights)
+
+        print(f"\nstrict P@10, test split (model {args.model}, {time.perf_counter() - started:.0f} s in all)\n")
+        header = f"| method | all ({masks['all'].sum()}) | novel ({masks['novel'].sum()}) | " \
+                 f"non-normal ({masks['non-normal'].sum()}) | short queries ({len(sq)}) |"
+        print(header)
+        print("|---|---|---|---|---|")
+        for name in rankings:
+            cells = []
+            for subset in ("all", "novel", "non-normal"):
+                keep = np.flatnonzero(masks[subset])
+                cells.append(_p10(pool, [qs[i] for i in keep], [rankings[name][i] for i in keep]))
+            cells.append(_p10(everything, sq, short_rankings[name]))
+            print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
