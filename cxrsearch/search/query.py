@@ -40,13 +40,8 @@ def search(
     ``like`` queries need no checkpoint.
     """
     if spec.mode == "like":
-        example = find_example(store, collection, spec.like or "")
-        study = str(example.payload.get("study_id", ""))
-        if "joint" not in example.vectors:
-            raise StoreError(f"point {example.id} has no joint vector", path=collection)
-        flt = spec.filter(exclude_study_ids=(study,) if study else ())
-        vectors = {"example": example.vectors["joint"]}
-        return _checked(run_query(store, collection, "like", vectors, flt, spec.k), flt, collection)
+        vector, flt = _example_query(store, collection, spec)
+        return _checked(run_query(store, collection, "like", {"example": vector}, flt, spec.k), flt, collection)
 
     encoder = encoder_for(store, collection, checkpoint)
     images = [_decode(spec.image)] if spec.image is not None else None
@@ -86,6 +81,15 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
             "different weights are not comparable; search with that checkpoint or re-index (`cxrsearch index --reindex`)",
             path=collection)
     return encoder
+
+
+def _example_query(store: Store, collection: str, spec: QuerySpec):  # noqa: ANN202 - (vector, Filter)
+    """A ``--like`` query: the example's stored joint vector, and the filter leaving its study out."""
+    example = find_example(store, collection, spec.like or "")
+    study = str(example.payload.get("study_id", ""))
+    if "joint" not in example.vectors:
+        raise StoreError(f"point {example.id} has no joint vector", path=collection)
+    return example.vectors["joint"], spec.filter(exclude_study_ids=(study,) if study else ())
 
 
 def find_example(store: Store, collection: str, like: str) -> Point:
@@ -156,12 +160,7 @@ def search_diverse(
                          "(a text query fuses several rankings)")
     (component,) = mode(spec.mode).components
     if spec.mode == "like":
-        example = find_example(store, collection, spec.like or "")
-        study = str(example.payload.get("study_id", ""))
-        if "joint" not in example.vectors:
-            raise StoreError(f"point {example.id} has no joint vector", path=collection)
-        flt = spec.filter(exclude_study_ids=(study,) if study else ())
-        vector = example.vectors["joint"]
+        vector, flt = _example_query(store, collection, spec)
     else:
         encoder = encoder_for(store, collection, checkpoint)
         images = [_decode(spec.image)] if spec.image is not None else None
