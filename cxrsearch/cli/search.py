@@ -118,17 +118,12 @@ def search(
     from cxrsearch.search import search as run_search
     from cxrsearch.search.collapse import collapse as collapse_hits
     from cxrsearch.search.collapse import uncollapsed
-    from cxrsearch.search.query import DIVERSE_MODES
     from cxrsearch.search.query import facets as count_labels
     from cxrsearch.search.query import search_diverse
     from cxrsearch.search.spec import MAX_K
 
     spec = QuerySpec(text=text, image=image, like=like, all_labels=tuple(label or ()), any_labels=tuple(any_label or ()),
                      not_labels=tuple(not_label or ()), view=view, split=split, truth=truth, k=k)
-    if diverse is not None and spec.mode not in DIVERSE_MODES:
-        from cxrsearch.errors import QueryError
-
-        raise QueryError("--diverse applies to image, text+image and --like queries (a text query fuses several rankings)")
     # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
     fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
     with opened_store(store, qdrant_url, api_key) as backend:

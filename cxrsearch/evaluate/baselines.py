@@ -86,29 +86,6 @@ def random_rankings(pool_uids: Sequence[str], query_uids: Sequence[str], depth: 
     return out
 
 
-def exact_rankings(
-    pool_uids: Sequence[str],
-    pool_vectors: np.ndarray,
-    query_uids: Sequence[str],
-    query_vectors: np.ndarray,
-    depth: int,
-) -> list[list[str]]:
-    """Exact cosine top-``depth`` (numpy) of L2-normalised ``query_vectors`` ``[Q, D]`` against
-    ``pool_vectors`` ``[N, D]``; ties keep pool order. The query's own study is left out."""
-    pool = np.asarray(pool_vectors, dtype=np.float32)
-    queries = np.asarray(query_vectors, dtype=np.float32)
-    if pool.ndim != 2 or queries.ndim != 2 or pool.shape[1] != queries.shape[1] or len(pool) != len(pool_uids):
-        raise ConfigError(f"exact search: pool {pool.shape} / queries {queries.shape} do not line up")
-    if len(queries) != len(query_uids):
-        raise ConfigError(f"exact search: {len(queries)} query vectors for {len(query_uids)} queries")
-    if len(pool) == 0:
-        return [[] for _ in query_uids]
-    fetch = min(depth + 1, len(pool))
-    scores = queries @ pool.T
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
-    return [_drop_self([pool_uids[i] for i in row], own, depth) for row, own in zip(order, query_uids)]
-
-
 def towers_frozen(checkpoint: Checkpoint) -> bool | None:
     """Whether the checkpoint was trained with ``--freeze-encoders`` (``None``: not recorded)."""
     training = checkpoint.info.extra.get("training")

@@ -44,7 +44,7 @@ from cxrsearch.evaluate.casebase import Case
 from cxrsearch.evaluate.metrics import mean_metrics
 from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
 from cxrsearch.search.modes import mode as search_mode
-from cxrsearch.search.modes import FusionWeights, fusion_weights, run_query
+from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, run_query
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.store.base import Filter
 
@@ -84,8 +84,9 @@ class Searcher:
     def fusion(self) -> FusionWeights:
         return self.weights if self.weights is not None else fusion_weights(self.encoder)
 
-    def bm25(self) -> Bm25Spec | None:
-        return self.store.collection_info(self.collection).schema.bm25
+    def bm25(self, mode: str) -> Bm25Spec | None:
+        """The collection's BM25 parameters when ``mode`` needs them."""
+        return bm25_params(self.store, self.collection, mode)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase],
     from cxrsearch.search import QuerySpec, search
 
     if mode != "case->case" and vectors is None:
-        vectors = encode_queries(searcher.encoder, mode, queries, bm25=searcher.bm25())
+        vectors = encode_queries(searcher.encoder, mode, queries, bm25=searcher.bm25(mode))
     weights = searcher.fusion()
     out = []
     for i, query in enumerate(queries):
@@ -263,7 +264,7 @@ def evaluate_retrieval(
                         with_inputs = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
                         vectors[(method, mode)] = dict(zip((q.uid for q in with_inputs),
                                                            encode_queries(searcher.encoder, mode, with_inputs,
-                                                                          bm25=searcher.bm25())))
+                                                                          bm25=searcher.bm25(mode))))
                     vecs = [vectors[(method, mode)][q.uid] for q in asked]
                 ranked = search_rankings(searcher, mode, asked, pool_split, depth, fetch, vecs, tick)
                 rows += _rows(setting, mode, method, pool, asked, ranked, ks)

@@ -142,10 +142,10 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> Tar
         from cxrsearch.image.decode import decode_image
 
         images = [decode_image(request.image)]
-    from cxrsearch.search.modes import encode_queries, query_text
+    from cxrsearch.search.modes import bm25_params, encode_queries, query_text
 
     texts = None if request.text is None else [query_text(request.text)]
-    bm25 = store.collection_info(request.collection).schema.bm25
+    bm25 = bm25_params(store, request.collection, request.mode)
     (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1, bm25=bm25)
     return Target.similarity(vectors[{"text": "text", "image": "image", "text+image": "joint"}[request.mode]])
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from cxrsearch.errors import StoreError
 from cxrsearch.store.base import Store
 from cxrsearch.store.schema import load_schema
+from cxrsearch.text.bm25 import average_length
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import CheckpointInfo
@@ -79,8 +80,6 @@ def ensure_collection(store: Store, collection: str, schema_name: str, vector_si
     ``label_size``-d label vectors when missing (``True``; BM25's ``avg_len`` is set from ``texts``,
     the reports about to be indexed); otherwise check that it has this cxrsearch's vectors
     (``image``/``text``/``joint``, ``label_probs``, ``bm25``) of those sizes."""
-    from cxrsearch.text.bm25 import average_length
-
     if collection not in store.list_collections():
         schema = load_schema(schema_name)
         if schema.bm25 is not None:

@@ -20,8 +20,8 @@ mode           inputs               components (named vector <- query vector), f
 =============  ===================  ==========================================================
 
 The weights of a fused query (:class:`FusionWeights`) are chosen on the validation split only
-(``cxrsearch evaluate --tune-fusion``, written to ``fusion.json`` beside the checkpoint whose
-vectors the collection holds) and default to 1 each; a component with weight 0 is left out. Every
+(``benchmarks/bench_retrieval.py --write-fusion``, written to ``fusion.json`` beside the
+checkpoint whose vectors the collection holds) and default to 1 each; a component with weight 0 is left out. Every
 query is filtered inside the engine (see docs/search.md); nothing is re-ranked in Python.
 """
 
@@ -40,6 +40,7 @@ from cxrsearch.text.bm25 import embed_query
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.image.decoded import DecodedImage
+    from cxrsearch.model.checkpoint import CheckpointInfo
     from cxrsearch.model.encode import Encoder
 
 
@@ -103,8 +104,9 @@ class FusionWeights:
     def of(self, component: str) -> float:
         return float(self.weights.get(component, 1.0))
 
-    def to_dict(self) -> dict[str, object]:
-        return {"weights": dict(self.weights), "source": self.source}
+
+EQUAL_WEIGHTS = FusionWeights({})
+"""Every component weighs 1."""
 
 
 def fusion_weights(encoder: Encoder | None) -> FusionWeights:
@@ -131,7 +133,7 @@ def fusion_weights(encoder: Encoder | None) -> FusionWeights:
     return FusionWeights(weights, source)
 
 
-def trained_with_images(info) -> bool:  # noqa: ANN001 - a CheckpointInfo
+def trained_with_images(info: CheckpointInfo) -> bool:
     """Whether training saw radiographs (recorded in the checkpoint's training settings)."""
     training = (info.extra or {}).get("training") or {}
     return training.get("images") is not None
@@ -140,6 +142,12 @@ def trained_with_images(info) -> bool:  # noqa: ANN001 - a CheckpointInfo
 QueryVectors = Mapping[str, "np.ndarray | SparseVector | None"]
 """One query's vectors by query key (``"text"``, ``"image"``, ``"joint"``, ``"label_probs"``,
 ``"bm25"``, ``"example"``); ``bm25`` is ``None`` when no query word is left after stopwords."""
+
+
+def bm25_params(store: Store, collection: str, mode_name: str) -> Bm25Spec | None:
+    """The collection's BM25 parameters when ``mode_name`` has a ``bm25`` component, else ``None``
+    (no store round trip for queries that do not need them)."""
+    return store.collection_info(collection).schema.bm25 if "bm25" in mode(mode_name).queries else None
 
 
 def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None = None,
@@ -170,8 +178,8 @@ def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None
     for key in m.queries:
         if key == "bm25":
             if bm25 is None:
-                raise QueryError("this collection has no BM25 vectors (made by an older cxrsearch): re-index it "
-                                 "(`cxrsearch index --reindex`, see docs/search.md)")
+                raise QueryError("this collection has no BM25 vectors (made by an older cxrsearch): drop it and "
+                                 "index again (see docs/search.md, collections made before hybrid search)")
             for text, vectors in zip(texts or (), out):
                 vectors["bm25"] = embed_query(text, bm25)
             continue
@@ -183,19 +191,18 @@ def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None
     return out
 
 
-def active_components(mode_name: str, vectors: QueryVectors, weights: FusionWeights | None = None) -> list[Component]:
+def active_components(mode_name: str, vectors: QueryVectors, weights: FusionWeights = EQUAL_WEIGHTS) -> list[Component]:
     """The components a query runs: weight > 0 and a query vector (a query of stopwords only has
     no BM25 vector)."""
     m = mode(mode_name)
     missing = [key for key in m.queries if key not in vectors]
     if missing:
         raise QueryError(f"a {m.name} query needs the query vector(s) {', '.join(missing)}")
-    weights = weights or FusionWeights({})
     return [c for c in m.components if vectors[c.query] is not None and (len(m.components) == 1 or weights.of(c.name) > 0)]
 
 
 def run_query(store: Store, collection: str, mode_name: str, vectors: QueryVectors, flt: Filter | None,
-              limit: int, weights: FusionWeights | None = None) -> list[Hit]:
+              limit: int, weights: FusionWeights = EQUAL_WEIGHTS) -> list[Hit]:
     """The store query of ``mode_name`` (see the table): one component -> nearest neighbours of
     its named vector; several -> one prefetch each, fused by weighted RRF inside the engine."""
     components = active_components(mode_name, vectors, weights)
@@ -204,13 +211,12 @@ def run_query(store: Store, collection: str, mode_name: str, vectors: QueryVecto
     if len(components) == 1:
         (component,) = components
         return store.search(collection, component.vector, vectors[component.query], flt, limit)
-    weights = weights or FusionWeights({})
     return store.search_fused(collection, [(c.vector, vectors[c.query]) for c in components], flt, limit,
                               weights=[weights.of(c.name) for c in components])
 
 
 def component_ranks(store: Store, collection: str, mode_name: str, vectors: QueryVectors, flt: Filter | None,
-                    hits: Sequence[Hit], weights: FusionWeights | None = None,
+                    hits: Sequence[Hit], weights: FusionWeights = EQUAL_WEIGHTS,
                     depth: int = 100) -> list[dict[str, dict[str, float | int | None]]]:
     """For each hit, each component's own rank (1-based, ``None`` below ``depth``) and score: the
     inputs of the fused score, from the same filtered queries the fusion ran as prefetches."""
@@ -218,7 +224,7 @@ def component_ranks(store: Store, collection: str, mode_name: str, vectors: Quer
     for component in active_components(mode_name, vectors, weights):
         ranked = store.search(collection, component.vector, vectors[component.query], flt, depth)
         where = {hit.id: (rank, hit.score) for rank, hit in enumerate(ranked, start=1)}
-        weight = (weights or FusionWeights({})).of(component.name)
+        weight = weights.of(component.name)
         for hit, record in zip(hits, out):
             rank, score = where.get(hit.id, (None, None))
             record[component.name] = {"rank": rank, "score": score, "weight": weight}

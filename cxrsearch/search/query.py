@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 
 from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.index.record import recorded_model
-from cxrsearch.search.modes import component_ranks, encode_queries, fusion_weights, mode, query_text, run_query
+from cxrsearch.search.modes import MODES as MODE_TABLE
+from cxrsearch.search.modes import (
+    bm25_params, component_ranks, encode_queries, fusion_weights, mode, query_text, run_query,
+)
 from cxrsearch.search.spec import QuerySpec, example_keys
 from cxrsearch.store.base import Filter, Hit, Point, Store, point_id
 
@@ -39,16 +42,7 @@ def search(
     the collection was indexed with; ``None`` loads the one recorded in the collection's points.
     ``like`` queries need no checkpoint.
     """
-    if spec.mode == "like":
-        vector, flt = _example_query(store, collection, spec)
-        return _checked(run_query(store, collection, "like", {"example": vector}, flt, spec.k), flt, collection)
-
-    encoder = encoder_for(store, collection, checkpoint)
-    images = [_decode(spec.image)] if spec.image is not None else None
-    texts = [query_text(spec.text)] if spec.text is not None else None
-    bm25 = store.collection_info(collection).schema.bm25
-    (vectors,) = encode_queries(encoder, spec.mode, texts, images, batch_size=1, bm25=bm25)
-    flt = spec.filter()
+    vectors, flt, encoder = _query(spec, store, collection, checkpoint)
     weights = fusion_weights(encoder)
     hits = _checked(run_query(store, collection, spec.mode, vectors, flt, spec.k, weights), flt, collection)
     if with_components and len(mode(spec.mode).components) > 1:
@@ -83,13 +77,22 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
     return encoder
 
 
-def _example_query(store: Store, collection: str, spec: QuerySpec):  # noqa: ANN202 - (vector, Filter)
-    """A ``--like`` query: the example's stored joint vector, and the filter leaving its study out."""
-    example = find_example(store, collection, spec.like or "")
-    study = str(example.payload.get("study_id", ""))
-    if "joint" not in example.vectors:
-        raise StoreError(f"point {example.id} has no joint vector", path=collection)
-    return example.vectors["joint"], spec.filter(exclude_study_ids=(study,) if study else ())
+def _query(spec: QuerySpec, store: Store, collection: str,
+           checkpoint: Checkpoint | Encoder | str | Path | None) -> tuple[dict, Filter, Encoder | None]:
+    """``spec``'s query vectors (see :mod:`cxrsearch.search.modes`), its filter and the encoder
+    that made them. ``like``: the example's stored joint vector, its own study left out, no model."""
+    if spec.mode == "like":
+        example = find_example(store, collection, spec.like or "")
+        study = str(example.payload.get("study_id", ""))
+        if "joint" not in example.vectors:
+            raise StoreError(f"point {example.id} has no joint vector", path=collection)
+        return {"example": example.vectors["joint"]}, spec.filter(exclude_study_ids=(study,) if study else ()), None
+    encoder = encoder_for(store, collection, checkpoint)
+    images = [_decode(spec.image)] if spec.image is not None else None
+    texts = [query_text(spec.text)] if spec.text is not None else None
+    bm25 = bm25_params(store, collection, spec.mode)
+    (vectors,) = encode_queries(encoder, spec.mode, texts, images, batch_size=1, bm25=bm25)
+    return vectors, spec.filter(), encoder
 
 
 def find_example(store: Store, collection: str, like: str) -> Point:
@@ -137,7 +140,7 @@ def _where(encoder: Encoder) -> str:
     return str(encoder.checkpoint.path) if encoder.checkpoint is not None else "(in-memory model)"
 
 
-DIVERSE_MODES = ("image", "text+image", "like")
+DIVERSE_MODES = tuple(name for name, m in MODE_TABLE.items() if len(m.components) == 1)
 """The modes :func:`search_diverse` serves: one named vector each (MMR re-ranks one nearest-neighbour list)."""
 
 
@@ -153,23 +156,13 @@ def search_diverse(
     (:meth:`Store.search_diverse`): ``diversity`` 0 is the plain order, higher values trade relevance
     for hits unlike those already chosen. Single-vector modes only (:data:`DIVERSE_MODES`): a text
     query fuses several rankings, which MMR (one query vector, one named vector) cannot re-rank."""
-    from cxrsearch.search.modes import mode
-
     if spec.mode not in DIVERSE_MODES:
-        raise QueryError(f"--diverse applies to image, text+image and like queries, not {spec.mode} queries "
+        raise QueryError(f"--diverse applies to image, text+image and --like queries, not {spec.mode} queries "
                          "(a text query fuses several rankings)")
     (component,) = mode(spec.mode).components
-    if spec.mode == "like":
-        vector, flt = _example_query(store, collection, spec)
-    else:
-        encoder = encoder_for(store, collection, checkpoint)
-        images = [_decode(spec.image)] if spec.image is not None else None
-        texts = [query_text(spec.text)] if spec.text is not None else None
-        (vectors,) = encode_queries(encoder, spec.mode, texts, images, batch_size=1)
-        flt = spec.filter()
-        vector = vectors[component.query]
-    hits = store.search_diverse(collection, component.vector, vector, flt, spec.k, diversity=diversity,
-                                candidates=candidates)
+    vectors, flt, _ = _query(spec, store, collection, checkpoint)
+    hits = store.search_diverse(collection, component.vector, vectors[component.query], flt, spec.k,
+                                diversity=diversity, candidates=candidates)
     return _checked(hits, flt, collection)
 
 

@@ -52,8 +52,8 @@ def check_same_collection(collection: str, where: str, have_schema: CollectionSc
     names = set(schema.vector_names) | set(schema.sparse_names)
     if have_names != names:
         raise StoreError(f"collection {collection!r} exists with vectors {', '.join(sorted(have_names))}, "
-                         f"not {', '.join(sorted(names))} (made by an older cxrsearch? re-index it into a new "
-                         "collection, or `cxrsearch index --reindex`)", path=where)
+                         f"not {', '.join(sorted(names))} (made by an older cxrsearch? index into a new "
+                         "collection, or drop this one and index again)", path=where)
     for name, size in sizes.items():
         if have_sizes.get(name) != size:
             raise StoreError(f"collection {collection!r} exists with {have_sizes.get(name)}-d {name!r} vectors, not "
@@ -70,7 +70,7 @@ def as_query_vector(collection: str, vector_sizes: Mapping[str, int], name: str,
     if name not in vector_sizes:
         known = ", ".join([*vector_sizes, *sparse_names])
         raise QueryError(f"collection {collection!r} has no vector {name!r} (it has {known}; made by an older "
-                         "cxrsearch? re-index it: `cxrsearch index --reindex`)")
+                         "cxrsearch? drop it and index again, see docs/search.md)")
     return _checked(collection, vector_sizes[name], name, vector, "query")
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from cxrsearch.errors import StoreError
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
-    as_query_vector, batched, check_fusion, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
+    as_query_vector, batched, check_dense_for_mmr, check_diversity, check_facet_key, check_fusion, check_limit,
+    check_same_collection, check_vector_size, facet_counts, mmr_candidates, plain_payload, points_vectors,
     prefetch_limit, record_point, scored_hit,
 )
 from cxrsearch.store.filters import to_client
@@ -264,8 +265,6 @@ class ClientStore:
         """Exact ``(value, count)`` of keyword field ``key`` over the points passing ``filter``, most
         frequent first (ties by value). The field must be keyword-indexed in the collection's schema
         (a server needs the index; the in-memory client does not, but refuses the same fields)."""
-        from cxrsearch.store.checks import check_facet_key, facet_counts
-
         check_limit(limit)
         schema, _ = self._layout(collection)
         check_facet_key(collection, schema, key, f"{self.location} collection {collection}")
@@ -278,8 +277,6 @@ class ClientStore:
         """Maximal marginal relevance over the ``candidates`` nearest neighbours (see
         :meth:`Store.search_diverse`): Qdrant's ``Mmr(diversity=...)``, 0 = plain nearest order."""
         from qdrant_client import models
-
-        from cxrsearch.store.checks import check_dense_for_mmr, check_diversity, mmr_candidates
 
         check_limit(limit)
         weight = check_diversity(diversity)

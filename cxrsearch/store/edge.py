@@ -31,7 +31,8 @@ from cxrsearch.errors import StoreError
 from cxrsearch.store import edge_config
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
-    as_query_vector, batched, check_fusion, check_limit, check_same_collection, check_vector_size, plain_payload, points_vectors,
+    as_query_vector, batched, check_dense_for_mmr, check_diversity, check_facet_key, check_fusion, check_limit,
+    check_same_collection, check_vector_size, facet_counts, mmr_candidates, plain_payload, points_vectors,
     prefetch_limit, record_point, scored_hit,
 )
 from cxrsearch.store.filters import to_edge
@@ -285,8 +286,6 @@ class EdgeStore:
         frequent first (ties by value). The field needs a keyword payload index (``cases`` has them)."""
         import qdrant_edge as qe
 
-        from cxrsearch.store.checks import check_facet_key, facet_counts
-
         check_limit(limit)
         handle = self._handle(collection)
         check_facet_key(collection, handle.schema, key, str(self.root / collection))
@@ -300,8 +299,6 @@ class EdgeStore:
         :meth:`Store.search_diverse`). qdrant-edge's ``Mmr.lambda_`` weighs *relevance* (1 = plain
         nearest order), the server's ``diversity`` weighs diversity: ``lambda_ = 1 - diversity``."""
         import qdrant_edge as qe
-
-        from cxrsearch.store.checks import check_dense_for_mmr, check_diversity, mmr_candidates
 
         check_limit(limit)
         weight = check_diversity(diversity)

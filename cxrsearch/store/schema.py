@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,6 @@ class CollectionSchema:
 
     def with_bm25_avg_len(self, avg_len: float) -> CollectionSchema:
         """This schema with BM25's ``avg_len`` fixed (kept when already set)."""
-        from dataclasses import replace
-
         if self.bm25 is None or self.bm25.avg_len is not None:
             return self
         return replace(self, bm25=Bm25Spec(self.bm25.k, self.bm25.b, float(avg_len)))

@@ -55,6 +55,7 @@ NEGATION_PREFIX = "no"
 
 _CUES = sorted(NEGATION_CUES, key=len, reverse=True)
 _PSEUDO = sorted(PSEUDO_NEGATIONS, key=len, reverse=True)
+_SCOPE_ENDS = sorted(SCOPE_ENDS, key=len, reverse=True)
 _TOKEN = re.compile(r"[a-z0-9]+|[.;:!?]")
 _BREAK = frozenset(".;:!?")
 
@@ -89,9 +90,6 @@ def mark_negations(text: str) -> str:
         out.append(NEGATION_PREFIX + token if negated and token not in STOPWORDS else token)
         i += 1
     return " ".join(out)
-
-
-_SCOPE_ENDS = sorted(SCOPE_ENDS, key=len, reverse=True)
 
 
 def _starts(tokens: Sequence[str], i: int, phrases: Iterable[str]) -> int:
