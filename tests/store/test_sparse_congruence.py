@@ -1,0 +1,125 @@
+"""BM25 sparse vectors (IDF applied by the engine) and weighted fusion: the same on every backend.
+
+Sparse search is held to a numpy oracle of Qdrant's IDF-weighted score (query weights are 1, so a
+point scores ``sum over shared terms of idf(t) * w_point(t)`` with ``idf = ln(1 + (N - n + 0.5) /
+(n + 0.5))``); weighted RRF has no closed form here, so the embedded store and qdrant-client are
+held to each other on the same points and queries (random sparse weights: no ties to order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from cxrsearch.store import Filter, Point, load_schema, point_id
+from cxrsearch.store.base import SparseVector
+from cxrsearch.store.client import ClientStore
+from cxrsearch.store.edge import EdgeStore
+from cxrsearch.store.schema import Bm25Spec
+from cxrsearch.text.bm25 import average_length, embed_documents, embed_query
+from tests.rankings import assert_matches_oracle, assert_same_ranking
+from tests.store.conftest import DIM
+
+FINDINGS = ("pleural effusion", "pneumothorax", "cardiomegaly", "pulmonary edema", "focal consolidation",
+            "calcified granuloma", "hiatal hernia", "atelectasis")
+QUERIES = ("pleural effusion", "no pneumothorax", "small calcified granuloma", "edema and effusion")
+
+
+def _reports(n: int = 90, seed: int = 3) -> list[str]:
+    """Reports of random findings, affirmed or denied (several share a text, so BM25 scores tie)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        shown = rng.choice(FINDINGS, size=int(rng.integers(1, 4)), replace=False)
+        parts = [f"{'No' if rng.random() < 0.5 else 'Small'} {finding}." for finding in shown]
+        out.append(" ".join(parts) + (" Heart size normal." if rng.random() < 0.5 else ""))
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    texts = _reports()
+    params = Bm25Spec(1.2, 0.75, average_length(texts))
+    vectors = embed_documents(texts, params)
+    rng = np.random.default_rng(5)
+    dense = rng.normal(size=(len(texts), DIM)).astype(np.float32)
+    probs = rng.random((len(texts), 4)).astype(np.float32)
+    return texts, params, vectors, dense, probs
+
+
+def _fill(store, name: str, corpus) -> None:
+    texts, params, vectors, dense, probs = corpus
+    store.create_collection(name, load_schema("cases").with_bm25_avg_len(params.avg_len), DIM, 4)
+    points = [Point(point_id(name, f"r{i}"), {"text": dense[i], "joint": dense[i], "label_probs": probs[i],
+                                              "bm25": vectors[i]},
+                    {"study_id": f"CXR{i}", "split": "train" if i % 3 else "test"})
+              for i in range(len(texts))]
+    store.upsert(name, points, batch=32)
+
+
+def _oracle(corpus, name: str, query, keep: np.ndarray) -> dict[str, float]:
+    _, _, vectors, _, _ = corpus
+    df = Counter(t for v in vectors for t in v.indices)
+    n_docs = len(vectors)
+    idf = {t: math.log(1 + (n_docs - df[t] + 0.5) / (df[t] + 0.5)) for t in df}
+    out = {}
+    for i, vec in enumerate(vectors):
+        weights = dict(zip(vec.indices, vec.values))
+        shared = [t for t in query.indices if t in weights]
+        if keep[i] and shared:
+            out[point_id(name, f"r{i}")] = sum(idf[t] * weights[t] for t in shared)
+    return out
+
+
+@pytest.mark.parametrize("text", QUERIES)
+@pytest.mark.parametrize("flt", [None, Filter(split="train")], ids=["all", "train"])
+def test_sparse_search_is_idf_weighted_bm25(store, collection, corpus, text, flt):
+    _fill(store, collection, corpus)
+    query = embed_query(text, corpus[1])
+    keep = np.array([flt is None or i % 3 != 0 for i in range(len(corpus[0]))])
+    oracle = _oracle(corpus, collection, query, keep)
+    hits = store.search(collection, "bm25", query, flt, 10)
+    assert_matches_oracle(hits, oracle, 10, atol=1e-4)
+    # negated mentions are their own terms: "pleural effusion" never matches a report that denies it
+    if text == "pleural effusion":
+        texts = corpus[0]
+        for hit in hits:
+            i = int(hit.payload["study_id"][3:])
+            assert "Small pleural effusion" in texts[i]
+
+
+@pytest.mark.parametrize("weights", [None, [1.0, 1.0, 1.0], [0.5, 2.0, 0.5], [3.0, 0.0, 1.0]])
+def test_weighted_fusion_with_sparse_agrees_across_backends(tmp_path, weights):
+    """Dense, sparse and label prefetches fused with weights: the embedded store and qdrant-client
+    give the same ranking and scores. The sparse weights are random (no ties): with tied lists a
+    backend may order a tie either way, and RRF turns that into different scores."""
+    rng = np.random.default_rng(11)
+    n, vocabulary = 80, 40
+    sparse = []
+    for _ in range(n):
+        ids = sorted(rng.choice(vocabulary, size=int(rng.integers(2, 8)), replace=False).tolist())
+        sparse.append(SparseVector(tuple(ids), tuple(float(v) for v in rng.random(len(ids)) + 0.1)))
+    dense = rng.normal(size=(n, DIM)).astype(np.float32)
+    probs = rng.random((n, 4)).astype(np.float32)
+    edge, memory = EdgeStore(tmp_path / "store"), ClientStore.in_memory()
+    try:
+        for backend in (edge, memory):
+            backend.create_collection("c", load_schema("cases").with_bm25_avg_len(5.0), DIM, 4)
+            backend.upsert("c", [Point(point_id("c", f"r{i}"), {"text": dense[i], "label_probs": probs[i],
+                                                                "bm25": sparse[i]},
+                                       {"study_id": f"CXR{i}", "split": "train" if i % 3 else "test"})
+                                 for i in range(n)])
+        for _ in range(5):
+            ids = sorted(rng.choice(vocabulary, size=3, replace=False).tolist())
+            queries = [("text", rng.normal(size=DIM).astype(np.float32)),
+                       ("bm25", SparseVector(tuple(ids), (1.0, 1.0, 1.0))),
+                       ("label_probs", rng.random(4).astype(np.float32))]
+            for flt in (None, Filter(split="train")):
+                assert_same_ranking(edge.search_fused("c", queries, flt, 10, weights=weights),
+                                    memory.search_fused("c", queries, flt, 10, weights=weights), atol=1e-6)
+    finally:
+        edge.close()
+        memory.close()
