@@ -6,9 +6,16 @@
 
 Synthetic cases shaped like the real ones: three 512-d low-rank vectors per point (rank 32 plus
 noise, L2-normalised), labels drawn with the Open-i frequencies of docs/labels.md (normal only
-alone), views and splits. Every query runs on the store (``EdgeStore.search``, payload included) and
-on numpy (score all vectors, mask by the same filter, top 10); recall@10 is measured against the
-numpy result. Ratios are store/numpy from the same run, so the machine cancels out. Not a test.
+alone), views and splits, a report text written from the labels (affirmed findings, denied
+others) with its BM25 vector, and the label-probability vector. Every query runs on the store
+(``EdgeStore.search``, payload included) and on numpy (score all vectors, mask by the same filter,
+top 10); recall@10 is measured against the numpy result. Ratios are store/numpy from the same run,
+so the machine cancels out.
+
+Hybrid text search (retrieval v2: dense ``text`` + sparse ``bm25`` + ``label_probs`` prefetches fused
+by weighted RRF in the engine) is timed against the dense-only ``text`` query of the same run (target
+<= 2x), and each prefetch's own top 10 is checked against its exact oracle (numpy cosine for the
+dense ones, numpy IDF-weighted BM25 over the same sparse vectors for ``bm25``). Not a test.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from cxrsearch.store import Filter, Point, load_schema, point_id
+from cxrsearch.store.checks import prefetch_limit
 from cxrsearch.store.edge import EdgeStore
+from cxrsearch.store.schema import Bm25Spec
+from cxrsearch.text.bm25 import average_length, embed_documents, embed_query
 
 # Reports per label among the 3,955 real Open-i reports (docs/labels.md).
 OPENI_COUNTS = {
@@ -68,22 +78,35 @@ def make_data(n: int, dim: int, seed: int) -> dict:
         x = signal + 0.3 * rng.normal(size=(count, dim)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
+    reports = [_report(labels, row, rng) for row in table]
     return {
-        "labels": labels, "table": table, "view": rng.choice(np.array(VIEWS), size=n, p=VIEW_P),
+        "labels": labels, "table": table, "view": rng.choice(np.array(VIEWS), size=n, p=VIEW_P), "reports": reports,
+        "probs": np.where(table, 0.9, 0.05).astype(np.float32) + rng.random(table.shape).astype(np.float32) * 0.05,
         "split": rng.choice(np.array(["train", "val", "test"]), size=n, p=(0.8, 0.1, 0.1)),
         "vectors": {name: vectors(n) for name in ("image", "text", "joint")}, "queries": vectors,
     }
+
+
+def _report(labels: list[str], row: np.ndarray, rng: np.random.Generator) -> str:
+    """A report-like text: the case's findings affirmed, three others denied."""
+    present = [lab for lab, on in zip(labels, row) if on and lab != "normal"]
+    absent = [lab for lab, on in zip(labels, row) if not on and lab != "normal"]
+    denied = rng.choice(absent, size=min(3, len(absent)), replace=False) if absent else []
+    said = [f"Mild {lab}." for lab in present] or ["No acute cardiopulmonary abnormality."]
+    return " ".join(said + [f"No {lab}." for lab in denied])
 
 
 def points(data: dict, start: int, stop: int):
     labels, table = data["labels"], data["table"]
     for i in range(start, stop):
         present = [lab for lab, on in zip(labels, table[i]) if on]
-        yield Point(point_id("bench", f"case-{i}"), {name: v[i] for name, v in data["vectors"].items()}, {
+        vectors = {name: v[i] for name, v in data["vectors"].items()}
+        vectors.update(label_probs=data["probs"][i], bm25=data["bm25"][i])
+        yield Point(point_id("bench", f"case-{i}"), vectors, {
             "study_id": f"CXR{i // 2}", "image_id": f"CXR{i // 2}_IM-{i}", "view": str(data["view"][i]),
             "split": str(data["split"][i]), "labels": present, "labels_true": present,
             "probs": {lab: round(0.9 if on else 0.05, 3) for lab, on in zip(labels, table[i])},
-            "impression": "No acute cardiopulmonary abnormality. Heart size within normal limits." * (1 + i % 2),
+            "impression": data["reports"][i],
         })
 
 
@@ -116,10 +139,13 @@ def numpy_top(matrix: np.ndarray, data: dict, flt: Filter | None, query: np.ndar
 
 def bench_size(n: int, args: argparse.Namespace) -> dict:
     data = make_data(n, args.dim, seed=n)
+    bm25 = Bm25Spec(1.2, 0.75, average_length(data["reports"]))
+    data["bm25"] = embed_documents(data["reports"], bm25)
     ids = np.array([point_id("bench", f"case-{i}") for i in range(n)])
     root = Path(tempfile.mkdtemp(prefix=f"bench-store-{n}-", dir=args.tmp))
     store = EdgeStore(root)
-    store.create_collection("bench", load_schema(args.schema), args.dim)
+    store.create_collection("bench", load_schema(args.schema).with_bm25_avg_len(bm25.avg_len), args.dim,
+                            len(data["labels"]))
     upsert_s = 0.0
     for start in range(0, n, 1000):
         chunk = list(points(data, start, min(n, start + 1000)))  # building the payloads is not timed
@@ -167,11 +193,85 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
             "numpy_p50_ms": float(np.percentile(numpy_ms, 50)), "numpy_p95_ms": float(np.percentile(numpy_ms, 95)),
             "recall_at_10": float(np.mean(recalls)), "min_recall_at_10": float(np.min(recalls)),
         })
+    hybrid = bench_hybrid(store, data, ids, queries, bm25)
     store.close()
     size_mb = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
     shutil.rmtree(root)
     return {"points": n, "upsert_points_per_s": n / upsert_s, "optimise_s": optimise_s, "reopen_s": reopen_s,
-            "disk_mb": size_mb, "queries": rows}
+            "disk_mb": size_mb, "queries": rows, "hybrid": hybrid}
+
+
+def bm25_oracle(data: dict, bm25: Bm25Spec):
+    """Every point's IDF-weighted BM25 score for a sparse query (Qdrant's IDF, query weights 1)."""
+    from scipy.sparse import csr_matrix
+
+    vocab: dict[int, int] = {}
+    rows, cols, vals = [], [], []
+    for i, vec in enumerate(data["bm25"]):
+        for t, w in zip(vec.indices, vec.values):
+            rows.append(i)
+            cols.append(vocab.setdefault(t, len(vocab)))
+            vals.append(w)
+    matrix = csr_matrix((vals, (rows, cols)), shape=(len(data["bm25"]), len(vocab)))
+    df = np.bincount(cols, minlength=len(vocab))
+    idf = np.log(1 + (matrix.shape[0] - df + 0.5) / (df + 0.5))
+
+    def scores(query) -> np.ndarray:
+        columns = [vocab[t] for t in query.indices if t in vocab]
+        return np.asarray(matrix[:, columns] @ idf[columns]).ravel() if columns else np.zeros(matrix.shape[0])
+
+    return scores
+
+
+def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndarray, bm25: Bm25Spec) -> dict:
+    """Hybrid text query (3 prefetches fused by weighted RRF) against the dense-only text query, same
+    queries and filters; each prefetch's top 10 against its exact oracle."""
+    rng = np.random.default_rng(1)
+    labels = data["labels"]
+    asked = [rng.choice([lab for lab in labels if lab != "normal"]) for _ in queries]
+    sparse = [embed_query(f"{lab}", bm25) for lab in asked]
+    probs = [np.where(np.array(labels) == lab, 0.9, 0.05).astype(np.float32) for lab in asked]
+    weights = [0.5, 2.0, 0.5]  # the val-tuned weights of docs/evaluation.md
+    oracle = bm25_oracle(data, bm25)
+    unit_probs = data["probs"] / np.linalg.norm(data["probs"], axis=1, keepdims=True)
+    out = {}
+    for name in ("none", "pleural effusion", "any(cardiomegaly, effusion), not devices, PA"):
+        flt = FILTERS[name]
+        mask = numpy_mask(data, flt)
+        timings: dict[str, list[float]] = {"dense": [], "hybrid": [], "text@50": [], "bm25@50": [],
+                                           "label_probs@50": []}
+        recall: dict[str, list[float]] = {"text": [], "bm25": [], "label_probs": []}
+        for _ in range(2):  # a warm-up pass, then the timed one
+            for key in timings:
+                timings[key].clear()
+            for q, sq, pq in zip(queries, sparse, probs):
+                t = time.perf_counter()
+                store.search("bench", "text", q, flt, limit=10)
+                timings["dense"].append(1000 * (time.perf_counter() - t))
+                t = time.perf_counter()
+                store.search_fused("bench", [("text", q), ("bm25", sq), ("label_probs", pq)], flt, 10, weights=weights)
+                timings["hybrid"].append(1000 * (time.perf_counter() - t))
+                for vec_name, query in (("text", q), ("bm25", sq), ("label_probs", pq)):  # each prefetch alone
+                    t = time.perf_counter()
+                    store.search("bench", vec_name, query, flt, limit=prefetch_limit(10))
+                    timings[f"{vec_name}@50"].append(1000 * (time.perf_counter() - t))
+        for q, sq, pq in list(zip(queries, sparse, probs))[:50]:
+            exact = {"text": data["vectors"]["text"] @ q, "bm25": oracle(sq),
+                     "label_probs": unit_probs @ (pq / np.linalg.norm(pq))}
+            for vec_name, query in (("text", q), ("bm25", sq), ("label_probs", pq)):
+                scores = np.where(mask, exact[vec_name], -np.inf)
+                got = store.search("bench", vec_name, query, flt, limit=10)
+                if not got:
+                    continue
+                # recall against the exact top 10, counting ties with the 10th exact score as correct
+                kth = np.sort(scores)[::-1][min(9, len(got) - 1)]
+                correct = set(ids[scores >= kth - 1e-5])
+                recall[vec_name].append(sum(h.id in correct for h in got) / len(got))
+        out[name] = {"dense_p50_ms": float(np.percentile(timings["dense"], 50)),
+                     "hybrid_p50_ms": float(np.percentile(timings["hybrid"], 50)),
+                     "prefetch_p50_ms": {k: float(np.percentile(v, 50)) for k, v in timings.items() if "@" in k},
+                     "recall": {k: float(np.mean(v)) if v else None for k, v in recall.items()}}
+    return out
 
 
 def print_report(results: list[dict], args: argparse.Namespace) -> None:
@@ -193,6 +293,16 @@ def print_report(results: list[dict], args: argparse.Namespace) -> None:
     for res in results:
         print(f"| {res['points']:,} | {res['upsert_points_per_s']:,.0f} | {res['optimise_s']:.2f} | "
               f"{res['reopen_s']:.2f} | {res['disk_mb']:,.0f} |")
+    print()
+    print("| points | filter | dense text p50 ms | hybrid p50 ms | ratio | prefetches alone (limit 50) text / bm25 / "
+          "label_probs ms | recall@10 text / bm25 / label_probs |")
+    print("|---:|---|---:|---:|---:|---|---|")
+    for res in results:
+        for name, h in res["hybrid"].items():
+            rec = " / ".join("-" if v is None else f"{v:.4f}" for v in h["recall"].values())
+            alone = " / ".join(f"{v:.2f}" for v in h["prefetch_p50_ms"].values())
+            print(f"| {res['points']:,} | {name} | {h['dense_p50_ms']:.2f} | {h['hybrid_p50_ms']:.2f} | "
+                  f"{h['hybrid_p50_ms'] / h['dense_p50_ms']:.2f}x | {alone} | {rec} |")
     largest = max(results, key=lambda r: r["points"])
     filtered = [r for r in largest["queries"] if r["filter"] != "none"]
     worst_ratio = max(r["store_p50_ms"] / r["numpy_p50_ms"] for r in filtered)
@@ -202,6 +312,9 @@ def print_report(results: list[dict], args: argparse.Namespace) -> None:
           f"{'PASS' if worst_ratio <= 0.5 else 'FAIL'}; recall@10 >= 0.99: worst {worst_recall:.4f} "
           f"{'PASS' if worst_recall >= 0.99 else 'FAIL'}; reopen <= 1 s: {largest['reopen_s']:.2f} s "
           f"{'PASS' if largest['reopen_s'] <= 1.0 else 'FAIL'}")
+    worst_hybrid = max(h["hybrid_p50_ms"] / h["dense_p50_ms"] for h in largest["hybrid"].values())
+    print(f"hybrid text search at {largest['points']:,} points <= 2x dense-only: worst {worst_hybrid:.2f}x "
+          f"{'PASS' if worst_hybrid <= 2.0 else 'FAIL'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,8 +94,6 @@ class ClientStore:
             check_same_collection(collection, self.location, info.schema, info.vector_sizes, schema, sizes)
             return False
         distance = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
-        vectors = {name: models.VectorParams(size=sizes[name], distance=distance[dist], on_disk=schema.on_disk_vectors)
-                   for name, dist in schema.vectors.items()}
         sparse = {name: models.SparseVectorParams(modifier=models.Modifier.IDF if modifier == "idf" else None)
                   for name, modifier in (schema.sparse_vectors or {}).items()}
         hnsw = models.HnswConfigDiff(m=schema.hnsw.m, ef_construct=schema.hnsw.ef_construct,
@@ -106,13 +104,16 @@ class ClientStore:
             quant = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                 type=models.ScalarType.INT8, quantile=schema.quantization.quantile,
                 always_ram=schema.quantization.always_ram))
+        vectors = {name: models.VectorParams(size=sizes[name], distance=distance[dist],
+                                             on_disk=schema.on_disk_vectors and name not in schema.unquantized,
+                                             quantization_config=None if name in schema.unquantized else quant)
+                   for name, dist in schema.vectors.items()}  # quantisation per vector: unquantised ones stay exact
         metadata = {"cxrsearch": {"schema": schema.to_dict(), "vector_size": vector_size, "vector_sizes": sizes}}
         kinds = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
                  "integer": models.PayloadSchemaType.INTEGER, "bool": models.PayloadSchemaType.BOOL}
         with self._errors(None):
             self._client.create_collection(collection, vectors_config=vectors, sparse_vectors_config=sparse or None,
-                                           hnsw_config=hnsw,
-                                           quantization_config=quant, metadata=metadata,
+                                           hnsw_config=hnsw, metadata=metadata,
                                            shard_number=schema.shard_number,
                                            replication_factor=schema.replication_factor)
             if not self._local:  # the in-memory client has no payload indexes (it warns and ignores them)

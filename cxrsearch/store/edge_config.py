@@ -9,13 +9,22 @@ from cxrsearch.store.schema import CollectionSchema
 
 
 def shard_config(schema: CollectionSchema, sizes: dict[str, int]) -> Any:
-    """``EdgeConfig`` with one dense vector per schema vector (``sizes[name]``-d) and the sparse ones."""
+    """``EdgeConfig`` with one dense vector per schema vector (``sizes[name]``-d) and the sparse ones.
+    Quantisation is set per vector, so that the schema's unquantised vectors stay exact; those are
+    searched by reading every candidate's floats, so they stay in RAM even with ``on_disk_vectors``."""
     import qdrant_edge as qe
 
     distance = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
     memory = qe.Memory.Cold if schema.on_disk_vectors else None
+    quantization = None
+    if schema.quantization is not None:
+        quantization = qe.ScalarQuantizationConfig(
+            type=qe.ScalarType.Int8, quantile=schema.quantization.quantile, always_ram=schema.quantization.always_ram
+        )
     vectors = {
-        name: qe.EdgeVectorParams(size=sizes[name], distance=distance[dist], memory=memory)
+        name: qe.EdgeVectorParams(size=sizes[name], distance=distance[dist],
+                                  memory=None if name in schema.unquantized else memory,
+                                  quantization_config=None if name in schema.unquantized else quantization)
         for name, dist in schema.vectors.items()
     }
     sparse = {name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if modifier == "idf" else None)
@@ -26,13 +35,7 @@ def shard_config(schema: CollectionSchema, sizes: dict[str, int]) -> Any:
         full_scan_threshold=schema.hnsw.full_scan_threshold_kb,
         payload_m=schema.hnsw.payload_m or None,
     )
-    quantization = None
-    if schema.quantization is not None:
-        quantization = qe.ScalarQuantizationConfig(
-            type=qe.ScalarType.Int8, quantile=schema.quantization.quantile, always_ram=schema.quantization.always_ram
-        )
-    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse or None, hnsw_config=hnsw,
-                         quantization_config=quantization)
+    return qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse or None, hnsw_config=hnsw)
 
 
 def payload_index_ops(schema: CollectionSchema) -> list[Any]:

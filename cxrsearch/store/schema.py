@@ -87,6 +87,10 @@ class CollectionSchema:
     """Server only (Qdrant distributed mode); ``None`` keeps the server default. The embedded store
     is one shard by construction."""
     vector_size_of: dict[str, str] | None = None
+    unquantized: tuple[str, ...] = ()
+    """Dense vectors kept out of :attr:`quantization` (``"quantized": false``) and in RAM: the label
+    vector, whose 23 close-together probabilities int8 cannot tell apart (exact search over 23
+    floats costs little, and 100k points take 9 MB)."""
     sparse_vectors: dict[str, str | None] | None = None
     bm25: Bm25Spec | None = None
 
@@ -135,8 +139,9 @@ class CollectionSchema:
         return {
             "name": self.name,
             "description": self.description,
-            "vectors": {name: {"distance": dist, **({"size": (self.vector_size_of or {})[name]}
-                                                     if name in (self.vector_size_of or {}) else {})}
+            "vectors": {name: {"distance": dist,
+                               **({"size": (self.vector_size_of or {})[name]} if name in (self.vector_size_of or {}) else {}),
+                               **({"quantized": False} if name in self.unquantized else {})}
                         for name, dist in self.vectors.items()},
             **({"sparse_vectors": {name: {"modifier": mod} for name, mod in self.sparse_vectors.items()}}
                if self.sparse_vectors else {}),
@@ -164,13 +169,17 @@ class CollectionSchema:
         _require(isinstance(vectors, dict) and len(vectors) > 0, source, "'vectors' must be a non-empty object")
         parsed_vectors: dict[str, str] = {}
         size_of: dict[str, str] = {}
+        unquantized: list[str] = []
         for vname, spec in vectors.items():
             _require(bool(_NAME.match(vname)), source, f"bad vector name {vname!r}")
             _require(isinstance(spec, dict), source, f"vectors.{vname} must be an object")
-            _keys(spec, source, f"vectors.{vname}", required={"distance"}, optional={"size"})
+            _keys(spec, source, f"vectors.{vname}", required={"distance"}, optional={"size", "quantized"})
             _require(spec["distance"] in DISTANCES, source,
                      f"vectors.{vname}.distance must be one of {', '.join(DISTANCES)}, got {spec['distance']!r}")
             parsed_vectors[vname] = spec["distance"]
+            _require(isinstance(spec.get("quantized", True), bool), source, f"vectors.{vname}.quantized must be true or false")
+            if not spec.get("quantized", True):
+                unquantized.append(vname)
             if "size" in spec:
                 _require(spec["size"] in VECTOR_SIZES, source,
                          f"vectors.{vname}.size must be one of {', '.join(VECTOR_SIZES)}, got {spec['size']!r}")
@@ -238,6 +247,7 @@ class CollectionSchema:
             quantization=parsed_quant, on_disk_vectors=on_disk, payload_indexes=dict(indexes),
             rationale=str(data.get("rationale", "")), shard_number=data.get("shard_number"),
             replication_factor=data.get("replication_factor"), vector_size_of=size_of or None,
+            unquantized=tuple(unquantized),
             sparse_vectors=parsed_sparse or None, bm25=parsed_bm25,
         )
 

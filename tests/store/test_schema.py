@@ -20,6 +20,7 @@ def test_shipped_schemas_load_and_round_trip():
         assert set(schema.vectors.values()) == {"cosine"}
         assert schema.vector_sizes(32, 5) == {"image": 32, "text": 32, "joint": 32, "label_probs": 5}
         assert schema.sparse_vectors == {"bm25": "idf"} and schema.bm25.avg_len is None  # from the corpus
+        assert schema.unquantized == ("label_probs",)  # close-together probabilities: int8 would lose recall
         fixed = schema.with_bm25_avg_len(28.0)
         assert fixed.bm25.avg_len == 28.0 and CollectionSchema.from_dict(fixed.to_dict()) == fixed
         assert {"labels", "labels_true", "view", "split", "study_id"} <= set(schema.payload_indexes)
@@ -33,6 +34,7 @@ def test_shipped_schemas_load_and_round_trip():
     (lambda d: d.update(vectorz={}), "unknown key"),
     (lambda d: d["vectors"]["image"].update(distance="manhattan"), "distance must be one of"),
     (lambda d: d["vectors"]["label_probs"].update(size="many"), "size must be one of"),
+    (lambda d: d["vectors"]["label_probs"].update(quantized="no"), "quantized must be true or false"),
     (lambda d: d["sparse_vectors"]["bm25"].update(modifier="tf"), "modifier must be"),
     (lambda d: d.pop("bm25"), "needs a 'bm25' object"),
     (lambda d: d["bm25"].update(b=2), "bm25.b in"),
