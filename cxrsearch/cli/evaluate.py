@@ -16,7 +16,7 @@ from rich import box
 from rich.table import Table
 
 from cxrsearch.cli.progress import StageProgress
-from cxrsearch.cli.render import console, print_json
+from cxrsearch.cli.render import console, err_console, print_json
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -59,6 +59,8 @@ def _tables(result, report_path: Path, plot_path: Path) -> None:
     head.add_row("report", f"{report_path} (plot {plot_path.name})")
     head.add_row("time", f"{result.timings['total']:.1f} s")
     console.print(head, highlight=False)
+    for note in result.settings.get("notes", []):
+        err_console.print(f"note: {note}")
     top = max(r.ks)
     for setting, (split, size) in r.pools.items():
         table = Table(title=f"Retrieval {setting}: {result.settings['split']} queries -> {size:,} {split} cases "
@@ -79,6 +81,19 @@ def _tables(result, report_path: Path, plot_path: Path) -> None:
                               _fmt(m[f"mAP@{top}"]), _fmt(m[f"nDCG@{top}"]), _fmt(m["MRR"]),
                               _fmt(lenient.metrics[f"P@{top}"]), end_section=i == len(methods) - 1)
         console.print(table)
+    sq = result.short_queries
+    table = Table(title=f"Short queries ({sq.version}, {sq.half} half) -> every indexed case (strict; "
+                  f"novel / non-normal subsets of the full-report queries are in the report)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("method", "n", *[f"P@{k}" for k in r.ks], f"mAP@{top}", "MRR"):
+        table.add_column(name, justify="left" if name == "method" else "right", no_wrap=True)
+    for method in METHODS:
+        row = sq.row(method)
+        if row is not None:
+            m = row.metrics
+            table.add_row(method, str(row.queries), *[_fmt(m[f"P@{k}"]) for k in r.ks], _fmt(m[f"mAP@{top}"]),
+                          _fmt(m["MRR"]))
+    console.print(table)
 
 
 def evaluate(

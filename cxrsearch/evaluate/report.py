@@ -1,7 +1,9 @@
 """An :class:`~cxrsearch.evaluate.run.EvaluationResult` as JSON, as a markdown report and as a PNG plot.
 
 - :func:`result_json`: one JSON object; retrieval nested as
-  ``retrieval.results[setting][mode][method][relevance] = {"queries", "metrics", "by_primary_label"}``.
+  ``retrieval.results[setting][mode][method][relevance] = {"queries", "metrics", "by_primary_label"}``
+  (all queries), ``retrieval.subsets[setting][mode][method][subset] = {"queries", "metrics"}``
+  (strict; ``novel``, ``non-normal``) and ``short_queries.results[method] = {"queries", "metrics"}``.
 - :func:`write_plot`: ``P@k`` against ``k`` (strict relevance), one panel per setting, one line per
   mode and method (matplotlib, Agg backend: no display needed).
 - :func:`write_markdown`: settings, data and split sizes, checkpoint fingerprint, timings, machine,
@@ -24,7 +26,8 @@ from cxrsearch.evaluate.retrieval import METHODS, MODES
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.evaluate.run import EvaluationResult
 
-_COLOR = {"model": "tab:blue", "untrained": "tab:orange", "bm25": "tab:green", "random": "grey"}
+_COLOR = {"model": "tab:blue", "untrained": "tab:orange", "tfidf-lr": "tab:red", "bm25": "tab:green", "random": "grey"}
+"""The methods drawn in the plot (the components alone are in the tables only)."""
 _STYLE = {"text->case": "-", "image->case": "--", "image+text->case": "-.", "case->case": ":"}
 _MARK = {"text->case": "o", "image->case": "s", "image+text->case": "^", "case->case": "D"}
 
@@ -34,9 +37,15 @@ def result_json(result: EvaluationResult) -> dict[str, Any]:
     float: ``cxrsearch.cli.render.print_json`` writes it as ``null``)."""
     retrieval = result.retrieval
     results: dict[str, Any] = {}
+    subsets: dict[str, Any] = {}
     for row in retrieval.rows:
+        if row.subset != "all":
+            slot = subsets.setdefault(row.setting, {}).setdefault(row.mode, {}).setdefault(row.method, {})
+            slot[row.subset] = {"queries": row.queries, "metrics": dict(row.metrics)}
+            continue
         slot = results.setdefault(row.setting, {}).setdefault(row.mode, {}).setdefault(row.method, {})
         slot[row.relevance] = {"queries": row.queries, "metrics": dict(row.metrics), "by_primary_label": dict(row.by_primary_label)}
+    short = result.short_queries
     modes: dict[str, Any] = {}
     for status in retrieval.modes:
         modes.setdefault(status.setting, {})[status.mode] = {"queries": status.queries, "note": status.note}
@@ -51,7 +60,11 @@ def result_json(result: EvaluationResult) -> dict[str, Any]:
         },
         "retrieval": {"ks": retrieval.ks, "pools": {s: {"split": p[0], "studies": p[1]} for s, p in retrieval.pools.items()},
                       "unlabelled_queries": retrieval.unlabelled, "queries_without_relevant": retrieval.no_relevant,
-                      "modes": modes, "results": results},
+                      "modes": modes, "results": results, "subsets": subsets, "notes": list(retrieval.notes)},
+        "short_queries": {"set": short.version, "half": short.half,
+                          "results": {r.method: {"queries": r.queries, "metrics": dict(r.metrics),
+                                                 "by_label": dict(r.by_primary_label)}
+                                      for r in short.rows if r.relevance == "strict"}},
         "crossmodal": {c.method: {k: v for k, v in asdict(c).items() if k != "method"} for c in result.crossmodal},
         "timings": dict(result.timings), "machine": dict(result.machine),
     }
@@ -79,7 +92,7 @@ def write_plot(result: EvaluationResult, path: Path) -> Path:
     for ax, setting in zip(axes[0], settings):
         lines: dict[tuple[str, tuple[float, ...]], list[str]] = {}  # a baseline drawn once per distinct curve
         for mode in MODES:
-            for method in METHODS:
+            for method in (m for m in METHODS if m in _COLOR):
                 row = retrieval.row(setting, mode, method, "strict")
                 if row is not None:
                     ys = tuple(row.metrics[f"P@{k}"] for k in retrieval.ks)
@@ -132,15 +145,16 @@ def markdown(result: EvaluationResult, plot_name: str | None) -> str:
     s, d, c, r = result.settings, result.data, result.checkpoint, result.retrieval
     cls = result.classification
     out = [f"# cxrsearch evaluation: {c['model']} on the {s['split']} split", "",
-           f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}. Definitions: docs/evaluation.md.", "",
-           "## Settings", ""]
+           f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}. Definitions: docs/evaluation.md.", ""]
+    out += [f"- **Note:** {note}" for note in s.get("notes", [])] + ["", "## Settings", ""]
     out += _kv({"data": d["source"], "data fingerprint": d["fingerprint"][:16], "images": s["images"] or "(none)",
                 "checkpoint": c["path"], "model": c["model"], "checkpoint fingerprint": c["fingerprint"],
                 "trained on data": str(c["data_fingerprint"])[:16], "towers frozen in training": str(c["towers_frozen"]),
                 "split": s["split"], "k": ", ".join(str(k) for k in s["ks"]), "primary label": s["primary_label"],
                 "min positives per scored label": str(s["min_positives"]),
                 "BM25": "bm25s {method}, k1 {k1}, b {b}, stop words {stopwords}, stemmer {stemmer}".format(**s["bm25"]),
-                "seeds (random, untrained)": f"{s['random_seed']}, {s['untrained_seed']}"})
+                "seeds (random, untrained)": f"{s['random_seed']}, {s['untrained_seed']}",
+                "fusion weights": str(s.get("fusion", "-"))})
     out += ["## Data", ""]
     out += _kv({**{f"{name} studies": str(n) for name, n in d["split_sizes"].items()}, "all studies": str(d["studies"]),
                 f"{s['split']} studies indexed (text or image)": str(d["split_studies_indexed"]),
@@ -156,6 +170,7 @@ def markdown(result: EvaluationResult, plot_name: str | None) -> str:
     if cls.too_few_positives:
         out += [f"Too few positives (< {cls.min_positives}) to average: {', '.join(cls.too_few_positives)}.", ""]
     keys = [f"{m}@{k}" for m in METRIC_NAMES for k in r.ks] + ["MRR"]
+    out += [f"- {note}" for note in r.notes] + ([""] if r.notes else [])
     for setting, (split, size) in r.pools.items():
         out += [f"## Retrieval: {setting} (queries from {s['split']} vs {size} {split} studies)", ""]
         for status in (x for x in r.modes if x.setting == setting and x.note):
@@ -167,6 +182,22 @@ def markdown(result: EvaluationResult, plot_name: str | None) -> str:
                     if (row := r.row(setting, mode, method, relevance)) is not None]
             out += [f"**{relevance}** relevance", ""] + _table(["mode", "method", "queries", *keys], rows)
     top = max(r.ks)
+    out += [f"## Subsets (strict P@{top})", "",
+            "`novel`: queries with no word-for-word identical (normalised) report in the pool; "
+            "`non-normal`: queries whose labels are not just `normal`.", ""]
+    for setting in r.pools:
+        table = [(mode, method, *[(row.queries, row.metrics[f"P@{top}"]) for row in rows])
+                 for mode in MODES for method in METHODS
+                 if all(rows := [r.row(setting, mode, method, "strict", sub) for sub in ("all", "novel", "non-normal")])]
+        out += [f"**{setting}**", ""] + _table(
+            ["mode", "method", "all: queries", f"all: P@{top}", "novel: queries", f"novel: P@{top}",
+             "non-normal: queries", f"non-normal: P@{top}"],
+            [(mode, method, *[v for pair in pairs for v in pair]) for mode, method, *pairs in table])
+    sq = result.short_queries
+    out += [f"## Short queries ({sq.version}, {sq.half} half; every indexed study, no filters)", "",
+            "A hit is relevant when its MeSH labels hold the query's label.", ""]
+    out += _table(["method", "queries", *keys], [(row.method, row.queries, *[row.metrics[k] for k in keys])
+                                                 for method in METHODS if (row := sq.row(method)) is not None])
     for mode in MODES:
         rows_by_method = {m: r.row("historical", mode, m, "strict") for m in METHODS}
         present = {m: row for m, row in rows_by_method.items() if row is not None}

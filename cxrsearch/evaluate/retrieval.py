@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxrsearch.errors import ConfigError
-from cxrsearch.evaluate.baselines import bm25_rankings, random_rankings
+from cxrsearch.evaluate.baselines import bm25_rankings, cosine_rankings, fit_label_model, random_rankings
 from cxrsearch.evaluate.casebase import Case
 from cxrsearch.evaluate.metrics import mean_metrics
 from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
+from cxrsearch.evaluate.subsets import subset_masks
 from cxrsearch.search.modes import mode as search_mode
 from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, run_query
 from cxrsearch.store.schema import Bm25Spec
@@ -53,7 +54,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.store.base import Store
 
 MODES = ("text->case", "image->case", "image+text->case", "case->case")
-METHODS = ("model", "untrained", "bm25", "random")
+METHODS = ("model", "dense", "qdrant-bm25", "labels", "untrained", "tfidf-lr", "bm25", "random")
+"""``model``: the checkpoint as ``cxrsearch search`` runs it (hybrid for text queries, val-tuned
+weights); ``dense`` / ``qdrant-bm25`` / ``labels``: one component of that hybrid alone (text
+modes only); ``tfidf-lr``: TF-IDF + per-label logistic regression, supervised on the labels that
+define relevance (:func:`.baselines.tfidf_label_rankings`); ``bm25`` (bm25s), ``random``."""
+COMPONENT_METHODS = {"dense": "text", "qdrant-bm25": "bm25", "labels": "labels"}
+"""Methods that run one component of the model's fused text query alone (the others weigh 0)."""
 SETTINGS = ("historical", "within")
 _NEEDS = {name: search_mode(name).inputs for name in MODES}
 Progress = Callable[[str, int, int], None]
@@ -104,6 +111,8 @@ class RetrievalRow:
     queries: int
     metrics: Mapping[str, float]
     by_primary_label: Mapping[str, Mapping[str, float]]
+    subset: str = "all"
+    """``all`` queries, or one of the subsets of :mod:`.subsets` (``novel``, ``non-normal``; strict only)."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +137,12 @@ class RetrievalResult:
     rows: tuple[RetrievalRow, ...]
     unlabelled: int
     no_relevant: Mapping[str, int]
+    notes: tuple[str, ...] = ()
+    """Methods that could not run, and why (e.g. tfidf-lr on a pool too small to fit it)."""
 
-    def row(self, setting: str, mode: str, method: str, relevance: str) -> RetrievalRow | None:
-        return next((r for r in self.rows if (r.setting, r.mode, r.method, r.relevance) == (setting, mode, method, relevance)), None)
+    def row(self, setting: str, mode: str, method: str, relevance: str, subset: str = "all") -> RetrievalRow | None:
+        key = (setting, mode, method, relevance, subset)
+        return next((r for r in self.rows if (r.setting, r.mode, r.method, r.relevance, r.subset) == key), None)
 
 
 def _has(query: QueryCase, need: str) -> bool:
@@ -186,7 +198,7 @@ def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase],
         if mode == "case->case":
             hits = search(QuerySpec(like=query.uid, split=split, k=fetch), searcher.store, searcher.collection)
         else:
-            flt = Filter(split=split, exclude_study_ids=(query.uid,))
+            flt = Filter(split=split or None, exclude_study_ids=(query.uid,))
             hits = run_query(searcher.store, searcher.collection, mode, vectors[i], flt, fetch,  # type: ignore[index]
                              weights)
         out.append(_dedupe([str(hit.payload.get("study_id")) for hit in hits], query.uid, depth))
@@ -196,7 +208,10 @@ def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase],
 
 
 def _rows(setting: str, mode: str, method: str, pool: Pool, queries: Sequence[QueryCase],
-          rankings: Sequence[Sequence[str]], ks: tuple[int, ...]) -> list[RetrievalRow]:
+          rankings: Sequence[Sequence[str]], ks: tuple[int, ...],
+          subsets: Mapping[str, np.ndarray] | None = None) -> list[RetrievalRow]:
+    """Rows under both relevance rules for all queries, and strict rows for each of ``subsets``
+    (name -> bool mask over ``queries``)."""
     depth = max(ks)
     rows = []
     for relevance in RELEVANCE_MODES:
@@ -206,6 +221,12 @@ def _rows(setting: str, mode: str, method: str, pool: Pool, queries: Sequence[Qu
             by_label.setdefault(query.primary, []).append(one)
         per_label = {label: {"queries": len(items), **mean_metrics(items, ks)} for label, items in sorted(by_label.items())}
         rows.append(RetrievalRow(setting, mode, method, relevance, len(queries), mean_metrics(judged, ks), per_label))
+        if relevance == "strict":
+            for name, mask in (subsets or {}).items():
+                kept = [one for one, keep in zip(judged, mask) if keep]
+                if kept and name != "all":
+                    rows.append(RetrievalRow(setting, mode, method, relevance, len(kept), mean_metrics(kept, ks), {},
+                                             subset=name))
     return rows
 
 
@@ -232,15 +253,18 @@ def evaluate_retrieval(
     depth = max(ks)
     per_study = max((len(case.points) for case in cases.values()), default=1)
     fetch = min(1000, depth * per_study)
-    vectors: dict[tuple[str, str], dict[str, Mapping[str, np.ndarray]]] = {}  # (method, mode) -> uid -> query vectors
+    vectors: dict[tuple[int, str], dict[str, Mapping[str, np.ndarray]]] = {}  # (encoder, mode) -> uid -> query vectors
+    label_models: dict[str, Any] = {}  # the tfidf-lr model, fitted once on the train split
     settings = [("historical", "train")] + ([("within", split)] if split != "train" else [])
     pools, statuses, rows, no_relevant = {}, [], [], {}
+    notes: list[str] = []
     for setting, pool_split in settings:
         pool_uids = sorted((uid for uid, case in cases.items() if case.split == pool_split), key=lambda u: int(u[3:]))
         pool = Pool(pool_uids, [label_sets[uid] for uid in pool_uids], vocabulary)
         pools[setting] = (pool_split, len(pool_uids))
         answerable = [q for q in queries if pool.gains(Query(q.uid, q.labels, q.primary), "strict").any()]
         no_relevant[setting] = len(queries) - len(answerable)
+        pool_texts = [texts[uid] for uid in pool_uids]
         for mode in MODES:
             asked = [q for q in answerable if all(_has(q, need) for need in _NEEDS[mode])]
             if not asked:
@@ -249,7 +273,10 @@ def evaluate_retrieval(
                 statuses.append(ModeStatus(setting, mode, 0, note))
                 continue
             statuses.append(ModeStatus(setting, mode, len(asked), None))
-            total = len(asked) * len(searchers)
+            fused = len(search_mode(mode).components) > 1
+            running = {m: s for m, s in searchers.items() if fused or s.weights is None}  # weight variants: fused only
+            subsets = subset_masks([q.uid for q in asked], [q.text for q in asked], [q.labels for q in asked], pool_texts)
+            total = len(asked) * len(running)
             done = [0]
 
             def tick(stage=f"{setting} {mode}") -> None:
@@ -257,23 +284,84 @@ def evaluate_retrieval(
                 if progress is not None:
                     progress(stage, done[0], total)
 
-            for method, searcher in searchers.items():
+            for method, searcher in running.items():
                 vecs = None
                 if mode != "case->case":
-                    if (method, mode) not in vectors:
+                    key = (id(searcher.encoder), mode)
+                    if key not in vectors:
                         with_inputs = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
-                        vectors[(method, mode)] = dict(zip((q.uid for q in with_inputs),
-                                                           encode_queries(searcher.encoder, mode, with_inputs,
-                                                                          bm25=searcher.bm25(mode))))
-                    vecs = [vectors[(method, mode)][q.uid] for q in asked]
+                        vectors[key] = dict(zip((q.uid for q in with_inputs),
+                                                encode_queries(searcher.encoder, mode, with_inputs,
+                                                               bm25=searcher.bm25(mode))))
+                    vecs = [vectors[key][q.uid] for q in asked]
                 ranked = search_rankings(searcher, mode, asked, pool_split, depth, fetch, vecs, tick)
-                rows += _rows(setting, mode, method, pool, asked, ranked, ks)
+                rows += _rows(setting, mode, method, pool, asked, ranked, ks, subsets)
             if "text" in _NEEDS[mode] or mode == "case->case":
                 with_text = [q for q in asked if q.text is not None]
                 if len(with_text) == len(asked):
-                    ranked = bm25_rankings(pool_uids, [texts[uid] for uid in pool_uids], [q.uid for q in asked],
-                                           [q.text or "" for q in asked], depth)
-                    rows += _rows(setting, mode, "bm25", pool, asked, ranked, ks)
+                    query_uids, query_texts = [q.uid for q in asked], [q.text or "" for q in asked]
+                    ranked = bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth)
+                    rows += _rows(setting, mode, "bm25", pool, asked, ranked, ks, subsets)
+                    if "train" not in label_models:  # fitted on train only, as the checkpoint was
+                        label_models["train"] = _train_label_model(cases, label_sets, texts, vocabulary, notes)
+                    model = label_models["train"]
+                    if model is not None:
+                        ranked = cosine_rankings(pool_uids, model.predict(pool_texts), query_uids,
+                                                 model.predict(query_texts), depth)
+                        rows += _rows(setting, mode, "tfidf-lr", pool, asked, ranked, ks, subsets)
             ranked = random_rankings(pool_uids, [q.uid for q in asked], depth)
-            rows += _rows(setting, mode, "random", pool, asked, ranked, ks)
-    return RetrievalResult(ks, pools, tuple(statuses), tuple(rows), unlabelled, no_relevant)
+            rows += _rows(setting, mode, "random", pool, asked, ranked, ks, subsets)
+    return RetrievalResult(ks, pools, tuple(statuses), tuple(rows), unlabelled, no_relevant, tuple(notes))
+
+
+def _train_label_model(cases: Mapping[str, Case], label_sets: Mapping[str, tuple[str, ...]], texts: Mapping[str, str],
+                       vocabulary: Sequence[str], notes: list[str]) -> Any:
+    """The tfidf-lr model fitted on the train split, or ``None`` (with a note) when it cannot be."""
+    train = sorted((u for u, case in cases.items() if case.split == "train"), key=lambda u: int(u[3:]))
+    try:
+        return fit_label_model([texts[u] for u in train], [label_sets[u] for u in train], vocabulary)
+    except ConfigError as exc:
+        notes.append(f"tfidf-lr not run: {exc.message}")
+        return None
+
+
+def evaluate_short_queries(
+    split: str,
+    cases: Mapping[str, Case],
+    label_sets: Mapping[str, tuple[str, ...]],
+    texts: Mapping[str, str],
+    vocabulary: Sequence[str],
+    searchers: Mapping[str, Searcher],
+    ks: Sequence[int],
+) -> tuple[str, tuple[RetrievalRow, ...]]:
+    """The short-query protocol: the phrasings of :mod:`.short_queries` an educator types, searched
+    without filters against every indexed study, a hit relevant when its MeSH labels hold the
+    query's label. The **dev** half is used when ``split`` is ``val`` (the tuning split), the
+    **test** half otherwise. Returns the half and one row per method (``setting`` ``"short"``)."""
+    from cxrsearch.evaluate.short_queries import load_short_queries
+    from cxrsearch.search.modes import query_text
+
+    half = "dev" if split == "val" else "test"
+    ks = tuple(sorted(set(int(k) for k in ks)))
+    depth = max(ks)
+    per_study = max((len(case.points) for case in cases.values()), default=1)
+    fetch = min(1000, depth * per_study)
+    pool_uids = sorted(cases, key=lambda u: int(u[3:]))
+    pool = Pool(pool_uids, [label_sets[uid] for uid in pool_uids], vocabulary)
+    queries = [QueryCase(f"short:{q.id}", (q.label,), q.label, query_text(q.text), None)
+               for q in load_short_queries(half, vocabulary)]
+    rows: list[RetrievalRow] = []
+    for method, searcher in searchers.items():
+        ranked = search_rankings(searcher, "text->case", queries, "", depth, fetch)
+        rows += _rows("short", "text->case", method, pool, queries, ranked, ks)
+    query_uids, query_texts = [q.uid for q in queries], [q.text or "" for q in queries]
+    pool_texts = [texts[uid] for uid in pool_uids]
+    rows += _rows("short", "text->case", "bm25", pool, queries,
+                  bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth), ks)
+    model = _train_label_model(cases, label_sets, texts, vocabulary, [])
+    if model is not None:
+        rows += _rows("short", "text->case", "tfidf-lr", pool, queries,
+                      cosine_rankings(pool_uids, model.predict(pool_texts), query_uids, model.predict(query_texts),
+                                      depth), ks)
+    rows += _rows("short", "text->case", "random", pool, queries, random_rankings(pool_uids, query_uids, depth), ks)
+    return half, tuple(rows)

@@ -29,7 +29,11 @@ from cxrsearch.evaluate.casebase import build_case_base, collection_name, data_f
 from cxrsearch.evaluate.classification import MIN_POSITIVES, ClassificationResult, evaluate_classification
 from cxrsearch.evaluate.crossmodal import CrossModalResult, evaluate_crossmodal
 from cxrsearch.evaluate.relevance import label_counts, primary_label
-from cxrsearch.evaluate.retrieval import QueryCase, RetrievalResult, Searcher, evaluate_retrieval
+from cxrsearch.evaluate.retrieval import (
+    COMPONENT_METHODS, QueryCase, RetrievalResult, RetrievalRow, Searcher, evaluate_retrieval, evaluate_short_queries,
+)
+from cxrsearch.evaluate.short_queries import SHORT_QUERY_SET
+from cxrsearch.search.modes import FusionWeights, fusion_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.data.openi import Study
@@ -72,6 +76,18 @@ class EvaluationOptions:
 
 
 @dataclass(frozen=True)
+class ShortQueryResult:
+    """The short-query protocol's rows (one per method), on the ``half`` (dev or test) of query set ``version``."""
+
+    version: str
+    half: str
+    rows: tuple[RetrievalRow, ...]
+
+    def row(self, method: str, relevance: str = "strict") -> RetrievalRow | None:
+        return next((r for r in self.rows if (r.method, r.relevance) == (method, relevance)), None)
+
+
+@dataclass(frozen=True)
 class EvaluationResult:
     """Everything one run measured. ``settings``/``data``/``checkpoint``/``index``/``timings``/``machine``
     are plain JSON mappings (what was run, on what, how long); the rest are typed results."""
@@ -82,6 +98,7 @@ class EvaluationResult:
     index: Mapping[str, Any]
     classification: ClassificationResult
     retrieval: RetrievalResult
+    short_queries: ShortQueryResult
     crossmodal: tuple[CrossModalResult, ...]
     timings: Mapping[str, float]
     machine: Mapping[str, Any] = field(default_factory=dict)
@@ -131,6 +148,7 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
     store = open_store(store_dir=store_root(options.cache_dir))
     try:
         searchers, index_facts, cases_by_method = _case_bases(store, encoders, data_fp, source, options, cache, progress, timings)
+        searchers = _with_component_methods(searchers)
         cases = cases_by_method["model"]
         by_uid = {study.uid: study for study in studies}
         split_uids = [s.uid for s in studies if s.split == options.split and s.uid in cases]
@@ -152,6 +170,12 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
             vocabulary, searchers, options.ks, unlabelled=len(split_uids) - len(queries), progress=progress)
         timings["retrieval"] = time.perf_counter() - tick
 
+        tick = time.perf_counter()
+        short_half, short_rows = evaluate_short_queries(
+            options.split, cases, {s.uid: s.labels for s in studies}, {s.uid: s.report_text() for s in studies},
+            vocabulary, searchers, options.ks)
+        timings["short_queries"] = time.perf_counter() - tick
+
         crossmodal = tuple(evaluate_crossmodal(method, cases_by_method[method], options.split) for method in encoders)
     finally:
         store.close()
@@ -164,7 +188,8 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
                   "split": options.split, "ks": list(options.ks), "relevance": ["strict", "lenient"],
                   "primary_label": "rarest of the query's labels in the train split (ties: vocabulary order)",
                   "min_positives": MIN_POSITIVES, "bm25": BM25_SETTINGS, "random_seed": RANDOM_SEED,
-                  "untrained_seed": UNTRAINED_SEED},
+                  "untrained_seed": UNTRAINED_SEED, "fusion": fusion_weights(encoders["model"]).source,
+                  "notes": _notes(options.split)},
         data={"source": str(source), "fingerprint": data_fp, "studies": len(studies), "split_sizes": split_sizes,
               "split_studies_indexed": len(split_uids), "images_found": 0 if images is None else sum(
                   1 for s in studies for i in s.image_ids if i in images),
@@ -175,10 +200,32 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
         index=index_facts,
         classification=classification,
         retrieval=retrieval,
+        short_queries=ShortQueryResult(SHORT_QUERY_SET, short_half, short_rows),
         crossmodal=crossmodal,
         timings={key: round(value, 2) for key, value in timings.items()},
         machine=machine_facts(),
     )
+
+
+def _notes(split: str) -> list[str]:
+    """What a reader must know about these numbers."""
+    notes = ["the model is trained on the MeSH-derived labels that define relevance: the supervised tfidf-lr "
+             "baseline is the anchor, not BM25 or the untrained towers"]
+    if split == "val":
+        notes.append("val is the tuning split: the checkpoint's thresholds, its early stopping and the fusion weights "
+                     "were chosen on it, so these numbers are optimistic; report --split test")
+    return notes
+
+
+def _with_component_methods(searchers: dict[str, Searcher]) -> dict[str, Searcher]:
+    """The searchers plus one per component of the model's fused text query, that component alone."""
+    from dataclasses import replace
+
+    out = dict(searchers)
+    for method, component in COMPONENT_METHODS.items():
+        alone = {name: float(name == component) for name in ("text", "bm25", "labels", "image")}
+        out[method] = replace(searchers["model"], weights=FusionWeights(alone, f"{component} alone"))
+    return out
 
 
 def _case_bases(store: Store, encoders: Mapping[str, Encoder], data_fp: str, source: Path, options: EvaluationOptions,

@@ -90,7 +90,8 @@ def test_image_modes_run_where_images_exist(run: dict) -> None:
     modes = out["retrieval"]["modes"]["historical"]
     assert modes["image->case"]["queries"] >= 1 and modes["image->case"]["note"] is None
     assert "bm25" not in out["retrieval"]["results"]["historical"]["image->case"]  # BM25 needs text
-    assert set(out["retrieval"]["results"]["historical"]["image+text->case"]) == {"model", "untrained", "bm25", "random"}
+    assert set(out["retrieval"]["results"]["historical"]["image+text->case"]) == {"model", "untrained", "tfidf-lr",
+                                                                                  "bm25", "random"}
     clip = out["crossmodal"]["model"]
     assert clip["note"] is None and clip["pairs"] == len(TEST_IMAGES)
     assert set(clip["image_to_report"]) == {"R@1", "R@5", "R@10"} and clip["image_to_report"]["R@10"] == 1.0
@@ -235,6 +236,30 @@ def test_a_second_run_reuses_the_case_base(run: dict, subset: Path, tiny_checkpo
     assert again["index"]["model"]["collection"] == run["json"]["index"]["model"]["collection"]
     assert set(again["retrieval"]["results"]["historical"]["text->case"]["model"]["strict"]["metrics"]) == {
         "P@5", "R@5", "mAP@5", "nDCG@5", "MRR"}
+    # val is the tuning split: the run says so, and the short queries use their dev half
+    assert any("val is the tuning split" in note for note in again["settings"]["notes"])
+    assert again["short_queries"]["half"] == "dev" and run["json"]["short_queries"]["half"] == "test"
+
+
+def test_v2_methods_subsets_and_short_queries_in_one_run(run: dict) -> None:
+    """Every method on the same queries: the hybrid's components alone (fused text mode only), the
+    supervised tfidf-lr anchor, the novel / non-normal subsets, and the short-query protocol."""
+    out = run["json"]
+    text = out["retrieval"]["results"]["historical"]["text->case"]
+    assert set(text) == {"model", "dense", "qdrant-bm25", "labels", "untrained", "tfidf-lr", "bm25", "random"}
+    assert len({cell["strict"]["queries"] for cell in text.values()}) == 1  # the same queries for every method
+    assert "dense" not in out["retrieval"]["results"]["historical"]["image->case"]  # one vector: nothing to split
+    subsets = out["retrieval"]["subsets"]["historical"]["text->case"]["tfidf-lr"]
+    assert set(subsets) == {"novel", "non-normal"}
+    assert all(0 < cell["queries"] <= text["tfidf-lr"]["strict"]["queries"] for cell in subsets.values())
+    short = out["short_queries"]
+    assert short["set"] == "short-v1" and set(short["results"]) == set(text)
+    from cxrsearch.evaluate.short_queries import load_short_queries
+
+    assert all(cell["queries"] == len(load_short_queries("test")) for cell in short["results"].values())
+    assert any("labels that define relevance" in note for note in out["settings"]["notes"])
+    report = Path(out["report"]).read_text(encoding="utf-8")
+    assert "## Subsets" in report and "## Short queries (short-v1, test half" in report
 
 
 @pytest.mark.parametrize("args, message", [
