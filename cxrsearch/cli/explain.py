@@ -97,12 +97,36 @@ def _print_report(result) -> None:
             colour = "green" if word.attribution > 0 else "magenta"
             table.add_row(escape(word.word), f"[{colour}]{word.attribution:+.4f}[/{colour}]")
         console.print(table)
+    if result.fusion is not None:
+        _print_fusion(result.fusion)
     if result.files:
         console.print("\n[bold]Files[/bold]")
         for key in ("figure", "ig_overlay", "attention_overlay", "json"):
             if key in result.files:
                 console.print(f"  {key:<18} {escape(str(result.files[key]))}", soft_wrap=True)
     console.print(f"[dim]time {result.timing.get('total', 0.0):.1f}s[/dim]")
+
+
+def _print_fusion(fusion) -> None:
+    """The fused (hybrid) score's parts: each component's rank, score, weight and evidence."""
+    where = f"rank {fusion.rank}, fused score {fusion.score:.4f}" if fusion.rank is not None else "below rank 100"
+    console.print(f"\n[bold]Hybrid text query[/bold]: the hit is at {where} (weighted RRF of the components; weights "
+                  f"{escape(fusion.weights_source)}). The attributions above explain the dense part.")
+    table = Table(show_lines=False)
+    for name in ("component", "weight", "rank", "score", "evidence"):
+        table.add_column(name, justify="right" if name in ("weight", "rank", "score") else "left", overflow="fold")
+    for name, part in fusion.components.items():
+        evidence = part.get("evidence")
+        if name == "bm25" and evidence is not None:
+            words = ", ".join(f"{m['term']} ({m['report_weight']:.2f})" for m in evidence["matched"]) or "none"
+            text = f"matched: {words}" + (f"; not in the report: {', '.join(evidence['missing'])}" if evidence["missing"] else "")
+        elif name == "labels" and evidence:
+            text = ", ".join(f"{e['label']} (query {e['query_prob']:.2f}, hit {e['hit_prob'] or 0:.2f})" for e in evidence[:3])
+        else:
+            text = "token and pixel attributions above" if name == "text" else "-"
+        table.add_row(name, f"{part['weight']:g}", "-" if part["rank"] is None else str(part["rank"]),
+                      "-" if part["score"] is None else f"{part['score']:.4f}", escape(text))
+    console.print(table)
 
 
 def _query_words(query: dict) -> str:

@@ -102,7 +102,7 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
     encoder = encoder_for(store, request.collection, checkpoint)
     model = encoder.model
     point, notices = resolve_hit(store, request)
-    target = build_target(request, encoder, store)
+    target, query_vectors = build_target(request, encoder, store)
     payload = dict(point.payload)
     text = report_text(payload.get("findings"), payload.get("impression"))
     decoded = _hit_image(payload, request)
@@ -147,6 +147,15 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
         token_result = token_attributions(model, text, target, image=hit.image_features, steps=request.steps,
                                           internal_batch_size=token_batch, precision=precision)
     clock.lap("tokens")
+    fusion = None
+    if query_vectors is not None:
+        from cxrsearch.explain.fusion import fusion_evidence
+        from cxrsearch.search.modes import bm25_params, fusion_weights, query_text
+
+        fusion = fusion_evidence(store, request.collection, request.mode, query_vectors, point, fusion_weights(encoder),
+                                 None if request.text is None else query_text(request.text),
+                                 bm25_params(store, request.collection, request.mode), tuple(encoder.labels))
+    clock.lap("fusion")
 
     key = _file_key(payload, point.id)
     folder = request.out_dir if request.out_dir is not None else new_output_dir(key)
@@ -165,7 +174,8 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
         probability=float(1.0 / (1.0 + np.exp(-score))) if target.kind == "label" else None,
         vector_scores=vector_scores(target, point), reproduced=reproduced,
         pixels=pixel_result, pixel_stats=pixel_stats, attention=attention, attention_stats=attention_stats,
-        tokens=token_result, files=files, notices=tuple(notes), timing=clock.done(), top_k=request.top_k,
+        tokens=token_result, fusion=fusion, files=files, notices=tuple(notes), timing=clock.done(),
+        top_k=request.top_k,
     )
     write_json(files["json"], explanation.to_dict())
     return explanation

@@ -15,6 +15,7 @@ from cxrsearch.explain.tokens import WordAttribution
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.explain.attention import AttentionMap
     from cxrsearch.explain.attribution import PixelAttribution
+    from cxrsearch.explain.fusion import FusionEvidence
     from cxrsearch.explain.tokens import TokenAttribution
 
 
@@ -36,6 +37,9 @@ class Explanation:
         pixel_stats / attention_stats: :class:`HeatmapStats` of each map (``None`` when absent).
         attention: the text -> image attention rollout (``None`` without image or text).
         tokens: token attributions for the hit's report (``None`` without report text).
+        fusion: for a fused (hybrid text) query, what the fused score was made of: each component's
+            rank, score, weight and evidence (:mod:`~cxrsearch.explain.fusion`); the attributions
+            above explain its dense part. ``None`` for single-vector queries.
         files: name -> path of every file written (``figure``, ``ig_overlay``,
             ``attention_overlay``, ``json``).
         notices: things the user should know (a missing modality, a choice made for them).
@@ -54,6 +58,7 @@ class Explanation:
     attention: AttentionMap | None
     attention_stats: HeatmapStats | None
     tokens: TokenAttribution | None
+    fusion: FusionEvidence | None = None
     files: dict[str, Path] = field(default_factory=dict)
     notices: tuple[str, ...] = ()
     timing: dict[str, float] = field(default_factory=dict)
@@ -88,7 +93,8 @@ class Explanation:
             "hit": self.hit, "query": self.query, "target": self.target, "score": self.score,
             "probability": self.probability, "vector_scores": self.vector_scores, "reproduced": self.reproduced,
             "top_words": [_word(w) for w in self.top_words()], "pixels": pixels, "attention": attention,
-            "tokens": tokens, "files": {k: str(v) for k, v in self.files.items()}, "notices": list(self.notices),
+            "tokens": tokens, "fusion": None if self.fusion is None else self.fusion.to_dict(),
+            "files": {k: str(v) for k, v in self.files.items()}, "notices": list(self.notices),
             "timing": dict(self.timing),
         }
 

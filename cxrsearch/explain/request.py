@@ -126,17 +126,18 @@ class ExplainRequest:
         return " + ".join(parts)
 
 
-def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> Target:
-    """The :class:`Target` for ``request`` (encodes the query with ``encoder`` where needed)."""
+def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tuple[Target, dict | None]:
+    """The :class:`Target` for ``request`` and the query vectors ``search`` would send (``None`` for
+    label and like queries); encodes the query with ``encoder`` where needed."""
     if request.mode == "label":
-        return Target.label_logit(encoder.labels, str(request.label))
+        return Target.label_logit(encoder.labels, str(request.label)), None
     if request.mode == "like":
         from cxrsearch.search.query import find_example
 
         example = find_example(store, request.collection, str(request.like))
         if "joint" not in example.vectors:
             raise QueryError(f"point {example.id} has no joint vector", path=request.collection)
-        return Target.similarity(example.vectors["joint"])
+        return Target.similarity(example.vectors["joint"]), None
     images = None
     if request.image is not None:
         from cxrsearch.image.decode import decode_image
@@ -147,7 +148,7 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> Tar
     texts = None if request.text is None else [query_text(request.text)]
     bm25 = bm25_params(store, request.collection, request.mode)
     (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1, bm25=bm25)
-    return Target.similarity(vectors[{"text": "text", "image": "image", "text+image": "joint"}[request.mode]])
+    return Target.similarity(vectors[{"text": "text", "image": "image", "text+image": "joint"}[request.mode]]), vectors
 
 
 def resolve_hit(store: Store, request: ExplainRequest) -> tuple[Point, tuple[str, ...]]:

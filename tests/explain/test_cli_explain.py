@@ -14,7 +14,7 @@ from cxrsearch.cli.main import app
 from tests.explain.conftest import REPORT_ONLY, ExplainStore
 
 JSON_KEYS = {"hit", "query", "target", "score", "probability", "vector_scores", "reproduced", "top_words", "pixels",
-             "attention", "tokens", "files", "notices", "timing"}
+             "attention", "tokens", "fusion", "files", "notices", "timing"}
 STEPS = "4"
 
 
@@ -65,6 +65,17 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     words = data["tokens"]["words"]
     assert words and data["top_words"] and all(w["word"] for w in words)
     assert any(len(w["pieces"]) > 1 for w in words), "some report word must have been merged from pieces"
+    # the hybrid text query's other components: what the fused score was made of
+    fusion = data["fusion"]
+    assert set(fusion["components"]) == {"text", "bm25", "labels"}  # text-only checkpoint: no image component
+    assert fusion["rank"] is None or fusion["rank"] >= 1
+    bm25 = fusion["components"]["bm25"]["evidence"]
+    assert {m["term"] for m in bm25["matched"]} | set(bm25["missing"]) == {"enlarged", "heart"}
+    assert all(m["report_weight"] > 0 for m in bm25["matched"])
+    assert (fusion["components"]["bm25"]["rank"] is None) == (not bm25["matched"])  # no shared term, not in that list
+    shares = fusion["components"]["labels"]["evidence"]
+    assert shares and [e["share"] for e in shares] == sorted((e["share"] for e in shares), reverse=True)
+    assert sum(e["share"] for e in shares) <= 1 + 1e-6  # parts of a cosine of non-negative vectors
 
     # geometry: the overlays have the original width and height of the non-square DICOM
     width, height = _original_size(images_dir / "dicom" / "RG1_UNCR.dcm")
@@ -87,6 +98,7 @@ def test_dicom_image_query_and_both(explain_store: ExplainStore, images_dir: Pat
     # "both" searches the joint vectors, so the explained score is the search score, recomputed
     assert both["score"] == pytest.approx(both["vector_scores"]["joint"], abs=1e-4)
     assert both["score"] != pytest.approx(image["score"], abs=1e-6)
+    assert image["fusion"] is None and both["fusion"] is None  # one vector each: the score is the cosine explained
 
 
 def test_like_and_label(explain_store: ExplainStore, tmp_path: Path) -> None:

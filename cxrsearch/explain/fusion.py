@@ -1,0 +1,102 @@
+"""Why a hit ranked where it did under a fused (hybrid text) query: each component's own evidence.
+
+A text query is ranked by weighted RRF over several components (see :mod:`cxrsearch.search.modes`).
+The attributions of :mod:`.attribution` and :mod:`.tokens` explain the *dense* part (the query
+embedding against the hit, through the model); this module adds the rest, from the same store
+queries and vectors the search used:
+
+- every component's own rank and score for the hit, and its weight (the fused rank arithmetic:
+  RRF adds, per component, a share that falls with the hit's rank in that component's list);
+- ``bm25``: the query terms (after negation marking) the hit's report contains, with the report's
+  BM25 term weight, and the query terms it lacks (a negated mention is another term:
+  ``noeffusion`` does not match ``effusion``);
+- ``labels``: the labels that carry the cosine of the query's and the hit's predicted label
+  probabilities (``q_i * h_i / (|q| |h|)``, largest first).
+
+No filters are applied here: ``explain`` takes none, so ranks are within the whole collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cxrsearch.search.modes import FusionWeights, component_ranks, mode, run_query
+from cxrsearch.store.base import Point, SparseVector, Store
+from cxrsearch.store.schema import Bm25Spec
+from cxrsearch.text.bm25 import embed_query, mark_negations
+
+DEPTH = 100
+"""How deep each list is read for ranks (a hit below it has rank ``None`` there)."""
+
+
+@dataclass(frozen=True)
+class FusionEvidence:
+    """The fused score of the hit (``rank``/``score`` in the fused list, ``None`` below :data:`DEPTH`),
+    the weights and where they came from, and per component: ``rank``, ``score``, ``weight`` and
+    its ``evidence`` (matched terms, label contributions)."""
+
+    rank: int | None
+    score: float | None
+    weights_source: str
+    components: Mapping[str, Mapping[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "score": self.score, "weights_source": self.weights_source,
+                "components": {name: dict(parts) for name, parts in self.components.items()}}
+
+
+def fusion_evidence(store: Store, collection: str, mode_name: str, vectors: Mapping[str, Any], point: Point,
+                    weights: FusionWeights, query_text: str | None, bm25: Bm25Spec | None,
+                    labels: tuple[str, ...]) -> FusionEvidence | None:
+    """The evidence for ``point`` under the query ``vectors`` of ``mode_name``; ``None`` for a mode
+    with one component (its score is the cosine the attributions explain)."""
+    if len(mode(mode_name).components) == 1:
+        return None
+    fused = run_query(store, collection, mode_name, vectors, None, DEPTH, weights)
+    rank, score = next(((r, h.score) for r, h in enumerate(fused, start=1) if h.id == point.id), (None, None))
+    (ranks,) = component_ranks(store, collection, mode_name, vectors, None, [point], weights, DEPTH)
+    components: dict[str, dict[str, Any]] = {name: dict(parts) for name, parts in ranks.items()}
+    if "bm25" in components and query_text is not None and bm25 is not None:
+        components["bm25"]["evidence"] = matched_terms(query_text, point.vectors.get("bm25"), bm25)
+    if "labels" in components:
+        components["labels"]["evidence"] = label_contributions(vectors.get("label_probs"),
+                                                               point.vectors.get("label_probs"), labels,
+                                                               point.payload.get("probs") or {})
+    return FusionEvidence(rank, score, weights.source, components)
+
+
+def matched_terms(query_text: str, stored: SparseVector | None, bm25: Bm25Spec) -> dict[str, Any]:
+    """Query words (negation-marked, as BM25 indexed them) found in and missing from the hit's report."""
+    weights = dict(zip(stored.indices, stored.values)) if stored is not None else {}
+    matched, missing = [], []
+    for word in dict.fromkeys(mark_negations(query_text).split()):
+        vector = embed_query(word, bm25)
+        if vector is None:  # a stopword or punctuation: not a BM25 term
+            continue
+        term = vector.indices[0]
+        if term in weights:
+            matched.append({"term": word, "report_weight": round(float(weights[term]), 4)})
+        else:
+            missing.append(word)
+    return {"matched": matched, "missing": missing}
+
+
+def label_contributions(query: Any, stored: Any, labels: tuple[str, ...], hit_probs: Mapping[str, float],
+                        top: int = 5) -> list[dict[str, Any]]:
+    """The labels contributing most to cos(query label probabilities, hit label probabilities);
+    ``hit_probs`` are the hit's probabilities as stored in its payload (the vector is normalised)."""
+    if query is None or stored is None:
+        return []
+    q, h = np.asarray(query, dtype=np.float64), np.asarray(stored, dtype=np.float64)
+    if q.shape != h.shape or q.shape[0] != len(labels):
+        return []
+    norm = float(np.linalg.norm(q) * np.linalg.norm(h)) or 1.0
+    shares = q * h / norm
+    order = np.argsort(-shares, kind="stable")[:top]
+    return [{"label": labels[i], "query_prob": round(float(q[i]), 4),
+             "hit_prob": None if labels[i] not in hit_probs else round(float(hit_probs[labels[i]]), 4),
+             "share": round(float(shares[i]), 4)} for i in order]
