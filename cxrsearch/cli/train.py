@@ -83,6 +83,7 @@ def train(
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", metavar="PATH", help="Load the text tower from this local copy instead of the config's source."),
     image_encoder: Optional[str] = typer.Option(None, "--image-encoder", metavar="PATH|random", help="Load the image tower from this local copy, or 'random'."),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Use only the first N train+val studies (quick runs)."),
+    finding_sentences: bool = typer.Option(True, "--finding-sentences/--no-finding-sentences", help="Also train on report sentences that affirm one of the study's labels (short queries read like them)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
 ) -> None:
     """Train a model: validation every epoch, early stopping, best checkpoint kept, resumable."""
@@ -94,6 +95,7 @@ def train(
         data=paths.data_dir(data), config=config, out=out if out is not None else paths.models_dir() / Path(config).stem,
         images=images, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, freeze_encoders=freeze_encoders,
         resume=resume, device=device, seed=seed, text_encoder=text_encoder, image_encoder=image_encoder, limit=limit,
+        finding_sentences=finding_sentences,
     )
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())

@@ -10,6 +10,14 @@ loaded** here. Each study becomes one sample with
 
 A study with neither text nor image cannot be trained on and is counted in ``skipped``.
 
+**Finding sentences** (``sentences=True``, ``cxrsearch train --finding-sentences``): people search
+with short phrases, while every training text is a whole report, and most reports name findings
+only to deny them ("No pneumothorax or effusion"): a model trained on whole reports alone reads
+"pulmonary edema" as a normal report. So each train report's sentences that *affirm* one of the
+study's own labels, by that label's vocabulary words (its name and its MeSH headings in
+labels.json, outside a negation's scope as :func:`cxrsearch.text.bm25.mark_negations` marks it),
+are added as text-only samples whose targets are those labels. Val stays whole reports.
+
 The **data fingerprint** (saved in the checkpoint) is a sha256 over the label vocabulary and, per
 sample in order, the uid, split, text, label set and paired image ids with their file sizes: two runs
 with the same fingerprint trained on the same inputs.
@@ -96,11 +104,64 @@ def _split_data(rows: list[tuple], labels: tuple[str, ...]) -> SplitData:
     )
 
 
-def load_training_data(data: str | Path, images_dir: str | Path | None = None, limit: int | None = None) -> TrainingData:
+def _word(word: str) -> str:
+    """A word without its plural ending ("opacities" -> "opacity", "effusions" -> "effusion")."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
+
+
+def label_keywords() -> dict[str, tuple[frozenset[str], ...]]:
+    """Per label, the word sets that name it: its name, and each MeSH rule's heading words plus its
+    qualifier's ("Hernia, Hiatal" -> {hernia, hiatal}; "Lung/hypoinflation" -> {lung, hypoinflation});
+    a sentence names the label when it holds every word of one set."""
+    from cxrsearch.data.labels import vocabulary
+
+    out = {}
+    for spec in vocabulary():
+        sets = {frozenset(_word(w) for w in _WORDS.findall(spec.name.lower()))}
+        for rule in spec.rules:
+            sets.add(frozenset(_word(w) for w in _WORDS.findall(f"{rule.heading} {rule.qualifier or ''}".lower())))
+        out[spec.name] = tuple(sorted(sets - {frozenset()}, key=sorted))
+    return out
+
+
+def finding_sentences(text: str | None, study_labels: tuple[str, ...],
+                      keywords: dict[str, tuple[frozenset[str], ...]]) -> list[tuple[str, tuple[str, ...]]]:
+    """``(sentence, labels it affirms)`` for each sentence of ``text`` naming one of ``study_labels``
+    outside a negation (see the module docstring); ``normal`` is never affirmed by a sentence."""
+    from cxrsearch.text.bm25 import mark_negations
+
+    out = []
+    for sentence in re.split(r"(?<=[.;])\s+", text or ""):
+        words = {_word(w) for w in mark_negations(sentence).split()}  # negated words carry a "no" prefix
+        affirmed = tuple(label for label in study_labels
+                         if label != "normal" and any(need <= words for need in keywords.get(label, ())))
+        if affirmed:
+            out.append((sentence.strip(), affirmed))
+    return out
+
+
+def with_finding_sentences(texts: list[str | None], label_sets: list[tuple[str, ...]]
+                           ) -> tuple[list[str | None], list[tuple[str, ...]]]:
+    """``texts`` and ``label_sets`` followed by every text's finding sentences and their labels (what
+    training with finding sentences reads; baselines get the same data)."""
+    keywords = label_keywords()
+    out_texts, out_labels = list(texts), list(label_sets)
+    for text, labels in zip(texts, label_sets):
+        for sentence, affirmed in finding_sentences(text, tuple(labels), keywords):
+            out_texts.append(sentence)
+            out_labels.append(affirmed)
+    return out_texts, out_labels
+
+
+def load_training_data(data: str | Path, images_dir: str | Path | None = None, limit: int | None = None,
+                       sentences: bool = False) -> TrainingData:
     """Train and val samples of the Open-i reports at ``data`` (tgz, XML folder or data folder).
 
     ``images_dir``: pair radiographs found there (recursively) with their reports. ``limit``: keep
     only the first ``limit`` train+val studies in report-number order (quick runs and tests).
+    ``sentences``: add the train reports' finding sentences (see the module docstring).
     """
     from cxrsearch.data.labels import label_names
     from cxrsearch.data.openi import load_studies
@@ -117,6 +178,7 @@ def load_training_data(data: str | Path, images_dir: str | Path | None = None, l
     if limit is not None:
         studies = studies[:limit]
     rows: dict[str, list[tuple]] = {"train": [], "val": []}
+    keywords = label_keywords() if sentences else {}
     digest = hashlib.sha256(json.dumps(labels).encode())
     skipped = 0
     for study in studies:
@@ -131,6 +193,10 @@ def load_training_data(data: str | Path, images_dir: str | Path | None = None, l
         rows[study.split].append((study.uid, text, images, study.labels))
         record = [study.uid, study.split, text, sorted(study.labels), [[p.name, p.stat().st_size] for p in images]]
         digest.update(json.dumps(record, ensure_ascii=False).encode())
+        if sentences and study.split == "train":
+            for n, (sentence, affirmed) in enumerate(finding_sentences(text, study.labels, keywords)):
+                rows["train"].append((f"{study.uid}#s{n}", sentence, (), affirmed))
+                digest.update(json.dumps([f"{study.uid}#s{n}", sentence, list(affirmed)]).encode())
     for split in ("train", "val"):
         if len(rows[split]) < 2:
             raise ConfigError(f"the {split} split has {len(rows[split])} usable studies; training needs at least 2 (is --limit too small?)", path=data)
