@@ -14,7 +14,8 @@ strongest simple baselines, on full-report queries and on short educator queries
    ``random``, ``bm25s`` (bm25s, the classic baseline), ``qdrant-bm25`` (our sparse vectors alone),
    ``dense`` (the model's text vectors alone), ``labels`` (the model's label-probability vectors
    alone), ``tfidf-lr`` (TF-IDF + per-label logistic regression, ranking by cosine of predicted
-   label probabilities: supervised on the same MeSH labels that define relevance, like the model),
+   label probabilities: supervised on the same MeSH labels that define relevance, like the model,
+   and fitted on the model's own training texts, finding sentences included when it had them),
    ``hybrid`` (all components, weights 1) and ``hybrid-tuned``.
    - full-report queries (test studies vs the train pool, strict relevance), subsets ``all``,
      ``novel`` (no word-for-word identical report in the pool) and ``non-normal``;
@@ -42,6 +43,7 @@ from cxrsearch.evaluate.short_queries import load_short_queries
 from cxrsearch.evaluate.subsets import subset_masks
 from cxrsearch.index import IndexOptions, index_studies
 from cxrsearch.model.encode import Encoder
+from cxrsearch.model.train_data import with_finding_sentences
 from cxrsearch.search.modes import FUSION_FILE, FusionWeights, encode_queries, fusion_weights, query_text, run_query
 from cxrsearch.store.base import Filter
 from cxrsearch.store.edge import EdgeStore
@@ -160,7 +162,11 @@ def main() -> None:
         masks = subset_masks(uids, [by_uid[u].report_text() for u in uids], [by_uid[u].labels for u in uids],
                              pool_texts)
         t0 = time.perf_counter()
-        label_model = fit_label_model(pool_texts, [s.labels for s in train], vocab)
+        training = encoder.checkpoint.info.extra.get("training") or {}
+        fit_texts, fit_labels = pool_texts, [s.labels for s in train]
+        if training.get("finding_sentences"):  # the baseline reads what the model read
+            fit_texts, fit_labels = with_finding_sentences(fit_texts, fit_labels)
+        label_model = fit_label_model(fit_texts, fit_labels, vocab)
         rankings = {
             "random": random_rankings(pool_uids, uids, DEPTH),
             "bm25s": bm25_rankings(pool_uids, pool_texts, uids, texts, DEPTH),

@@ -241,11 +241,13 @@ def evaluate_retrieval(
     ks: Sequence[int],
     unlabelled: int = 0,
     progress: Progress | None = None,
+    finding_sentences: bool = False,
 ) -> RetrievalResult:
     """Run every (setting, mode, method) on ``queries`` (studies of ``split``; see the module doc).
 
     ``cases``: the stored studies (any split); ``label_sets`` / ``texts``: MeSH labels and report
-    text by study id; ``searchers``: ``{"model": .., "untrained": ..}``.
+    text by study id; ``searchers``: ``{"model": .., "untrained": ..}``; ``finding_sentences``:
+    the checkpoint was trained with them, so tfidf-lr is too.
     """
     ks = tuple(sorted(set(int(k) for k in ks)))
     if not ks or ks[0] < 1:
@@ -303,7 +305,8 @@ def evaluate_retrieval(
                     ranked = bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth)
                     rows += _rows(setting, mode, "bm25", pool, asked, ranked, ks, subsets)
                     if "train" not in label_models:  # fitted on train only, as the checkpoint was
-                        label_models["train"] = _train_label_model(cases, label_sets, texts, vocabulary, notes)
+                        label_models["train"] = _train_label_model(cases, label_sets, texts, vocabulary, notes,
+                                                                   finding_sentences)
                     model = label_models["train"]
                     if model is not None:
                         ranked = cosine_rankings(pool_uids, model.predict(pool_texts), query_uids,
@@ -315,11 +318,18 @@ def evaluate_retrieval(
 
 
 def _train_label_model(cases: Mapping[str, Case], label_sets: Mapping[str, tuple[str, ...]], texts: Mapping[str, str],
-                       vocabulary: Sequence[str], notes: list[str]) -> Any:
-    """The tfidf-lr model fitted on the train split, or ``None`` (with a note) when it cannot be."""
+                       vocabulary: Sequence[str], notes: list[str], sentences: bool) -> Any:
+    """The tfidf-lr model fitted on the train split (plus its finding sentences when the checkpoint
+    was trained with them: the baseline reads what the model read), or ``None`` (with a note) when
+    it cannot be fitted."""
+    from cxrsearch.model.train_data import with_finding_sentences
+
     train = sorted((u for u, case in cases.items() if case.split == "train"), key=lambda u: int(u[3:]))
+    train_texts, train_labels = [texts[u] for u in train], [label_sets[u] for u in train]
+    if sentences:
+        train_texts, train_labels = with_finding_sentences(train_texts, train_labels)
     try:
-        return fit_label_model([texts[u] for u in train], [label_sets[u] for u in train], vocabulary)
+        return fit_label_model(train_texts, train_labels, vocabulary)
     except ConfigError as exc:
         notes.append(f"tfidf-lr not run: {exc.message}")
         return None
@@ -333,6 +343,7 @@ def evaluate_short_queries(
     vocabulary: Sequence[str],
     searchers: Mapping[str, Searcher],
     ks: Sequence[int],
+    finding_sentences: bool = False,
 ) -> tuple[str, tuple[RetrievalRow, ...]]:
     """The short-query protocol: the phrasings of :mod:`.short_queries` an educator types, searched
     without filters against every indexed study, a hit relevant when its MeSH labels hold the
@@ -358,7 +369,7 @@ def evaluate_short_queries(
     pool_texts = [texts[uid] for uid in pool_uids]
     rows += _rows("short", "text->case", "bm25", pool, queries,
                   bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth), ks)
-    model = _train_label_model(cases, label_sets, texts, vocabulary, [])
+    model = _train_label_model(cases, label_sets, texts, vocabulary, [], finding_sentences)
     if model is not None:
         rows += _rows("short", "text->case", "tfidf-lr", pool, queries,
                       cosine_rankings(pool_uids, model.predict(pool_texts), query_uids, model.predict(query_texts),

@@ -163,17 +163,20 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
         timings["classification"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
+        training = checkpoint.info.extra.get("training")
+        sentences = bool(training.get("finding_sentences")) if isinstance(training, dict) else False
         train_counts = label_counts(s.labels for s in studies if s.split == "train")
         queries = _queries([by_uid[uid] for uid in split_uids], cases, train_counts, vocabulary)
         retrieval = evaluate_retrieval(
             options.split, queries, cases, {s.uid: s.labels for s in studies}, {s.uid: s.report_text() for s in studies},
-            vocabulary, searchers, options.ks, unlabelled=len(split_uids) - len(queries), progress=progress)
+            vocabulary, searchers, options.ks, unlabelled=len(split_uids) - len(queries), progress=progress,
+            finding_sentences=sentences)
         timings["retrieval"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         short_half, short_rows = evaluate_short_queries(
             options.split, cases, {s.uid: s.labels for s in studies}, {s.uid: s.report_text() for s in studies},
-            vocabulary, searchers, options.ks)
+            vocabulary, searchers, options.ks, finding_sentences=sentences)
         timings["short_queries"] = time.perf_counter() - tick
 
         crossmodal = tuple(evaluate_crossmodal(method, cases_by_method[method], options.split) for method in encoders)
