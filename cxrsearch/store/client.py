@@ -185,8 +185,9 @@ class ClientStore:
         client_filter = to_client(filter)
         params = _search_params(schema, self._local)
         sparse = schema.sparse_names
+        # the filter is given once, on the fusion: the engine applies it inside every prefetch
         prefetch = [models.Prefetch(query=_client_vector(as_query_vector(collection, sizes, name, vec, sparse)),
-                                    using=name, filter=client_filter, limit=prefetch_limit(limit),
+                                    using=name, limit=prefetch_limit(limit),
                                     params=None if name in sparse else params)
                     for name, vec in queries]
         with self._errors(collection):

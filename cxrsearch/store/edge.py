@@ -197,8 +197,10 @@ class EdgeStore:
         params = edge_config.search_params(handle.schema)
         edge_filter = to_edge(filter)
         sparse = handle.schema.sparse_names
+        # the filter is given once, on the fusion: the engine applies it inside every prefetch (each
+        # list holds only passing points; a per-prefetch copy made each list evaluate it again)
         prefetches = [
-            qe.Prefetch(limit=prefetch_limit(limit), filter=edge_filter, params=None if name in sparse else params,
+            qe.Prefetch(limit=prefetch_limit(limit), params=None if name in sparse else params,
                         query=qe.Query.Nearest(_edge_vector(as_query_vector(
                             collection, handle.vector_sizes, name, vec, sparse)), using=name))
             for name, vec in queries
