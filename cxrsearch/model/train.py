@@ -179,7 +179,7 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
 
     common = {"device": options.device, "frozen": options.freeze_encoders, "cache_root": paths.cache_dir(), "progress": report}
     train_inputs = SplitInputs(model, data.train, all_images=True, **common)
-    val_inputs = SplitInputs(model, data.val, all_images=False, **common)
+    val_inputs = SplitInputs(model, data.val, all_images=True, **common)  # predictions average every radiograph
 
     optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, options), lr=options.lr)
     steps_per_epoch = len(plan_batches(data.train, options.batch_size, options.seed, 1))

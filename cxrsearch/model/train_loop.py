@@ -64,6 +64,20 @@ def plan_batches(split: SplitData, batch_size: int, seed: int | None, epoch: int
     return batches
 
 
+def evaluation_batches(split: SplitData, batch_size: int) -> list[Batch]:
+    """Every (study, radiograph) pair once, and each study without one once, in split order: the
+    points ``cxrsearch index`` makes of the split (one per radiograph with its report, else the
+    report), so that a study's prediction can be their mean, as ``cxrsearch evaluate`` takes it."""
+    batches = []
+    for name, rows in _groups(split).items():
+        pairs = [(r, k) for r in rows for k in (range(len(split.images[r])) if name != "text" else (0,))]
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            slots = None if name == "text" else tuple(k for _, k in chunk)
+            batches.append(Batch(tuple(r for r, _ in chunk), slots, name != "image"))
+    return batches
+
+
 class SplitInputs:
     """Tower features for batches of one split: from cached frozen-tower tables, or by running the
     (trainable) towers live. ``all_images``: make every image of a study usable (training); else only
@@ -175,18 +189,24 @@ def train_epoch(
 
 
 def predict(model: FusionModel, inputs: SplitInputs, batch_size: int) -> np.ndarray:
-    """``[N, L]`` label probabilities of every sample of ``inputs.split`` (all its modalities, the
-    first image of a study), in split order, in eval mode."""
+    """``[N, L]`` label probabilities of every sample of ``inputs.split``, in split order, in eval
+    mode: the mean over the study's radiographs (each with its report), or its report alone, the
+    per-study aggregation of ``cxrsearch evaluate`` (:meth:`cxrsearch.evaluate.casebase.Case.probs`),
+    so that thresholds tuned on these predictions apply to the numbers evaluate reports. Needs
+    ``inputs`` made with ``all_images=True`` when the split has studies with several radiographs."""
     import torch
 
-    probs = np.zeros(inputs.split.targets.shape, dtype=np.float32)
+    sums = np.zeros(inputs.split.targets.shape, dtype=np.float64)
+    counts = np.zeros(len(inputs.split), dtype=np.int64)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in plan_batches(inputs.split, batch_size, seed=None):
+            for batch in evaluation_batches(inputs.split, batch_size):
                 image, text = inputs.features(batch)
-                probs[list(batch.rows)] = torch.sigmoid(model.fuse(image, text).logits).float().cpu().numpy()
+                probs = torch.sigmoid(model.fuse(image, text).logits).double().cpu().numpy()
+                np.add.at(sums, list(batch.rows), probs)
+                np.add.at(counts, list(batch.rows), 1)
     finally:
         model.train(was_training)
-    return probs
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)

@@ -58,7 +58,7 @@ def test_checkpoint_thresholds_are_tuned_on_val_not_test(trained, reports_tgz):
     # statistics, the val set holds positives and negatives whose probabilities lie within 1e-5 of each
     # other, and another batching (the Encoder's) moves each probability by ~1e-7 of float rounding
     # that depends on the CPU and the thread count, which can swap such a pair.
-    inputs = SplitInputs(ckpt.model, val, device="cpu", frozen=False, cache_root=None, all_images=False)
+    inputs = SplitInputs(ckpt.model, val, device="cpu", frozen=False, cache_root=None, all_images=True)
     val_probs = predict(ckpt.model, inputs, options.eval_batch_size)
     assert macro_auroc(val.targets, val_probs) == pytest.approx(result.best_val_macro_auroc, abs=1e-4)
     retuned = tune_thresholds(val.targets, val_probs, ckpt.labels)
