@@ -10,7 +10,9 @@ naming the file. Open-i reports never need a DTD.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -145,11 +147,28 @@ def parse_report(data: bytes, name: str) -> Study:
 
 
 def _read(path: Path, size: int = -1) -> bytes:
+    """The first ``size`` bytes of ``path`` (all of it for -1), read only when it is a regular file
+    (symlinks followed: a FIFO would block forever, ``/dev/zero`` never ends) of at most
+    :data:`MAX_REPORT_BYTES` when read whole, checked on the open descriptor before any byte is read."""
     try:
-        with path.open("rb") as handle:
-            return handle.read(size)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO must not wait
     except OSError as exc:
         raise ReportError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or \
+                stat.S_ISBLK(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file"
+            raise ReportError(f"{kind}, not a regular file: refused", path=path)
+        if size < 0 and info.st_size > MAX_REPORT_BYTES:
+            raise ReportError(f"{info.st_size:,} bytes is far larger than any Open-i report; refused", path=path)
+        try:
+            data = handle.read(size if size >= 0 else MAX_REPORT_BYTES + 1)
+        except OSError as exc:
+            raise ReportError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    if size < 0 and len(data) > MAX_REPORT_BYTES:  # grew while being read
+        raise ReportError(f"more than {MAX_REPORT_BYTES:,} bytes, far larger than any Open-i report; refused", path=path)
+    return data
 
 
 def looks_like_xml(path: Path) -> bool:
@@ -220,8 +239,8 @@ def load_studies(source: str | Path) -> list[Study]:
     path = locate_reports(source)
     key = None
     if path.is_file():
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        info = path.stat()
+        key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
         if key in _cache:
             return list(_cache[key])
     studies: dict[str, Study] = {}

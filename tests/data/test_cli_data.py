@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -153,3 +154,33 @@ def test_inspect_bad_files_prints_one_error_line(tmp_path: Path, images_dir: Pat
     assert_one_error_line(run("data", "inspect", str(xxe)), str(xxe), "refused")
     assert_one_error_line(run("data", "inspect", str(tmp_path / "missing.dcm")), "not found")
     assert_one_error_line(run("data", "inspect", str(tmp_path)), "not a file")
+
+
+# --------------------------------------------------------------------------- special files in a report folder
+def _folder_with(tmp_path: Path, reports_tgz: Path, make_bad) -> Path:
+    """A report folder: two real reports and ``1.xml`` made by ``make_bad(path)``."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    with tarfile.open(reports_tgz) as tar:
+        members = sorted((m for m in tar.getmembers() if m.name.endswith(".xml")), key=lambda m: int(Path(m.name).stem))
+        for member in members[1:3]:
+            (folder / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+    make_bad(folder / "1.xml")
+    return folder
+
+
+@pytest.mark.timeout(60)  # a FIFO used to block data info forever
+@pytest.mark.parametrize(("make_bad", "message"), [
+    (os.mkfifo, "a FIFO, not a regular file"),
+    (lambda path: path.symlink_to("/dev/zero"), "a device, not a regular file"),
+    (lambda path: (path.write_bytes(b""), os.truncate(path, 400_000_000)), "far larger than any Open-i report"),
+], ids=["fifo", "dev-zero-symlink", "400MB"])
+def test_special_files_in_a_report_folder_are_refused_before_reading(tmp_path: Path, reports_tgz: Path, make_bad,
+                                                                     message: str) -> None:
+    folder = _folder_with(tmp_path, reports_tgz, make_bad)
+    for command in (["data", "info", str(folder)],
+                    ["train", "--data", str(folder), "--config", "tiny-test", "--out", str(tmp_path / "ckpt")]):
+        result = run(*command)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "1.xml" in errors[0] and message in errors[0], result.stderr
