@@ -73,3 +73,16 @@ def test_interrupt_and_unexpected_errors_are_one_line(tmp_path, monkeypatch) -> 
     result = CliRunner().invoke(app, ["data", "info", str(reports)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.strip() == "error: internal error: ZeroDivisionError: boom (re-run with --debug for the traceback)"
+
+
+def test_a_closed_pipe_ends_quietly_with_status_141(reports_tgz) -> None:
+    """``cxrsearch ... --json | head -1``: the reader is gone; no internal error, the shell's status."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "cxrsearch.cli.main", "data", "info", str(reports_tgz), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert b"internal error" not in err and b"Traceback" not in err and b"Exception ignored" not in err

@@ -29,6 +29,23 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+BROKEN_PIPE_STATUS = 141
+"""128 + SIGPIPE: what a shell reports for a command whose reader closed the pipe."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush into the closed pipe does not
+    print a second error."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's capture)
+        pass
+
+
 class _ErrorBoundary(TyperGroup):
     """Converts every exception escaping a command into one line on stderr."""
 
@@ -46,6 +63,9 @@ class _ErrorBoundary(TyperGroup):
                 raise
             _fail("interrupted (work done so far is kept; re-run the same command to resume, with --resume for train)",
                   code=130)
+        except BrokenPipeError:  # the reader left (`... --json | head -1`): stop quietly, as shell tools do
+            _silence_stdout()
+            raise typer.Exit(BROKEN_PIPE_STATUS) from None
         except Exception as exc:  # the boundary: nothing but one line reaches a user
             if _state["debug"]:
                 raise
