@@ -235,6 +235,10 @@ def query_text(text: str | None) -> str:
     """A query text as the model reads reports (the same cleaning, see :mod:`cxrsearch.text.report`)."""
     from cxrsearch.text.report import report_text
 
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError:  # bytes the terminal could not decode arrive as lone surrogates
+        raise QueryError("--text holds bytes that are not UTF-8 text (check the terminal's encoding)") from None
     cleaned = report_text(text, None)
     if not cleaned:
         raise QueryError(f"--text {text!r} has no words left after cleaning")

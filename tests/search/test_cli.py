@@ -93,6 +93,10 @@ def test_search_cli_table_and_one_line_errors(cli_store):
     assert result.exit_code == 1 and "error: unknown label 'big heart'; valid labels:" in result.output
     result = CliRunner().invoke(app, ["search", "--text", "x", "--collection", "nope", "--store", str(store)])
     assert result.exit_code == 1 and "no collection 'nope'" in result.output
+    # bytes the terminal could not decode (Python passes them on as lone surrogates): one line, no internal error
+    result = CliRunner().invoke(app, ["search", "--text", "enlarged heart \udcff\udcfe", "--store", str(store)])
+    assert result.exit_code == 1 and "--text holds bytes that are not UTF-8 text" in result.output
+    assert "internal error" not in result.output
 
 
 def test_search_cli_without_recorded_checkpoint_says_pass_model(cli_store, tiny_checkpoint, tmp_path):
