@@ -58,6 +58,10 @@ def index_studies(
     from cxrsearch.model.encode import Encoder
 
     started = time.perf_counter()
+    if options.collection in store.list_collections():
+        # open it first: a collection another process holds is refused now, not after the checkpoint
+        # is loaded and every report parsed (and the lock is held for the whole run from here)
+        store.collection_info(options.collection)
     encoder = checkpoint if isinstance(checkpoint, Encoder) else Encoder(checkpoint)
     if encoder.checkpoint is None:
         raise ModelError("indexing needs a saved checkpoint (its path and fingerprint are stored with the points)")

@@ -161,3 +161,17 @@ def test_progress_follows_the_store_and_a_failed_upsert_stops_the_run(tiny_check
     with EdgeStore(tmp_path / "bad") as store:  # and the same command finishes the job
         again = index_studies(options, store, tiny_checkpoint)
         assert (again.skipped_existing, again.count) == (16, total)
+
+
+def test_a_collection_held_by_another_process_is_refused_before_any_heavy_work(reports_tgz, tmp_path):
+    """The lock is the first thing an index run checks: the checkpoint named here does not even exist,
+    and the run still says the collection is in use (not that the checkpoint is missing)."""
+    holder = EdgeStore(tmp_path / "store")
+    holder.create_collection("cases", load_schema("cases").with_bm25_avg_len(28.0), 16, 4)
+    try:
+        with EdgeStore(tmp_path / "store") as store:
+            with pytest.raises(StoreError, match="in use by another process"):
+                index_studies(index_options(reports_tgz, None, None, tmp_path / "f", collection="cases"), store,
+                              tmp_path / "no-such-checkpoint")
+    finally:
+        holder.close()
