@@ -57,6 +57,7 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
     from cxrsearch.model.encode import Encoder
 
     record = recorded_model(store, collection)
+    given = checkpoint is not None
     if checkpoint is None:
         if record is None:
             raise QueryError(f"collection {collection!r} is empty: index it first, or pass --model CKPT", path=store.location)
@@ -67,7 +68,8 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
     try:
         encoder = checkpoint if isinstance(checkpoint, Encoder) else Encoder(checkpoint)
     except ModelError as exc:
-        raise QueryError(f"cannot load the checkpoint ({exc}); pass --model CKPT", path=collection) from None
+        hint = "check the --model path" if given else "pass --model CKPT (the weights it was indexed with)"
+        raise QueryError(f"cannot load the checkpoint ({exc}); {hint}", path=collection) from None
     if record is not None and encoder.fingerprint != record.fingerprint:
         raise QueryError(
             f"checkpoint {_where(encoder)} (fingerprint {str(encoder.fingerprint)[:12]}) is not the one collection "

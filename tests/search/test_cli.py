@@ -113,6 +113,9 @@ def test_search_cli_without_recorded_checkpoint_says_pass_model(cli_store, tiny_
     assert result.exit_code == 1 and "pass --model CKPT" in result.output
     result = CliRunner().invoke(app, ["search", "--text", "effusion", "--store", str(copy), "--model", str(tiny_checkpoint)])
     assert result.exit_code == 0, result.output
+    # a --model that cannot be loaded: the message points at that path, not at "pass --model"
+    result = CliRunner().invoke(app, ["search", "--text", "effusion", "--store", str(copy), "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and "check the --model path" in result.output and "pass --model" not in result.output
 
 
 def test_sigkilled_index_resumes_to_the_exact_count(tiny_checkpoint, reports_tgz, studies, tmp_path):
