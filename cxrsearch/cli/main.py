@@ -10,6 +10,7 @@ traceback through. Command modules must not import torch/transformers/timm/captu
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from typer.core import TyperGroup
@@ -36,9 +37,6 @@ BROKEN_PIPE_STATUS = 141
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so that the interpreter's final flush into the closed pipe does not
     print a second error."""
-    import os
-    import sys
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -43,9 +43,11 @@ from cxrsearch.evaluate.baselines import bm25_rankings, cosine_rankings, fit_lab
 from cxrsearch.evaluate.casebase import Case
 from cxrsearch.evaluate.metrics import mean_metrics
 from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
+from cxrsearch.evaluate.short_queries import load_short_queries
 from cxrsearch.evaluate.subsets import subset_masks
+from cxrsearch.model.train_data import with_finding_sentences
 from cxrsearch.search.modes import mode as search_mode
-from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, run_query
+from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, query_text, run_query
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.store.base import Filter
 
@@ -322,8 +324,6 @@ def _train_label_model(cases: Mapping[str, Case], label_sets: Mapping[str, tuple
     """The tfidf-lr model fitted on the train split (plus its finding sentences when the checkpoint
     was trained with them: the baseline reads what the model read), or ``None`` (with a note) when
     it cannot be fitted."""
-    from cxrsearch.model.train_data import with_finding_sentences
-
     train = sorted((u for u, case in cases.items() if case.split == "train"), key=lambda u: int(u[3:]))
     train_texts, train_labels = [texts[u] for u in train], [label_sets[u] for u in train]
     if sentences:
@@ -349,9 +349,6 @@ def evaluate_short_queries(
     without filters against every indexed study, a hit relevant when its MeSH labels hold the
     query's label. The **dev** half is used when ``split`` is ``val`` (the tuning split), the
     **test** half otherwise. Returns the half and one row per method (``setting`` ``"short"``)."""
-    from cxrsearch.evaluate.short_queries import load_short_queries
-    from cxrsearch.search.modes import query_text
-
     half = "dev" if split == "val" else "test"
     ks = tuple(sorted(set(int(k) for k in ks)))
     depth = max(ks)

@@ -17,7 +17,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,8 +222,6 @@ def _notes(split: str) -> list[str]:
 
 def _with_component_methods(searchers: dict[str, Searcher]) -> dict[str, Searcher]:
     """The searchers plus one per component of the model's fused text query, that component alone."""
-    from dataclasses import replace
-
     out = dict(searchers)
     for method, component in COMPONENT_METHODS.items():
         alone = {name: float(name == component) for name in ("text", "bm25", "labels", "image")}

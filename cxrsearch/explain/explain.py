@@ -26,7 +26,9 @@ import numpy as np
 
 from cxrsearch.errors import QueryError
 from cxrsearch.explain.explanation import Explanation
+from cxrsearch.explain.fusion import fusion_evidence
 from cxrsearch.explain.request import ExplainRequest, build_target, resolve_hit, vector_scores
+from cxrsearch.search.modes import bm25_params, fusion_weights, query_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -149,9 +151,6 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
     clock.lap("tokens")
     fusion = None
     if query_vectors is not None:
-        from cxrsearch.explain.fusion import fusion_evidence
-        from cxrsearch.search.modes import bm25_params, fusion_weights, query_text
-
         fusion = fusion_evidence(store, request.collection, request.mode, query_vectors, point, fusion_weights(encoder),
                                  None if request.text is None else query_text(request.text),
                                  bm25_params(store, request.collection, request.mode), tuple(encoder.labels))

@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrsearch.data.labels import label_names, vocabulary
 from cxrsearch.errors import ConfigError
+from cxrsearch.text.bm25 import mark_negations
 
 _WORDS = re.compile(r"\w+")
 
@@ -115,8 +117,6 @@ def label_keywords() -> dict[str, tuple[frozenset[str], ...]]:
     """Per label, the word sets that name it: its name, and each MeSH rule's heading words plus its
     qualifier's ("Hernia, Hiatal" -> {hernia, hiatal}; "Lung/hypoinflation" -> {lung, hypoinflation});
     a sentence names the label when it holds every word of one set."""
-    from cxrsearch.data.labels import vocabulary
-
     out = {}
     for spec in vocabulary():
         sets = {frozenset(_word(w) for w in _WORDS.findall(spec.name.lower()))}
@@ -130,8 +130,6 @@ def finding_sentences(text: str | None, study_labels: tuple[str, ...],
                       keywords: dict[str, tuple[frozenset[str], ...]]) -> list[tuple[str, tuple[str, ...]]]:
     """``(sentence, labels it affirms)`` for each sentence of ``text`` naming one of ``study_labels``
     outside a negation (see the module docstring); ``normal`` is never affirmed by a sentence."""
-    from cxrsearch.text.bm25 import mark_negations
-
     out = []
     for sentence in re.split(r"(?<=[.;])\s+", text or ""):
         words = {_word(w) for w in mark_negations(sentence).split()}  # negated words carry a "no" prefix
@@ -163,7 +161,6 @@ def load_training_data(data: str | Path, images_dir: str | Path | None = None, l
     only the first ``limit`` train+val studies in report-number order (quick runs and tests).
     ``sentences``: add the train reports' finding sentences (see the module docstring).
     """
-    from cxrsearch.data.labels import label_names
     from cxrsearch.data.openi import load_studies
 
     if limit is not None and limit < 2:
