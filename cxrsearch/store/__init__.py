@@ -20,10 +20,23 @@ from cxrsearch.store.schema import CollectionSchema, list_schemas, load_schema
 
 URL_ENV = "CXRSEARCH_QDRANT_URL"
 API_KEY_ENV = "CXRSEARCH_QDRANT_API_KEY"
+TIMEOUT_ENV = "CXRSEARCH_QDRANT_TIMEOUT"
+DEFAULT_TIMEOUT = 10
+"""Seconds a server call may take before it fails with a one-line error (``CXRSEARCH_QDRANT_TIMEOUT``)."""
+
+
+def server_timeout() -> int:
+    """``CXRSEARCH_QDRANT_TIMEOUT`` (whole seconds >= 1), else :data:`DEFAULT_TIMEOUT`."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    if not raw.isdigit() or int(raw) < 1:
+        raise StoreError(f"{TIMEOUT_ENV} must be a whole number of seconds >= 1, got {raw!r}")
+    return int(raw)
 
 __all__ = [
-    "API_KEY_ENV", "RRF_K", "URL_ENV", "CollectionInfo", "CollectionSchema", "Filter", "Hit", "Point", "Store",
-    "list_schemas", "load_schema", "open_store", "point_id",
+    "API_KEY_ENV", "DEFAULT_TIMEOUT", "RRF_K", "TIMEOUT_ENV", "URL_ENV", "CollectionInfo", "CollectionSchema", "Filter",
+    "Hit", "Point", "Store", "list_schemas", "load_schema", "open_store", "point_id", "server_timeout",
 ]
 
 
@@ -35,7 +48,8 @@ def open_store(store_dir: str | Path | None = None, url: str | None = None, api_
     ``CXRSEARCH_QDRANT_URL``) is set, with ``api_key`` (or ``CXRSEARCH_QDRANT_API_KEY``). Else the
     embedded store in ``store_dir`` (or ``CXRSEARCH_STORE``, or the per-user data directory).
     An explicit ``store_dir`` beats ``CXRSEARCH_QDRANT_URL``; an explicit ``url`` and ``store_dir``
-    together are an error (the caller must mean one of them).
+    together are an error (the caller must mean one of them). Server calls time out after
+    :func:`server_timeout` seconds.
     """
     if location is not None:
         if location != ":memory:":
@@ -50,7 +64,7 @@ def open_store(store_dir: str | Path | None = None, url: str | None = None, api_
     if url:
         from cxrsearch.store.client import ClientStore
 
-        return ClientStore.connect(url, api_key or os.environ.get(API_KEY_ENV) or None)
+        return ClientStore.connect(url, api_key or os.environ.get(API_KEY_ENV) or None, timeout=server_timeout())
     from cxrsearch.store.edge import EdgeStore
 
     return EdgeStore(paths.store_dir(store_dir))

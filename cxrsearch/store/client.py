@@ -37,9 +37,11 @@ class ClientStore:
         self.location = location
         self._local = local
         self._sizes: dict[str, tuple[CollectionSchema, dict[str, int]]] = {}
+        self.timeout: int | None = None
+        """Seconds a server call may take (``None``: in-memory, no network)."""
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None = None, timeout: int = 30) -> ClientStore:
+    def connect(cls, url: str, api_key: str | None = None, timeout: int = 10) -> ClientStore:
         """Connect to a server and check it answers, accepts the key and is recent enough."""
         import warnings
         from urllib.parse import urlsplit
@@ -54,6 +56,7 @@ class ClientStore:
         except Exception as exc:  # bad URL syntax and the like
             raise StoreError(f"cannot use this Qdrant URL: {exc}", path=url) from exc
         store = cls(client, url, local=False)
+        store.timeout = timeout
         with store._errors(None):
             version = client.info().version
         parsed = tuple(int(x) for x in version.split(".")[:2] if x.isdigit())
@@ -255,6 +258,10 @@ class ClientStore:
             raise StoreError(f"Qdrant answered {exc.status_code}: {_reason(exc)}", path=self.location) from None
         except (ResponseHandlingException, httpx.HTTPError, ConnectionError) as exc:
             cause = getattr(exc, "source", exc)
+            if isinstance(cause, httpx.TimeoutException) or isinstance(exc, httpx.TimeoutException):
+                raise StoreError(f"the Qdrant server accepted the connection but gave no answer within {self.timeout} s "
+                                 "(is it overloaded, or not a Qdrant server? CXRSEARCH_QDRANT_TIMEOUT sets the limit)",
+                                 path=self.location) from None
             raise StoreError(f"cannot reach the Qdrant server ({cause}); is it running? "
                              "(see docs/server.md)", path=self.location) from None
         except (ApiException, ValueError, KeyError) as exc:

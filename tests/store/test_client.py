@@ -71,3 +71,58 @@ def test_too_old_server_is_refused(fake_qdrant: dict):
         ClientStore.connect(fake_qdrant["url"])
     fake_qdrant["version"] = "1.19.1"
     ClientStore.connect(fake_qdrant["url"]).close()
+
+
+def test_a_server_that_never_answers_times_out_in_one_line(monkeypatch):
+    """A loopback socket that accepts connections and never answers: the limit of
+    CXRSEARCH_QDRANT_TIMEOUT, then one line naming the URL (was a 31 s hang)."""
+    import socket
+    import threading
+    import time
+
+    from typer.testing import CliRunner
+
+    from cxrsearch.cli.main import app
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # keep it open, never read, never answer
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setenv("CXRSEARCH_QDRANT_TIMEOUT", "1")
+    try:
+        started = time.perf_counter()
+        result = CliRunner().invoke(app, ["collections", "list", "--qdrant-url", url])
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for sock in held:
+            sock.close()
+        listener.close()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "gave no answer within 1 s" in result.output and url in result.output
+    assert elapsed < 15  # the 1 s limit per try (the client may retry once), not the old 31 s
+
+
+def test_the_timeout_variable_is_checked(monkeypatch):
+    from cxrsearch.errors import StoreError
+    from cxrsearch.store import server_timeout
+
+    monkeypatch.setenv("CXRSEARCH_QDRANT_TIMEOUT", "soon")
+    with pytest.raises(StoreError, match="CXRSEARCH_QDRANT_TIMEOUT must be a whole number"):
+        server_timeout()
+    monkeypatch.delenv("CXRSEARCH_QDRANT_TIMEOUT")
+    assert server_timeout() == 10
