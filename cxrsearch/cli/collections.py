@@ -93,6 +93,38 @@ def info_command(
     console.print(table)
 
 
+@app.command("verify")
+def verify_command(
+    name: str = typer.Argument(..., help="Collection name."),
+    deep: bool = typer.Option(False, "--deep", help="Also read every point: vectors finite, of the right size and "
+                                                     "unit length, ids equal to their keys, payload field types."),
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Check a collection against the integrity record of its last clean write; exit 1 if anything is off."""
+    from cxrsearch.store.integrity import verify_collection
+
+    with opened_store(store, qdrant_url, api_key) as st:
+        with err_console.status(f"verifying {name}" + (" (every point)" if deep else ""), spinner="dots"):
+            report = verify_collection(st, name, deep=deep)
+    if json_out:
+        print_json({"collection": report.collection, "location": report.location, "ok": report.ok,
+                    "points": report.points, "vectors": report.vectors,
+                    "record": None if report.record is None else report.record.to_dict(), "deep": report.deep,
+                    "checked": report.checked, "problems": report.problems})
+    else:
+        recorded = "no record" if report.record is None else f"{report.record.points:,} at {report.record.written}"
+        console.print(f"Collection [bold]{name}[/] ({report.location}): {report.points:,} points "
+                      f"(recorded: {recorded})")
+        for line in report.checked:
+            console.print(f"  checked: {line}")
+        for line in report.problems:
+            console.print(f"  [red]problem[/]: {line}")
+        console.print("[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command("create")
 def create_command(
     name: str = typer.Argument(..., help="Collection name."),
@@ -134,7 +166,7 @@ def drop_command(
 ) -> None:
     """Delete a collection and all its points (asks first unless --yes)."""
     with opened_store(store, qdrant_url, api_key) as st:
-        info = st.collection_info(name)
+        info = st.collection_info(name, check=False)  # a damaged collection can be dropped and rebuilt
         if not yes:
             typer.confirm(f"Drop collection {name!r} ({info.points_count:,} points) from {st.location}?", abort=True)
         st.drop_collection(name)

@@ -82,6 +82,31 @@ class CollectionInfo:
 
 
 @dataclass(frozen=True)
+class IntegrityRecord:
+    """What a writer left at its clean close (see :mod:`cxrsearch.store.integrity`): ``points``,
+    ``vectors`` (name -> points holding it), ``ids_digest`` (sha256 of the sorted point ids) and
+    ``written`` (UTC, ISO 8601)."""
+
+    points: int
+    vectors: dict[str, int]
+    ids_digest: str
+    written: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"points": self.points, "vectors": dict(self.vectors), "ids_digest": self.ids_digest,
+                "written": self.written}
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> IntegrityRecord:
+        try:
+            return cls(points=int(raw["points"]), vectors={str(k): int(v) for k, v in raw["vectors"].items()},
+                       ids_digest=str(raw["ids_digest"]), written=str(raw["written"]))
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise StoreError(f"the integrity record is unreadable ({exc!r}); drop and rebuild the collection",
+                             path=where) from None
+
+
+@dataclass(frozen=True)
 class Clause:
     """One backend-neutral condition on a payload field holding a string or a list of strings.
 
@@ -175,7 +200,18 @@ class Store(Protocol):
 
     def list_collections(self) -> list[str]: ...
 
-    def collection_info(self, collection: str) -> CollectionInfo: ...
+    def collection_info(self, collection: str, check: bool = True) -> CollectionInfo:
+        """The collection's facts; the first open compares its counts with its integrity record and
+        raises StoreError on a mismatch, unless ``check`` is False (``collections verify``, ``drop``)."""
+        ...
+
+    def integrity_record(self, collection: str) -> IntegrityRecord | None:
+        """What the last clean close of a writer recorded (:mod:`cxrsearch.store.integrity`), if any."""
+        ...
+
+    def vector_counts(self, collection: str) -> dict[str, int]:
+        """Exact number of points holding each named vector, dense and sparse."""
+        ...
 
     def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
                           label_size: int | None = None) -> bool:

@@ -4,7 +4,9 @@ congruence tests use to check this code path without a server.
 
 Server errors become one-line :class:`StoreError` s: an unreachable server names its URL, a rejected
 API key says so, a missing collection names it. The collection's schema and vector size are kept in
-the collection's own ``metadata`` (Qdrant >= 1.16), so ``collection_info`` can report them.
+the collection's own ``metadata`` (Qdrant >= 1.16), so ``collection_info`` can report them; so is its
+integrity record (:mod:`cxrsearch.store.integrity`): cleared by the first write of a session, written
+again by :meth:`ClientStore.close`, compared with the server's counts when a collection is first used.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from cxrsearch.errors import StoreError
-from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point, SparseVector, Vector
+from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
     as_query_vector, batched, check_dense_for_mmr, check_diversity, check_facet_key, check_fusion, check_limit,
     check_same_collection, check_vector_size, facet_counts, mmr_candidates, plain_payload, points_vectors,
     prefetch_limit, record_point, scored_hit,
 )
 from cxrsearch.store.filters import to_client
+from cxrsearch.store.integrity import check_counts, make_record
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
 
 MIN_SERVER = (1, 18)
@@ -37,6 +40,8 @@ class ClientStore:
         self.location = location
         self._local = local
         self._sizes: dict[str, tuple[CollectionSchema, dict[str, int]]] = {}
+        self._checked: set[str] = set()
+        self._written: set[str] = set()
         self.timeout: int | None = None
         """Seconds a server call may take (``None``: in-memory, no network)."""
 
@@ -76,10 +81,11 @@ class ClientStore:
         with self._errors(None):
             return sorted(c.name for c in self._client.get_collections().collections)
 
-    def collection_info(self, collection: str) -> CollectionInfo:
+    def collection_info(self, collection: str, check: bool = True) -> CollectionInfo:
+        """``check=False`` reports a collection whose counts disagree with its integrity record."""
         with self._errors(collection):
             info = self._client.get_collection(collection)
-        schema, sizes = self._layout(collection, info)
+        schema, sizes = self._layout(collection, info, check=check)
         return CollectionInfo(name=collection, points_count=int(info.points_count or 0), vector_sizes=sizes,
                               schema=schema, location=f"{self.location} collection {collection}")
 
@@ -130,12 +136,17 @@ class ClientStore:
                 raise StoreError(f"no collection {collection!r} on this server", path=self.location)
             self._client.delete_collection(collection)
         self._sizes.pop(collection, None)
+        self._checked.discard(collection)
+        self._written.discard(collection)
 
     # -- points ------------------------------------------------------------------------------------
     def upsert(self, collection: str, points: Iterable[Point], batch: int = 256) -> int:
         from qdrant_client import models
 
         schema, sizes = self._layout(collection)
+        if collection not in self._written:  # a writer that dies from here on leaves no record, never a stale one
+            self._set_record(collection, None)
+            self._written.add(collection)
         total = 0
         for chunk in batched(points, batch):
             structs = [models.PointStruct(id=p.id, vector=_client_vectors(vectors),
@@ -212,8 +223,58 @@ class ClientStore:
                 return
 
     def close(self) -> None:
-        with self._errors(None):
-            self._client.close()
+        """Write the integrity record of each collection written to, then close the client."""
+        try:
+            for collection in sorted(self._written):
+                self._write_record(collection)
+        finally:
+            self._written.clear()
+            with self._errors(None):
+                self._client.close()
+
+    # -- integrity ---------------------------------------------------------------------------------
+    def integrity_record(self, collection: str) -> IntegrityRecord | None:
+        record = self._metadata(collection).get("integrity")
+        where = f"{self.location} collection {collection}"
+        return None if record is None else IntegrityRecord.from_dict(record, where)
+
+    def vector_counts(self, collection: str) -> dict[str, int]:
+        """Exact number of points holding each named vector (dense and sparse)."""
+        from qdrant_client import models
+
+        schema, _ = self._layout(collection, check=False)
+        counts = {}
+        for name in (*schema.vectors, *schema.sparse_names):
+            with self._errors(collection):
+                counts[name] = int(self._client.count(collection, exact=True, count_filter=models.Filter(
+                    must=[models.HasVectorCondition(has_vector=name)])).count)
+        return counts
+
+    def _metadata(self, collection: str) -> dict[str, Any]:
+        with self._errors(collection):
+            info = self._client.get_collection(collection)
+        meta = (info.config.metadata or {}).get("cxrsearch")
+        return meta if isinstance(meta, dict) else {}
+
+    def _set_record(self, collection: str, record: IntegrityRecord | None) -> None:
+        meta = dict(self._metadata(collection))
+        meta["integrity"] = None if record is None else record.to_dict()
+        with self._errors(collection):
+            self._client.update_collection(collection, metadata={"cxrsearch": meta})
+
+    def _write_record(self, collection: str) -> None:
+        ids: list[str] = []
+        offset = None
+        while True:
+            with self._errors(collection):
+                records, offset = self._client.scroll(collection, limit=4096, offset=offset, with_payload=False,
+                                                      with_vectors=False)
+            ids.extend(str(r.id) for r in records)
+            if offset is None:
+                break
+        with self._errors(collection):
+            points = int(self._client.count(collection, exact=True).count)
+        self._set_record(collection, make_record(points, self.vector_counts(collection), ids))
 
     def __enter__(self) -> ClientStore:
         return self
@@ -222,9 +283,10 @@ class ClientStore:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------------
-    def _layout(self, collection: str, info: Any = None) -> tuple[CollectionSchema, dict[str, int]]:
-        """Schema and per-vector sizes of a collection (cached: they never change)."""
-        if collection in self._sizes and info is None:
+    def _layout(self, collection: str, info: Any = None, check: bool = True) -> tuple[CollectionSchema, dict[str, int]]:
+        """Schema and per-vector sizes of a collection (cached: they never change). The first use with
+        ``check`` compares the server's counts with the integrity record."""
+        if collection in self._sizes and info is None and (not check or collection in self._checked):
             return self._sizes[collection]
         if info is None:
             with self._errors(collection):
@@ -237,6 +299,13 @@ class ClientStore:
         vectors = info.config.params.vectors
         sizes = {name: int(vectors[name].size) for name in schema.vectors if name in vectors}
         self._sizes[collection] = (schema, sizes)
+        if check and collection not in self._checked and collection not in self._written:
+            record = meta.get("integrity")
+            if record is not None:
+                where = f"{self.location} collection {collection}"
+                check_counts(collection, where, IntegrityRecord.from_dict(record, where), int(info.points_count or 0),
+                             self.vector_counts(collection))
+            self._checked.add(collection)
         return schema, sizes
 
     @contextmanager
@@ -318,7 +387,8 @@ def _reason(exc: Any) -> str:
     try:
         return str(exc.structured()["status"]["error"])
     except Exception:  # not JSON: show the raw start
-        return exc.content[:200].decode("utf-8", "replace")
+        raw = " ".join(exc.content[:200].decode("utf-8", "replace").split())
+        return raw or f"an empty {exc.reason_phrase or 'reply'} (is this URL a Qdrant server?)"
 
 
 def _search_params(schema: CollectionSchema, local: bool) -> Any:

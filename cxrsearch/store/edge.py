@@ -3,6 +3,7 @@
 Layout under the store directory, one directory per collection::
 
     <store>/<collection>/collection.json   schema, vector size, engine version (written last)
+    <store>/<collection>/integrity.json    counts and id digest at the last clean close (see store.integrity)
     <store>/<collection>/shard/            the qdrant-edge shard (WAL + segments)
     <store>/<collection>/.lock             held (flock) by the process that has the shard open
 
@@ -12,10 +13,16 @@ an appendable segment that is searched exactly; ``close()`` after writes runs th
 which builds the schema's int8 quantised copy (no HNSW graph with the shipped ``cases`` schema, see
 ``docs/performance.md``). Searches rescore quantised candidates with the float vectors. RRF fusion is
 qdrant-edge's own (``Fusion.Rrf`` over prefetches), the same as a server's.
+
+Opening compares the engine's point and vector counts with ``integrity.json``
+(:func:`cxrsearch.store.integrity.check_counts`); the first write of a session removes the record,
+a clean :meth:`EdgeStore.close` writes it again. The engine opens its segment files for writing, so a
+store on a read-only file system cannot be searched in place: that is one line saying what to do.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -29,17 +36,22 @@ import numpy as np
 
 from cxrsearch.errors import StoreError
 from cxrsearch.store import edge_config
-from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point, SparseVector, Vector
+from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
     as_query_vector, batched, check_dense_for_mmr, check_diversity, check_facet_key, check_fusion, check_limit,
     check_same_collection, check_vector_size, facet_counts, mmr_candidates, plain_payload, points_vectors,
     prefetch_limit, record_point, scored_hit,
 )
 from cxrsearch.store.filters import to_edge
+from cxrsearch.store.integrity import check_counts, make_record
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
 
 META_FILE = "collection.json"
 META_FORMAT = 1
+INTEGRITY_FILE = "integrity.json"
+READ_ONLY_HINT = ("the embedded engine opens its files for writing, so a read-only store cannot be searched in place: "
+                  "copy it to a writable directory (`cp -r`) and pass that as --store, or serve it from a Qdrant "
+                  "server (`cxrsearch collections migrate`)")
 
 
 @dataclass
@@ -75,8 +87,9 @@ class EdgeStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / META_FILE).is_file())
 
-    def collection_info(self, collection: str) -> CollectionInfo:
-        handle = self._handle(collection)
+    def collection_info(self, collection: str, check: bool = True) -> CollectionInfo:
+        """``check=False`` opens a collection whose counts disagree with its integrity record."""
+        handle = self._handle(collection, check=check)
         return CollectionInfo(
             name=collection, points_count=int(handle.shard.info().points_count),
             vector_sizes=handle.vector_sizes, schema=handle.schema, location=str(self.root / collection),
@@ -124,10 +137,10 @@ class EdgeStore:
                 shard.close()
             lock.close()
             raise StoreError(f"cannot create collection {directory.name!r}: {exc}", path=directory) from exc
-        return _Open(meta, schema, shard, lock)
+        return _Open(meta, schema, shard, lock, dirty=True)  # its close records the (empty) state
 
     def drop_collection(self, collection: str) -> None:
-        handle = self._handle(collection)
+        handle = self._handle(collection, check=False)  # a damaged collection can be dropped
         del self._open[collection]
         handle.shard.close()
         try:
@@ -145,7 +158,9 @@ class EdgeStore:
         for chunk in batched(points, batch):
             records = [qe.Point(p.id, _edge_vectors(vectors), plain_payload(collection, p.id, p.payload))
                        for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk, sparse))]
-            handle.dirty = True
+            if not handle.dirty:  # a writer killed from here on leaves no record, never a stale one
+                (self.root / collection / INTEGRITY_FILE).unlink(missing_ok=True)
+                handle.dirty = True
             self._call(collection, handle.shard.update, qe.UpdateOperation.upsert_points(records))
             total += len(records)
         return total
@@ -232,6 +247,8 @@ class EdgeStore:
                 if handle.dirty:
                     handle.shard.optimize()
                 handle.shard.flush()
+                if handle.dirty:
+                    self._write_record(name, handle)
                 handle.shard.close()
             except Exception as exc:  # keep closing the others, then report
                 errors.append(f"{name}: {exc}")
@@ -247,8 +264,41 @@ class EdgeStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- integrity ---------------------------------------------------------------------------------
+    def integrity_record(self, collection: str) -> IntegrityRecord | None:
+        """The record of the last clean close (``None``: none yet, or a write did not close cleanly)."""
+        path = self.root / collection / INTEGRITY_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read the integrity record: {exc}", path=path) from None
+        return IntegrityRecord.from_dict(raw, str(path))
+
+    def vector_counts(self, collection: str) -> dict[str, int]:
+        """Exact number of points holding each named vector (dense and sparse)."""
+        return _vector_counts(self._handle(collection, check=False))
+
+    def _write_record(self, collection: str, handle: _Open) -> None:
+        import qdrant_edge as qe
+
+        ids: list[str] = []
+        offset = None
+        while True:
+            records, offset = handle.shard.scroll(qe.ScrollRequest(offset=offset, limit=4096, with_payload=False,
+                                                                   with_vector=False))
+            ids.extend(str(r.id) for r in records)
+            if offset is None:
+                break
+        record = make_record(handle.shard.info().points_count, _vector_counts(handle), ids)
+        path = self.root / collection / INTEGRITY_FILE
+        tmp = path.with_name(f"{INTEGRITY_FILE}.tmp")
+        tmp.write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
     # -- internals ---------------------------------------------------------------------------------
-    def _handle(self, collection: str) -> _Open:
+    def _handle(self, collection: str, check: bool = True) -> _Open:
         if collection in self._open:
             return self._open[collection]
         import qdrant_edge as qe
@@ -270,8 +320,19 @@ class EdgeStore:
             raise StoreError(f"cannot open collection {collection!r}: {exc}", path=directory) from exc
         except Exception as exc:  # the engine's own errors (corrupt segments, WAL...)
             lock.close()
+            if "Read-only file system" in str(exc) or "os error 30" in str(exc):
+                raise StoreError(f"the store is on a read-only file system; {READ_ONLY_HINT}", path=directory) from None
             raise StoreError(f"qdrant-edge cannot load the shard: {exc}", path=directory / "shard") from exc
-        self._open[collection] = handle = _Open(meta, schema, shard, lock)
+        handle = _Open(meta, schema, shard, lock)
+        if check:
+            try:
+                check_counts(collection, str(directory), self.integrity_record(collection),
+                             int(shard.info().points_count), _vector_counts(handle))
+            except StoreError:
+                shard.close()
+                lock.close()
+                raise
+        self._open[collection] = handle
         return handle
 
     def _call(self, collection: str, fn: Any, *args: Any) -> Any:
@@ -328,11 +389,27 @@ def _edge_vectors(vectors: dict[str, Any]) -> dict[str, Any]:
     return {name: _edge_vector(vector) for name, vector in vectors.items()}
 
 
+def _vector_counts(handle: _Open) -> dict[str, int]:
+    import qdrant_edge as qe
+
+    names = [*handle.schema.vectors, *handle.schema.sparse_names]
+    return {name: int(handle.shard.count(qe.CountRequest(exact=True, filter=qe.Filter(
+        must=[qe.HasVectorCondition(name)])))) for name in names}
+
+
 def _acquire(directory: Path) -> TextIO:
     """Take the collection's lock file (exclusive, non-blocking) and write our pid into it."""
     import fcntl
 
-    handle = open(directory / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close
+    try:
+        handle = open(directory / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            raise StoreError(f"the store is on a read-only file system; {READ_ONLY_HINT}", path=directory) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise StoreError(f"cannot write the collection's lock file (permission denied); {READ_ONLY_HINT}",
+                             path=directory) from None
+        raise StoreError(f"cannot open the collection's lock file: {exc.strerror}", path=directory) from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

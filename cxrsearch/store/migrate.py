@@ -1,6 +1,8 @@
 """Copy a collection between stores (typically the embedded store -> a Qdrant server).
 
-Points keep their ids, so a re-run replaces instead of duplicating and an interrupted copy is
+Points keep their ids (under another name, ``target_collection``, they get that collection's
+deterministic ids, :func:`~cxrsearch.store.base.point_id`, so a later ``cxrsearch index`` into the
+copy replaces them), so a re-run replaces instead of duplicating and an interrupted copy is
 finished by running it again. The copy is verified: the target must end with exactly the source's
 point count, or a :class:`StoreError` says by how much it differs.
 """
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cxrsearch.errors import StoreError
-from cxrsearch.store.base import Store
+from cxrsearch.store.base import Point, Store, point_id
 from cxrsearch.store.checks import batched
 
 
@@ -40,6 +42,8 @@ def migrate_collection(source: Store, target: Store, collection: str, *, target_
     total = info.points_count
     copied = 0
     for chunk in batched(source.scroll(collection, with_vectors=True, batch=batch), batch):
+        if name != collection:
+            chunk = [_rekeyed(name, point) for point in chunk]
         copied += target.upsert(name, chunk, batch=batch)
         if on_batch is not None:
             on_batch(copied, total)
@@ -53,3 +57,11 @@ def migrate_collection(source: Store, target: Store, collection: str, *, target_
         )
     return MigrationResult(collection=collection, source=source.location, target=f"{target.location} ({name})",
                            copied=copied, points=target_count, created=created)
+
+
+def _rekeyed(collection: str, point: Point) -> Point:
+    """``point`` with the id it has in ``collection`` (its key: image id, else study id)."""
+    key = point.payload.get("image_id") or point.payload.get("study_id")
+    if not isinstance(key, str) or not key:
+        return point
+    return Point(point_id(collection, key), point.vectors, point.payload)
