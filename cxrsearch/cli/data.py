@@ -77,6 +77,9 @@ def info_command(
     summary.add_row("splits", ", ".join(f"{name} {count:,}" for name, count in info.splits.items()))
     if info.views is not None:
         summary.add_row("views", ", ".join(f"{name} {count:,}" for name, count in info.views.items()))
+    if info.monochrome1:
+        summary.add_row("MONOCHROME1 sources", f"{info.monochrome1:,} of {info.image_refs:,} images (their PNGs may be "
+                                               "stored as negatives: decoding inverts those, see docs/images.md)")
     console.print(summary)
 
     labels = Table(title="Labels (from MeSH major terms; see docs/labels.md)")
@@ -110,10 +113,10 @@ def _inspect_report(file: Path, json_out: bool) -> None:
         console.print(_key_value_table(f"Open-i report {study.uid}", facts), highlight=False)
 
 
-def _inspect_image(file: Path, metadata: Path | None, json_out: bool) -> None:
+def _inspect_image(file: Path, metadata: Path | None, json_out: bool, as_stored: bool) -> None:
     from cxrsearch.image.decode import decode_image
 
-    image = decode_image(file)
+    image = decode_image(file, fix_negatives=not as_stored)
     facts = image.summary()
     facts["view_source"] = "dicom" if image.view is not None else None
     if image.view is None and metadata is not None:
@@ -138,6 +141,8 @@ def inspect_command(
         "--metadata",
         help="Open-i DICOM metadata table: the view of an Open-i-named image without a ViewPosition tag.",
     ),
+    as_stored: bool = typer.Option(False, "--as-stored",
+                                   help="Do not invert a PNG/JPEG stored as a negative (show the file as it is)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Decode one image (or parse one report) and show what was found.
@@ -154,4 +159,4 @@ def inspect_command(
     if looks_like_xml(file):
         _inspect_report(file, json_out)
     else:
-        _inspect_image(file, metadata, json_out)
+        _inspect_image(file, metadata, json_out, as_stored)

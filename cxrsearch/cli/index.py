@@ -48,6 +48,9 @@ def summary_table(report) -> Table:
     ]
     if report.image_refs and report.images_missing:
         rows.insert(3, ("images not found", f"{report.images_missing:,} of {report.image_refs:,} referenced"))
+    if report.inverted:
+        rows.append(("negatives inverted", f"{report.inverted:,} radiograph(s) stored as negatives, shown and encoded "
+                                           "as positives (see docs/images.md)"))
     if report.stale:
         rows.append(("stale report points", f"{report.stale:,} (studies now indexed with their radiographs)"))
     for key, value in rows:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cxrsearch.data.labels import label_names
 from cxrsearch.data.openi import load_studies, locate_reports
-from cxrsearch.data.pairing import index_images, load_view_table
+from cxrsearch.data.pairing import index_images, load_photometric_table, load_view_table
 from cxrsearch.data.splits import SPLITS
 
 METADATA_CSV = "nlmcxr_dicom_metadata.csv.gz"
@@ -23,7 +23,9 @@ class DatasetInfo:
     only headings outside the vocabulary). ``images_found`` counts image references whose file is
     in ``images_dir`` (``None`` when no images folder was given); ``views`` counts image references
     by view position from the metadata table (``None`` when no table was given; ``"unknown"`` for
-    references the table has no view for).
+    references the table has no view for). ``monochrome1``: image references whose DICOM was
+    MONOCHROME1 by the metadata table (their PNGs may be stored as negatives, which decoding inverts:
+    :mod:`cxrsearch.image.polarity`); ``None`` without a table.
     """
 
     source: str
@@ -36,6 +38,7 @@ class DatasetInfo:
     images_dir: str | None
     images_found: int | None
     views: dict[str, int] | None
+    monochrome1: int | None = None
 
 
 def find_companions(folder: str | Path) -> tuple[Path | None, Path | None]:
@@ -73,11 +76,13 @@ def dataset_info(
         index = index_images(images_dir)
         images_found = sum(1 for image_id in image_ids if image_id in index)
 
-    views = None
+    views = monochrome1 = None
     if metadata is not None:
         table = load_view_table(metadata)
         view_counts = Counter(table.get(image_id, "unknown") for image_id in image_ids)
         views = {name: view_counts[name] for name in ("PA", "AP", "LATERAL", "unknown")}
+        photometric = load_photometric_table(metadata)
+        monochrome1 = sum(1 for image_id in image_ids if photometric.get(image_id) == "MONOCHROME1")
 
     return DatasetInfo(
         source=str(located),
@@ -90,4 +95,5 @@ def dataset_info(
         images_dir=None if images_dir is None else str(images_dir),
         images_found=images_found,
         views=views,
+        monochrome1=monochrome1,
     )

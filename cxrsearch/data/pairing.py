@@ -22,7 +22,7 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cxrsearch.errors import ConfigError, ImageError, ReportError
@@ -128,6 +128,16 @@ def load_view_table(csv_gz: str | Path) -> ImageIdMap:
     ``.csv.gz`` with ``imageid`` and ``View Position`` columns). Values are normalised by
     :func:`cxrsearch.image.view.normalise_view` (``LL``/``RL``/``LATERAL`` are lateral views, as for
     the DICOM tag); rows with an empty or unknown view are left out (the view is then unknown)."""
+    return _load_column(csv_gz, "View Position", normalise_view)
+
+
+def load_photometric_table(csv_gz: str | Path) -> ImageIdMap:
+    """Image id -> the DICOM *Photometric Interpretation* (``"MONOCHROME1"``/``"MONOCHROME2"``) of the
+    Open-i metadata table: the PNGs of MONOCHROME1 DICOMs may be stored as negatives."""
+    return _load_column(csv_gz, "Photometric Interpretation", lambda raw: raw.strip().upper() or None)
+
+
+def _load_column(csv_gz: str | Path, column: str, normalise: Callable[[str], str | None]) -> ImageIdMap:
     path = Path(csv_gz)
     if not path.is_file():
         raise ConfigError("metadata table not found", path=path)
@@ -137,19 +147,19 @@ def load_view_table(csv_gz: str | Path) -> ImageIdMap:
         with opener(path, "rt", encoding="utf-8", newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
-            if header is None or "imageid" not in header or "View Position" not in header:
+            if header is None or "imageid" not in header or column not in header:
                 raise ConfigError(
-                    "not an Open-i metadata table: needs 'imageid' and 'View Position' columns", path=path
+                    f"not an Open-i metadata table: needs 'imageid' and {column!r} columns", path=path
                 )
-            id_col, view_col = header.index("imageid"), header.index("View Position")
+            id_col, value_col = header.index("imageid"), header.index(column)
             for row in reader:
-                if len(row) <= max(id_col, view_col):
+                if len(row) <= max(id_col, value_col):
                     raise ConfigError(
                         f"line {reader.line_num}: row has {len(row)} columns, header {len(header)}", path=path
                     )
-                view = normalise_view(row[view_col])
-                if view is not None and row[id_col].strip():
-                    table[row[id_col].strip()] = view
+                value = normalise(row[value_col])
+                if value is not None and row[id_col].strip():
+                    table[row[id_col].strip()] = value
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read the metadata table: {exc}", path=path) from exc
     return table

@@ -8,12 +8,14 @@ text, GIF, TIFF, a DICOM dataset without its Part 10 header...). See docs/images
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from cxrsearch.errors import ImageError
 from cxrsearch.image.decoded import DecodedImage
+from cxrsearch.image.polarity import polarity
 
 KINDS = ("dicom", "png", "jpeg")
 
@@ -61,11 +63,13 @@ def sniff_kind(path: str | Path) -> str:
     raise ImageError(f"not a DICOM, PNG or JPEG file: {_describe(head)}", path)
 
 
-def decode_image(path: str | Path) -> DecodedImage:
+def decode_image(path: str | Path, fix_negatives: bool = True) -> DecodedImage:
     """Decode a radiograph (DICOM, PNG or JPEG, by content) to grey ``[0, 1]`` at its own geometry.
 
-    Raises :class:`ImageError` naming the file and the reason for anything that cannot be decoded
-    into one grey radiograph (see docs/images.md for the full list and the limits).
+    A PNG/JPEG stored as a negative is inverted (``inverted`` set, a warning says so) unless
+    ``fix_negatives`` is False; a DICOM follows its own photometric tag and only gets a warning
+    (:mod:`cxrsearch.image.polarity`). Raises :class:`ImageError` naming the file and the reason
+    for anything that cannot be decoded into one grey radiograph (see docs/images.md).
     """
     path = Path(path)
     kind = sniff_kind(path)
@@ -78,7 +82,24 @@ def decode_image(path: str | Path) -> DecodedImage:
 
         image = decode_raster(path, kind)
     _check_output(image)
-    return image
+    return _normalise_polarity(image, fix_negatives)
+
+
+def _normalise_polarity(image: DecodedImage, fix_negatives: bool) -> DecodedImage:
+    """The one place a negative film becomes MONOCHROME2 (see :mod:`cxrsearch.image.polarity`)."""
+    check = polarity(image.pixels)
+    if not check.negative:
+        return image
+    if image.kind == "dicom":
+        note = (f"looks like a negative after its {image.photometric} mapping ({check.describe()}): the "
+                "PhotometricInterpretation tag may be wrong; left as the header says")
+        return replace(image, warnings=(*image.warnings, note))
+    if not fix_negatives:
+        note = f"looks like a film stored as a negative ({check.describe()}); left as stored"
+        return replace(image, warnings=(*image.warnings, note))
+    note = f"stored as a negative ({check.describe()}): inverted to the usual MONOCHROME2 display"
+    pixels = (np.float32(1.0) - image.pixels).astype(np.float32)
+    return replace(image, pixels=pixels, inverted=True, warnings=(*image.warnings, note))
 
 
 def _check_output(image: DecodedImage) -> None:

@@ -39,6 +39,8 @@ class DecodedImage:
             VOI LUT, min-max, or the nominal bit depth).
         warnings: anything a user should know that did not stop decoding (colour converted to grey,
             alpha dropped, a window that could not be used, decoder warnings...).
+        inverted: the PNG/JPEG was stored as a negative and :attr:`pixels` were inverted to the
+            MONOCHROME2 convention (see :mod:`cxrsearch.image.polarity`).
 
     No patient identifier (name, id, birth date, accession number, UIDs...) is ever carried.
     """
@@ -56,6 +58,7 @@ class DecodedImage:
     stored_max: float
     intensity_mapping: str
     warnings: tuple[str, ...] = ()
+    inverted: bool = False
 
     @property
     def height(self) -> int:
@@ -95,5 +98,6 @@ class DecodedImage:
             "min": float(self.pixels.min()),
             "max": float(self.pixels.max()),
             "mean": float(self.pixels.mean()),
+            "inverted": self.inverted,
             "warnings": list(self.warnings),
         }

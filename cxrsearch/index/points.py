@@ -22,7 +22,8 @@ Payload (JSON): ``study_id``, ``image_id`` (``None`` for a report point), ``kind
 metadata table, else ``None``) with ``view_source`` (``"dicom"`` | ``"metadata"`` | ``None``),
 ``split``, ``findings``, ``impression``, ``labels_true`` (from MeSH), ``labels`` (predicted with the
 checkpoint's thresholds), ``probs`` (label -> probability), ``model``, ``checkpoint``,
-``checkpoint_fingerprint``, ``source`` (the report file) and ``image_path``. Nothing is read from a
+``checkpoint_fingerprint``, ``source`` (the report file), ``image_path`` and ``inverted`` (the
+radiograph was stored as a negative and inverted, :mod:`cxrsearch.image.polarity`). Nothing is read from a
 DICOM header except the view: no name, id, birth date, accession number or UID is ever stored.
 """
 
@@ -142,6 +143,7 @@ def payload(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord) -> 
         **record.payload(),
         "source": study.source,
         "image_path": None if item.image_path is None else str(item.image_path),
+        "inverted": entry.image is not None and entry.image.inverted,
     }
 
 

@@ -75,6 +75,8 @@ class IndexReport:
         image_points / report_points: how ``planned`` splits.
         skipped_existing: planned points already in the collection, not re-encoded (resume).
         indexed: points encoded and written by this run.
+        inverted: radiographs of this run stored as negatives and inverted before encoding
+            (:mod:`cxrsearch.image.polarity`; their points carry ``"inverted": true``).
         empty: reports with neither text nor an image file (nothing to embed, not written).
         failed: files that could not be indexed (see ``failures`` and ``failures_path``).
         count: points in the collection after the run (``planned - failed image points`` when the
@@ -93,6 +95,7 @@ class IndexReport:
     report_points: int
     skipped_existing: int
     indexed: int
+    inverted: int
     empty: int
     failed: int
     count: int

@@ -86,7 +86,8 @@ def index_studies(
     try:
         for failure in plan.failures:
             log.add(failure)
-        indexed = _run_batches(encoder, todo, options.batch_size, record, store, collection, log, progress, bm25)
+        indexed, inverted = _run_batches(encoder, todo, options.batch_size, record, store, collection, log, progress,
+                                         bm25)
     finally:
         log.close()
 
@@ -104,6 +105,7 @@ def index_studies(
         report_points=len(plan.items) - image_points,
         skipped_existing=len(existing),
         indexed=indexed,
+        inverted=inverted,
         empty=plan.empty,
         failed=len(log.failures),
         count=store.count(collection),
@@ -127,9 +129,10 @@ def _run_batches(
     log: FailureLog,
     progress: ProgressCallback | None,
     bm25: Bm25Spec | None = None,
-) -> int:
-    """Encode and upsert ``todo`` batch by batch (in :func:`encoding_order`); returns points written."""
-    total, done, written = len(todo), 0, 0
+) -> tuple[int, int]:
+    """Encode and upsert ``todo`` batch by batch (in :func:`encoding_order`); returns the points
+    written and how many of their radiographs were stored as negatives (and inverted)."""
+    total, done, written, inverted = len(todo), 0, 0, 0
     if progress is not None:
         progress(0, total)
     ordered = encoding_order(todo)
@@ -137,6 +140,7 @@ def _run_batches(
     for size, (decoded, failures) in _decoded_batches(chunks):
         for failure in failures:
             log.add(failure)
+        inverted += sum(1 for entry in decoded if entry.image is not None and entry.image.inverted)
         if decoded:
             points, encode_failures = encode_points(encoder, decoded, record, bm25)
             for failure in encode_failures:
@@ -147,7 +151,7 @@ def _run_batches(
         done += size
         if progress is not None:
             progress(done, total)
-    return written
+    return written, inverted
 
 
 def encoding_order(items: Sequence[IndexItem]) -> list[IndexItem]:

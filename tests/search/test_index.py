@@ -47,6 +47,9 @@ def test_one_point_per_image_and_per_report_without_image(indexed):
         if has_text:
             assert len(point.vectors["bm25"].indices) > 0 and min(point.vectors["bm25"].values) > 0
         assert payload["kind"] == ("image" if payload["image_id"] else "report")
+        # report 1's own Open-i PNG is stored as a negative: inverted before encoding, and said so
+        assert payload["inverted"] is (payload["image_id"] == "CXR1_1_IM-0001-3001")
+    assert report.inverted == 1
 
 
 def test_views_come_from_dicom_tags_else_the_metadata_table(indexed, real_data):
