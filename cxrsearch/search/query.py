@@ -19,6 +19,7 @@ from cxrsearch.search.modes import (
     bm25_params, component_ranks, encode_queries, fusion_weights, mode, query_text, run_query,
 )
 from cxrsearch.search.spec import QuerySpec, example_keys
+from cxrsearch.search.vocabulary import for_collection
 from cxrsearch.store.base import Filter, Hit, Point, Store, point_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +83,9 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
 def _query(spec: QuerySpec, store: Store, collection: str,
            checkpoint: Checkpoint | Encoder | str | Path | None) -> tuple[dict, Filter, Encoder | None]:
     """``spec``'s query vectors (see :mod:`cxrsearch.search.modes`), its filter and the encoder
-    that made them. ``like``: the example's stored joint vector, its own study left out, no model."""
+    that made them. ``like``: the example's stored joint vector, its own study left out, no model.
+    Label filters are checked against the collection's vocabulary first."""
+    spec = for_collection(spec, store, collection)
     if spec.mode == "like":
         example = find_example(store, collection, spec.like or "")
         study = str(example.payload.get("study_id", ""))
@@ -174,8 +177,9 @@ def facets(spec: QuerySpec, store: Store, collection: str) -> dict[str, int]:
     ``labels_true`` (MeSH) with ``spec.truth``, else the predicted ``labels``."""
     from cxrsearch.data.labels import label_names
 
+    spec = for_collection(spec, store, collection)
     flt = spec.filter()
     counts = store.facet(collection, flt.label_field, flt if not flt.is_empty() else None,
-                         limit=max(50, len(label_names())))
+                         limit=max(50, len(label_names()), len(spec.vocabulary or ())))
     return dict(counts)
 

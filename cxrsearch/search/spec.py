@@ -34,6 +34,9 @@ class QuerySpec:
         view: ``"PA"``, ``"AP"`` or ``"LATERAL"``; split: ``"train"``, ``"val"`` or ``"test"``.
         truth: filter on ``labels_true`` (MeSH-derived) instead of the predicted ``labels``.
         k: number of hits (1..1000).
+        vocabulary: the label names the filters are checked against: the collection's (its
+            checkpoint's, :func:`cxrsearch.search.vocabulary.collection_labels`); ``None``: the
+            packaged vocabulary. ``search`` re-checks a spec against the collection it searches.
     """
 
     text: str | None = None
@@ -46,6 +49,7 @@ class QuerySpec:
     split: str | None = None
     truth: bool = False
     k: int = 10
+    vocabulary: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         text, image, like = normalise_query(self.text, self.image, self.like)
@@ -57,7 +61,7 @@ class QuerySpec:
         if like is None and text is None and self.image is None:
             raise QueryError("nothing to search for: give --text, --image (or both), or --like ID")
         for name in ("all_labels", "any_labels", "not_labels"):
-            object.__setattr__(self, name, normalise_labels(getattr(self, name), name))
+            object.__setattr__(self, name, normalise_labels(getattr(self, name), name, self.vocabulary))
         object.__setattr__(self, "view", normalise_view(self.view))
         object.__setattr__(self, "split", normalise_split(self.split))
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
@@ -95,18 +99,21 @@ def _key(text: str) -> str:
     return " ".join(str(text).split()).casefold()
 
 
-def normalise_labels(values: tuple[str, ...] | list[str], what: str = "labels") -> tuple[str, ...]:
-    """Vocabulary names for ``values`` (deduplicated, in the order given); QueryError lists the valid ones."""
+def normalise_labels(values: tuple[str, ...] | list[str], what: str = "labels",
+                     vocabulary: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Names of ``vocabulary`` (default: the packaged one) for ``values`` (deduplicated, in the order
+    given); QueryError lists the valid ones."""
     from cxrsearch.data.labels import label_names
 
     if isinstance(values, str):
         raise QueryError(f"{what} must be a list of label names, not the string {values!r}")
-    known = {_key(name): name for name in label_names()}
+    names = tuple(label_names()) if vocabulary is None else tuple(vocabulary)
+    known = {_key(name): name for name in names}
     out: list[str] = []
     for value in values:
         name = known.get(_key(value))
         if name is None:
-            raise QueryError(f"unknown label {value!r}; valid labels: {', '.join(label_names())}")
+            raise QueryError(f"unknown label {value!r}; valid labels: {', '.join(names)}")
         if name not in out:
             out.append(name)
     return tuple(out)
