@@ -35,6 +35,9 @@ def explain(
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a report."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
     collection: str = typer.Option(DEFAULT_COLLECTION, "--collection", metavar="NAME", help="Collection the hit is in."),
+    images: Optional[Path] = typer.Option(None, "--images", metavar="DIR",
+                                          help="Folder the hit's radiograph was indexed from, when the store does not "
+                                               "record it (a server collection)."),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
     api_key: ApiKey = None,
@@ -44,7 +47,7 @@ def explain(
     from cxrsearch.explain.request import ExplainRequest
 
     request = ExplainRequest(hit=hit, collection=collection, text=text, image=image, like=like, label=label,
-                             steps=steps, baseline=baseline, out_dir=out, precision=precision)
+                             steps=steps, baseline=baseline, out_dir=out, precision=precision, images=images)
     with opened_store(store, qdrant_url, api_key) as backend:
         if not json_out:
             err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")

@@ -22,11 +22,12 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cxrsearch.errors import StoreError
+from cxrsearch.index.record import image_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.data.openi import Study
@@ -126,10 +127,13 @@ class Case:
         return np.mean([p.probs for p in self.points], axis=0)
 
 
-def load_cases(store: Store, collection: str, labels: Sequence[str]) -> dict[str, Case]:
-    """Every stored study of ``collection`` as a :class:`Case` (read with its vectors)."""
+def load_cases(store: Store, collection: str, labels: Sequence[str], images: str | Path | None = None) -> dict[str, Case]:
+    """Every stored study of ``collection`` as a :class:`Case` (read with its vectors). Points store
+    image paths relative to the folder they were indexed from: ``images``, else the collection's
+    recorded images root (:func:`cxrsearch.index.record.image_file`)."""
     grouped: dict[str, list[CasePoint]] = {}
     splits: dict[str, str] = {}
+    roots = store.roots(collection)
     for point in store.scroll(collection, with_vectors=True, batch=512):
         payload = point.payload
         uid = payload.get("study_id")
@@ -141,7 +145,8 @@ def load_cases(store: Store, collection: str, labels: Sequence[str]) -> dict[str
             raise StoreError(f"point {point.id} has no probability for {missing} (another label vocabulary?)", path=collection)
         splits[uid] = str(payload.get("split"))
         grouped.setdefault(uid, []).append(CasePoint(
-            id=point.id, image_id=payload.get("image_id"), image_path=payload.get("image_path"), view=payload.get("view"),
+            id=point.id, image_id=payload.get("image_id"), image_path=_image_path(payload, roots, images, collection),
+            view=payload.get("view"),
             vectors=dict(point.vectors), probs=np.array([probs[label] for label in labels], dtype=np.float64),
         ))
     cases = {}
@@ -149,3 +154,9 @@ def load_cases(store: Store, collection: str, labels: Sequence[str]) -> dict[str
         points.sort(key=lambda p: (p.image_id is None, p.image_id or ""))
         cases[uid] = Case(uid=uid, split=splits[uid], points=tuple(points))
     return cases
+
+
+def _image_path(payload: Mapping[str, Any], roots: dict[str, str], images: str | Path | None,
+                collection: str) -> str | None:
+    path = image_file(dict(payload), roots, None if images is None else Path(images), where=collection)
+    return None if path is None else str(path)

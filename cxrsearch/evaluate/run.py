@@ -245,7 +245,7 @@ def _case_bases(store: Store, encoders: Mapping[str, Encoder], data_fp: str, sou
                          "empty_reports": report.empty, "failures_file": report.failures_path,
                          "seconds": round(time.perf_counter() - tick, 2)}
         searchers[method] = Searcher(store, collection, encoder)
-        cases[method] = load_cases(store, collection, encoder.labels)
+        cases[method] = load_cases(store, collection, encoder.labels, options.images)
         timings[f"index_{method}"] = time.perf_counter() - tick
     return searchers, facts, cases
 

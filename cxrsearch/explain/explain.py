@@ -28,6 +28,7 @@ from cxrsearch.errors import QueryError
 from cxrsearch.explain.explanation import Explanation
 from cxrsearch.explain.fusion import fusion_evidence
 from cxrsearch.explain.request import ExplainRequest, build_target, resolve_hit, vector_scores
+from cxrsearch.index.record import image_file
 from cxrsearch.search.modes import bm25_params, fusion_weights, query_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,7 +108,7 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
     target, query_vectors = build_target(request, encoder, store)
     payload = dict(point.payload)
     text = report_text(payload.get("findings"), payload.get("impression"))
-    decoded = _hit_image(payload, request)
+    decoded = _hit_image(payload, request, store.roots(request.collection))
     notes = list(notices)
     if decoded is None:
         notes.append("this hit has no radiograph: token attributions only (no pixel or attention maps)")
@@ -188,12 +189,14 @@ def _reproduced(stored: Any, joint: np.ndarray) -> float | None:
     return float(vector @ joint / max(float(np.linalg.norm(vector) * np.linalg.norm(joint)), 1e-12))
 
 
-def _hit_image(payload: dict[str, Any], request: ExplainRequest) -> DecodedImage | None:
+def _hit_image(payload: dict[str, Any], request: ExplainRequest, roots: dict[str, str]) -> DecodedImage | None:
     """The hit's decoded radiograph, ``None`` for a report point; QueryError if its file is gone."""
-    path = payload.get("image_path")
-    if payload.get("kind") == "report" or not path:
+    if payload.get("kind") == "report":
         return None
-    if not Path(path).is_file():
+    path = image_file(payload, roots, request.images, where=request.collection)
+    if path is None:
+        return None
+    if not path.is_file():
         raise QueryError(f"the radiograph of hit {request.hit} is no longer at {path} (moved since indexing?)",
                          path=request.collection)
     from cxrsearch.image.decode import decode_image

@@ -60,6 +60,8 @@ class ExplainRequest:
             or ``"bf16"``, for both attributions.
         out_dir: where PNGs and the JSON go; ``None``: a new folder under ``paths.output_dir()``.
         top_k: how many top words the summary lists.
+        images: the folder the hit's radiograph path is relative to, when the store does not record
+            it (a server collection); default: the collection's images root.
     """
 
     hit: str
@@ -74,6 +76,7 @@ class ExplainRequest:
     out_dir: Path | None = None
     top_k: int = 10
     precision: str = "auto"
+    images: Path | None = None
 
     def __post_init__(self) -> None:
         hit = str(self.hit).strip()

@@ -22,7 +22,9 @@ Payload (JSON): ``study_id``, ``image_id`` (``None`` for a report point), ``kind
 metadata table, else ``None``) with ``view_source`` (``"dicom"`` | ``"metadata"`` | ``None``),
 ``split``, ``findings``, ``impression``, ``labels_true`` (from MeSH), ``labels`` (predicted with the
 checkpoint's thresholds), ``probs`` (label -> probability), ``model``, ``checkpoint``,
-``checkpoint_fingerprint``, ``source`` (the report file), ``image_path`` and ``inverted`` (the
+``checkpoint_fingerprint``, ``source`` (the report file) and ``image_path`` (both relative to the
+folders the collection records, :class:`~cxrsearch.index.record.PayloadPaths`: no absolute path of
+this machine is stored in a point), ``inverted`` (the
 radiograph was stored as a negative and inverted, :mod:`cxrsearch.image.polarity`). Nothing is read from a
 DICOM header except the view: no name, id, birth date, accession number or UID is ever stored.
 """
@@ -37,7 +39,7 @@ import numpy as np
 
 from cxrsearch.errors import CxrSearchError
 from cxrsearch.index.plan import IndexItem
-from cxrsearch.index.record import BM25_VECTOR, HYBRID_VECTOR, ModelRecord
+from cxrsearch.index.record import BM25_VECTOR, HYBRID_VECTOR, ModelRecord, PayloadPaths
 from cxrsearch.index.report import Failure
 from cxrsearch.store.base import Point, SparseVector, Vector
 from cxrsearch.store.schema import Bm25Spec
@@ -74,10 +76,11 @@ def decode_items(items: Sequence[IndexItem]) -> tuple[list[Decoded], list[Failur
 
 
 def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecord,
-                  bm25: Bm25Spec | None = None) -> tuple[list[Point], list[Failure]]:
+                  bm25: Bm25Spec | None = None, paths: PayloadPaths | None = None) -> tuple[list[Point], list[Failure]]:
     """Points for a decoded batch. Inputs are grouped by which modalities they have (one forward
     pass per group). When a group fails (e.g. an image the preprocessing refuses), its inputs are
-    retried one at a time so that only the offending files fail."""
+    retried one at a time so that only the offending files fail. ``paths``: the roots payload paths
+    are written relative to (``None``: absolute, as given)."""
     groups: dict[tuple[bool, bool], list[Decoded]] = {}
     for entry in batch:
         groups.setdefault((entry.image is not None, bool(entry.item.text)), []).append(entry)
@@ -85,18 +88,18 @@ def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecor
     failures: list[Failure] = []
     for group in groups.values():
         try:
-            points.extend(_encode_group(encoder, group, record, bm25))
+            points.extend(_encode_group(encoder, group, record, bm25, paths))
         except CxrSearchError:
             for entry in group:
                 try:
-                    points.extend(_encode_group(encoder, [entry], record, bm25))
+                    points.extend(_encode_group(encoder, [entry], record, bm25, paths))
                 except CxrSearchError as exc:
                     failures.append(_failure(entry.item, exc))
     return points, failures
 
 
 def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecord,
-                  bm25: Bm25Spec | None = None) -> list[Point]:
+                  bm25: Bm25Spec | None = None, paths: PayloadPaths | None = None) -> list[Point]:
     with_image = group[0].image is not None
     with_text = bool(group[0].item.text)
     encoded = encoder.encode(
@@ -105,11 +108,12 @@ def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecor
         batch_size=len(group),
     )
     sparse = embed_documents([entry.item.text for entry in group], bm25) if bm25 is not None and with_text else None
-    return [_point(entry, encoded, row, record, None if sparse is None else sparse[row])
+    return [_point(entry, encoded, row, record, None if sparse is None else sparse[row], paths)
             for row, entry in enumerate(group)]
 
 
-def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord, bm25: SparseVector | None) -> Point:
+def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord, bm25: SparseVector | None,
+           paths: PayloadPaths | None = None) -> Point:
     vectors: dict[str, Vector] = {"joint": encoded.joint[row], HYBRID_VECTOR: encoded.probs[row].astype(np.float32)}
     if encoded.image is not None:
         vectors["image"] = encoded.image[row]
@@ -117,11 +121,13 @@ def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord, bm25
         vectors["text"] = encoded.text[row]
     if bm25 is not None:
         vectors[BM25_VECTOR] = bm25
-    return Point(id=entry.item.point_id, vectors=vectors, payload=payload(entry, encoded, row, record))
+    return Point(id=entry.item.point_id, vectors=vectors, payload=payload(entry, encoded, row, record, paths))
 
 
-def payload(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord) -> dict[str, Any]:
+def payload(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord,
+            paths: PayloadPaths | None = None) -> dict[str, Any]:
     """The payload of one point (see the module docstring)."""
+    paths = paths or PayloadPaths()
     item, study = entry.item, entry.item.study
     view, view_source = None, None
     if entry.image is not None and entry.image.view is not None:
@@ -141,8 +147,8 @@ def payload(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord) -> 
         "labels": list(encoded.predicted[row]),
         "probs": {label: round(float(p), 6) for label, p in zip(encoded.labels, encoded.probs[row])},
         **record.payload(),
-        "source": study.source,
-        "image_path": None if item.image_path is None else str(item.image_path),
+        "source": paths.source(study.source),
+        "image_path": None if item.image_path is None else paths.image(item.image_path),
         "inverted": entry.image is not None and entry.image.inverted,
     }
 

@@ -1,20 +1,29 @@
 """Which checkpoint a collection was indexed with, and making sure a collection fits a checkpoint.
 
 The record lives **in the points**: every payload carries ``model`` (config name), ``checkpoint``
-(the checkpoint directory, absolute) and ``checkpoint_fingerprint`` (sha256 of its weights). So the
+(the checkpoint directory's *name*) and ``checkpoint_fingerprint`` (sha256 of its weights). So the
 record travels with the collection to a server (``cxrsearch collections migrate``), survives an
-interrupted run, and cannot disagree with the vectors it describes. ``cxrsearch search`` without
-``--model`` loads the checkpoint the points name; embeddings from two checkpoints are never mixed
-(:func:`check_same_model`) nor compared (the search refuses a ``--model`` with another fingerprint).
+interrupted run, and cannot disagree with the vectors it describes. Embeddings from two checkpoints
+are never mixed (:func:`check_same_model`) nor compared (the search refuses a ``--model`` with
+another fingerprint).
+
+**No absolute path of this machine is stored in a point** (a migrated collection would show a
+server's users the indexer's directory layout and user name): ``image_path`` and ``source`` are
+relative to the folders the run read (:class:`PayloadPaths`), and those folders and the checkpoint's
+path are the collection's local *roots* (:meth:`~cxrsearch.store.base.Store.roots`: beside an
+embedded collection, never on a server). ``cxrsearch search`` without ``--model`` loads the
+checkpoint the roots name; ``explain`` finds radiographs under the images root (or ``--images``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cxrsearch.errors import StoreError
+from cxrsearch.errors import QueryError, StoreError
 from cxrsearch.store.base import Store
 from cxrsearch.store.schema import load_schema
 from cxrsearch.text.bm25 import average_length
@@ -43,8 +52,9 @@ class ModelRecord:
         return cls(model=info.config.name, checkpoint=str(info.path.expanduser().resolve()), fingerprint=info.fingerprint)
 
     def payload(self) -> dict[str, str]:
-        """The payload fields every point carries."""
-        return {"model": self.model, "checkpoint": self.checkpoint, "checkpoint_fingerprint": self.fingerprint}
+        """The payload fields every point carries (the checkpoint by its directory's name)."""
+        return {"model": self.model, "checkpoint": Path(self.checkpoint).name,
+                "checkpoint_fingerprint": self.fingerprint}
 
     @classmethod
     def from_payload(cls, payload: dict, where: str) -> ModelRecord:
@@ -56,10 +66,66 @@ class ModelRecord:
 
 
 def recorded_model(store: Store, collection: str) -> ModelRecord | None:
-    """The model record of the collection's first point, ``None`` for an empty collection."""
+    """The model record of the collection's first point, ``None`` for an empty collection; its
+    ``checkpoint`` is the local path the collection's roots record (else the name the points carry)."""
     for point in store.scroll(collection, batch=1):
-        return ModelRecord.from_payload(dict(point.payload), where=collection)
+        record = ModelRecord.from_payload(dict(point.payload), where=collection)
+        if not Path(record.checkpoint).is_absolute():  # absolute: a collection of cxrsearch <= 0.1
+            local = store.roots(collection).get("checkpoint")
+            if local is not None:
+                record = replace(record, checkpoint=local)
+        return record
     return None
+
+
+@dataclass(frozen=True)
+class PayloadPaths:
+    """The folders an index run read: payload paths are written relative to them (POSIX form).
+
+    ``reports``: the folder holding the report archive or XML folder; ``images``: the radiograph
+    folder (``--images``). ``None`` (or a path outside the root): the path is written as given."""
+
+    reports: Path | None = None
+    images: Path | None = None
+
+    def roots(self) -> dict[str, str]:
+        out = {}
+        if self.reports is not None:
+            out["reports"] = str(self.reports)
+        if self.images is not None:
+            out["images"] = str(self.images)
+        return out
+
+    def source(self, source: str) -> str:
+        """``/data/openi/NLMCXR_reports.tgz:ecgen-radiology/1.xml`` -> ``NLMCXR_reports.tgz:ecgen-radiology/1.xml``."""
+        if self.reports is not None and source.startswith(str(self.reports) + os.sep):
+            return Path(source[len(str(self.reports)) + 1:]).as_posix()
+        return source
+
+    def image(self, path: Path) -> str:
+        if self.images is not None:
+            relative = os.path.relpath(path, self.images)
+            if not relative.startswith(os.pardir):
+                return Path(relative).as_posix()
+        return str(path)
+
+
+def image_file(payload: dict[str, Any], roots: dict[str, str], images: Path | None = None,
+               where: str = "") -> Path | None:
+    """The radiograph file of a point (``None`` for a report point): a relative ``image_path`` is
+    joined to ``images`` (``--images``) or the collection's images root; QueryError when neither is
+    known. Absolute paths (collections of cxrsearch <= 0.1) are used as stored."""
+    raw = payload.get("image_path")
+    if not raw:
+        return None
+    path = Path(str(raw))
+    if path.is_absolute():
+        return path
+    root = images if images is not None else roots.get("images")
+    if root is None:
+        raise QueryError(f"the radiograph {path.as_posix()} is stored relative to the folder it was indexed from, "
+                         "which this store does not record (a server collection?): pass --images DIR", path=where)
+    return Path(root) / path
 
 
 def check_same_model(store: Store, collection: str, ids: Sequence[str], record: ModelRecord) -> None:

@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrsearch.errors import ModelError
+from cxrsearch.errors import ModelError, StoreError
 from cxrsearch.index.options import IndexOptions
 from cxrsearch.index.plan import IndexItem, plan_items, read_studies
 from cxrsearch.index.points import Decoded, decode_items, encode_points
-from cxrsearch.index.record import ModelRecord, check_same_model, ensure_collection, stale_report_points
+from cxrsearch.index.record import ModelRecord, PayloadPaths, check_same_model, ensure_collection, stale_report_points
 from cxrsearch.index.report import Failure, FailureLog, IndexReport
 from cxrsearch.store.base import Store, point_id
 from cxrsearch.store.schema import Bm25Spec
@@ -76,10 +76,12 @@ def index_studies(
     ensure_collection(store, collection, options.schema, encoder.config.fusion.joint_dim, record.checkpoint,
                       label_size=len(encoder.labels), texts=[item.text for item in plan.items])
     bm25 = store.collection_info(collection).schema.bm25
+    paths = _payload_paths(store, collection, options)
     planned_ids = [item.point_id for item in plan.items]
     existing = set() if options.reindex else store.existing_ids(collection, planned_ids)
     if existing:
         check_same_model(store, collection, sorted(existing), record)
+    store.set_roots(collection, {**paths.roots(), "checkpoint": record.checkpoint})  # only once the run is accepted
     todo = [item for item in plan.items if item.point_id not in existing]
 
     log = FailureLog(options.resolved_failures_dir(), collection)
@@ -87,7 +89,7 @@ def index_studies(
         for failure in plan.failures:
             log.add(failure)
         indexed, inverted = _run_batches(encoder, todo, options.batch_size, record, store, collection, log, progress,
-                                         bm25)
+                                         bm25, paths)
     finally:
         log.close()
 
@@ -129,6 +131,7 @@ def _run_batches(
     log: FailureLog,
     progress: ProgressCallback | None,
     bm25: Bm25Spec | None = None,
+    paths: PayloadPaths | None = None,
 ) -> tuple[int, int]:
     """Encode and upsert ``todo`` batch by batch (in :func:`encoding_order`); returns the points
     written and how many of their radiographs were stored as negatives (and inverted)."""
@@ -142,7 +145,7 @@ def _run_batches(
             log.add(failure)
         inverted += sum(1 for entry in decoded if entry.image is not None and entry.image.inverted)
         if decoded:
-            points, encode_failures = encode_points(encoder, decoded, record, bm25)
+            points, encode_failures = encode_points(encoder, decoded, record, bm25, paths)
             for failure in encode_failures:
                 log.add(failure)
             if points:
@@ -152,6 +155,21 @@ def _run_batches(
         if progress is not None:
             progress(done, total)
     return written, inverted
+
+
+def _payload_paths(store: Store, collection: str, options: IndexOptions) -> PayloadPaths:
+    """The folders payload paths are relative to (recorded as the collection's roots). Radiographs
+    of an earlier run under another images folder would no longer resolve: refused unless ``--reindex``."""
+    from cxrsearch.data.openi import locate_reports
+
+    reports = locate_reports(options.source).expanduser().absolute().parent
+    images = None if options.images_dir is None else Path(options.images_dir).expanduser().absolute()
+    before = store.roots(collection).get("images")
+    if images is not None and before is not None and before != str(images) and not options.reindex:
+        raise StoreError(f"collection {collection!r} holds radiographs indexed from {before}, not {images}: their "
+                         "paths are stored relative to that folder; index with that --images folder, or pass "
+                         "--reindex to re-encode every point from this one", path=collection)
+    return PayloadPaths(reports=reports, images=images)
 
 
 def encoding_order(items: Sequence[IndexItem]) -> list[IndexItem]:

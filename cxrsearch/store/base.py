@@ -213,6 +213,16 @@ class Store(Protocol):
         """Exact number of points holding each named vector, dense and sparse."""
         ...
 
+    def roots(self, collection: str) -> dict[str, str]:
+        """Local folders the collection's relative payload paths refer to (``"reports"``, ``"images"``,
+        ``"checkpoint"``: absolute paths on this machine). Kept beside an embedded collection, never
+        sent to a server (a server collection has none: pass ``--images`` / ``--model``)."""
+        ...
+
+    def set_roots(self, collection: str, roots: Mapping[str, str]) -> None:
+        """Record (merge) :meth:`roots` for ``collection``."""
+        ...
+
     def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
                           label_size: int | None = None) -> bool:
         """Create it (``vector_size``-d embeddings, ``label_size`` labels for ``"size": "labels"``

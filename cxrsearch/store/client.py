@@ -11,7 +11,7 @@ again by :meth:`ClientStore.close`, compared with the server's counts when a col
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,7 @@ class ClientStore:
         self._sizes: dict[str, tuple[CollectionSchema, dict[str, int]]] = {}
         self._checked: set[str] = set()
         self._written: set[str] = set()
+        self._roots: dict[str, dict[str, str]] = {}
         self.timeout: int | None = None
         """Seconds a server call may take (``None``: in-memory, no network)."""
 
@@ -231,6 +232,13 @@ class ClientStore:
             self._written.clear()
             with self._errors(None):
                 self._client.close()
+
+    # -- local roots: for this session only (a server never receives this machine's paths) -----------
+    def roots(self, collection: str) -> dict[str, str]:
+        return dict(self._roots.get(collection, {}))
+
+    def set_roots(self, collection: str, roots: Mapping[str, str]) -> None:
+        self._roots.setdefault(collection, {}).update({k: str(v) for k, v in roots.items()})
 
     # -- integrity ---------------------------------------------------------------------------------
     def integrity_record(self, collection: str) -> IntegrityRecord | None:

@@ -2,7 +2,8 @@
 
 Layout under the store directory, one directory per collection::
 
-    <store>/<collection>/collection.json   schema, vector size, engine version (written last)
+    <store>/<collection>/collection.json   schema, vector size, engine version (written last), and
+                                           the local roots of relative payload paths (``roots``)
     <store>/<collection>/integrity.json    counts and id digest at the last clean close (see store.integrity)
     <store>/<collection>/shard/            the qdrant-edge shard (WAL + segments)
     <store>/<collection>/.lock             held (flock) by the process that has the shard open
@@ -26,7 +27,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -263,6 +264,30 @@ class EdgeStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- local roots -------------------------------------------------------------------------------
+    def roots(self, collection: str) -> dict[str, str]:
+        if collection in self._open:
+            return dict(self._open[collection].meta.get("roots") or {})
+        path = self.root / collection / META_FILE
+        try:  # read without opening the shard (and without taking the lock)
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {META_FILE}: {exc}", path=path) from None
+        return dict(meta.get("roots") or {})
+
+    def set_roots(self, collection: str, roots: Mapping[str, str]) -> None:
+        handle = self._handle(collection)
+        merged = {**(handle.meta.get("roots") or {}), **{k: str(v) for k, v in roots.items()}}
+        if merged == handle.meta.get("roots"):
+            return
+        handle.meta["roots"] = merged
+        path = self.root / collection / META_FILE
+        tmp = path.with_name(f"{META_FILE}.tmp")
+        tmp.write_text(json.dumps(handle.meta, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
     # -- integrity ---------------------------------------------------------------------------------
     def integrity_record(self, collection: str) -> IntegrityRecord | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -178,3 +179,32 @@ def test_a_collection_held_by_another_process_is_refused_before_any_heavy_work(r
                               tmp_path / "no-such-checkpoint")
     finally:
         holder.close()
+
+
+def test_no_absolute_path_of_this_machine_is_stored_in_a_point(indexed, openi_images, reports_tgz):
+    from cxrsearch.index.record import image_file, recorded_model
+
+    stored = json.dumps([p.payload for p in _all(indexed)])
+    for local in (str(openi_images), str(reports_tgz.parent), str(indexed.checkpoint.resolve().parent)):
+        assert local not in stored  # payloads travel to servers (`collections migrate`)
+    roots = indexed.store.roots(indexed.collection)
+    assert roots["images"] == str(openi_images) and roots["reports"] == str(reports_tgz.parent)
+    for point in _all(indexed):
+        payload = point.payload
+        assert payload["source"].startswith(f"{reports_tgz.name}:") and payload["checkpoint"] == indexed.checkpoint.name
+        if payload["kind"] == "image":
+            assert not payload["image_path"].startswith("/")
+            assert image_file(payload, roots) == openi_images / payload["image_path"]
+    # search without --model still finds the checkpoint: through the roots, not the payload
+    assert recorded_model(indexed.store, indexed.collection).checkpoint == str(indexed.checkpoint.resolve())
+
+
+def test_a_second_run_from_another_images_folder_is_refused(indexed, reports_tgz, openi_images, real_data, tmp_path):
+    if indexed.backend != "edge":
+        pytest.skip("the roots of a qdrant-client collection live only in its session")
+    elsewhere = tmp_path / "moved"
+    shutil.copytree(openi_images, elsewhere, symlinks=True)
+    options = index_options(reports_tgz, elsewhere, real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz",
+                            tmp_path / "failures")
+    with pytest.raises(StoreError, match="holds radiographs indexed from .*pass --reindex"):
+        index_studies(options, indexed.store, indexed.checkpoint)
