@@ -1,17 +1,23 @@
 """``cxrsearch models``: the packaged model configs (``list``) and a checkpoint's contents (``info``).
 
-Neither command imports torch: both read JSON only.
+Both read JSON only (no torch), except ``info --verify``, which hashes ``model.safetensors`` and loads
+the tokenizer (transformers).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from cxrsearch.cli.render import console, print_json
+from cxrsearch.errors import ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.model.checkpoint import CheckpointInfo
 
 app = typer.Typer(help="Model architectures and trained checkpoints.", no_args_is_help=True)
 
@@ -41,11 +47,29 @@ def _where(tower: dict) -> str:
     return tower["source"].replace(":", " ", 1)
 
 
-def _origin(tower: dict) -> str:
-    """``random`` / ``local-dir:/p`` / ``hub (org/name@rev)``: where the tower's initial weights came from."""
-    if tower["source"] == "random" or not tower["hub_id"]:
-        return tower["source"]
-    return f"{tower['source']} ({tower['hub_id']}@{tower['revision'] or 'main'})"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _commit(tower: dict) -> str | None:
+    """The Hub commit a checkpoint's tower was trained from, where the checkpoint records one."""
+    revision = tower.get("revision") or ""
+    return revision if tower["source"] == "hub" and _COMMIT.fullmatch(revision) else None
+
+
+def _origin(tower: dict, versions: dict) -> str:
+    """Where a checkpoint tower's initial weights came from, as exactly as the checkpoint records it."""
+    kind, _, arg = tower["source"].partition(":")
+    if kind == "hub":
+        commit = _commit(tower)
+        if commit:
+            return f"hub {tower['hub_id']} at commit {commit}"
+        return f"hub {tower['hub_id']}@{tower['revision'] or 'main'} (commit not recorded)"
+    if kind == "python-package":
+        upstream = f", a copy of {tower['hub_id']} (upstream commit not recorded)" if tower["hub_id"] else ""
+        return f"Python package {arg} {versions.get(arg, '(version unknown)')}{upstream}"
+    if kind == "local-dir":
+        return f"local copy {arg}"
+    return tower["source"]
 
 
 @app.command("list")
@@ -76,11 +100,18 @@ def list_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
 def info_command(
     checkpoint: Path = typer.Argument(..., metavar="CKPT", help="A checkpoint directory (model.safetensors + config.json)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    verify: bool = typer.Option(False, "--verify",
+                                help="Hash model.safetensors against config.json and load the tokenizer; exit 1 if broken."),
 ) -> None:
     """What a trained checkpoint contains: architecture, towers, labels and thresholds, metrics."""
     from cxrsearch.model.checkpoint import read_checkpoint_info
 
-    summary = read_checkpoint_info(checkpoint).summary()
+    info = read_checkpoint_info(checkpoint)
+    summary = info.summary()
+    for tower in summary["towers"].values():
+        tower["commit"] = _commit(tower)
+    summary["verification"] = _verify(info) if verify else None
+    summary["verified"] = verify
     if json_out:
         print_json(summary)
     else:
@@ -98,12 +129,13 @@ def _print_checkpoint(summary: dict[str, Any]) -> None:
         ("model", summary["model"]),
         ("fingerprint", summary["fingerprint"]),
         ("weights", f"{summary['weights_bytes'] / 1e6:.1f} MB"),
-        ("image tower", f"{towers['image']['arch']} from {_origin(towers['image'])}"),
-        ("text tower", f"{towers['text']['model_type']} from {_origin(towers['text'])}"),
+        ("image tower", f"{towers['image']['arch']} from {_origin(towers['image'], summary['versions'])}"),
+        ("text tower", f"{towers['text']['model_type']} from {_origin(towers['text'], summary['versions'])}"),
         ("joint dim", str(summary["joint_dim"])),
         ("preprocess", ", ".join(f"{k}={v}" for k, v in summary["preprocess"].items())),
         ("training data", summary["data_fingerprint"] or "-"),
         ("created", summary["created"]),
+        ("verified", _verified_text(summary["verification"])),
     ):
         facts.add_row(key, str(value))
     console.print(facts)
@@ -143,3 +175,62 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _verify(info: CheckpointInfo) -> dict[str, Any]:
+    """Check a checkpoint's files against its ``config.json``: the size and sha256 of
+    ``model.safetensors`` (hashed now, whatever a verification stamp says) and that ``tokenizer/``
+    loads, fits the text tower's vocabulary and knows plain words. Raises :class:`ModelError` naming
+    the broken file."""
+    from cxrsearch.model.checkpoint import CONFIG_FILE, TOKENIZER_DIR, WEIGHTS_FILE, file_sha256
+
+    weights = info.path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"checkpoint weights {WEIGHTS_FILE} are missing", path=info.path)
+    size = weights.stat().st_size
+    if size != info.weights_bytes:
+        raise ModelError(f"{size} bytes where {CONFIG_FILE} records {info.weights_bytes} (truncated or replaced)", path=weights)
+    digest = file_sha256(weights)
+    if digest != info.fingerprint:
+        raise ModelError(f"sha256 {digest[:16]}... does not match the fingerprint {info.fingerprint[:16]}... in {CONFIG_FILE} "
+                         "(damaged or replaced)", path=weights)
+    tokens = _check_tokenizer(info.path / TOKENIZER_DIR, info.text_tower_config.get("vocab_size"))
+    return {"weights_sha256": digest, "tokenizer_tokens": tokens}
+
+
+PLAIN_TEXT = "the heart size is normal"
+"""Words every English vocabulary holds: a tokenizer that maps them all to its unknown token lost its vocabulary."""
+
+
+def _check_tokenizer(directory: Path, vocab_size: Any) -> int:
+    """The number of tokens of the tokenizer saved in ``directory``, after checking that it loads, fits
+    the text tower's ``vocab_size`` and knows plain words; :class:`ModelError` otherwise."""
+    if not directory.is_dir():
+        raise ModelError(f"checkpoint {directory.name}/ directory is missing", path=directory.parent)
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        ids = tokenizer(PLAIN_TEXT, add_special_tokens=False)["input_ids"]
+    except Exception as exc:  # transformers and tokenizers raise several types for damaged files
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelError(f"the tokenizer does not load: {type(exc).__name__}: {detail}", path=directory) from None
+    finally:
+        hf_logging.set_verbosity(level)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise ModelError(f"the tokenizer has {len(tokenizer)} tokens but the text tower only {vocab_size} embeddings",
+                         path=directory)
+    if not ids or (tokenizer.unk_token_id is not None and set(ids) == {tokenizer.unk_token_id}):
+        raise ModelError(f"the tokenizer ({len(tokenizer)} tokens) maps {PLAIN_TEXT!r} to its unknown token: "
+                         "vocabulary files missing or damaged", path=directory)
+    return len(tokenizer)
+
+
+def _verified_text(verification: dict[str, Any] | None) -> str:
+    if verification is None:
+        return "no (pass --verify to hash model.safetensors against config.json and load the tokenizer)"
+    tokens = verification["tokenizer_tokens"]
+    return f"yes: model.safetensors matches its sha256 in config.json; the tokenizer loads ({tokens} tokens)"
