@@ -4,7 +4,8 @@ Layout of a checkpoint directory::
 
     model.safetensors   every weight of the FusionModel (towers included)
     config.json         format + version, the ModelConfig (towers with their sources and revisions,
-                        fusion, preprocessing), the label vocabulary (head order), per-label decision
+                        a Hub tower's revision being the commit its weights came from; fusion,
+                        preprocessing), the label vocabulary (head order), per-label decision
                         thresholds, the text tower's transformers config (to rebuild it offline), the
                         training-data fingerprint, metrics, ``fingerprint`` (sha256 of
                         model.safetensors), library versions, creation time, free-form ``extra``
@@ -12,7 +13,8 @@ Layout of a checkpoint directory::
 
 Loading needs no network and no tower source: architectures are rebuilt from ``config.json`` and
 every weight comes from ``model.safetensors``. Files are written under temporary names and moved into
-place one by one, ``config.json`` last; a torn write is caught by the fingerprint check on load.
+place one by one, ``config.json`` last; a torn write is caught by the fingerprint check on load
+(hashed once, then trusted while the file is unchanged: ``.verified.json``, see ``load_checkpoint``).
 Other files in the directory (e.g. a training state) are left alone.
 
 Public API::
@@ -20,7 +22,8 @@ Public API::
     save_checkpoint(directory, model, *, thresholds, data_fingerprint=None, metrics=None, extra=None)
         -> CheckpointInfo
     read_checkpoint_info(directory) -> CheckpointInfo      # config.json only: no torch, instant
-    load_checkpoint(directory, device="cpu", verify=True) -> Checkpoint
+    load_checkpoint(directory, device="cpu", verify=True, towers=("image", "text"), runtime="torch")
+        -> Checkpoint
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from cxrsearch.model.config import ModelConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.fusion import FusionModel
+    from cxrsearch.model.numpy_text import NumpyTextModel
 
 FORMAT = "cxrsearch-checkpoint"
 FORMAT_VERSION = 1
@@ -111,12 +115,15 @@ class CheckpointInfo:
 class Checkpoint:
     """A loaded checkpoint: the model (eval mode) plus everything in :class:`CheckpointInfo`.
 
+    ``model`` is a :class:`FusionModel`, or for a text-only load with the numpy runtime a
+    :class:`~cxrsearch.model.numpy_text.NumpyTextModel`.
+
     ``path``, ``config``, ``labels``, ``thresholds``, ``fingerprint`` and ``metrics`` read through
     to ``info``.
     """
 
     info: CheckpointInfo
-    model: FusionModel
+    model: FusionModel | NumpyTextModel
 
     path = property(lambda self: self.info.path)
     config = property(lambda self: self.info.config)
@@ -171,6 +178,19 @@ def _versions(config: ModelConfig) -> dict[str, str]:
     return found
 
 
+def _config_as_trained(model: FusionModel) -> dict[str, Any]:
+    """``model.config`` as JSON, each Hub tower's ``revision`` replaced by the commit its weights were
+    read from (``weights_commit``: the Hub's answer at download time, e.g. what ``main`` was then), so
+    that a checkpoint names exactly what it was trained from. A loaded checkpoint's towers have no
+    ``weights_commit``: their config already holds the commit."""
+    config = model.config.to_dict()
+    for side, tower in (("image", model.image_tower), ("text", model.text_tower)):
+        commit = getattr(tower, "weights_commit", None)
+        if commit and config[side]["source"] == "hub":
+            config[side]["revision"] = commit
+    return config
+
+
 def save_checkpoint(
     directory: str | Path,
     model: FusionModel,
@@ -200,7 +220,7 @@ def save_checkpoint(
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": model.config.to_dict(),
+        "model": _config_as_trained(model),
         "labels": list(model.labels),
         "thresholds": list(ordered),
         "fingerprint": fingerprint,
@@ -262,36 +282,165 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
     return info
 
 
-def load_checkpoint(directory: str | Path, device: str = "cpu", verify: bool = True) -> Checkpoint:
+TOWERS = ("image", "text")
+"""The towers a checkpoint holds; :func:`load_checkpoint` builds the ones asked for."""
+
+STAMP_FILE = ".verified.json"
+"""Written beside ``model.safetensors`` (or in the cache dir when the checkpoint is read-only) once
+its sha256 matched ``config.json``: the file's identity then, so that later loads skip the hash."""
+
+
+RUNTIMES = ("torch", "numpy", "auto")
+
+
+def load_checkpoint(directory: str | Path, device: str = "cpu", verify: bool = True,
+                    towers: Sequence[str] = TOWERS, runtime: str = "torch") -> Checkpoint:
     """Rebuild the model from a checkpoint directory, offline. The model is returned in eval mode.
 
     ``verify``: check the sha256 of ``model.safetensors`` against ``config.json`` (about 1 s per
-    500 MB); the size is always checked.
+    500 MB), once: a verified file is stamped (size, mtime, ctime, inode, fingerprint; see
+    :data:`STAMP_FILE`) and trusted while it is unchanged; a changed file is hashed again. The size
+    is always checked.
+
+    ``towers``: the towers to build and load, ``("image", "text")`` by default. A query needs one:
+    ``("text",)`` never imports timm nor reads the image tower's weights, ``("image",)`` never
+    builds the text tower (nor its tokenizer). Projections, fusion and heads are always loaded.
+
+    ``runtime``: ``"torch"`` (the reference), ``"numpy"`` (text only: the text side of the model in
+    numpy, :mod:`cxrsearch.model.numpy_text`, no torch import; ``model`` is then a
+    :class:`~cxrsearch.model.numpy_text.NumpyTextModel`), or ``"auto"``: numpy for a text-only load
+    of an architecture it implements, else torch.
     """
-    from safetensors.torch import load_model
-
-    from cxrsearch.model.fusion import FusionModel
-    from cxrsearch.model.towers import build_image_tower, text_tower_from_parts
-
+    wanted = tuple(name for name in TOWERS if name in towers)
+    if not wanted or len(wanted) != len(set(towers)):
+        raise ModelError(f"towers must be some of {', '.join(TOWERS)}, not {list(towers)}")
+    if runtime not in RUNTIMES:
+        raise ModelError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime == "numpy" and wanted != ("text",):
+        raise ModelError("the numpy runtime serves text-only loads (towers=('text',))")
     info = read_checkpoint_info(directory)
     weights = info.path / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"checkpoint weights {WEIGHTS_FILE} are missing", path=info.path)
-    if weights.stat().st_size != info.weights_bytes or (verify and file_sha256(weights) != info.fingerprint):
+    if weights.stat().st_size != info.weights_bytes or (verify and not _verified(weights, info.fingerprint)):
         raise ModelError(f"checkpoint weights do not match {CONFIG_FILE} (truncated, replaced or torn write)", path=weights)
     tokenizer_dir = info.path / TOKENIZER_DIR
-    if not tokenizer_dir.is_dir():
+    if "text" in wanted and not tokenizer_dir.is_dir():
         raise ModelError(f"checkpoint {TOKENIZER_DIR}/ directory is missing", path=info.path)
+    if runtime != "torch" and wanted == ("text",):
+        from cxrsearch.model.numpy_text import NumpyTextModel, supported
+
+        if runtime == "numpy" or supported(info) is None:
+            return Checkpoint(info=info, model=NumpyTextModel.load(info))
+    from cxrsearch.model.fusion import FusionModel
+
     config = info.config
-    model = FusionModel(
-        config,
-        info.labels,
-        build_image_tower(config, pretrained=False),
-        text_tower_from_parts(dict(info.text_tower_config), tokenizer_dir, config.text.pooling),
-    )
     try:
-        load_model(model, str(weights), strict=True, device=str(device))
+        with _open_weights(weights, device) as handle:
+            keys = [key for key in handle.keys() if _part_of(key) in wanted + ("fusion",)]
+            dims = {name: int(handle.get_slice(f"{name}_embed_proj.weight").get_shape()[1]) for name in TOWERS}
+            model = FusionModel(
+                config,
+                info.labels,
+                _image_tower(config) if "image" in wanted else None,
+                _text_tower(info, tokenizer_dir) if "text" in wanted else None,
+                image_dim=dims["image"],
+                text_dim=dims["text"],
+            )
+            _load_state(model, {key: handle.get_tensor(key) for key in keys})
+    except ModelError as exc:
+        raise ModelError(exc.message, path=exc.path or weights) from None
     except Exception as exc:  # safetensors / torch raise several types for bad files or mismatches
         first = " ".join(str(exc).split())[:300]
         raise ModelError(f"cannot load checkpoint weights: {first}", path=weights) from None
     return Checkpoint(info=info, model=model.to(device).eval())
+
+
+def _part_of(key: str) -> str:
+    """``"image"`` / ``"text"`` for a tower's weight, ``"fusion"`` for everything else."""
+    head = key.split(".", 1)[0]
+    return {"image_tower": "image", "text_tower": "text"}.get(head, "fusion")
+
+
+def _open_weights(weights: Path, device: str) -> Any:
+    from safetensors import safe_open
+
+    return safe_open(str(weights), framework="pt", device=str(device))
+
+
+def _image_tower(config: ModelConfig) -> Any:
+    from cxrsearch.model.towers import build_image_tower
+
+    return build_image_tower(config, pretrained=False)
+
+
+def _text_tower(info: CheckpointInfo, tokenizer_dir: Path) -> Any:
+    from cxrsearch.model.towers import text_tower_from_parts
+
+    return text_tower_from_parts(dict(info.text_tower_config), tokenizer_dir, info.config.text.pooling)
+
+
+def _load_state(model: FusionModel, state: dict[str, Any]) -> None:
+    """``model.load_state_dict(state)``, strict, except that a tied weight saved once (safetensors
+    keeps one name per shared tensor) may be missing under its other names."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    own = model.state_dict()
+    loaded = {own[key].data_ptr() for key in state if key in own}
+    missing = [key for key in missing if own[key].data_ptr() not in loaded]
+    if missing or unexpected:
+        raise ModelError(f"cannot load checkpoint weights: they do not fit the model (missing {missing[:5]}, unexpected {list(unexpected)[:5]})")
+
+
+# ---------------------------------------------------------------- verification stamp
+
+
+def _stamp_of(weights: Path, fingerprint: str) -> dict[str, Any]:
+    """What identifies ``weights`` as the file that was hashed: any write moves mtime and ctime
+    (ctime cannot be set back by hand), a replacement changes the inode."""
+    st = weights.stat()
+    return {"file": WEIGHTS_FILE, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+            "inode": st.st_ino, "device": st.st_dev, "fingerprint": fingerprint}
+
+
+def stamp_paths(weights: Path) -> tuple[Path, Path]:
+    """Where the verification stamp of ``weights`` lives: beside it, else (a read-only checkpoint)
+    in ``<cache dir>/verified/``, named by the checkpoint's absolute path."""
+    from cxrsearch.paths import cache_dir
+
+    key = hashlib.sha256(str(weights.resolve()).encode("utf-8")).hexdigest()[:32]
+    return weights.parent / STAMP_FILE, cache_dir() / "verified" / f"{key}.json"
+
+
+def _verified(weights: Path, fingerprint: str) -> bool:
+    """Whether ``weights`` hashes to ``fingerprint``: trusted from a matching stamp, else hashed
+    (and stamped when it matches)."""
+    current = _stamp_of(weights, fingerprint)
+    for path in stamp_paths(weights):
+        try:
+            if json.loads(path.read_text(encoding="utf-8")) == current:
+                return True
+        except (OSError, ValueError):
+            continue
+    if file_sha256(weights) != fingerprint:
+        return False
+    if _stamp_of(weights, fingerprint) == current:  # unchanged while it was hashed
+        for path in stamp_paths(weights):
+            if _write_stamp(path, current):
+                break
+    return True
+
+
+def _write_stamp(path: Path, stamp: dict[str, Any]) -> bool:
+    """Write ``stamp`` atomically; False where the place is not writable (the load goes on)."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return False
+    return True

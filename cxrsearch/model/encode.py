@@ -57,6 +57,10 @@ class Encoder:
     or a bare :class:`~cxrsearch.model.fusion.FusionModel` (training; thresholds default to 0.5
     unless given). The model is moved to ``device``. ``fingerprint`` is the checkpoint's weight
     fingerprint (``None`` for a bare model).
+
+    ``towers``: with a checkpoint directory, the towers to load (default both); a text query needs
+    ``("text",)``, an image query ``("image",)`` (see :func:`~cxrsearch.model.checkpoint.load_checkpoint`).
+    Encoding a modality whose tower was not loaded raises :class:`ModelError`.
     """
 
     def __init__(
@@ -64,30 +68,39 @@ class Encoder:
         source: Checkpoint | FusionModel | str | Path,
         device: str = "cpu",
         thresholds: Sequence[float] | None = None,
+        towers: Sequence[str] | None = None,
+        runtime: str = "torch",
     ) -> None:
-        from cxrsearch.model.checkpoint import Checkpoint, load_checkpoint
-        from cxrsearch.model.fusion import FusionModel
+        from cxrsearch.model.checkpoint import TOWERS, Checkpoint, load_checkpoint
+        from cxrsearch.model.numpy_text import NumpyTextModel
 
         if isinstance(source, (str, Path)):
-            source = load_checkpoint(source, device=device)
+            source = load_checkpoint(source, device=device, towers=TOWERS if towers is None else towers, runtime=runtime)
         if isinstance(source, Checkpoint):
             self.checkpoint: Checkpoint | None = source
             self.model = source.model
             default_thresholds: Sequence[float] = source.thresholds
             self.fingerprint: str | None = source.fingerprint
-        elif isinstance(source, FusionModel):
+        elif _is_fusion_model(source):
             self.checkpoint, self.model, self.fingerprint = None, source, None
             default_thresholds = [0.5] * len(source.labels)
         else:
             raise ModelError(f"Encoder needs a checkpoint, a checkpoint path or a FusionModel, not {type(source).__name__}")
         self.device = str(device)
-        self.model.to(self.device)
+        self.numpy = isinstance(self.model, NumpyTextModel)
+        if not self.numpy:
+            self.model.to(self.device)
         self.config = self.model.config
         self.labels: tuple[str, ...] = self.model.labels
         values = np.asarray(default_thresholds if thresholds is None else thresholds, dtype=np.float32)
         if values.shape != (len(self.labels),):
             raise ModelError(f"{values.size} thresholds for {len(self.labels)} labels")
         self.thresholds = values
+
+    @property
+    def towers(self) -> tuple[str, ...]:
+        """The modalities this encoder can embed (the towers its model holds)."""
+        return self.model.towers
 
     # ------------------------------------------------------------------ inputs
 
@@ -108,6 +121,8 @@ class Encoder:
             raise ModelError("tokenize needs a non-empty list of texts")
         if not all(isinstance(text, str) for text in texts):
             raise ModelError("every text must be a string (a study without a report has no text input)")
+        if self.numpy:
+            raise ModelError("a numpy-runtime encoder makes no torch tensors (load the checkpoint with runtime='torch')")
         batch = self.model.tokenizer(
             list(texts),
             padding="longest",
@@ -131,17 +146,22 @@ class Encoder:
         batch_size: int = 32,
     ) -> Encoded:
         """Embed images, texts, or image-text pairs (same length), in batches, without gradients."""
-        import torch
-
         if images is None and texts is None:
             raise ModelError("encode needs images, texts, or both")
         if images is not None and texts is not None and len(images) != len(texts):
             raise ModelError(f"{len(images)} images but {len(texts)} texts: pairs must line up")
         if batch_size < 1:
             raise ModelError("batch_size must be >= 1")
+        for name, given in (("image", images), ("text", texts)):
+            if given is not None and name not in self.towers:
+                raise ModelError(f"this encoder was loaded without its {name} tower: it cannot embed {name}s")
         total = len(images) if images is not None else len(texts)  # type: ignore[arg-type]
         if total == 0:
             raise ModelError("nothing to encode (empty input)")
+        if self.numpy:
+            return self._encode_numpy(list(texts or ()), batch_size)
+        import torch
+
         parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
         was_training = self.model.training
         if was_training:  # eval() walks every module: once per call adds up over thousands of batches
@@ -162,6 +182,21 @@ class Encoder:
         finally:
             if was_training:
                 self.model.train(True)
+        return self._encoded(parts)
+
+    def _encode_numpy(self, texts: list[str], batch_size: int) -> Encoded:
+        """Texts through the numpy text side (:mod:`cxrsearch.model.numpy_text`): no torch."""
+        if not all(isinstance(text, str) for text in texts):
+            raise ModelError("every text must be a string (a study without a report has no text input)")
+        parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
+        for start in range(0, len(texts), batch_size):
+            text, joint, logits = self.model.forward(texts[start : start + batch_size])
+            parts["text"].append(text)
+            parts["joint"].append(joint)
+            parts["probs"].append((1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32))
+        return self._encoded(parts)
+
+    def _encoded(self, parts: dict[str, list[np.ndarray]]) -> Encoded:
         probs = np.concatenate(parts["probs"])
         return Encoded(
             image=np.concatenate(parts["image"]) if parts["image"] else None,
@@ -171,3 +206,11 @@ class Encoder:
             predicted=self.predict(probs),
             labels=self.labels,
         )
+
+
+def _is_fusion_model(source: object) -> bool:
+    """``isinstance(source, FusionModel)`` without importing torch for a source that is not one."""
+    import sys
+
+    fusion = sys.modules.get("cxrsearch.model.fusion")
+    return fusion is not None and isinstance(source, fusion.FusionModel)

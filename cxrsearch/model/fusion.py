@@ -97,19 +97,30 @@ class FusionModel(nn.Module):
     Call ``model(pixel_values=..., input_ids=..., attention_mask=...)`` with either modality absent,
     or ``model(image_features=..., text_features=...)`` with cached tower outputs (frozen-encoder
     training); both return :class:`~cxrsearch.model.output.ModelOutput`.
+
+    A query needs one tower only: either tower may be ``None`` (then its width ``image_dim`` /
+    ``text_dim`` must be given, so that projections, fusion and heads are built as usual). Such a
+    model runs every other part unchanged and refuses inputs of the missing modality.
     """
 
-    def __init__(self, config: ModelConfig, labels: Sequence[str], image_tower: ImageTower, text_tower: TextTower) -> None:
+    def __init__(self, config: ModelConfig, labels: Sequence[str], image_tower: ImageTower | None,
+                 text_tower: TextTower | None, *, image_dim: int | None = None, text_dim: int | None = None) -> None:
         super().__init__()
         labels = tuple(str(label) for label in labels)
         if not labels or len(set(labels)) != len(labels):
             raise ModelError(f"model {config.name!r} needs a non-empty list of distinct labels, got {list(labels)}")
+        if image_tower is None and text_tower is None:
+            raise ModelError(f"model {config.name!r} needs at least one tower")
         self.config = config
         self.labels = labels
         self.image_tower = image_tower
         self.text_tower = text_tower
         self._towers_frozen = False
-        dim, image_dim, text_dim = config.fusion.joint_dim, image_tower.out_dim, text_tower.out_dim
+        image_dim = image_tower.out_dim if image_tower is not None else image_dim
+        text_dim = text_tower.out_dim if text_tower is not None else text_dim
+        if image_dim is None or text_dim is None:
+            raise ModelError("a model built without a tower needs that tower's width (image_dim / text_dim)")
+        dim = config.fusion.joint_dim
         self.image_embed_proj = nn.Linear(image_dim, dim)
         self.text_embed_proj = nn.Linear(text_dim, dim)
         self.image_token_proj = nn.Sequential(nn.Linear(image_dim, dim), nn.LayerNorm(dim))
@@ -129,14 +140,26 @@ class FusionModel(nn.Module):
         return self.config.fusion.joint_dim
 
     @property
+    def towers(self) -> tuple[str, ...]:
+        """The towers this model holds: ``("image", "text")``, or one of them (a query-side load)."""
+        return tuple(name for name, tower in (("image", self.image_tower), ("text", self.text_tower)) if tower is not None)
+
+    @property
     def tokenizer(self):
         """The text tower's tokenizer (transformers ``PreTrainedTokenizerBase``)."""
-        return self.text_tower.tokenizer
+        return self._tower("text").tokenizer
+
+    def _tower(self, name: str) -> nn.Module:
+        tower = self.image_tower if name == "image" else self.text_tower
+        if tower is None:
+            raise ModelError(f"this model was loaded without its {name} tower (load the checkpoint with towers including {name!r})")
+        return tower
 
     def tower_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of both towers (fine-tuned with a small learning rate, or frozen)."""
-        yield from self.image_tower.parameters()
-        yield from self.text_tower.parameters()
+        """Parameters of the towers (fine-tuned with a small learning rate, or frozen)."""
+        for tower in (self.image_tower, self.text_tower):
+            if tower is not None:
+                yield from tower.parameters()
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
         """Everything else: projections, null tokens, fusion layers, joint and label heads."""
@@ -153,19 +176,20 @@ class FusionModel(nn.Module):
     def train(self, mode: bool = True) -> FusionModel:
         super().train(mode)
         if self._towers_frozen:
-            self.image_tower.eval()
-            self.text_tower.eval()
+            for tower in (self.image_tower, self.text_tower):
+                if tower is not None:
+                    tower.eval()
         return self
 
     # ------------------------------------------------------------------ forward
 
     def encode_image(self, pixel_values: torch.Tensor) -> ImageFeatures:
         """Run the image tower only (what frozen-encoder training caches)."""
-        return self.image_tower(pixel_values)
+        return self._tower("image")(pixel_values)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
         """Run the text tower only (what frozen-encoder training caches)."""
-        return self.text_tower(input_ids, attention_mask)
+        return self._tower("text")(input_ids, attention_mask)
 
     def forward(
         self,

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from cxrsearch.errors import ModelError
-from cxrsearch.model.hub import resolve_weights_dir
+from cxrsearch.model.hub import resolve_weights_dir, snapshot_commit
 from cxrsearch.model.output import ImageFeatures, TextFeatures
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +44,8 @@ VOCAB_DIR = Path(__file__).resolve().parent / "vocab"
 
 class ImageTower(nn.Module):
     """A timm backbone seen as ``grey pixels -> (patch tokens, pooled vector)``."""
+
+    weights_commit: str | None = None  # the Hub commit the weights were read from (hub sources), else None
 
     def __init__(self, backbone: nn.Module, preprocess: PreprocessConfig) -> None:
         super().__init__()
@@ -85,6 +87,8 @@ class ImageTower(nn.Module):
 
 class TextTower(nn.Module):
     """A transformers encoder seen as ``token ids -> (token states, mask, pooled vector)``."""
+
+    weights_commit: str | None = None  # the Hub commit the weights were read from (hub sources), else None
 
     def __init__(self, backbone: nn.Module, tokenizer: Any, pooling: str) -> None:
         super().__init__()
@@ -132,8 +136,11 @@ def _timm_kwargs(tower: TowerConfig, preprocess: PreprocessConfig) -> dict[str, 
     kwargs.update(num_classes=0, in_chans=preprocess.channels)
     pretrained_cfg = timm.models.get_pretrained_cfg(tower.arch)
     default_size = tuple(pretrained_cfg.input_size[1:]) if pretrained_cfg is not None else None
+    # Only fixed-input-size architectures (ViT, Swin: position tables sized at build) take img_size;
+    # convnets (ResNet, ConvNeXt) accept any size and refuse the keyword.
+    fixed = pretrained_cfg is None or bool(getattr(pretrained_cfg, "fixed_input_size", True))
     size = kwargs.get("img_size")
-    if size is None and default_size is not None and default_size != (preprocess.image_size,) * 2:
+    if size is None and fixed and default_size is not None and default_size != (preprocess.image_size,) * 2:
         kwargs["img_size"] = preprocess.image_size
     elif size is not None and tuple(size if isinstance(size, (tuple, list)) else (size, size)) != (preprocess.image_size,) * 2:
         raise ModelError(f"image tower img_size {size} differs from preprocess image_size {preprocess.image_size}")
@@ -153,7 +160,9 @@ def build_image_tower(config: ModelConfig, pretrained: bool = True) -> ImageTowe
     backbone = timm.create_model(tower.arch, pretrained=False, **_timm_kwargs(tower, config.preprocess))
     if weights is not None:
         _load_timm_weights(backbone, weights, tower)
-    return ImageTower(backbone, config.preprocess)
+    image_tower = ImageTower(backbone, config.preprocess)
+    image_tower.weights_commit = snapshot_commit(weights) if weights is not None and tower.source_kind == "hub" else None
+    return image_tower
 
 
 def _load_timm_weights(backbone: nn.Module, location: Path, tower: TowerConfig) -> None:
@@ -232,6 +241,7 @@ def build_text_tower(config: ModelConfig) -> TextTower:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     tower = config.text
+    commit = None
     with _quiet_transformers():
         if tower.source_kind == "random":
             if not tower.kwargs or "model_type" not in tower.kwargs or not tower.tokenizer:
@@ -244,6 +254,7 @@ def build_text_tower(config: ModelConfig) -> TextTower:
             weights_dir = resolve_weights_dir(
                 tower, "text encoder", "a save_pretrained directory: config.json, *.safetensors, tokenizer files", "--text-encoder"
             )
+            commit = snapshot_commit(weights_dir) if tower.source_kind == "hub" else None
             if not (weights_dir / "config.json").is_file() or not any(weights_dir.glob("*.safetensors")):
                 raise ModelError(
                     "text encoder weights not found (expected a save_pretrained directory with config.json and "
@@ -256,7 +267,9 @@ def build_text_tower(config: ModelConfig) -> TextTower:
                 tokenizer = _tokenizer_for(tower, weights_dir, AutoTokenizer)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load text encoder: {' '.join(str(exc).split())[:300]}", path=weights_dir) from None
-    return TextTower(backbone, tokenizer, tower.pooling)
+    text_tower = TextTower(backbone, tokenizer, tower.pooling)
+    text_tower.weights_commit = commit
+    return text_tower
 
 
 def _tokenizer_for(tower: TowerConfig, weights_dir: Path | None, auto: Any = None) -> Any:

@@ -8,6 +8,7 @@ filtered inside the engine (see docs/search.md).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ def search(
     collection: str,
     checkpoint: Checkpoint | Encoder | str | Path | None = None,
     with_components: bool = False,
+    runtime: str = "auto",
 ) -> list[Hit]:
     """The ``spec.k`` best hits for ``spec`` in ``collection``, best first; every hit passes the filters.
 
@@ -41,9 +43,11 @@ def search(
 
     ``checkpoint`` (a loaded checkpoint, an Encoder, or a checkpoint directory) must be the one
     the collection was indexed with; ``None`` loads the one recorded in the collection's points.
-    ``like`` queries need no checkpoint.
+    ``like`` queries need no checkpoint. A checkpoint loaded here loads only the towers the mode
+    reads; ``runtime`` (``"auto"``: a text query runs in numpy, without torch, where the architecture
+    allows; ``"torch"``: the reference) is passed to ``load_checkpoint``.
     """
-    vectors, flt, encoder = _query(spec, store, collection, checkpoint)
+    vectors, flt, encoder = _query(spec, store, collection, checkpoint, runtime)
     weights = fusion_weights(encoder)
     hits = _checked(run_query(store, collection, spec.mode, vectors, flt, spec.k, weights), flt, collection)
     if with_components and len(mode(spec.mode).components) > 1:
@@ -52,9 +56,14 @@ def search(
     return hits
 
 
-def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None) -> Encoder:
+def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None,
+                towers: Sequence[str] | None = None, runtime: str = "torch") -> Encoder:
     """An Encoder for ``checkpoint`` (default: the one the collection records), refusing a checkpoint
-    whose weights differ from those that encoded the collection: their embeddings do not compare."""
+    whose weights differ from those that encoded the collection: their embeddings do not compare.
+
+    ``towers``, ``runtime``: when the checkpoint is loaded here (a path), only these towers are
+    loaded (a query needs the towers of its mode's inputs; default both), with this runtime
+    (``"auto"``: a text-only load runs in numpy, without torch; see ``load_checkpoint``)."""
     from cxrsearch.model.encode import Encoder
 
     record = recorded_model(store, collection)
@@ -67,7 +76,7 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
                              "pass --model CKPT (the same weights, e.g. a copy)", path=collection)
         checkpoint = record.checkpoint
     try:
-        encoder = checkpoint if isinstance(checkpoint, Encoder) else Encoder(checkpoint)
+        encoder = checkpoint if isinstance(checkpoint, Encoder) else Encoder(checkpoint, towers=towers, runtime=runtime)
     except ModelError as exc:
         hint = "check the --model path" if given else "pass --model CKPT (the weights it was indexed with)"
         raise QueryError(f"cannot load the checkpoint ({exc}); {hint}", path=collection) from None
@@ -80,8 +89,8 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
     return encoder
 
 
-def _query(spec: QuerySpec, store: Store, collection: str,
-           checkpoint: Checkpoint | Encoder | str | Path | None) -> tuple[dict, Filter, Encoder | None]:
+def _query(spec: QuerySpec, store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None,
+           runtime: str = "auto") -> tuple[dict, Filter, Encoder | None]:
     """``spec``'s query vectors (see :mod:`cxrsearch.search.modes`), its filter and the encoder
     that made them. ``like``: the example's stored joint vector, its own study left out, no model.
     Label filters are checked against the collection's vocabulary first."""
@@ -92,7 +101,7 @@ def _query(spec: QuerySpec, store: Store, collection: str,
         if "joint" not in example.vectors:
             raise StoreError(f"point {example.id} has no joint vector", path=collection)
         return {"example": example.vectors["joint"]}, spec.filter(exclude_study_ids=(study,) if study else ()), None
-    encoder = encoder_for(store, collection, checkpoint)
+    encoder = encoder_for(store, collection, checkpoint, towers=mode(spec.mode).inputs, runtime=runtime)
     images = [_decode(spec.image)] if spec.image is not None else None
     texts = [query_text(spec.text)] if spec.text is not None else None
     bm25 = bm25_params(store, collection, spec.mode)
@@ -156,6 +165,7 @@ def search_diverse(
     diversity: float,
     checkpoint: Checkpoint | Encoder | str | Path | None = None,
     candidates: int | None = None,
+    runtime: str = "auto",
 ) -> list[Hit]:
     """Like :func:`search`, but the ``spec.k`` hits are chosen by maximal marginal relevance
     (:meth:`Store.search_diverse`): ``diversity`` 0 is the plain order, higher values trade relevance
@@ -165,7 +175,7 @@ def search_diverse(
         raise QueryError(f"--diverse applies to image, text+image and --like queries, not {spec.mode} queries "
                          "(a text query fuses several rankings)")
     (component,) = mode(spec.mode).components
-    vectors, flt, _ = _query(spec, store, collection, checkpoint)
+    vectors, flt, _ = _query(spec, store, collection, checkpoint, runtime)
     hits = store.search_diverse(collection, component.vector, vectors[component.query], flt, spec.k,
                                 diversity=diversity, candidates=candidates)
     return _checked(hits, flt, collection)

@@ -245,10 +245,9 @@ class EdgeStore:
         errors: list[str] = []
         for name, handle in list(self._open.items()):
             try:
-                if handle.dirty:
+                if handle.dirty:  # a reader has nothing to flush (0.1-0.3 s a query would wait for)
                     handle.shard.optimize()
-                handle.shard.flush()
-                if handle.dirty:
+                    handle.shard.flush()
                     self._write_record(name, handle)
                 handle.shard.close()
             except Exception as exc:  # keep closing the others, then report

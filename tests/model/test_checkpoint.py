@@ -39,7 +39,7 @@ def saved(tmp_path_factory):
 
 def test_checkpoint_files_are_safetensors_and_json(saved):
     folder, model, info = saved
-    names = {p.name for p in folder.iterdir()}
+    names = {p.name for p in folder.iterdir()} - {".verified.json"}  # the stamp of a first load
     assert names == {"model.safetensors", "config.json", "tokenizer"}
     assert not any(p.suffix in (".bin", ".pt", ".pth", ".pkl") for p in folder.rglob("*"))
     doc = json.loads((folder / "config.json").read_text())

@@ -1,0 +1,131 @@
+"""Cold start-up of one ``cxrsearch search`` per process: what an educator waits for, per query.
+
+    .venv/bin/python benchmarks/bench_cli.py --model runs/cpu-minilm-fs \\
+        --store runs/bench-retrieval-fs/store --collection bench-retrieval
+    .venv/bin/python benchmarks/bench_cli.py            # builds a tiny checkpoint + store in a temp dir
+
+Each command runs ``--runs`` times (default 5) as a fresh process after one untimed warm-up (so the
+OS file cache is warm, as it is for someone querying all afternoon); the median wall time counts.
+``python -c pass`` and ``cxrsearch --help`` run in the same session, so the ratios cancel the
+machine out. Targets (issue 14): ``search --text`` <= 3x ``--help``, ``search --image`` <= 3 s,
+``search --like`` <= 2x ``--help``. Every search must exit 0. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "cxrsearch.cli.main"]
+DATA = Path(os.environ.get("CXRSEARCH_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+def _timed(argv: list[str], runs: int, env: dict[str, str]) -> dict[str, float]:
+    """Median / min / max wall seconds of ``runs`` fresh processes (one warm-up first)."""
+    times = []
+    for attempt in range(runs + 1):
+        start = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, env=env)
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-600:]}")
+        if attempt:
+            times.append(elapsed)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def _build(root: Path) -> tuple[Path, Path, str]:
+    """A tiny-test checkpoint (random weights) and a store indexing a few real reports."""
+    import torch
+
+    from cxrsearch.data.labels import label_names
+    from cxrsearch.model.checkpoint import save_checkpoint
+    from cxrsearch.model.config import create_model, get_config
+
+    torch.manual_seed(0)
+    labels = label_names()
+    model_dir = root / "tiny"
+    save_checkpoint(model_dir, create_model(get_config("tiny-test"), labels), thresholds=[0.5] * len(labels))
+    store, collection = root / "store", "bench-cli"
+    argv = [*CLI, "index", str(DATA / "openi"), "--model", str(model_dir), "--store", str(store),
+            "--collection", collection, "--limit", "200"]
+    if (DATA / "images").is_dir():
+        argv += ["--images", str(DATA / "images")]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"indexing the bench store failed: {done.stderr.strip()[-600:]}")
+    return model_dir, store, collection
+
+
+def _like_id(store: Path, collection: str) -> str:
+    from cxrsearch.store import open_store
+
+    backend = open_store(store)
+    try:
+        point = next(iter(backend.scroll(collection, None)))
+    finally:
+        backend.close()
+    return str(point.payload["study_id"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None, help="checkpoint directory (default: build a tiny one)")
+    parser.add_argument("--store", type=Path, default=None, help="embedded store holding --collection")
+    parser.add_argument("--collection", default=None, help="collection indexed with --model")
+    parser.add_argument("--image", type=Path, default=DATA / "images" / "png" / "CXR1_1_IM-0001-3001.png")
+    parser.add_argument("--text", default="enlarged heart")
+    parser.add_argument("--label", default="cardiomegaly")
+    parser.add_argument("--like", default=None, help="study id for --like (default: the first point's study)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--cli", default=None, help="command that runs the CLI, e.g. to time another checkout "
+                        "(default: this Python, -m cxrsearch.cli.main)")
+    args = parser.parse_args()
+    if args.cli:
+        CLI[:] = args.cli.split()
+
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        if args.store is None:
+            model, store, collection = _build(Path(tmp))
+        else:
+            model, store, collection = args.model, args.store, args.collection or "cases"
+        like = args.like or _like_id(store, collection)
+        env = {**os.environ, "CXRSEARCH_CACHE": str(Path(tmp) / "cache")}
+        where = ["--store", str(store), "--collection", collection, "-k", "5"]
+        if model is not None:
+            where += ["--model", str(model)]
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "cxrsearch --help": [*CLI, "--help"],
+            "search --text": [*CLI, "search", "--text", args.text, "--label", args.label, *where],
+            "search --image": [*CLI, "search", "--image", str(args.image), *where],
+            "search --like": [*CLI, "search", "--like", like, *where],
+        }
+        results = {name: _timed(argv, args.runs, env) for name, argv in commands.items()}
+    help_s = results["cxrsearch --help"]["median_s"]
+    print(f"cold CLI start-up, median of {args.runs} fresh processes (warm OS cache); {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; model {model}")
+    print(f"{'command':<18} {'median s':>9} {'min s':>7} {'max s':>7} {'x --help':>9}")
+    for name, r in results.items():
+        print(f"{name:<18} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f} {r['median_s'] / help_s:9.2f}")
+    targets = {"search --text <= 3x --help": results["search --text"]["median_s"] <= 3 * help_s,
+               "search --image <= 3 s": results["search --image"]["median_s"] <= 3.0,
+               "search --like <= 2x --help": results["search --like"]["median_s"] <= 2 * help_s}
+    for name, ok in targets.items():
+        print(f"{'met ' if ok else 'MISSED'} {name}")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "targets": targets}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
