@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cxrsearch.cli.render import console, err_console, print_json
-from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 
 OPENI_AVG_LEN = 28.0
 """Mean BM25 length (tokens without stopwords) of the 3,955 Open-i reports, measured with
@@ -28,14 +28,14 @@ JSON_HELP = "Print JSON instead of a table."
 
 @app.command("list")
 def list_command(
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List the collections with their point counts, vector sizes and schemas."""
     from cxrsearch.errors import StoreError
 
     rows: list[dict[str, Any]] = []
-    with opened_store(store, qdrant_url, api_key) as st:
+    with opened_store(store, qdrant_url, api_key, timeout) as st:
         location = st.location
         for name in st.list_collections():
             try:
@@ -65,11 +65,11 @@ def list_command(
 @app.command("info")
 def info_command(
     name: str = typer.Argument(..., help="Collection name."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show one collection: points, vector sizes, index and quantisation settings, payload indexes."""
-    with opened_store(store, qdrant_url, api_key) as st:
+    with opened_store(store, qdrant_url, api_key, timeout) as st:
         info = st.collection_info(name)
     if json_out:
         print_json(info)
@@ -98,13 +98,13 @@ def verify_command(
     name: str = typer.Argument(..., help="Collection name."),
     deep: bool = typer.Option(False, "--deep", help="Also read every point: vectors finite, of the right size and "
                                                      "unit length, ids equal to their keys, payload field types."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check a collection against the integrity record of its last clean write; exit 1 if anything is off."""
     from cxrsearch.store.integrity import verify_collection
 
-    with opened_store(store, qdrant_url, api_key) as st:
+    with opened_store(store, qdrant_url, api_key, timeout) as st:
         with err_console.status(f"verifying {name}" + (" (every point)" if deep else ""), spinner="dots"):
             report = verify_collection(st, name, deep=deep)
     if json_out:
@@ -136,7 +136,7 @@ def create_command(
     bm25_avg_len: float = typer.Option(OPENI_AVG_LEN, "--bm25-avg-len", min=1.0,
                                        help="Mean report length in tokens for BM25 when the schema leaves it to the "
                                             "corpus (`cxrsearch index` measures it; the default is Open-i's)."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Create a collection (idempotent: an existing one with the same schema and size is kept)."""
@@ -144,7 +144,7 @@ def create_command(
     from cxrsearch.store import load_schema
 
     layout = load_schema(schema).with_bm25_avg_len(bm25_avg_len)
-    with opened_store(store, qdrant_url, api_key) as st:
+    with opened_store(store, qdrant_url, api_key, timeout) as st:
         created = st.create_collection(name, layout, dim, labels if labels is not None else len(label_names()))
         kept = st.collection_info(name).schema.name  # an existing collection keeps its own schema
         location = st.location
@@ -161,11 +161,11 @@ def create_command(
 def drop_command(
     name: str = typer.Argument(..., help="Collection name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None,
+    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Delete a collection and all its points (asks first unless --yes)."""
-    with opened_store(store, qdrant_url, api_key) as st:
+    with opened_store(store, qdrant_url, api_key, timeout) as st:
         info = st.collection_info(name, check=False)  # a damaged collection can be dropped and rebuilt
         if not yes:
             typer.confirm(f"Drop collection {name!r} ({info.points_count:,} points) from {st.location}?", abort=True)
@@ -184,18 +184,19 @@ def migrate_command(
                                              help="API key of that server (default: $CXRSEARCH_QDRANT_API_KEY)."),
     to_collection: Optional[str] = typer.Option(None, "--to-collection", help="Name on the server (default: NAME)."),
     batch: int = typer.Option(256, "--batch-size", min=1, help="Points per upsert."),
-    store: StoreDir = None,
+    store: StoreDir = None, timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Copy a collection from the embedded store to a Qdrant server (idempotent; verifies the count)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cxrsearch.store import API_KEY_ENV
+    from cxrsearch.store import API_KEY_ENV, server_timeout
     from cxrsearch.store.client import ClientStore
     from cxrsearch.store.migrate import migrate_collection
 
     key = to_api_key or os.environ.get(API_KEY_ENV)
-    with opened_store(store) as source, ClientStore.connect(to_url, key) as target:
+    limit = timeout if timeout is not None else server_timeout()
+    with opened_store(store) as source, ClientStore.connect(to_url, key, timeout=limit) as target:
         columns = (TextColumn("copying {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True, disable=json_out) as progress:
             task = progress.add_task(name, total=None)

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cxrsearch.cli.render import console, err_console, print_json
-from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 
 DEFAULT_COLLECTION = "cases"
 
@@ -40,7 +40,7 @@ def explain(
                                                "record it (a server collection)."),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
-    api_key: ApiKey = None,
+    api_key: ApiKey = None, timeout: Timeout = None,
 ) -> None:
     """Explain why HIT matched the query (--text / --image / both / --like), or why its --label was predicted."""
     from cxrsearch.explain.explain import explain as run_explain
@@ -48,7 +48,7 @@ def explain(
 
     request = ExplainRequest(hit=hit, collection=collection, text=text, image=image, like=like, label=label,
                              steps=steps, baseline=baseline, out_dir=out, precision=precision, images=images)
-    with opened_store(store, qdrant_url, api_key) as backend:
+    with opened_store(store, qdrant_url, api_key, timeout) as backend:
         if not json_out:
             err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")
         result = run_explain(request, backend, model)

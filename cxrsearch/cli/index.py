@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cxrsearch.cli.progress import StageProgress
 from cxrsearch.cli.render import console, err_console
-from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 
 
 class IndexProgress(StageProgress):
@@ -85,7 +85,7 @@ def index(
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Index only the first N reports (by report number)."),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
-    api_key: ApiKey = None,
+    api_key: ApiKey = None, timeout: Timeout = None,
 ) -> None:
     """Index studies: one point per radiograph with its report, one per report without a radiograph.
 
@@ -96,7 +96,7 @@ def index(
 
     options = IndexOptions(source=source, images_dir=images, metadata=metadata, collection=collection, schema=schema,
                            batch_size=batch_size, reindex=reindex, limit=limit)
-    with opened_store(store, qdrant_url, api_key) as backend:
+    with opened_store(store, qdrant_url, api_key, timeout) as backend:
         err_console.print(f"[dim]loading checkpoint {model}[/dim]", highlight=False)
         with IndexProgress() as progress:
             report = index_studies(options, backend, model, progress=progress)

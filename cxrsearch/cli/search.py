@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cxrsearch.cli.render import console, print_json
-from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 
 
 COLLAPSE_FETCH = 5
@@ -106,7 +106,7 @@ def search(
     collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
-    api_key: ApiKey = None,
+    api_key: ApiKey = None, timeout: Timeout = None,
 ) -> None:
     """Search indexed cases by --text, --image, both, or --like ID, with label/view/split filters.
 
@@ -121,12 +121,16 @@ def search(
     from cxrsearch.search.query import facets as count_labels
     from cxrsearch.search.query import search_diverse
     from cxrsearch.search.spec import MAX_K
+    from cxrsearch.search.vocabulary import collection_labels
 
-    spec = QuerySpec(text=text, image=image, like=like, all_labels=tuple(label or ()), any_labels=tuple(any_label or ()),
-                     not_labels=tuple(not_label or ()), view=view, split=split, truth=truth, k=k)
-    # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
-    fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
-    with opened_store(store, qdrant_url, api_key) as backend:
+    labels = (tuple(label or ()), tuple(any_label or ()), tuple(not_label or ()))
+    with opened_store(store, qdrant_url, api_key, timeout) as backend:
+        # label filters are checked against the collection's own vocabulary (its checkpoint's)
+        vocabulary = collection_labels(backend, collection) if any(labels) else None
+        spec = QuerySpec(text=text, image=image, like=like, all_labels=labels[0], any_labels=labels[1],
+                         not_labels=labels[2], view=view, split=split, truth=truth, k=k, vocabulary=vocabulary)
+        # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
+        fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
         if diverse is not None:
             hits = search_diverse(fetch, backend, collection, diverse, model)
         else:

@@ -1,4 +1,4 @@
-"""Options every store-using command shares (``--store``, ``--qdrant-url``, ``--api-key``) and the one
+"""Options every store-using command shares (``--store``, ``--qdrant-url``, ``--api-key``, ``--timeout``) and the one
 helper that opens the store they name. Use them as parameter annotations::
 
     def command(store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None):
@@ -38,14 +38,20 @@ ApiKey = Annotated[
                  "flags show in the process list)."),
 ]
 
+Timeout = Annotated[
+    Optional[int],
+    typer.Option("--timeout", metavar="SECONDS", min=1, show_default=False,
+                 help="Seconds a Qdrant server call may take (default: $CXRSEARCH_QDRANT_TIMEOUT, else 10)."),
+]
+
 
 @contextmanager
 def opened_store(store: Optional[Path] = None, qdrant_url: Optional[str] = None,
-                 api_key: Optional[str] = None) -> Iterator[Store]:
+                 api_key: Optional[str] = None, timeout: Optional[int] = None) -> Iterator[Store]:
     """Open the store the options name and close it afterwards (the embedded store flushes then)."""
     from cxrsearch.store import open_store
 
-    backend = open_store(store, url=qdrant_url, api_key=api_key)
+    backend = open_store(store, url=qdrant_url, api_key=api_key, timeout=timeout)
     try:
         yield backend
     finally:

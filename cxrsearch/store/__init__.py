@@ -41,7 +41,7 @@ __all__ = [
 
 
 def open_store(store_dir: str | Path | None = None, url: str | None = None, api_key: str | None = None, *,
-               location: str | None = None) -> Store:
+               location: str | None = None, timeout: int | None = None) -> Store:
     """Open the store to use.
 
     ``location=":memory:"`` -> qdrant-client in-memory. Else a server when ``url`` (or
@@ -49,7 +49,7 @@ def open_store(store_dir: str | Path | None = None, url: str | None = None, api_
     embedded store in ``store_dir`` (or ``CXRSEARCH_STORE``, or the per-user data directory).
     An explicit ``store_dir`` beats ``CXRSEARCH_QDRANT_URL``; an explicit ``url`` and ``store_dir``
     together are an error (the caller must mean one of them). Server calls time out after
-    :func:`server_timeout` seconds.
+    ``timeout`` seconds (default :func:`server_timeout`).
     """
     if location is not None:
         if location != ":memory:":
@@ -64,7 +64,10 @@ def open_store(store_dir: str | Path | None = None, url: str | None = None, api_
     if url:
         from cxrsearch.store.client import ClientStore
 
-        return ClientStore.connect(url, api_key or os.environ.get(API_KEY_ENV) or None, timeout=server_timeout())
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
+            raise StoreError(f"the server timeout must be a whole number of seconds >= 1, got {timeout!r}")
+        return ClientStore.connect(url, api_key or os.environ.get(API_KEY_ENV) or None,
+                                   timeout=server_timeout() if timeout is None else timeout)
     from cxrsearch.store.edge import EdgeStore
 
     return EdgeStore(paths.store_dir(store_dir))

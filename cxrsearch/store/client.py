@@ -337,7 +337,7 @@ class ClientStore:
             cause = getattr(exc, "source", exc)
             if isinstance(cause, httpx.TimeoutException) or isinstance(exc, httpx.TimeoutException):
                 raise StoreError(f"the Qdrant server accepted the connection but gave no answer within {self.timeout} s "
-                                 "(is it overloaded, or not a Qdrant server? CXRSEARCH_QDRANT_TIMEOUT sets the limit)",
+                                 "(is it overloaded, or not a Qdrant server? --timeout or CXRSEARCH_QDRANT_TIMEOUT sets the limit)",
                                  path=self.location) from None
             raise StoreError(f"cannot reach the Qdrant server ({cause}); is it running? "
                              "(see docs/server.md)", path=self.location) from None

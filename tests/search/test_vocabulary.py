@@ -49,3 +49,24 @@ def test_the_collection_s_own_labels_filter(store: ClientStore):
     assert hits and all(h.payload["labels"] == ["alpha"] for h in hits)
     assert len(hits) == 5  # the five alpha studies (CXR1 itself is beta)
     assert facets(QuerySpec(like="CXR1", not_labels=("beta",), vocabulary=VOCABULARY), store, "cases") == {"alpha": 5}
+
+
+def test_the_cli_filters_with_the_collection_s_labels(store: ClientStore, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cxrsearch.cli.main import app
+    from cxrsearch.store.edge import EdgeStore
+
+    with EdgeStore(tmp_path / "store") as edge:
+        edge.create_collection("cases", load_schema(), 8, len(VOCABULARY))
+        edge.upsert("cases", list(store.scroll("cases", with_vectors=True)))
+    runner = CliRunner()
+    base = ["search", "--like", "CXR1", "--store", str(tmp_path / "store"), "--collection", "cases", "--json",
+            "--no-collapse"]
+    result = runner.invoke(app, [*base, "--label", "alpha"])
+    assert result.exit_code == 0, result.output
+    assert [hit["labels"] for hit in json.loads(result.output)] == [["alpha"]] * 5
+    refused = runner.invoke(app, [*base, "--label", "cardiomegaly"])
+    assert refused.exit_code == 1 and "valid labels: alpha, beta, gamma" in refused.output

@@ -73,8 +73,9 @@ def test_too_old_server_is_refused(fake_qdrant: dict):
     ClientStore.connect(fake_qdrant["url"]).close()
 
 
-def test_a_server_that_never_answers_times_out_in_one_line(monkeypatch):
-    """A loopback socket that accepts connections and never answers: the limit of
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_a_server_that_never_answers_times_out_in_one_line(monkeypatch, how):
+    """A loopback socket that accepts connections and never answers: the limit of --timeout or
     CXRSEARCH_QDRANT_TIMEOUT, then one line naming the URL (was a 31 s hang)."""
     import socket
     import threading
@@ -101,10 +102,15 @@ def test_a_server_that_never_answers_times_out_in_one_line(monkeypatch):
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    monkeypatch.setenv("CXRSEARCH_QDRANT_TIMEOUT", "1")
+    args = ["collections", "list", "--qdrant-url", url]
+    if how == "env":
+        monkeypatch.setenv("CXRSEARCH_QDRANT_TIMEOUT", "1")
+    else:
+        monkeypatch.setenv("CXRSEARCH_QDRANT_TIMEOUT", "60")  # the flag wins
+        args += ["--timeout", "1"]
     try:
         started = time.perf_counter()
-        result = CliRunner().invoke(app, ["collections", "list", "--qdrant-url", url])
+        result = CliRunner().invoke(app, args)
         elapsed = time.perf_counter() - started
     finally:
         stop.set()
