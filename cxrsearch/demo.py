@@ -242,7 +242,13 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
         reindex = _reindex_needed(store, model.checkpoint, str(encoder.fingerprint))
         emit(DemoEvent("step", f"indexing into collection {COLLECTION!r} of {store.location}"
                                + (" (re-encoding: the demo model changed)" if reindex else "")))
-        index_options = IndexOptions(source=data.reports, images_dir=data.images, metadata=data.metadata,
+        images = data.images if encoder.checkpoint.info.trained_modalities != ("text",) else None
+        if data.images is not None and images is None:
+            notice = (f"radiographs in {data.images} not indexed: the demo model never learned from images (a random "
+                      "image tower), so every study is indexed by its report")
+            notices.append(notice)
+            emit(DemoEvent("notice", notice))
+        index_options = IndexOptions(source=data.reports, images_dir=images, metadata=data.metadata,
                                      collection=COLLECTION, batch_size=64, reindex=reindex)
         report = index_studies(index_options, store, encoder,
                                progress=lambda done, total: emit(DemoEvent("index", detail=(done, total))))

@@ -66,14 +66,41 @@ def images_dir(real_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(reports_tgz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ``tiny-test`` checkpoint really trained (1 epoch) on the first 200 real reports, once per
-    session: for tests that index, search or explain with a checkpoint (results are not meaningful)."""
+def training_images(images_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real radiographs linked under the Open-i names of reports 1-9 (see tests/search/layout.py)."""
+    from tests.search.layout import LINKS
+
+    root = tmp_path_factory.mktemp("training_images")
+    for name, target in LINKS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(images_dir / target)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(reports_tgz: Path, training_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``tiny-test`` checkpoint really trained (1 epoch) on the first 200 real reports and the real
+    radiographs paired with reports 1-9, once per session: for tests that index, search or explain
+    with a checkpoint (results are not meaningful; its image side has learned, so radiographs may
+    be indexed with it)."""
     from cxrsearch.model.train import TrainOptions, train
 
     root = tmp_path_factory.mktemp("tiny_checkpoint")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
+        options = TrainOptions(data=reports_tgz, config="tiny-test", out=root / "ckpt", images=training_images,
+                               epochs=1, batch_size=32, lr=3e-3, limit=200, seed=0)
+        return train(options).checkpoint
+
+
+@pytest.fixture(scope="session")
+def text_only_checkpoint(reports_tgz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``tiny-test`` checkpoint trained on reports only (no radiographs): its image side is random."""
+    from cxrsearch.model.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("text_only_checkpoint")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
         options = TrainOptions(data=reports_tgz, config="tiny-test", out=root / "ckpt", epochs=1, batch_size=32,
-                               lr=3e-3, limit=200, seed=0)
+                               lr=3e-3, limit=60, seed=0)
         return train(options).checkpoint

@@ -33,6 +33,7 @@ from cxrsearch.evaluate.retrieval import (
     COMPONENT_METHODS, QueryCase, RetrievalResult, RetrievalRow, Searcher, evaluate_retrieval, evaluate_short_queries,
 )
 from cxrsearch.evaluate.short_queries import SHORT_QUERY_SET
+from cxrsearch.index.record import check_images_trained
 from cxrsearch.search.modes import FusionWeights, fusion_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,6 +138,8 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
     data_fp = data_fingerprint(studies, images)
     vocabulary = label_names()
     checkpoint = load_checkpoint(options.model)
+    if options.images is not None:
+        check_images_trained(checkpoint.info, "evaluating with radiographs")
     if set(checkpoint.labels) != set(vocabulary):
         raise ModelError(f"the checkpoint's labels differ from the label vocabulary ({len(checkpoint.labels)} vs "
                          f"{len(vocabulary)}): it was trained with another vocabulary", path=options.model)

@@ -181,3 +181,14 @@ def stale_report_points(store: Store, collection: str, report_ids: Sequence[str]
     """Ids among ``report_ids`` (report points of studies that now have image points) still stored."""
     return sorted(store.existing_ids(collection, list(report_ids))) if report_ids else []
 
+
+def check_images_trained(info: CheckpointInfo, what: str) -> None:
+    """ModelError when ``info``'s checkpoint never learned from radiographs (``what``: the action
+    refused, e.g. ``"indexing radiographs"``): its image vectors and image-side labels are random."""
+    from cxrsearch.errors import ModelError
+
+    if info.trained_modalities == ("text",):
+        raise ModelError(f"{what} needs a checkpoint trained with radiographs; this one learned from reports only "
+                         "(no images, or a random image tower kept frozen), so its image vectors would be random: "
+                         "leave out --images for a text-only collection, or train with --images (and a pretrained "
+                         "or trainable image tower) first", path=info.path)

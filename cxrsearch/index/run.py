@@ -28,7 +28,9 @@ from cxrsearch.errors import ModelError, StoreError
 from cxrsearch.index.options import IndexOptions
 from cxrsearch.index.plan import IndexItem, plan_items, read_studies
 from cxrsearch.index.points import Decoded, decode_items, encode_points
-from cxrsearch.index.record import ModelRecord, PayloadPaths, check_same_model, ensure_collection, stale_report_points
+from cxrsearch.index.record import (
+    ModelRecord, PayloadPaths, check_images_trained, check_same_model, ensure_collection, stale_report_points,
+)
 from cxrsearch.index.report import Failure, FailureLog, IndexReport
 from cxrsearch.store.base import Store, point_id
 from cxrsearch.store.schema import Bm25Spec
@@ -66,6 +68,8 @@ def index_studies(
     if encoder.checkpoint is None:
         raise ModelError("indexing needs a saved checkpoint (its path and fingerprint are stored with the points)")
     record = ModelRecord.of(encoder.checkpoint.info)
+    if options.images_dir is not None:
+        check_images_trained(encoder.checkpoint.info, "indexing radiographs")
     collection = options.collection
 
     studies, report_failures = read_studies(options.source, options.limit)

@@ -86,6 +86,22 @@ class CheckpointInfo:
     versions: Mapping[str, str]
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def trained_modalities(self) -> tuple[str, ...] | None:
+        """What training taught the model: ``("text",)`` or ``("image", "text")``; ``None`` when the
+        checkpoint has no training record (an untrained baseline, an older checkpoint).
+
+        The image side counts as trained when training saw radiographs (``n_train_with_images``) and
+        the image tower was either trained or pretrained: a random tower frozen during training
+        (``--image-encoder random --freeze-encoders``, the demo's set-up) gives random image features."""
+        if "n_train_with_images" not in self.metrics:
+            return None
+        training = self.extra.get("training") or {}
+        random_frozen = self.config.image.source == "random" and bool(training.get("freeze_encoders"))
+        if int(self.metrics["n_train_with_images"]) > 0 and not random_frozen:
+            return ("image", "text")
+        return ("text",)
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (what ``cxrsearch models info --json`` prints)."""
         cfg = self.config
@@ -104,6 +120,7 @@ class CheckpointInfo:
             "fusion": cfg.to_dict()["fusion"],
             "preprocess": cfg.to_dict()["preprocess"],
             "data_fingerprint": self.data_fingerprint,
+            "trained_modalities": None if self.trained_modalities is None else list(self.trained_modalities),
             "metrics": dict(self.metrics),
             "created": self.created,
             "versions": dict(self.versions),

@@ -134,9 +134,9 @@ def fusion_weights(encoder: Encoder | None) -> FusionWeights:
 
 
 def trained_with_images(info: CheckpointInfo) -> bool:
-    """Whether training saw radiographs (recorded in the checkpoint's training settings)."""
-    training = (info.extra or {}).get("training") or {}
-    return training.get("images") is not None
+    """Whether the image side learned (:attr:`CheckpointInfo.trained_modalities`): radiographs in
+    training and an image tower that was trained or pretrained (not a random one kept frozen)."""
+    return "image" in (info.trained_modalities or ())
 
 
 QueryVectors = Mapping[str, "np.ndarray | SparseVector | None"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxrsearch.errors import ModelError, QueryError, StoreError
-from cxrsearch.index.record import recorded_model
+from cxrsearch.index.record import check_images_trained, recorded_model
 from cxrsearch.search.modes import MODES as MODE_TABLE
 from cxrsearch.search.modes import (
     bm25_params, component_ranks, encode_queries, fusion_weights, mode, query_text, run_query,
@@ -102,6 +102,8 @@ def _query(spec: QuerySpec, store: Store, collection: str, checkpoint: Checkpoin
             raise StoreError(f"point {example.id} has no joint vector", path=collection)
         return {"example": example.vectors["joint"]}, spec.filter(exclude_study_ids=(study,) if study else ()), None
     encoder = encoder_for(store, collection, checkpoint, towers=mode(spec.mode).inputs, runtime=runtime)
+    if spec.image is not None and encoder.checkpoint is not None:
+        check_images_trained(encoder.checkpoint.info, "searching by radiograph")
     images = [_decode(spec.image)] if spec.image is not None else None
     texts = [query_text(spec.text)] if spec.text is not None else None
     bm25 = bm25_params(store, collection, spec.mode)
