@@ -74,7 +74,10 @@ def train(
     images: Optional[Path] = typer.Option(None, "--images", metavar="DIR", help="Folder of Open-i radiographs to pair with the reports (text-only training without it)."),
     epochs: int = typer.Option(20, "--epochs", help="Maximum number of epochs."),
     batch_size: int = typer.Option(64, "--batch-size", help="Studies per batch."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of projections, fusion and heads (towers: 0.1x)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of projections, fusion and heads (towers: --tower-lr-ratio x)."),
+    tower_lr_ratio: float = typer.Option(0.1, "--tower-lr-ratio", min=0.0,
+                                         help="Towers' learning rate as a fraction of --lr (1.0 for a randomly "
+                                              "initialised tower that must learn from scratch)."),
     patience: int = typer.Option(4, "--patience", help="Stop after this many epochs without a val improvement."),
     freeze_encoders: bool = typer.Option(False, "--freeze-encoders", help="Cache tower outputs once; train only projections, fusion and heads."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run saved in --out."),
@@ -93,7 +96,7 @@ def train(
 
     options = TrainOptions(
         data=paths.data_dir(data), config=config, out=out if out is not None else paths.models_dir() / Path(config).stem,
-        images=images, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, freeze_encoders=freeze_encoders,
+        images=images, epochs=epochs, batch_size=batch_size, lr=lr, tower_lr_ratio=tower_lr_ratio, patience=patience, freeze_encoders=freeze_encoders,
         resume=resume, device=device, seed=seed, text_encoder=text_encoder, image_encoder=image_encoder, limit=limit,
         finding_sentences=finding_sentences,
     )

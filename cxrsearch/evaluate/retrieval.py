@@ -358,7 +358,12 @@ def evaluate_short_queries(
     pool = Pool(pool_uids, [label_sets[uid] for uid in pool_uids], vocabulary)
     queries = [QueryCase(f"short:{q.id}", (q.label,), q.label, query_text(q.text), None)
                for q in load_short_queries(half, vocabulary)]
+    # a label no indexed study carries (a small or synthetic data set) has nothing to find: left out,
+    # as evaluate_retrieval leaves out queries without a relevant study
+    queries = [q for q in queries if pool.gains(Query(q.uid, q.labels, q.primary), "strict").any()]
     rows: list[RetrievalRow] = []
+    if not queries:
+        return half, ()
     for method, searcher in searchers.items():
         ranked = search_rankings(searcher, "text->case", queries, "", depth, fetch)
         rows += _rows("short", "text->case", method, pool, queries, ranked, ks)

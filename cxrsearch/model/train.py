@@ -25,11 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrsearch.errors import ConfigError
 from cxrsearch.model.losses import LossConfig
 from cxrsearch.model.train_report import EpochReport, TrainEvent, TrainResult, checkpoint_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.model.fusion import FusionModel
+    from cxrsearch.model.train_data import TrainingData
+    from cxrsearch.model.train_loop import SplitInputs
 
 _RESUME_KEYS = ("config", "batch_size", "lr", "tower_lr_ratio", "weight_decay", "warmup_fraction",
                 "freeze_encoders", "seed", "text_encoder", "image_encoder", "limit", "modality_dropout", "grad_clip",
@@ -123,6 +128,24 @@ def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float
     return factor
 
 
+def selection_score(model: FusionModel, val_inputs: SplitInputs, data: TrainingData, batch_size: int,
+                    auroc: float) -> tuple[float, float | None]:
+    """``(score, image-only AUROC)``: the val number the best epoch is chosen by. With radiographs in
+    val it is the mean of the fused and the image-only macro AUROC: templated or informative reports
+    let the fused prediction saturate early while the image side is still learning, and image
+    queries rest on the image side alone. Without radiographs, the fused AUROC."""
+    from cxrsearch.model.metrics import macro_auroc
+    from cxrsearch.model.train_loop import predict_image_only
+
+    if not any(data.val.images):
+        return auroc, None
+    rows, image_probs = predict_image_only(model, val_inputs, batch_size)
+    image_auroc = macro_auroc(data.val.targets[rows], image_probs)
+    if image_auroc != image_auroc:  # nan: no label with both classes among the imaged studies
+        return auroc, None
+    return (auroc + image_auroc) / 2, image_auroc
+
+
 def _trainable(model, loss_fn) -> dict:
     weights = {f"model.{n}": p for n, p in model.named_parameters() if p.requires_grad}
     weights.update({f"loss.{n}": t for n, t in loss_fn.state_dict().items()})
@@ -198,6 +221,7 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
             for name, tensor in weights.items():
                 current[name].copy_(tensor)
         meta.update({k: saved.meta[k] for k in ("epoch", "best_metric", "best_epoch", "bad_epochs", "stopped_early", "history", "seconds")})
+        meta.update({k: saved.meta[k] for k in ("best_auroc", "best_image_auroc") if k in saved.meta})
         resumed_from = int(meta["epoch"])
 
     session_start = time.perf_counter()
@@ -215,13 +239,15 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         emit(TrainEvent("validate", epoch=epoch))
         probs = predict(model, val_inputs, options.eval_batch_size)
         auroc = macro_auroc(data.val.targets, probs)
+        score, image_auroc = selection_score(model, val_inputs, data, options.eval_batch_size, auroc)
         best = meta["best_metric"]
-        improved = best is None or auroc > best + 1e-4
+        improved = best is None or score > best + 1e-4
         epoch_report = EpochReport.build(epoch, losses, auroc, improved, lr_at(epoch * steps_per_epoch - 1) * options.lr,
-                                   time.perf_counter() - epoch_start)
+                                   time.perf_counter() - epoch_start, image_auroc)
         meta["history"].append(dataclasses.asdict(epoch_report))
         if improved:
-            meta.update(best_metric=auroc, best_epoch=epoch, bad_epochs=0)
+            meta.update(best_metric=score, best_auroc=auroc, best_image_auroc=image_auroc, best_epoch=epoch,
+                        bad_epochs=0)
             thresholds = tune_thresholds(data.val.targets, probs, data.labels)
             save_checkpoint(out, model, thresholds=thresholds.values, data_fingerprint=data.fingerprint,
                             metrics=checkpoint_metrics(data, probs, thresholds, meta),
@@ -235,7 +261,7 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         emit(TrainEvent("epoch_end", epoch=epoch, report=epoch_report))
 
     result = TrainResult(
-        checkpoint=out, best_epoch=int(meta["best_epoch"]), best_val_macro_auroc=float(meta["best_metric"]),
+        checkpoint=out, best_epoch=int(meta["best_epoch"]), best_val_macro_auroc=float(meta.get("best_auroc", meta["best_metric"])),
         last_epoch=int(meta["epoch"]), stopped_early=bool(meta["stopped_early"]), resumed_from=resumed_from,
         history=tuple(EpochReport.from_dict(h) for h in meta["history"]), n_train=len(data.train), n_val=len(data.val),
         n_skipped=data.skipped, n_train_with_images=data.train.n_with_images, data_fingerprint=data.fingerprint,

@@ -188,6 +188,31 @@ def train_epoch(
     return EpochLosses(mean["total"] or 0.0, mean["classification"] or 0.0, mean["contrastive"], mean["alignment"], mean["text_supcon"])
 
 
+def predict_image_only(model: FusionModel, inputs: SplitInputs, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, [R, L] probabilities)`` of the studies of ``inputs.split`` that have radiographs,
+    from their radiographs alone (the report withheld), averaged per study as :func:`predict` does:
+    what an image query's predicted labels rest on."""
+    import torch
+
+    sums = np.zeros(inputs.split.targets.shape, dtype=np.float64)
+    counts = np.zeros(len(inputs.split), dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in evaluation_batches(inputs.split, batch_size):
+                if batch.image_slots is None:
+                    continue
+                image, _ = inputs.features(batch, with_text=False)
+                probs = torch.sigmoid(model.fuse(image, None).logits).double().cpu().numpy()
+                np.add.at(sums, list(batch.rows), probs)
+                np.add.at(counts, list(batch.rows), 1)
+    finally:
+        model.train(was_training)
+    rows = np.flatnonzero(counts)
+    return rows, (sums[rows] / counts[rows, None]).astype(np.float32)
+
+
 def predict(model: FusionModel, inputs: SplitInputs, batch_size: int) -> np.ndarray:
     """``[N, L]`` label probabilities of every sample of ``inputs.split``, in split order, in eval
     mode: the mean over the study's radiographs (each with its report), or its report alone, the

@@ -32,11 +32,14 @@ class EpochReport:
     improved: bool
     lr: float
     seconds: float
+    val_image_macro_auroc: float | None = None
+    """From the radiographs alone (the report withheld); ``None`` when val has no radiographs."""
 
     @classmethod
-    def build(cls, epoch: int, losses: EpochLosses, auroc: float, improved: bool, lr: float, seconds: float) -> EpochReport:
+    def build(cls, epoch: int, losses: EpochLosses, auroc: float, improved: bool, lr: float, seconds: float,
+              image_auroc: float | None = None) -> EpochReport:
         return cls(epoch, losses.total, losses.classification, losses.contrastive, losses.alignment, losses.text_supcon,
-                   auroc, improved, lr, seconds)
+                   auroc, improved, lr, seconds, image_auroc)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EpochReport:
@@ -102,7 +105,10 @@ def checkpoint_metrics(data: TrainingData, probs: np.ndarray, thresholds: Thresh
     per_label = per_label_metrics(data.val.targets, probs, data.labels)
     f1 = f1_at(data.val.targets, probs, thresholds.values)
     return {
-        "val_macro_auroc": meta["best_metric"],
+        "val_macro_auroc": meta.get("best_auroc", meta["best_metric"]),
+        "val_image_macro_auroc": _clean(meta["best_image_auroc"]) if meta.get("best_image_auroc") is not None else None,
+        "best_epoch_chosen_by": ("mean of the fused and the image-only val macro AUROC"
+                                 if meta.get("best_image_auroc") is not None else "fused val macro AUROC"),
         "best_epoch": meta["best_epoch"],
         "thresholds_tuned_on": "val",
         "threshold_rule": "predict a label when prob >= threshold; threshold maximises val F1 per label",
