@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints/local-cpu.txt
 STAMP := $(VENV)/.cxrsearch-installed
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test install browser clean-venv
 
 install: $(STAMP)
 
@@ -17,8 +17,19 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(VENV)/bin/cxrsearch demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Headless Chromium for the browser tests (tests/serve/test_browser.py): Debian's `chromium`, installed
+# when missing and we are root with apt; never fails: without it the browser tests skip with a reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the browser tests (apt-get)"; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+	    echo "note: could not install chromium: the browser tests will skip"; \
+	  else echo "note: no chromium (install it: apt-get install chromium): the browser tests will skip"; fi; }
 
 clean-venv:
 	rm -rf $(VENV)

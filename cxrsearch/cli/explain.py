@@ -38,6 +38,8 @@ def explain(
     images: Optional[Path] = typer.Option(None, "--images", metavar="DIR",
                                           help="Folder the hit's radiograph was indexed from, when the store does not "
                                                "record it (a server collection)."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE",
+                                        help="Also write the explanation as a self-contained HTML page."),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
     api_key: ApiKey = None, timeout: Timeout = None,
@@ -45,6 +47,8 @@ def explain(
     """Explain why HIT matched the query (--text / --image / both / --like), or why its --label was predicted."""
     from cxrsearch.explain.explain import explain as run_explain
     from cxrsearch.explain.request import ExplainRequest
+    from cxrsearch.serve.files import collection_image_roots
+    from cxrsearch.serve.sheet import write_explain_sheet
 
     request = ExplainRequest(hit=hit, collection=collection, text=text, image=image, like=like, label=label,
                              steps=steps, baseline=baseline, out_dir=out, precision=precision, images=images)
@@ -52,6 +56,9 @@ def explain(
         if not json_out:
             err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")
         result = run_explain(request, backend, model)
+        roots = collection_image_roots(backend, collection, () if images is None else (images,)) if html else None
+    if html is not None:
+        err_console.print(f"wrote {write_explain_sheet(html, result, image_roots=roots)}")
     if json_out:
         print_json(result.to_dict())
         return

@@ -122,6 +122,9 @@ def _register() -> None:
     from cxrsearch.cli import evaluate as evaluate_cli
 
     app.command("evaluate")(evaluate_cli.evaluate)
+    from cxrsearch.cli import serve as serve_cli
+
+    app.command("serve")(serve_cli.serve)
     # (more command groups are registered below as they land)
 
 

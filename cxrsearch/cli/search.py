@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cxrsearch.cli.render import console, print_json
+from cxrsearch.cli.render import console, err_console, print_json
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 
 
@@ -102,6 +102,7 @@ def search(
     collapse: bool = typer.Option(True, "--collapse/--no-collapse", help="Show hits with identical report text once, with \"+N identical\" (--no-collapse: every hit)."),
     diverse: Optional[float] = typer.Option(None, "--diverse", metavar="D", min=0.0, max=1.0, help="Diversify the hits (MMR): 0 = plain order, 1 = most diverse; image, text+image and --like queries."),
     facets: bool = typer.Option(False, "--facets", help="Also count labels (MeSH labels with --truth) among all cases passing the filters."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write the hits as a self-contained HTML page (thumbnails embedded), e.g. a teaching set."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
     collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
     store: StoreDir = None,
@@ -122,6 +123,8 @@ def search(
     from cxrsearch.search.query import search_diverse
     from cxrsearch.search.spec import MAX_K
     from cxrsearch.search.vocabulary import collection_labels
+    from cxrsearch.serve.files import collection_image_roots
+    from cxrsearch.serve.sheet import write_search_sheet
 
     labels = (tuple(label or ()), tuple(any_label or ()), tuple(not_label or ()))
     with opened_store(store, qdrant_url, api_key, timeout) as backend:
@@ -136,8 +139,12 @@ def search(
         else:
             hits = run_search(fetch, backend, collection, model, with_components=json_out)
         counts = count_labels(spec, backend, collection) if facets else None
-        total = backend.count(collection, spec.filter()) if facets and not json_out else 0
+        total = backend.count(collection, spec.filter()) if facets and (html is not None or not json_out) else 0
+        roots = collection_image_roots(backend, collection) if html is not None else None
     shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)
+    if html is not None:
+        written = write_search_sheet(html, shown, describe(spec), image_roots=roots, facets=counts, total=total)
+        err_console.print(f"wrote {written}")
     if json_out:
         records = [hit_record(hit, rank) for rank, hit in enumerate(shown, start=1)]
         print_json(records if counts is None else {"hits": records, "facets": counts})

@@ -67,7 +67,7 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     assert any(len(w["pieces"]) > 1 for w in words), "some report word must have been merged from pieces"
     # the hybrid text query's other components: what the fused score was made of
     fusion = data["fusion"]
-    assert set(fusion["components"]) == {"text", "bm25", "labels"}  # text-only checkpoint: no image component
+    assert set(fusion["components"]) == {"image", "text", "bm25", "labels"}  # image-trained checkpoint
     assert fusion["rank"] is None or fusion["rank"] >= 1
     bm25 = fusion["components"]["bm25"]["evidence"]
     assert {m["term"] for m in bm25["matched"]} | set(bm25["missing"]) == {"enlarged", "heart"}
@@ -154,3 +154,21 @@ def test_mistakes_give_one_line(explain_store: ExplainStore, args: list[str], me
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("error:") and message in lines[-1] and "Traceback" not in result.output
+
+
+def test_search_and_explain_write_self_contained_html_sheets(explain_store: ExplainStore, tmp_path: Path) -> None:
+    sheet = tmp_path / "teaching.html"
+    found = _run(explain_store, "search", "--text", "enlarged heart", "-k", "3", "--json", "--html", str(sheet))
+    assert found.exit_code == 0, found.output
+    hits = json.loads(found.stdout)
+    page = sheet.read_text(encoding="utf-8")
+    assert all(hit["study_id"] in page for hit in hits)
+    assert "data:image/png;base64," in page  # thumbnails embedded: the page works without a server
+    assert "src=\"http" not in page and "src=\"/" not in page
+    imaged = next(h for h in hits if h["image_id"])
+    one = tmp_path / "explain.html"
+    result = _run(explain_store, "explain", imaged["id"], "--text", "enlarged heart", "--steps", STEPS, "--out",
+                  str(tmp_path / "out"), "--html", str(one))
+    assert result.exit_code == 0, result.output
+    text = one.read_text(encoding="utf-8")
+    assert imaged["study_id"] in text and "data:image/png;base64," in text
