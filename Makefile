@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints/local-cpu.txt
 STAMP := $(VENV)/.cxrsearch-installed
 
-.PHONY: demo test install browser clean-venv
+.PHONY: demo test lint typecheck install browser clean-venv
 
 install: $(STAMP)
 
@@ -17,8 +17,16 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(VENV)/bin/cxrsearch demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check cxrsearch tests benchmarks tools
+	$(VENV)/bin/ruff check cxrsearch tests benchmarks tools
+
+# Not yet part of `make test`: mypy still reports errors on cxrsearch/ (see [tool.mypy] in pyproject.toml).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy cxrsearch
 
 # Headless Chromium for the browser tests (tests/serve/test_browser.py): Debian's `chromium`, installed
 # when missing and we are root with apt; never fails: without it the browser tests skip with a reason.

@@ -56,8 +56,19 @@ def _build(root: Path) -> tuple[Path, Path, str]:
     model_dir = root / "tiny"
     save_checkpoint(model_dir, create_model(get_config("tiny-test"), labels), thresholds=[0.5] * len(labels))
     store, collection = root / "store", "bench-cli"
-    argv = [*CLI, "index", str(DATA / "openi"), "--model", str(model_dir), "--store", str(store),
-            "--collection", collection, "--limit", "200"]
+    argv = [
+        *CLI,
+        "index",
+        str(DATA / "openi"),
+        "--model",
+        str(model_dir),
+        "--store",
+        str(store),
+        "--collection",
+        collection,
+        "--limit",
+        "200",
+    ]
     if (DATA / "images").is_dir():
         argv += ["--images", str(DATA / "images")]
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -88,8 +99,11 @@ def main() -> None:
     parser.add_argument("--like", default=None, help="study id for --like (default: the first point's study)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--cli", default=None, help="command that runs the CLI, e.g. to time another checkout "
-                        "(default: this Python, -m cxrsearch.cli.main)")
+    parser.add_argument(
+        "--cli",
+        default=None,
+        help="command that runs the CLI, e.g. to time another checkout (default: this Python, -m cxrsearch.cli.main)",
+    )
     args = parser.parse_args()
     if args.cli:
         CLI[:] = args.cli.split()
@@ -113,14 +127,18 @@ def main() -> None:
         }
         results = {name: _timed(argv, args.runs, env) for name, argv in commands.items()}
     help_s = results["cxrsearch --help"]["median_s"]
-    print(f"cold CLI start-up, median of {args.runs} fresh processes (warm OS cache); {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; model {model}")
+    print(
+        f"cold CLI start-up, median of {args.runs} fresh processes (warm OS cache); {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; model {model}"
+    )
     print(f"{'command':<18} {'median s':>9} {'min s':>7} {'max s':>7} {'x --help':>9}")
     for name, r in results.items():
         print(f"{name:<18} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f} {r['median_s'] / help_s:9.2f}")
-    targets = {"search --text <= 3x --help": results["search --text"]["median_s"] <= 3 * help_s,
-               "search --image <= 3 s": results["search --image"]["median_s"] <= 3.0,
-               "search --like <= 2x --help": results["search --like"]["median_s"] <= 2 * help_s}
+    targets = {
+        "search --text <= 3x --help": results["search --text"]["median_s"] <= 3 * help_s,
+        "search --image <= 3 s": results["search --image"]["median_s"] <= 3.0,
+        "search --like <= 2x --help": results["search --like"]["median_s"] <= 2 * help_s,
+    }
     for name, ok in targets.items():
         print(f"{'met ' if ok else 'MISSED'} {name}")
     if args.json:

@@ -42,8 +42,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CXRSEARCH_TEST_DATA", REPO.parent / "shared" / "data"))
-BERT_BASE = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
-             "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512, "pad_token_id": 0}
+BERT_BASE = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "pad_token_id": 0,
+}
 
 
 def random_model(name: str):
@@ -55,8 +63,13 @@ def random_model(name: str):
 
     config = get_config(name).with_image_source("random")
     if config.text.source_kind == "hub":
-        text = TowerConfig(library="transformers", source="random", tokenizer="builtin:bert-base-uncased",
-                           pooling=config.text.pooling, kwargs=BERT_BASE)
+        text = TowerConfig(
+            library="transformers",
+            source="random",
+            tokenizer="builtin:bert-base-uncased",
+            pooling=config.text.pooling,
+            kwargs=BERT_BASE,
+        )
         config = dataclasses.replace(config, text=text)
     return create_model(config, label_names()).eval()
 
@@ -127,53 +140,102 @@ def bench_model(name: str, steps: int, batch_sizes: list[int | None], precision:
     for chosen in batch_sizes:  # None: the defaults `cxrsearch explain` uses
         ibs, token_ibs = default_batches(precision, steps) if chosen is None else (chosen, chosen)
         t_forward, (image, text, attention) = timed(forward, stage="forward")
-        t_pixels, ig = timed(lambda: pixel_attributions(model, pixels, target, text=text, film_box=geometries[0].image_box(),
-                                                        steps=steps, internal_batch_size=ibs, precision=precision),
-                                stage="pixels")
-        t_tokens, words = timed(lambda: token_attributions(model, report, target, image=image, steps=steps,
-                                                           internal_batch_size=token_ibs, precision=precision), stage="tokens")
+        t_pixels, ig = timed(
+            lambda: pixel_attributions(
+                model,
+                pixels,
+                target,
+                text=text,
+                film_box=geometries[0].image_box(),
+                steps=steps,
+                internal_batch_size=ibs,
+                precision=precision,
+            ),
+            stage="pixels",
+        )
+        t_tokens, words = timed(
+            lambda: token_attributions(
+                model,
+                report,
+                target,
+                image=image,
+                steps=steps,
+                internal_batch_size=token_ibs,
+                precision=precision,
+            ),
+            stage="tokens",
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            t_render, _ = timed(lambda: write_outputs(Path(tmp), "hit", "benchmark", decoded, geometries[0], ig, attention), stage="render")
+            t_render, _ = timed(
+                lambda: write_outputs(Path(tmp), "hit", "benchmark", decoded, geometries[0], ig, attention),
+                stage="render",
+            )
         total = t_forward + t_pixels + t_tokens + t_render
-        rows.append({
-            "model": name, "image_arch": model.config.image.arch, "steps": steps, "internal_batch_size": ibs,
-            "token_internal_batch_size": token_ibs,
-            "precision": precision,
-            "report_tokens": tokens, "plain_fwd_bwd_s": plain, "forward_s": t_forward, "pixels_s": t_pixels,
-            "tokens_s": t_tokens, "render_s": t_render, "total_s": total, "ratio_pixels": t_pixels / plain,
-            "ratio_total": total / plain, "pixel_rel_delta": ig.relative_delta, "token_delta": words.delta,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
-            "cpu_s": {k: CPU_TIMES[k] for k in ("plain", "forward", "pixels", "tokens", "render")},
-            "load_average": os.getloadavg()[0],
-        })
+        rows.append(
+            {
+                "model": name,
+                "image_arch": model.config.image.arch,
+                "steps": steps,
+                "internal_batch_size": ibs,
+                "token_internal_batch_size": token_ibs,
+                "precision": precision,
+                "report_tokens": tokens,
+                "plain_fwd_bwd_s": plain,
+                "forward_s": t_forward,
+                "pixels_s": t_pixels,
+                "tokens_s": t_tokens,
+                "render_s": t_render,
+                "total_s": total,
+                "ratio_pixels": t_pixels / plain,
+                "ratio_total": total / plain,
+                "pixel_rel_delta": ig.relative_delta,
+                "token_delta": words.delta,
+                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+                "cpu_s": {k: CPU_TIMES[k] for k in ("plain", "forward", "pixels", "tokens", "render")},
+                "load_average": os.getloadavg()[0],
+            }
+        )
         print(_line(rows[-1]), flush=True)
     return rows
 
 
 def _line(r: dict) -> str:
-    return (f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3}/{r['token_internal_batch_size']} {r['precision']} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
-            f"forward+attention {r['forward_s']:5.2f}s  pixels IG {r['pixels_s']:6.2f}s ({r['ratio_pixels']:4.1f}x)  "
-            f"tokens LIG {r['tokens_s']:6.2f}s  render {r['render_s']:5.2f}s | total {r['total_s']:6.2f}s ({r['ratio_total']:4.1f}x plain) | "
-            f"IG rel. delta {r['pixel_rel_delta']:.1e}, token delta {r['token_delta']:+.1e} | peak RSS {r['peak_rss_gb']:.1f} GB\n"
-            f"{'':<24} CPU seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
-            + f" | total {sum(v for k, v in r['cpu_s'].items() if k != 'plain'):.2f} | load average {r['load_average']:.1f}")
+    return (
+        f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3}/{r['token_internal_batch_size']} {r['precision']} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
+        f"forward+attention {r['forward_s']:5.2f}s  pixels IG {r['pixels_s']:6.2f}s ({r['ratio_pixels']:4.1f}x)  "
+        f"tokens LIG {r['tokens_s']:6.2f}s  render {r['render_s']:5.2f}s | total {r['total_s']:6.2f}s ({r['ratio_total']:4.1f}x plain) | "
+        f"IG rel. delta {r['pixel_rel_delta']:.1e}, token delta {r['token_delta']:+.1e} | peak RSS {r['peak_rss_gb']:.1f} GB\n"
+        f"{'':<24} CPU seconds: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
+        + f" | total {sum(v for k, v in r['cpu_s'].items() if k != 'plain'):.2f} | load average {r['load_average']:.1f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="swin-clinicalbert,swin-tiny-clinicalbert,cpu-minilm")
     parser.add_argument("--steps", type=int, default=32)
-    parser.add_argument("--internal-batch-sizes", default="auto",
-                        help="comma-separated points per pass to compare; auto: what `cxrsearch explain` uses")
+    parser.add_argument(
+        "--internal-batch-sizes",
+        default="auto",
+        help="comma-separated points per pass to compare; auto: what `cxrsearch explain` uses",
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                        help="attribution arithmetic, as `cxrsearch explain --precision` (plain fwd+bwd stays fp32)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="attribution arithmetic, as `cxrsearch explain --precision` (plain fwd+bwd stays fp32)",
+    )
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     sizes = [None if v.strip() == "auto" else int(v) for v in args.internal_batch_sizes.split(",")]
     for name in args.models.split(","):
         bench_model(name.strip(), args.steps, sizes, args.precision)

@@ -68,10 +68,18 @@ def _forward_seconds(encoder, texts: list[str], batch_size: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("CXRSEARCH_TEST_DATA", REPO.parent / "shared" / "data")) / "openi",
-                        help="Open-i data folder or NLMCXR_reports.tgz (default: $CXRSEARCH_TEST_DATA/openi)")
-    parser.add_argument("--reports", type=int, default=None,
-                        help="index only the first N reports (default: all, the job `cxrsearch index` does)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("CXRSEARCH_TEST_DATA", REPO.parent / "shared" / "data")) / "openi",
+        help="Open-i data folder or NLMCXR_reports.tgz (default: $CXRSEARCH_TEST_DATA/openi)",
+    )
+    parser.add_argument(
+        "--reports",
+        type=int,
+        default=None,
+        help="index only the first N reports (default: all, the job `cxrsearch index` does)",
+    )
     parser.add_argument("--config", default="cpu-minilm", help="model config when no --model is given")
     parser.add_argument("--model", type=Path, default=None, help="a trained checkpoint directory")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -118,18 +126,28 @@ def main() -> int:
                 print(f"error: indexed {report.count} points, expected {len(texts)}", file=sys.stderr)
                 return 1
         best_forward, best_index = min(forward), min(index)
-        print(f"model {encoder.config.name} ({'--model ' + str(args.model) if args.model else 'untrained fusion'}), "
-              f"{len(studies)} reports -> {len(texts)} report points, batch {args.batch_size}, "
-              f"torch {torch.__version__} threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs")
-        print(f"forward only : {best_forward:7.2f} s  {len(texts) / best_forward:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in forward)}")
-        print(f"index_studies: {best_index:7.2f} s  {len(texts) / best_index:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in index)}")
-        print(f"index / forward = {best_index / best_forward:.3f}  (overhead {100 * (best_index / best_forward - 1):+.1f} %, target <= +15 %)")
+        print(
+            f"model {encoder.config.name} ({'--model ' + str(args.model) if args.model else 'untrained fusion'}), "
+            f"{len(studies)} reports -> {len(texts)} report points, batch {args.batch_size}, "
+            f"torch {torch.__version__} threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs"
+        )
+        print(
+            f"forward only : {best_forward:7.2f} s  {len(texts) / best_forward:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in forward)}"
+        )
+        print(
+            f"index_studies: {best_index:7.2f} s  {len(texts) / best_index:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in index)}"
+        )
+        print(
+            f"index / forward = {best_index / best_forward:.3f}  (overhead {100 * (best_index / best_forward - 1):+.1f} %, target <= +15 %)"
+        )
         # Wall times on a shared VM move by 10-20 % from run to run; this split of each index run
         # into the model's own forward time and everything else does not depend on that noise.
         shares = [f"{100 * (total / model - 1):+.1f} %" for total, model in zip(index, inside)]
-        print(f"inside index_studies: model forward {', '.join(f'{t:.2f}' for t in inside)} s; "
-              f"everything else adds {', '.join(shares)} of it")
+        print(
+            f"inside index_studies: model forward {', '.join(f'{t:.2f}' for t in inside)} s; "
+            f"everything else adds {', '.join(shares)} of it"
+        )
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)

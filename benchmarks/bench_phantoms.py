@@ -41,8 +41,11 @@ CLI = [sys.executable, "-m", "cxrsearch.cli.main"]
 TRAIN = {"epochs": 15, "batch_size": 16, "lr": 3e-3, "tower_lr_ratio": 1.0, "patience": 15, "seed": 0}
 """A random tower trains at the full learning rate (``tower_lr_ratio`` 1.0; the CLI's 0.1 suits
 pretrained towers): with 0.1, 12 epochs left image-only AUROC near chance on val for most labels."""
-EXPLAIN_FINDINGS = {"nodule": "lung nodule", "pleural effusion": "pleural effusion",
-                    "support devices": "sternotomy wires or central line"}
+EXPLAIN_FINDINGS = {
+    "nodule": "lung nodule",
+    "pleural effusion": "pleural effusion",
+    "support devices": "sternotomy wires or central line",
+}
 EXPLAIN_HITS = 4  # per finding
 
 
@@ -50,16 +53,19 @@ def _run(args: list[str], env: dict[str, str], log: Path) -> str:
     started = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=REPO)
     with log.open("a", encoding="utf-8") as handle:
-        handle.write(f"$ {' '.join(args)}  ({time.perf_counter() - started:.1f}s, rc {done.returncode})\n{done.stderr[-4000:]}\n")
+        handle.write(
+            f"$ {' '.join(args)}  ({time.perf_counter() - started:.1f}s, rc {done.returncode})\n{done.stderr[-4000:]}\n"
+        )
     if done.returncode != 0:
         raise SystemExit(f"command failed ({done.returncode}): {' '.join(args)}\n{done.stderr[-3000:]}")
     return done.stdout
 
 
 def _image_only_auroc(phantoms, checkpoint: Path, split: str) -> tuple[float, dict[str, float]]:
+    from sklearn.metrics import roc_auc_score
+
     from cxrsearch.image.decode import decode_image
     from cxrsearch.model.encode import Encoder
-    from sklearn.metrics import roc_auc_score
 
     encoder = Encoder(checkpoint)
     studies = [s for s in phantoms.studies if s.split == split]
@@ -99,27 +105,44 @@ def _explain_ratios(phantoms, checkpoint: Path, store_dir: Path, split: str, out
     try:
         for label, phrase in EXPLAIN_FINDINGS.items():
             hits = search(QuerySpec(text=phrase, split=split, k=30), store, "cases", checkpoint)
-            chosen = [h for h in hits if h.payload.get("image_id") in by_image
-                      and label in by_image[h.payload["image_id"]].labels][:EXPLAIN_HITS]
+            chosen = [
+                h
+                for h in hits
+                if h.payload.get("image_id") in by_image and label in by_image[h.payload["image_id"]].labels
+            ][:EXPLAIN_HITS]
             for hit in chosen:
                 study = by_image[hit.payload["image_id"]]
                 finding = next(f for f in study.findings if f.label == label)
-                result = explain(ExplainRequest(hit=hit.id, collection="cases", text=phrase, steps=32,
-                                                out_dir=out / study.image_id), store, checkpoint)
+                result = explain(
+                    ExplainRequest(hit=hit.id, collection="cases", text=phrase, steps=32, out_dir=out / study.image_id),
+                    store,
+                    checkpoint,
+                )
                 pixels = result.pixels.attributions
                 mask = _canvas_mask(phantoms.mask(finding), pixels.shape[0])
                 rollout = result.attention.rollout
                 rep = pixels.shape[0] // rollout.shape[0]
                 rollout_canvas = np.kron(rollout, np.ones((rep, rep)))
-                rows.append({"label": label, "image_id": study.image_id, "area_share": float(mask.mean()),
-                             "ig_ratio": _ratio(pixels, mask), "rollout_ratio": _ratio(rollout_canvas, mask)})
+                rows.append(
+                    {
+                        "label": label,
+                        "image_id": study.image_id,
+                        "area_share": float(mask.mean()),
+                        "ig_ratio": _ratio(pixels, mask),
+                        "rollout_ratio": _ratio(rollout_canvas, mask),
+                    }
+                )
     finally:
         store.close()
     return rows
 
 
 def _metric(value: float, random: float, **extra) -> dict:
-    return {"value": round(float(value), 4), "random": round(float(random), 4), **{k: round(float(v), 4) for k, v in extra.items()}}
+    return {
+        "value": round(float(value), 4),
+        "random": round(float(random), 4),
+        **{k: round(float(v), 4) for k, v in extra.items()},
+    }
 
 
 def run(work: Path, split: str, n_studies: int, seed: int, reuse: bool = False) -> dict:
@@ -135,8 +158,12 @@ def run(work: Path, split: str, n_studies: int, seed: int, reuse: bool = False) 
     for stale in ("store", "explain"):  # what a reused run writes again
         shutil.rmtree(work / stale, ignore_errors=True)
     log = work / "commands.log"
-    env = {**os.environ, "CXRSEARCH_CACHE": str(work / "cache"), "CXRSEARCH_OUTPUT": str(work / "output"),
-           "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "CXRSEARCH_CACHE": str(work / "cache"),
+        "CXRSEARCH_OUTPUT": str(work / "output"),
+        "HF_HUB_OFFLINE": "1",
+    }
     timings = {}
     tick = time.perf_counter()
     phantoms = load_phantoms(work / "data") if reuse else make_phantoms(work / "data", n_studies, seed=seed)
@@ -148,16 +175,37 @@ def run(work: Path, split: str, n_studies: int, seed: int, reuse: bool = False) 
     if reuse:  # the same phantoms and checkpoint, evaluated on another split
         trained = json.loads((work / "train.json").read_text(encoding="utf-8"))
     else:
-        result = train(TrainOptions(data=data, images=images, config="phantom-small", out=ckpt, image_encoder="random",
-                                    **TRAIN))  # what `cxrsearch train` calls
-        trained = {"best_epoch": result.best_epoch, "best_val_macro_auroc": result.best_val_macro_auroc,
-                   "seconds": result.seconds}
+        result = train(
+            TrainOptions(data=data, images=images, config="phantom-small", out=ckpt, image_encoder="random", **TRAIN)
+        )  # what `cxrsearch train` calls
+        trained = {
+            "best_epoch": result.best_epoch,
+            "best_val_macro_auroc": result.best_val_macro_auroc,
+            "seconds": result.seconds,
+        }
         (work / "train.json").write_text(json.dumps(trained), encoding="utf-8")
     timings["train"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    evaluation = json.loads(_run(CLI + ["evaluate", "--data", str(data), "--model", str(ckpt), "--split", split,
-                                        "--json", "--out", str(work / "evaluation.md")], env, log))
+    evaluation = json.loads(
+        _run(
+            CLI
+            + [
+                "evaluate",
+                "--data",
+                str(data),
+                "--model",
+                str(ckpt),
+                "--split",
+                split,
+                "--json",
+                "--out",
+                str(work / "evaluation.md"),
+            ],
+            env,
+            log,
+        )
+    )
     timings["evaluate"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -165,8 +213,23 @@ def run(work: Path, split: str, n_studies: int, seed: int, reuse: bool = False) 
     timings["image_only"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    _run(CLI + ["index", str(data), "--model", str(ckpt), "--images", str(images), "--metadata",
-                str(data / "nlmcxr_dicom_metadata.csv.gz"), "--store", str(store)], env, log)
+    _run(
+        CLI
+        + [
+            "index",
+            str(data),
+            "--model",
+            str(ckpt),
+            "--images",
+            str(images),
+            "--metadata",
+            str(data / "nlmcxr_dicom_metadata.csv.gz"),
+            "--store",
+            str(store),
+        ],
+        env,
+        log,
+    )
     explained = _explain_ratios(phantoms, ckpt, store, split, work / "explain")
     timings["index_explain"] = time.perf_counter() - tick
 
@@ -177,26 +240,42 @@ def run(work: Path, split: str, n_studies: int, seed: int, reuse: bool = False) 
 
     cross = evaluation["crossmodal"]
     metrics = {
-        "image->case P@10": _metric(p10("image->case"), p10("image->case", "random"), untrained=p10("image->case", "untrained")),
-        "image+text->case P@10": _metric(p10("image+text->case"), p10("image+text->case", "random"),
-                                         untrained=p10("image+text->case", "untrained")),
+        "image->case P@10": _metric(
+            p10("image->case"), p10("image->case", "random"), untrained=p10("image->case", "untrained")
+        ),
+        "image+text->case P@10": _metric(
+            p10("image+text->case"), p10("image+text->case", "random"), untrained=p10("image+text->case", "untrained")
+        ),
         "text->case P@10": _metric(p10("text->case"), p10("text->case", "random")),
-        "text->image R@10": _metric(cross["model"]["report_to_image"]["R@10"], cross["model"]["random"]["R@10"],
-                                    untrained=cross["untrained"]["report_to_image"]["R@10"]),
-        "image->text R@10": _metric(cross["model"]["image_to_report"]["R@10"], cross["model"]["random"]["R@10"],
-                                    untrained=cross["untrained"]["image_to_report"]["R@10"]),
+        "text->image R@10": _metric(
+            cross["model"]["report_to_image"]["R@10"],
+            cross["model"]["random"]["R@10"],
+            untrained=cross["untrained"]["report_to_image"]["R@10"],
+        ),
+        "image->text R@10": _metric(
+            cross["model"]["image_to_report"]["R@10"],
+            cross["model"]["random"]["R@10"],
+            untrained=cross["untrained"]["image_to_report"]["R@10"],
+        ),
         "image macro AUROC": _metric(image_auroc, 0.5),
         "image+text macro AUROC": _metric(evaluation["classification"]["macro_auroc"], 0.5),
         "explain mask ratio": _metric(np.mean([r["ig_ratio"] for r in explained]) if explained else float("nan"), 1.0),
-        "explain rollout mask ratio": _metric(np.mean([r["rollout_ratio"] for r in explained]) if explained else float("nan"), 1.0),
+        "explain rollout mask ratio": _metric(
+            np.mean([r["rollout_ratio"] for r in explained]) if explained else float("nan"), 1.0
+        ),
     }
     return {
         "metrics": metrics,
-        "split": split, "split_counts": phantoms.split_counts(), "seed": seed,
+        "split": split,
+        "split_counts": phantoms.split_counts(),
+        "seed": seed,
         "image_auroc_by_label": {k: round(v, 4) for k, v in per_label.items()},
         "explained": explained,
-        "train": {"best_epoch": trained.get("best_epoch"), "best_val_macro_auroc": trained.get("best_val_macro_auroc"),
-                  "seconds": trained.get("seconds")},
+        "train": {
+            "best_epoch": trained.get("best_epoch"),
+            "best_val_macro_auroc": trained.get("best_val_macro_auroc"),
+            "seconds": trained.get("seconds"),
+        },
         "crossmodal_pairs": cross["model"]["pairs"],
         "timings": {k: round(v, 1) for k, v in timings.items()},
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -204,16 +283,22 @@ def run(work: Path, split: str, n_studies: int, seed: int, reuse: bool = False) 
 
 
 def _table(result: dict) -> str:
-    lines = [f"phantoms, {result['split']} split ({result['split_counts']}), wall {result['wall_seconds'] / 60:.1f} min",
-             f"{'metric':<28}{'value':>8}{'random':>8}{'x random':>10}{'untrained':>11}"]
+    lines = [
+        f"phantoms, {result['split']} split ({result['split_counts']}), wall {result['wall_seconds'] / 60:.1f} min",
+        f"{'metric':<28}{'value':>8}{'random':>8}{'x random':>10}{'untrained':>11}",
+    ]
     for name, m in result["metrics"].items():
         ratio = m["value"] / m["random"] if m["random"] else float("nan")
         untrained = f"{m['untrained']:.3f}" if "untrained" in m else "-"
         lines.append(f"{name:<28}{m['value']:>8.3f}{m['random']:>8.3f}{ratio:>10.2f}{untrained:>11}")
-    lines.append("image-only AUROC by label: " + ", ".join(f"{k} {v:.3f}" for k, v in result["image_auroc_by_label"].items()))
+    lines.append(
+        "image-only AUROC by label: " + ", ".join(f"{k} {v:.3f}" for k, v in result["image_auroc_by_label"].items())
+    )
     for row in result["explained"]:
-        lines.append(f"  explain {row['label']:<16} {row['image_id']:<22} area {row['area_share']:.4f}  "
-                     f"IG x{row['ig_ratio']:.2f}  rollout x{row['rollout_ratio']:.2f}")
+        lines.append(
+            f"  explain {row['label']:<16} {row['image_id']:<22} area {row['area_share']:.4f}  "
+            f"IG x{row['ig_ratio']:.2f}  rollout x{row['rollout_ratio']:.2f}"
+        )
     lines.append(f"timings (s): {result['timings']}")
     return "\n".join(lines)
 
@@ -221,11 +306,16 @@ def _table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench_phantoms", help="working folder (replaced)")
-    parser.add_argument("--split", default="test", choices=("val", "test"), help="split to report (choose settings on val)")
+    parser.add_argument(
+        "--split", default="test", choices=("val", "test"), help="split to report (choose settings on val)"
+    )
     parser.add_argument("--studies", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the phantoms and checkpoint of a finished run in --work (evaluate another split)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the phantoms and checkpoint of a finished run in --work (evaluate another split)",
+    )
     parser.add_argument("--json", action="store_true", help='print {"metrics": {name: {"value", "random"}}, ...}')
     args = parser.parse_args()
     result = run(args.work, args.split, args.studies, args.seed, args.reuse)

@@ -51,8 +51,12 @@ from cxrsearch.store.edge import EdgeStore
 COLLECTION = "bench-retrieval"
 DEPTH = 10
 FETCH = 40
-ALONE = {"dense": {"text": 1, "bm25": 0, "labels": 0}, "qdrant-bm25": {"text": 0, "bm25": 1, "labels": 0},
-         "labels": {"text": 0, "bm25": 0, "labels": 1}, "hybrid": {"text": 1, "bm25": 1, "labels": 1}}
+ALONE = {
+    "dense": {"text": 1, "bm25": 0, "labels": 0},
+    "qdrant-bm25": {"text": 0, "bm25": 1, "labels": 0},
+    "labels": {"text": 0, "bm25": 0, "labels": 1},
+    "hybrid": {"text": 1, "bm25": 1, "labels": 1},
+}
 GRID = {"text": (0.5, 1.0, 2.0), "bm25": (0.0, 0.5, 1.0, 2.0), "labels": (0.5, 1.0, 2.0, 4.0)}
 
 
@@ -68,8 +72,10 @@ def _dedupe(hits, own: str | None) -> list[str]:
 
 
 def _store_rankings(store, vectors, uids, flt_of, weights: FusionWeights) -> list[list[str]]:
-    return [_dedupe(run_query(store, COLLECTION, "text", vec, flt_of(uid), FETCH, weights), uid)
-            for vec, uid in zip(vectors, uids)]
+    return [
+        _dedupe(run_query(store, COLLECTION, "text", vec, flt_of(uid), FETCH, weights), uid)
+        for vec, uid in zip(vectors, uids)
+    ]
 
 
 def _p10(pool: Pool, queries: list[Query], rankings) -> float:
@@ -82,7 +88,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--write-fusion", action="store_true", help="record the val-tuned weights beside the checkpoint")
+    parser.add_argument(
+        "--write-fusion", action="store_true", help="record the val-tuned weights beside the checkpoint"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -123,14 +131,26 @@ def main() -> None:
         for split in ("dev", "test"):
             sq = load_short_queries(split, vocab)
             texts = [query_text(q.text) for q in sq]
-            shorts[split] = ([Query(f"short:{q.id}", (q.label,), q.label) for q in sq], texts,
-                             encode_queries(encoder, "text", texts, batch_size=64, bm25=bm25))
+            shorts[split] = (
+                [Query(f"short:{q.id}", (q.label,), q.label) for q in sq],
+                texts,
+                encode_queries(encoder, "text", texts, batch_size=64, bm25=bm25),
+            )
         print(f"encoded queries in {time.perf_counter() - t0:.0f} s")
 
         def full(split: str, weights: FusionWeights) -> float:
             qs, _, vecs = sets[split]
-            return _p10(pool, qs, _store_rankings(store, vecs, [q.uid for q in qs],
-                                                  lambda uid: Filter(split="train", exclude_study_ids=(uid,)), weights))
+            return _p10(
+                pool,
+                qs,
+                _store_rankings(
+                    store,
+                    vecs,
+                    [q.uid for q in qs],
+                    lambda uid: Filter(split="train", exclude_study_ids=(uid,)),
+                    weights,
+                ),
+            )
 
         def short(split: str, weights: FusionWeights) -> float:
             qs, _, vecs = shorts[split]
@@ -145,22 +165,32 @@ def main() -> None:
             v, d = full("val", weights), short("dev", weights)
             scored.append(((v + d) / 2, v, d, weights))
         best = max(scored, key=lambda row: row[0])
-        tuned = FusionWeights(dict(best[3].weights), f"tuned on val reports + short-v1 dev (P@10 {best[1]:.3f} / "
-                                                      f"{best[2]:.3f}), benchmarks/bench_retrieval.py")
-        print(f"tuned {len(scored)} weightings on val in {time.perf_counter() - t0:.0f} s: {dict(tuned.weights)} "
-              f"(val P@10 {best[1]:.3f}, dev short P@10 {best[2]:.3f})")
+        tuned = FusionWeights(
+            dict(best[3].weights),
+            f"tuned on val reports + short-v1 dev (P@10 {best[1]:.3f} / {best[2]:.3f}), benchmarks/bench_retrieval.py",
+        )
+        print(
+            f"tuned {len(scored)} weightings on val in {time.perf_counter() - t0:.0f} s: {dict(tuned.weights)} "
+            f"(val P@10 {best[1]:.3f}, dev short P@10 {best[2]:.3f})"
+        )
         if args.write_fusion:
             info = encoder.checkpoint.info
-            record = {"fingerprint": info.fingerprint, "weights": dict(tuned.weights), "source": tuned.source,
-                      "grid": GRID, "objective": "mean strict P@10 of val reports vs train and short-v1 dev"}
+            record = {
+                "fingerprint": info.fingerprint,
+                "weights": dict(tuned.weights),
+                "source": tuned.source,
+                "grid": GRID,
+                "objective": "mean strict P@10 of val reports vs train and short-v1 dev",
+            }
             (info.path / FUSION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             print(f"wrote {info.path / FUSION_FILE}")
 
         # -- test: every method on the same queries ------------------------------------------------
         qs, texts, vecs = sets["test"]
         uids = [q.uid for q in qs]
-        masks = subset_masks(uids, [by_uid[u].report_text() for u in uids], [by_uid[u].labels for u in uids],
-                             pool_texts)
+        masks = subset_masks(
+            uids, [by_uid[u].report_text() for u in uids], [by_uid[u].labels for u in uids], pool_texts
+        )
         t0 = time.perf_counter()
         training = encoder.checkpoint.info.extra.get("training") or {}
         fit_texts, fit_labels = pool_texts, [s.labels for s in train]
@@ -170,30 +200,35 @@ def main() -> None:
         rankings = {
             "random": random_rankings(pool_uids, uids, DEPTH),
             "bm25s": bm25_rankings(pool_uids, pool_texts, uids, texts, DEPTH),
-            "tfidf-lr": cosine_rankings(pool_uids, label_model.predict(pool_texts), uids, label_model.predict(texts),
-                                        DEPTH),
+            "tfidf-lr": cosine_rankings(
+                pool_uids, label_model.predict(pool_texts), uids, label_model.predict(texts), DEPTH
+            ),
         }
         print(f"baselines in {time.perf_counter() - t0:.1f} s")
         methods = {name: FusionWeights({**base, **w}, name) for name, w in ALONE.items()}
         methods["hybrid-tuned"] = tuned
         for name, weights in methods.items():
-            rankings[name] = _store_rankings(store, vecs, uids, lambda uid: Filter(split="train", exclude_study_ids=(uid,)),
-                                             weights)
+            rankings[name] = _store_rankings(
+                store, vecs, uids, lambda uid: Filter(split="train", exclude_study_ids=(uid,)), weights
+            )
         sq, stexts, svecs = shorts["test"]
         all_uids = [s.uid for s in studies]
         all_texts = [s.report_text() for s in studies]
         short_rankings = {
             "random": random_rankings(all_uids, [q.uid for q in sq], DEPTH),
             "bm25s": bm25_rankings(all_uids, all_texts, [q.uid for q in sq], stexts, DEPTH),
-            "tfidf-lr": cosine_rankings(all_uids, label_model.predict(all_texts), [q.uid for q in sq],
-                                        label_model.predict(stexts), DEPTH),
+            "tfidf-lr": cosine_rankings(
+                all_uids, label_model.predict(all_texts), [q.uid for q in sq], label_model.predict(stexts), DEPTH
+            ),
         }
         for name, weights in methods.items():
             short_rankings[name] = _store_rankings(store, svecs, [None] * len(sq), lambda uid: None, weights)
 
         print(f"\nstrict P@10, test split (model {args.model}, {time.perf_counter() - started:.0f} s in all)\n")
-        header = f"| method | all ({masks['all'].sum()}) | novel ({masks['novel'].sum()}) | " \
-                 f"non-normal ({masks['non-normal'].sum()}) | short queries ({len(sq)}) |"
+        header = (
+            f"| method | all ({masks['all'].sum()}) | novel ({masks['novel'].sum()}) | "
+            f"non-normal ({masks['non-normal'].sum()}) | short queries ({len(sq)}) |"
+        )
         print(header)
         print("|---|---|---|---|---|")
         for name in rankings:

@@ -33,9 +33,16 @@ import time
 from pathlib import Path
 
 CLI = [sys.executable, "-m", "cxrsearch.cli.main"]
-QUERIES = ("enlarged heart", "small right pleural effusion", "no acute cardiopulmonary abnormality",
-           "cardiomegaly with pulmonary edema", "left lower lobe opacity", "hyperinflated lungs emphysema",
-           "calcified granuloma", "degenerative changes of the thoracic spine")
+QUERIES = (
+    "enlarged heart",
+    "small right pleural effusion",
+    "no acute cardiopulmonary abnormality",
+    "cardiomegaly with pulmonary edema",
+    "left lower lobe opacity",
+    "hyperinflated lungs emphysema",
+    "calcified granuloma",
+    "degenerative changes of the thoracic spine",
+)
 
 
 def cold_cli(argv: list[str], runs: int) -> tuple[dict[str, float], object]:
@@ -59,7 +66,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, default=None, help="embedded store (default: $CXRSEARCH_STORE / the demo's)")
+    parser.add_argument(
+        "--store", type=Path, default=None, help="embedded store (default: $CXRSEARCH_STORE / the demo's)"
+    )
     parser.add_argument("--collection", default="cases")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--text", default="enlarged heart")
@@ -80,8 +89,10 @@ def main() -> None:
     model = [] if args.model is None else ["--model", str(args.model)]
     query = ["--text", args.text, "--label", args.label]
     try:
-        cold, cli_json = cold_cli([*CLI, "search", *query, "--json", "--store", str(store_dir),
-                                   "--collection", args.collection, *model], args.runs)
+        cold, cli_json = cold_cli(
+            [*CLI, "search", *query, "--json", "--store", str(store_dir), "--collection", args.collection, *model],
+            args.runs,
+        )
         help_cold, _ = cold_cli([sys.executable, "-c", "print('{}')"], args.runs)
         warm, api_json, in_process = serve_and_measure(store_dir, args)
     finally:
@@ -89,9 +100,15 @@ def main() -> None:
     same = api_json == cli_json
     report = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "store": str(source), "collection": args.collection, "query": {"text": args.text, "label": args.label},
-        "cold_cli": cold, "python_startup": help_cold, "warm_http": warm, "warm_in_process": in_process,
-        "api_equals_cli_json": same, "hits": len(cli_json) if isinstance(cli_json, list) else None,
+        "store": str(source),
+        "collection": args.collection,
+        "query": {"text": args.text, "label": args.label},
+        "cold_cli": cold,
+        "python_startup": help_cold,
+        "warm_http": warm,
+        "warm_in_process": in_process,
+        "api_equals_cli_json": same,
+        "hits": len(cli_json) if isinstance(cli_json, list) else None,
         "speedup_p50": cold["median_s"] / warm["p50_ms"] * 1000.0,
     }
     print(json.dumps(report, indent=2))
@@ -111,7 +128,9 @@ def serve_and_measure(store_dir: Path, args: argparse.Namespace) -> tuple[dict, 
     from cxrsearch.store import open_store
 
     backend = open_store(store_dir)
-    service = Service(backend, ServeSettings(collection=args.collection, model=args.model, cache=store_dir.parent / "cache"))
+    service = Service(
+        backend, ServeSettings(collection=args.collection, model=args.model, cache=store_dir.parent / "cache")
+    )
     start = time.perf_counter()
     service.warm()
     load_s = time.perf_counter() - start
@@ -146,8 +165,13 @@ def serve_and_measure(store_dir: Path, args: argparse.Namespace) -> tuple[dict, 
         thread.join(timeout=10)
         app.app_state.jobs.close()
         service.close()
-    warm = {"p50_ms": statistics.median(times), "p95_ms": percentile(times, 0.95), "mean_ms": statistics.fmean(times),
-            "queries": len(times), "model_load_s": load_s}
+    warm = {
+        "p50_ms": statistics.median(times),
+        "p95_ms": percentile(times, 0.95),
+        "mean_ms": statistics.fmean(times),
+        "queries": len(times),
+        "model_load_s": load_s,
+    }
     return warm, api_json, {"p50_ms": statistics.median(inner), "p95_ms": percentile(inner, 0.95)}
 
 

@@ -40,11 +40,29 @@ from cxrsearch.text.bm25 import average_length, embed_documents, embed_query
 
 # Reports per label among the 3,955 real Open-i reports (docs/labels.md).
 OPENI_COUNTS = {
-    "airspace disease": 125, "aortic atherosclerosis": 132, "atelectasis": 332, "calcified granuloma": 421,
-    "calcinosis": 305, "cardiomegaly": 395, "cicatrix": 196, "consolidation": 30, "edema": 100, "emphysema": 145,
-    "fracture": 84, "hiatal hernia": 48, "hyperinflation": 216, "hypoinflation": 291, "lung opacity": 551,
-    "nodule": 121, "pleural effusion": 161, "pneumonia": 42, "pneumothorax": 23, "scoliosis": 99,
-    "support devices": 379, "tortuous aorta": 252, "normal": 1391,
+    "airspace disease": 125,
+    "aortic atherosclerosis": 132,
+    "atelectasis": 332,
+    "calcified granuloma": 421,
+    "calcinosis": 305,
+    "cardiomegaly": 395,
+    "cicatrix": 196,
+    "consolidation": 30,
+    "edema": 100,
+    "emphysema": 145,
+    "fracture": 84,
+    "hiatal hernia": 48,
+    "hyperinflation": 216,
+    "hypoinflation": 291,
+    "lung opacity": 551,
+    "nodule": 121,
+    "pleural effusion": 161,
+    "pneumonia": 42,
+    "pneumothorax": 23,
+    "scoliosis": 99,
+    "support devices": 379,
+    "tortuous aorta": 252,
+    "normal": 1391,
 }
 OPENI_REPORTS = 3955
 VIEWS = ("PA", "LATERAL", "AP")
@@ -56,7 +74,8 @@ FILTERS = {
     "pleural effusion": Filter(all_labels=("pleural effusion",)),
     "pneumothorax": Filter(all_labels=("pneumothorax",)),
     "any(cardiomegaly, effusion), not devices, PA": Filter(
-        any_labels=("cardiomegaly", "pleural effusion"), not_labels=("support devices",), view="PA"),
+        any_labels=("cardiomegaly", "pleural effusion"), not_labels=("support devices",), view="PA"
+    ),
 }
 
 
@@ -80,10 +99,14 @@ def make_data(n: int, dim: int, seed: int) -> dict:
 
     reports = [_report(labels, row, rng) for row in table]
     return {
-        "labels": labels, "table": table, "view": rng.choice(np.array(VIEWS), size=n, p=VIEW_P), "reports": reports,
+        "labels": labels,
+        "table": table,
+        "view": rng.choice(np.array(VIEWS), size=n, p=VIEW_P),
+        "reports": reports,
         "probs": np.where(table, 0.9, 0.05).astype(np.float32) + rng.random(table.shape).astype(np.float32) * 0.05,
         "split": rng.choice(np.array(["train", "val", "test"]), size=n, p=(0.8, 0.1, 0.1)),
-        "vectors": {name: vectors(n) for name in ("image", "text", "joint")}, "queries": vectors,
+        "vectors": {name: vectors(n) for name in ("image", "text", "joint")},
+        "queries": vectors,
     }
 
 
@@ -102,12 +125,20 @@ def points(data: dict, start: int, stop: int):
         present = [lab for lab, on in zip(labels, table[i]) if on]
         vectors = {name: v[i] for name, v in data["vectors"].items()}
         vectors.update(label_probs=data["probs"][i], bm25=data["bm25"][i])
-        yield Point(point_id("bench", f"case-{i}"), vectors, {
-            "study_id": f"CXR{i // 2}", "image_id": f"CXR{i // 2}_IM-{i}", "view": str(data["view"][i]),
-            "split": str(data["split"][i]), "labels": present, "labels_true": present,
-            "probs": {lab: round(0.9 if on else 0.05, 3) for lab, on in zip(labels, table[i])},
-            "impression": data["reports"][i],
-        })
+        yield Point(
+            point_id("bench", f"case-{i}"),
+            vectors,
+            {
+                "study_id": f"CXR{i // 2}",
+                "image_id": f"CXR{i // 2}_IM-{i}",
+                "view": str(data["view"][i]),
+                "split": str(data["split"][i]),
+                "labels": present,
+                "labels_true": present,
+                "probs": {lab: round(0.9 if on else 0.05, 3) for lab, on in zip(labels, table[i])},
+                "impression": data["reports"][i],
+            },
+        )
 
 
 def numpy_mask(data: dict, flt: Filter | None) -> np.ndarray:
@@ -144,8 +175,9 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
     ids = np.array([point_id("bench", f"case-{i}") for i in range(n)])
     root = Path(tempfile.mkdtemp(prefix=f"bench-store-{n}-", dir=args.tmp))
     store = EdgeStore(root)
-    store.create_collection("bench", load_schema(args.schema).with_bm25_avg_len(bm25.avg_len), args.dim,
-                            len(data["labels"]))
+    store.create_collection(
+        "bench", load_schema(args.schema).with_bm25_avg_len(bm25.avg_len), args.dim, len(data["labels"])
+    )
     upsert_s = 0.0
     for start in range(0, n, 1000):
         chunk = list(points(data, start, min(n, start + 1000)))  # building the payloads is not timed
@@ -187,18 +219,32 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
             numpy_ms.append(1000 * (time.perf_counter() - t))
             exact.append(set(ids[top]))
         recalls = [len(truth & got) / max(1, len(truth)) for truth, got in zip(exact, found)]
-        rows.append({
-            "points": n, "filter": name, "passing": float(numpy_mask(data, flt).mean()),
-            "store_p50_ms": float(np.percentile(store_ms, 50)), "store_p95_ms": float(np.percentile(store_ms, 95)),
-            "numpy_p50_ms": float(np.percentile(numpy_ms, 50)), "numpy_p95_ms": float(np.percentile(numpy_ms, 95)),
-            "recall_at_10": float(np.mean(recalls)), "min_recall_at_10": float(np.min(recalls)),
-        })
+        rows.append(
+            {
+                "points": n,
+                "filter": name,
+                "passing": float(numpy_mask(data, flt).mean()),
+                "store_p50_ms": float(np.percentile(store_ms, 50)),
+                "store_p95_ms": float(np.percentile(store_ms, 95)),
+                "numpy_p50_ms": float(np.percentile(numpy_ms, 50)),
+                "numpy_p95_ms": float(np.percentile(numpy_ms, 95)),
+                "recall_at_10": float(np.mean(recalls)),
+                "min_recall_at_10": float(np.min(recalls)),
+            }
+        )
     hybrid = bench_hybrid(store, data, ids, queries, bm25)
     store.close()
     size_mb = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
     shutil.rmtree(root)
-    return {"points": n, "upsert_points_per_s": n / upsert_s, "optimise_s": optimise_s, "reopen_s": reopen_s,
-            "disk_mb": size_mb, "queries": rows, "hybrid": hybrid}
+    return {
+        "points": n,
+        "upsert_points_per_s": n / upsert_s,
+        "optimise_s": optimise_s,
+        "reopen_s": reopen_s,
+        "disk_mb": size_mb,
+        "queries": rows,
+        "hybrid": hybrid,
+    }
 
 
 def bm25_oracle(data: dict, bm25: Bm25Spec):
@@ -238,8 +284,13 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
     for name in ("none", "pleural effusion", "any(cardiomegaly, effusion), not devices, PA"):
         flt = FILTERS[name]
         mask = numpy_mask(data, flt)
-        timings: dict[str, list[float]] = {"dense": [], "hybrid": [], "text@50": [], "bm25@50": [],
-                                           "label_probs@50": []}
+        timings: dict[str, list[float]] = {
+            "dense": [],
+            "hybrid": [],
+            "text@50": [],
+            "bm25@50": [],
+            "label_probs@50": [],
+        }
         recall: dict[str, list[float]] = {"text": [], "bm25": [], "label_probs": []}
         for _ in range(2):  # a warm-up pass, then the timed one
             for key in timings:
@@ -256,8 +307,11 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
                     store.search("bench", vec_name, query, flt, limit=prefetch_limit(10))
                     timings[f"{vec_name}@50"].append(1000 * (time.perf_counter() - t))
         for q, sq, pq in list(zip(queries, sparse, probs))[:50]:
-            exact = {"text": data["vectors"]["text"] @ q, "bm25": oracle(sq),
-                     "label_probs": unit_probs @ (pq / np.linalg.norm(pq))}
+            exact = {
+                "text": data["vectors"]["text"] @ q,
+                "bm25": oracle(sq),
+                "label_probs": unit_probs @ (pq / np.linalg.norm(pq)),
+            }
             for vec_name, query in (("text", q), ("bm25", sq), ("label_probs", pq)):
                 scores = np.where(mask, exact[vec_name], -np.inf)
                 got = store.search("bench", vec_name, query, flt, limit=10)
@@ -267,54 +321,70 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
                 kth = np.sort(scores)[::-1][min(9, len(got) - 1)]
                 correct = set(ids[scores >= kth - 1e-5])
                 recall[vec_name].append(sum(h.id in correct for h in got) / len(got))
-        out[name] = {"dense_p50_ms": float(np.percentile(timings["dense"], 50)),
-                     "hybrid_p50_ms": float(np.percentile(timings["hybrid"], 50)),
-                     "prefetch_p50_ms": {k: float(np.percentile(v, 50)) for k, v in timings.items() if "@" in k},
-                     "recall": {k: float(np.mean(v)) if v else None for k, v in recall.items()}}
+        out[name] = {
+            "dense_p50_ms": float(np.percentile(timings["dense"], 50)),
+            "hybrid_p50_ms": float(np.percentile(timings["hybrid"], 50)),
+            "prefetch_p50_ms": {k: float(np.percentile(v, 50)) for k, v in timings.items() if "@" in k},
+            "recall": {k: float(np.mean(v)) if v else None for k, v in recall.items()},
+        }
     return out
 
 
 def print_report(results: list[dict], args: argparse.Namespace) -> None:
-    print(f"# bench_store: schema {args.schema}, {args.dim}-d, {args.queries} queries per row, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"load average {args.load_before:.1f} before / {os.getloadavg()[0]:.1f} after")
+    print(
+        f"# bench_store: schema {args.schema}, {args.dim}-d, {args.queries} queries per row, "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"load average {args.load_before:.1f} before / {os.getloadavg()[0]:.1f} after"
+    )
     print()
     print("| points | filter | passing | store p50 / p95 ms | numpy p50 / p95 ms | p50 ratio | recall@10 (min) |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for res in results:
         for r in res["queries"]:
-            print(f"| {r['points']:,} | {r['filter']} | {100 * r['passing']:.1f}% | "
-                  f"{r['store_p50_ms']:.2f} / {r['store_p95_ms']:.2f} | "
-                  f"{r['numpy_p50_ms']:.2f} / {r['numpy_p95_ms']:.2f} | {r['store_p50_ms'] / r['numpy_p50_ms']:.2f}x | "
-                  f"{r['recall_at_10']:.4f} ({r['min_recall_at_10']:.1f}) |")
+            print(
+                f"| {r['points']:,} | {r['filter']} | {100 * r['passing']:.1f}% | "
+                f"{r['store_p50_ms']:.2f} / {r['store_p95_ms']:.2f} | "
+                f"{r['numpy_p50_ms']:.2f} / {r['numpy_p95_ms']:.2f} | {r['store_p50_ms'] / r['numpy_p50_ms']:.2f}x | "
+                f"{r['recall_at_10']:.4f} ({r['min_recall_at_10']:.1f}) |"
+            )
     print()
     print("| points | upsert points/s | optimise (close) s | reopen s (median of 3) | disk MB |")
     print("|---:|---:|---:|---:|---:|")
     for res in results:
-        print(f"| {res['points']:,} | {res['upsert_points_per_s']:,.0f} | {res['optimise_s']:.2f} | "
-              f"{res['reopen_s']:.2f} | {res['disk_mb']:,.0f} |")
+        print(
+            f"| {res['points']:,} | {res['upsert_points_per_s']:,.0f} | {res['optimise_s']:.2f} | "
+            f"{res['reopen_s']:.2f} | {res['disk_mb']:,.0f} |"
+        )
     print()
-    print("| points | filter | dense text p50 ms | hybrid p50 ms | ratio | prefetches alone (limit 50) text / bm25 / "
-          "label_probs ms | recall@10 text / bm25 / label_probs |")
+    print(
+        "| points | filter | dense text p50 ms | hybrid p50 ms | ratio | prefetches alone (limit 50) text / bm25 / "
+        "label_probs ms | recall@10 text / bm25 / label_probs |"
+    )
     print("|---:|---|---:|---:|---:|---|---|")
     for res in results:
         for name, h in res["hybrid"].items():
             rec = " / ".join("-" if v is None else f"{v:.4f}" for v in h["recall"].values())
             alone = " / ".join(f"{v:.2f}" for v in h["prefetch_p50_ms"].values())
-            print(f"| {res['points']:,} | {name} | {h['dense_p50_ms']:.2f} | {h['hybrid_p50_ms']:.2f} | "
-                  f"{h['hybrid_p50_ms'] / h['dense_p50_ms']:.2f}x | {alone} | {rec} |")
+            print(
+                f"| {res['points']:,} | {name} | {h['dense_p50_ms']:.2f} | {h['hybrid_p50_ms']:.2f} | "
+                f"{h['hybrid_p50_ms'] / h['dense_p50_ms']:.2f}x | {alone} | {rec} |"
+            )
     largest = max(results, key=lambda r: r["points"])
     filtered = [r for r in largest["queries"] if r["filter"] != "none"]
     worst_ratio = max(r["store_p50_ms"] / r["numpy_p50_ms"] for r in filtered)
     worst_recall = min(r["recall_at_10"] for r in largest["queries"])
     print()
-    print(f"targets at {largest['points']:,} points: filtered p50 <= 0.5x numpy: worst {worst_ratio:.2f}x "
-          f"{'PASS' if worst_ratio <= 0.5 else 'FAIL'}; recall@10 >= 0.99: worst {worst_recall:.4f} "
-          f"{'PASS' if worst_recall >= 0.99 else 'FAIL'}; reopen <= 1 s: {largest['reopen_s']:.2f} s "
-          f"{'PASS' if largest['reopen_s'] <= 1.0 else 'FAIL'}")
+    print(
+        f"targets at {largest['points']:,} points: filtered p50 <= 0.5x numpy: worst {worst_ratio:.2f}x "
+        f"{'PASS' if worst_ratio <= 0.5 else 'FAIL'}; recall@10 >= 0.99: worst {worst_recall:.4f} "
+        f"{'PASS' if worst_recall >= 0.99 else 'FAIL'}; reopen <= 1 s: {largest['reopen_s']:.2f} s "
+        f"{'PASS' if largest['reopen_s'] <= 1.0 else 'FAIL'}"
+    )
     worst_hybrid = max(h["hybrid_p50_ms"] / h["dense_p50_ms"] for h in largest["hybrid"].values())
-    print(f"hybrid text search at {largest['points']:,} points <= 2x dense-only: worst {worst_hybrid:.2f}x "
-          f"{'PASS' if worst_hybrid <= 2.0 else 'FAIL'}")
+    print(
+        f"hybrid text search at {largest['points']:,} points <= 2x dense-only: worst {worst_hybrid:.2f}x "
+        f"{'PASS' if worst_hybrid <= 2.0 else 'FAIL'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

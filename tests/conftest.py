@@ -88,8 +88,17 @@ def tiny_checkpoint(reports_tgz: Path, training_images: Path, tmp_path_factory: 
     root = tmp_path_factory.mktemp("tiny_checkpoint")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
-        options = TrainOptions(data=reports_tgz, config="tiny-test", out=root / "ckpt", images=training_images,
-                               epochs=1, batch_size=32, lr=3e-3, limit=200, seed=0)
+        options = TrainOptions(
+            data=reports_tgz,
+            config="tiny-test",
+            out=root / "ckpt",
+            images=training_images,
+            epochs=1,
+            batch_size=32,
+            lr=3e-3,
+            limit=200,
+            seed=0,
+        )
         return train(options).checkpoint
 
 
@@ -101,6 +110,7 @@ def text_only_checkpoint(reports_tgz: Path, tmp_path_factory: pytest.TempPathFac
     root = tmp_path_factory.mktemp("text_only_checkpoint")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
-        options = TrainOptions(data=reports_tgz, config="tiny-test", out=root / "ckpt", epochs=1, batch_size=32,
-                               lr=3e-3, limit=60, seed=0)
+        options = TrainOptions(
+            data=reports_tgz, config="tiny-test", out=root / "ckpt", epochs=1, batch_size=32, lr=3e-3, limit=60, seed=0
+        )
         return train(options).checkpoint

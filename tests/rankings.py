@@ -51,8 +51,7 @@ def tie_groups(scores: Sequence[float], atol: float) -> list[range]:
     return groups
 
 
-def assert_same_ranking(hits: Iterable[Any], expected: Iterable[Any], atol: float = 1e-5, *,
-                        cut: bool = True) -> None:
+def assert_same_ranking(hits: Iterable[Any], expected: Iterable[Any], atol: float = 1e-5, *, cut: bool = True) -> None:
     """``hits`` rank like ``expected``: same length, scores within ``atol`` at each rank, the same ids
     in each tie group. ``cut``: both lists stop at a limit, so the lowest group may have been cut
     there and which of its tied points made it may differ (pass ``cut=False`` when both hold every
@@ -61,14 +60,16 @@ def assert_same_ranking(hits: Iterable[Any], expected: Iterable[Any], atol: floa
     got, want = _pairs(hits), _pairs(expected)
     assert len(got) == len(want), f"{len(got)} hits, expected {len(want)}"
     assert len({i for i, _ in got}) == len(got), f"a point came back twice: {[i for i, _ in got]}"
-    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=0, atol=atol,
-                               err_msg="scores differ at some rank")
+    np.testing.assert_allclose(
+        [s for _, s in got], [s for _, s in want], rtol=0, atol=atol, err_msg="scores differ at some rank"
+    )
     groups = tie_groups([s for _, s in want], atol)
     for n, group in enumerate(groups):
         if cut and n == len(groups) - 1:
             continue
         assert {got[r][0] for r in group} == {want[r][0] for r in group}, (
-            f"ranks {group.start + 1}-{group.stop}: other points at the same score\n got  {got}\n want {want}")
+            f"ranks {group.start + 1}-{group.stop}: other points at the same score\n got  {got}\n want {want}"
+        )
 
 
 def assert_matches_oracle(hits: Iterable[Any], oracle: Mapping[str, float], limit: int, atol: float = 1e-5) -> None:
@@ -82,8 +83,14 @@ def assert_matches_oracle(hits: Iterable[Any], oracle: Mapping[str, float], limi
     assert len(set(ids)) == len(ids), f"a point came back twice: {ids}"
     strangers = [i for i in ids if i not in oracle]
     assert not strangers, f"hits that are not eligible candidates: {strangers}"
-    np.testing.assert_allclose([s for _, s in got], [oracle[i] for i in ids], rtol=0, atol=atol,
-                               err_msg="a hit's score is not its exact score")
+    np.testing.assert_allclose(
+        [s for _, s in got], [oracle[i] for i in ids], rtol=0, atol=atol, err_msg="a hit's score is not its exact score"
+    )
     best = sorted(oracle.values(), reverse=True)[: len(got)]
-    np.testing.assert_allclose([s for _, s in got], best, rtol=0, atol=atol,
-                               err_msg="a better candidate was left out, or the hits are out of order")
+    np.testing.assert_allclose(
+        [s for _, s in got],
+        best,
+        rtol=0,
+        atol=atol,
+        err_msg="a better candidate was left out, or the hits are out of order",
+    )

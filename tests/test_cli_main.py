@@ -72,7 +72,10 @@ def test_interrupt_and_unexpected_errors_are_one_line(tmp_path, monkeypatch) -> 
     monkeypatch.setattr(info, "dataset_info", broken)
     result = CliRunner().invoke(app, ["data", "info", str(reports)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.strip() == "error: internal error: ZeroDivisionError: boom (re-run with --debug for the traceback)"
+    assert (
+        result.stderr.strip()
+        == "error: internal error: ZeroDivisionError: boom (re-run with --debug for the traceback)"
+    )
 
 
 def test_a_closed_pipe_ends_quietly_with_status_141(reports_tgz) -> None:
@@ -80,8 +83,11 @@ def test_a_closed_pipe_ends_quietly_with_status_141(reports_tgz) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "cxrsearch.cli.main", "data", "info", str(reports_tgz), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxrsearch.cli.main", "data", "info", str(reports_tgz), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # the reader is gone before anything is written
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141, err

@@ -10,8 +10,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_command_reference_matches_the_cli():
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "cli_reference.py"), "--check"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "cli_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr + " (regenerate: python tools/cli_reference.py)"
 
 

@@ -63,9 +63,13 @@ def render() -> str:
     from cxrsearch.cli.main import app
 
     root = typer.main.get_command(app)
-    lines = ["# Command reference", "",
-             "Generated from the CLI by `python tools/cli_reference.py`; `make test` fails when it drifts from",
-             "`cxrsearch COMMAND --help`. Every command also takes `--help`.", ""]
+    lines = [
+        "# Command reference",
+        "",
+        "Generated from the CLI by `python tools/cli_reference.py`; `make test` fails when it drifts from",
+        "`cxrsearch COMMAND --help`. Every command also takes `--help`.",
+        "",
+    ]
     for path, command in _commands(root, "cxrsearch"):
         lines += [f"## `{path}`", ""]
         if _help(command):

@@ -28,7 +28,10 @@ JSON_HELP = "Print JSON instead of a table."
 
 @app.command("list")
 def list_command(
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
+    store: StoreDir = None,
+    qdrant_url: QdrantUrl = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List the collections with their point counts, vector sizes and schemas."""
@@ -43,29 +46,45 @@ def list_command(
             except StoreError as exc:  # e.g. open in another process: still list it
                 rows.append({"name": name, "points": None, "vector_sizes": None, "schema": None, "error": exc.message})
                 continue
-            rows.append({"name": name, "points": info.points_count, "vector_sizes": info.vector_sizes,
-                         "schema": info.schema.name, "error": None})
+            rows.append(
+                {
+                    "name": name,
+                    "points": info.points_count,
+                    "vector_sizes": info.vector_sizes,
+                    "schema": info.schema.name,
+                    "error": None,
+                }
+            )
     if json_out:
         print_json({"location": location, "collections": rows})
         return
     if not rows:
-        console.print(f"No collections in {location}. Create one with `cxrsearch index` or "
-                      "`cxrsearch collections create`.")
+        console.print(
+            f"No collections in {location}. Create one with `cxrsearch index` or `cxrsearch collections create`."
+        )
         return
     table = Table(title=f"Collections in {location}")
     for column in ("name", "points", "vector size", "schema", "note"):
         table.add_column(column, justify="right" if column == "points" else "left")
     for row in rows:
         sizes = sorted(set((row["vector_sizes"] or {}).values()))
-        table.add_row(row["name"], "?" if row["points"] is None else f"{row['points']:,}",
-                      ", ".join(map(str, sizes)) or "?", row["schema"] or "?", row["error"] or "")
+        table.add_row(
+            row["name"],
+            "?" if row["points"] is None else f"{row['points']:,}",
+            ", ".join(map(str, sizes)) or "?",
+            row["schema"] or "?",
+            row["error"] or "",
+        )
     console.print(table)
 
 
 @app.command("info")
 def info_command(
     name: str = typer.Argument(..., help="Collection name."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
+    store: StoreDir = None,
+    qdrant_url: QdrantUrl = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show one collection: points, vector sizes, index and quantisation settings, payload indexes."""
@@ -80,15 +99,23 @@ def info_command(
     table.add_column("value", overflow="fold")
     table.add_row("location", info.location)
     table.add_row("points", f"{info.points_count:,}")
-    table.add_row("vectors", ", ".join(f"{v} ({info.vector_sizes.get(v, '?')}-d {d})"
-                                       for v, d in schema.vectors.items()))
+    table.add_row(
+        "vectors", ", ".join(f"{v} ({info.vector_sizes.get(v, '?')}-d {d})" for v, d in schema.vectors.items())
+    )
     table.add_row("schema", f"{schema.name}: {schema.description}")
-    graph = ("none (quantised/exact scan)" if schema.hnsw.m == 0
-             else f"HNSW m={schema.hnsw.m} payload_m={schema.hnsw.payload_m}")
+    graph = (
+        "none (quantised/exact scan)"
+        if schema.hnsw.m == 0
+        else f"HNSW m={schema.hnsw.m} payload_m={schema.hnsw.payload_m}"
+    )
     table.add_row("index", f"{graph}, ef={schema.hnsw.ef}")
     quant = schema.quantization
-    table.add_row("quantisation", "none" if quant is None else
-                  f"{quant.type}, rescore={'yes' if quant.rescore else 'no'}, oversampling {quant.oversampling:g}")
+    table.add_row(
+        "quantisation",
+        "none"
+        if quant is None
+        else f"{quant.type}, rescore={'yes' if quant.rescore else 'no'}, oversampling {quant.oversampling:g}",
+    )
     table.add_row("payload indexes", ", ".join(f"{f} ({k})" for f, k in schema.payload_indexes.items()))
     console.print(table)
 
@@ -96,26 +123,45 @@ def info_command(
 @app.command("verify")
 def verify_command(
     name: str = typer.Argument(..., help="Collection name."),
-    deep: bool = typer.Option(False, "--deep", help="Also read every point: vectors finite, of the right size and "
-                                                     "unit length, ids equal to their keys, payload field types."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
+    deep: bool = typer.Option(
+        False,
+        "--deep",
+        help="Also read every point: vectors finite, of the right size and "
+        "unit length, ids equal to their keys, payload field types.",
+    ),
+    store: StoreDir = None,
+    qdrant_url: QdrantUrl = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check a collection against the integrity record of its last clean write; exit 1 if anything is off."""
     from cxrsearch.store.integrity import verify_collection
 
-    with opened_store(store, qdrant_url, api_key, timeout) as st:
-        with err_console.status(f"verifying {name}" + (" (every point)" if deep else ""), spinner="dots"):
-            report = verify_collection(st, name, deep=deep)
+    with (
+        opened_store(store, qdrant_url, api_key, timeout) as st,
+        err_console.status(f"verifying {name}" + (" (every point)" if deep else ""), spinner="dots"),
+    ):
+        report = verify_collection(st, name, deep=deep)
     if json_out:
-        print_json({"collection": report.collection, "location": report.location, "ok": report.ok,
-                    "points": report.points, "vectors": report.vectors,
-                    "record": None if report.record is None else report.record.to_dict(), "deep": report.deep,
-                    "checked": report.checked, "problems": report.problems})
+        print_json(
+            {
+                "collection": report.collection,
+                "location": report.location,
+                "ok": report.ok,
+                "points": report.points,
+                "vectors": report.vectors,
+                "record": None if report.record is None else report.record.to_dict(),
+                "deep": report.deep,
+                "checked": report.checked,
+                "problems": report.problems,
+            }
+        )
     else:
         recorded = "no record" if report.record is None else f"{report.record.points:,} at {report.record.written}"
-        console.print(f"Collection [bold]{name}[/] ({report.location}): {report.points:,} points "
-                      f"(recorded: {recorded})")
+        console.print(
+            f"Collection [bold]{name}[/] ({report.location}): {report.points:,} points (recorded: {recorded})"
+        )
         for line in report.checked:
             console.print(f"  checked: {line}")
         for line in report.problems:
@@ -130,13 +176,23 @@ def create_command(
     name: str = typer.Argument(..., help="Collection name."),
     dim: int = typer.Option(..., "--dim", min=1, help="Vector size (the model checkpoint's embedding size)."),
     schema: str = typer.Option("cases", "--schema", help="Schema name in collections/ or a path to a .json file."),
-    labels: Optional[int] = typer.Option(None, "--labels", min=1,
-                                         help="Label count of the checkpoint (label_probs size); default: the packaged "
-                                              "vocabulary's."),
-    bm25_avg_len: float = typer.Option(OPENI_AVG_LEN, "--bm25-avg-len", min=1.0,
-                                       help="Mean report length in tokens for BM25 when the schema leaves it to the "
-                                            "corpus (`cxrsearch index` measures it; the default is Open-i's)."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
+    labels: Optional[int] = typer.Option(
+        None,
+        "--labels",
+        min=1,
+        help="Label count of the checkpoint (label_probs size); default: the packaged vocabulary's.",
+    ),
+    bm25_avg_len: float = typer.Option(
+        OPENI_AVG_LEN,
+        "--bm25-avg-len",
+        min=1.0,
+        help="Mean report length in tokens for BM25 when the schema leaves it to the "
+        "corpus (`cxrsearch index` measures it; the default is Open-i's).",
+    ),
+    store: StoreDir = None,
+    qdrant_url: QdrantUrl = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Create a collection (idempotent: an existing one with the same schema and size is kept)."""
@@ -161,7 +217,10 @@ def create_command(
 def drop_command(
     name: str = typer.Argument(..., help="Collection name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    store: StoreDir = None, qdrant_url: QdrantUrl = None, api_key: ApiKey = None, timeout: Timeout = None,
+    store: StoreDir = None,
+    qdrant_url: QdrantUrl = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Delete a collection and all its points (asks first unless --yes)."""
@@ -180,11 +239,17 @@ def drop_command(
 def migrate_command(
     name: str = typer.Argument(..., help="Collection in the embedded store to copy."),
     to_url: str = typer.Option(..., "--to-url", metavar="URL", help="Qdrant server to copy it to."),
-    to_api_key: Optional[str] = typer.Option(None, "--to-api-key", metavar="KEY", show_default=False,
-                                             help="API key of that server (default: $CXRSEARCH_QDRANT_API_KEY)."),
+    to_api_key: Optional[str] = typer.Option(
+        None,
+        "--to-api-key",
+        metavar="KEY",
+        show_default=False,
+        help="API key of that server (default: $CXRSEARCH_QDRANT_API_KEY).",
+    ),
     to_collection: Optional[str] = typer.Option(None, "--to-collection", help="Name on the server (default: NAME)."),
     batch: int = typer.Option(256, "--batch-size", min=1, help="Points per upsert."),
-    store: StoreDir = None, timeout: Timeout = None,
+    store: StoreDir = None,
+    timeout: Timeout = None,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Copy a collection from the embedded store to a Qdrant server (idempotent; verifies the count)."""
@@ -200,10 +265,17 @@ def migrate_command(
         columns = (TextColumn("copying {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True, disable=json_out) as progress:
             task = progress.add_task(name, total=None)
-            result = migrate_collection(source, target, name, target_collection=to_collection, batch=batch,
-                                        on_batch=lambda done, total: progress.update(task, completed=done, total=total))
+            result = migrate_collection(
+                source,
+                target,
+                name,
+                target_collection=to_collection,
+                batch=batch,
+                on_batch=lambda done, total: progress.update(task, completed=done, total=total),
+            )
     if json_out:
         print_json(result)
     else:
-        console.print(f"Copied {result.copied:,} points of [bold]{name}[/] to {result.target}; "
-                      f"both hold {result.points:,} points")
+        console.print(
+            f"Copied {result.copied:,} points of [bold]{name}[/] to {result.target}; both hold {result.points:,} points"
+        )

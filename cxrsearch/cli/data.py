@@ -78,8 +78,11 @@ def info_command(
     if info.views is not None:
         summary.add_row("views", ", ".join(f"{name} {count:,}" for name, count in info.views.items()))
     if info.monochrome1:
-        summary.add_row("MONOCHROME1 sources", f"{info.monochrome1:,} of {info.image_refs:,} images (their PNGs may be "
-                                               "stored as negatives: decoding inverts those, see docs/images.md)")
+        summary.add_row(
+            "MONOCHROME1 sources",
+            f"{info.monochrome1:,} of {info.image_refs:,} images (their PNGs may be "
+            "stored as negatives: decoding inverts those, see docs/images.md)",
+        )
     console.print(summary)
 
     labels = Table(title="Labels (from MeSH major terms; see docs/labels.md)")
@@ -141,8 +144,9 @@ def inspect_command(
         "--metadata",
         help="Open-i DICOM metadata table: the view of an Open-i-named image without a ViewPosition tag.",
     ),
-    as_stored: bool = typer.Option(False, "--as-stored",
-                                   help="Do not invert a PNG/JPEG stored as a negative (show the file as it is)."),
+    as_stored: bool = typer.Option(
+        False, "--as-stored", help="Do not invert a PNG/JPEG stored as a negative (show the file as it is)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Decode one image (or parse one report) and show what was found.

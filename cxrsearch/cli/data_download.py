@@ -44,7 +44,9 @@ def download_command(
         ImageSet.none, "--images", help="Also fetch and extract the radiographs: png (~1.3 GB) or dicom (much larger)."
     ),
     base_url: str | None = typer.Option(
-        None, "--base-url", help="Mirror serving the NLMCXR_*.tgz files (default: $CXRSEARCH_OPENI_URL, else NLM).",
+        None,
+        "--base-url",
+        help="Mirror serving the NLMCXR_*.tgz files (default: $CXRSEARCH_OPENI_URL, else NLM).",
     ),
 ) -> None:
     """Download the Open-i reports (and optionally images): resumable, verified, safely extracted."""

@@ -31,12 +31,27 @@ class _DemoView:
         if self.kind != kind:
             self.close()
             if kind == "train":
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    SpinnerColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
 
                 from cxrsearch.cli.train import _ProgressView
 
-                progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console, transient=True)
+                progress = Progress(
+                    SpinnerColumn(),
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(),
+                    console=err_console,
+                    transient=True,
+                )
                 progress.__enter__()
                 self.active, self.view = progress, _ProgressView(progress)
             else:
@@ -70,8 +85,11 @@ def _summary(result) -> Table:
     rows = (
         ("reports", f"{result.data.reports} ({result.data.origin})"),
         ("model", f"{model.config} at {model.checkpoint} ({trained}; val macro AUROC {auroc})"),
-        ("collection", f"{index.collection!r} in {index.store}: {index.count:,} points "
-                       f"({index.indexed:,} written now, {index.skipped_existing:,} already there)"),
+        (
+            "collection",
+            f"{index.collection!r} in {index.store}: {index.count:,} points "
+            f"({index.indexed:,} written now, {index.skipped_existing:,} already there)",
+        ),
         ("time", f"{result.seconds:.0f} s"),
     )
     for key, value in rows:
@@ -80,9 +98,21 @@ def _summary(result) -> Table:
 
 
 def demo(
-    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="Open-i reports: NLMCXR_reports.tgz or a folder holding it (default: $CXRSEARCH_DATA, else the user data dir, else download)."),
-    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Embedded store directory (default: $CXRSEARCH_STORE, else the user data dir)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Retrain the demo model and rebuild the 'cases' collection from scratch."),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        metavar="DIR",
+        help="Open-i reports: NLMCXR_reports.tgz or a folder holding it (default: $CXRSEARCH_DATA, else the user data dir, else download).",
+    ),
+    store: Optional[Path] = typer.Option(
+        None,
+        "--store",
+        metavar="DIR",
+        help="Embedded store directory (default: $CXRSEARCH_STORE, else the user data dir).",
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Retrain the demo model and rebuild the 'cases' collection from scratch."
+    ),
 ) -> None:
     """Run the main job: find Open-i data, train (or reuse) a small model, index every study, search.
 

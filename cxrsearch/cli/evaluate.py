@@ -42,19 +42,28 @@ def _tables(result, report_path: Path, plot_path: Path) -> None:
     from cxrsearch.evaluate.retrieval import METHODS, MODES
 
     cls, r = result.classification, result.retrieval
-    head = Table(title=f"cxrsearch evaluate: {result.checkpoint['model']} on {result.settings['split']}", show_header=False)
+    head = Table(
+        title=f"cxrsearch evaluate: {result.checkpoint['model']} on {result.settings['split']}", show_header=False
+    )
     head.add_column("what", style="bold")
     head.add_column("value", overflow="fold")
     sizes = ", ".join(f"{k} {v:,}" for k, v in result.data["split_sizes"].items())
     head.add_row("checkpoint", f"{result.checkpoint['path']} (fingerprint {result.checkpoint['fingerprint'][:12]})")
     head.add_row("data", f"{result.data['source']} ({sizes})")
-    head.add_row("classification", f"{cls.studies} studies: macro AUROC {_fmt(cls.macro_auroc)}, AP "
-                 f"{_fmt(cls.macro_average_precision)}, F1 {_fmt(cls.macro_f1)} at checkpoint thresholds "
-                 f"({len(cls.scored)} labels; {len(cls.too_few_positives)} with < {cls.min_positives} positives "
-                 "left out, listed in the report)")
+    head.add_row(
+        "classification",
+        f"{cls.studies} studies: macro AUROC {_fmt(cls.macro_auroc)}, AP "
+        f"{_fmt(cls.macro_average_precision)}, F1 {_fmt(cls.macro_f1)} at checkpoint thresholds "
+        f"({len(cls.scored)} labels; {len(cls.too_few_positives)} with < {cls.min_positives} positives "
+        "left out, listed in the report)",
+    )
     for cm in result.crossmodal:
-        value = cm.note or (f"{cm.pairs} frontal pairs: image->report " + " ".join(f"{k} {_fmt(v)}" for k, v in cm.image_to_report.items())
-                            + "; report->image " + " ".join(f"{k} {_fmt(v)}" for k, v in cm.report_to_image.items()))
+        value = cm.note or (
+            f"{cm.pairs} frontal pairs: image->report "
+            + " ".join(f"{k} {_fmt(v)}" for k, v in cm.image_to_report.items())
+            + "; report->image "
+            + " ".join(f"{k} {_fmt(v)}" for k, v in cm.report_to_image.items())
+        )
         head.add_row(f"CXR-CLIP protocol ({cm.method})", value)
     head.add_row("report", f"{report_path} (plot {plot_path.name})")
     head.add_row("time", f"{result.timings['total']:.1f} s")
@@ -63,9 +72,23 @@ def _tables(result, report_path: Path, plot_path: Path) -> None:
         err_console.print(f"note: {note}")
     top = max(r.ks)
     for setting, (split, size) in r.pools.items():
-        table = Table(title=f"Retrieval {setting}: {result.settings['split']} queries -> {size:,} {split} cases "
-                      f"(strict relevance; * lenient)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for name in ("query", "method", "n", *[f"P@{k}" for k in r.ks], f"mAP@{top}", f"nDCG@{top}", "MRR", f"P@{top}*"):
+        table = Table(
+            title=f"Retrieval {setting}: {result.settings['split']} queries -> {size:,} {split} cases "
+            f"(strict relevance; * lenient)",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for name in (
+            "query",
+            "method",
+            "n",
+            *[f"P@{k}" for k in r.ks],
+            f"mAP@{top}",
+            f"nDCG@{top}",
+            "MRR",
+            f"P@{top}*",
+        ):
             text = name in ("query", "method")
             table.add_column(name, justify="left" if text else "right", no_wrap=True, min_width=None if text else 5)
         for mode in MODES:
@@ -77,48 +100,78 @@ def _tables(result, report_path: Path, plot_path: Path) -> None:
             for i, method in enumerate(methods):
                 strict, lenient = r.row(setting, mode, method, "strict"), r.row(setting, mode, method, "lenient")
                 m = strict.metrics
-                table.add_row(mode.removesuffix("->case") if i == 0 else "", method, str(strict.queries), *[_fmt(m[f"P@{k}"]) for k in r.ks],
-                              _fmt(m[f"mAP@{top}"]), _fmt(m[f"nDCG@{top}"]), _fmt(m["MRR"]),
-                              _fmt(lenient.metrics[f"P@{top}"]), end_section=i == len(methods) - 1)
+                table.add_row(
+                    mode.removesuffix("->case") if i == 0 else "",
+                    method,
+                    str(strict.queries),
+                    *[_fmt(m[f"P@{k}"]) for k in r.ks],
+                    _fmt(m[f"mAP@{top}"]),
+                    _fmt(m[f"nDCG@{top}"]),
+                    _fmt(m["MRR"]),
+                    _fmt(lenient.metrics[f"P@{top}"]),
+                    end_section=i == len(methods) - 1,
+                )
         console.print(table)
     sq = result.short_queries
-    table = Table(title=f"Short queries ({sq.version}, {sq.half} half) -> every indexed case (strict; "
-                  f"novel / non-normal subsets of the full-report queries are in the report)",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title=f"Short queries ({sq.version}, {sq.half} half) -> every indexed case (strict; "
+        f"novel / non-normal subsets of the full-report queries are in the report)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for name in ("method", "n", *[f"P@{k}" for k in r.ks], f"mAP@{top}", "MRR"):
         table.add_column(name, justify="left" if name == "method" else "right", no_wrap=True)
     for method in METHODS:
         row = sq.row(method)
         if row is not None:
             m = row.metrics
-            table.add_row(method, str(row.queries), *[_fmt(m[f"P@{k}"]) for k in r.ks], _fmt(m[f"mAP@{top}"]),
-                          _fmt(m["MRR"]))
+            table.add_row(
+                method, str(row.queries), *[_fmt(m[f"P@{k}"]) for k in r.ks], _fmt(m[f"mAP@{top}"]), _fmt(m["MRR"])
+            )
     console.print(table)
 
 
 def evaluate(
-    data: Path = typer.Option(..., "--data", help="NLMCXR_reports.tgz, a folder of XML reports, or a data folder holding either."),
+    data: Path = typer.Option(
+        ..., "--data", help="NLMCXR_reports.tgz, a folder of XML reports, or a data folder holding either."
+    ),
     model: Path = typer.Option(..., "--model", help="Checkpoint directory (from `cxrsearch train`)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Folder of Open-i radiographs (default: <data folder>/images if present)."),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="Folder of Open-i radiographs (default: <data folder>/images if present)."
+    ),
     split: str = typer.Option("test", "--split", help="Split whose studies are the queries: train, val or test."),
     k: str = typer.Option("1,5,10", "--k", help="Cut-offs for P@k, R@k, mAP@k and nDCG@k, comma-separated."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Markdown report path (the PNG plot is written next to it)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Markdown report path (the PNG plot is written next to it)."
+    ),
 ) -> None:
     """Evaluate a checkpoint on Open-i: classification at its own thresholds, and retrieval
     (text/image/both/by example) judged by MeSH labels, against BM25, untrained-tower and random baselines."""
     from cxrsearch import paths
     from cxrsearch.data.info import find_companions
     from cxrsearch.evaluate.report import result_json, write_markdown, write_plot
-    from cxrsearch.evaluate.run import EvaluationOptions, evaluate as run_evaluation
+    from cxrsearch.evaluate.run import EvaluationOptions
+    from cxrsearch.evaluate.run import evaluate as run_evaluation
 
     found_images, metadata = find_companions(data)
-    options = EvaluationOptions(data=data, model=model, images=images or found_images, metadata=metadata,
-                                split=split.strip().lower(), ks=parse_ks(k))
+    options = EvaluationOptions(
+        data=data,
+        model=model,
+        images=images or found_images,
+        metadata=metadata,
+        split=split.strip().lower(),
+        ks=parse_ks(k),
+    )
     with StageProgress() as progress:
         result = run_evaluation(options, progress=progress)
     if out is None:
-        out = paths.output_dir() / "evaluation" / f"{result.checkpoint['model']}-{result.checkpoint['fingerprint'][:12]}-{options.split}.md"
+        out = (
+            paths.output_dir()
+            / "evaluation"
+            / f"{result.checkpoint['model']}-{result.checkpoint['fingerprint'][:12]}-{options.split}.md"
+        )
     plot = write_plot(result, out.with_name(out.stem + "-precision.png"))
     report = write_markdown(result, out, plot)
     if json_out:

@@ -22,27 +22,57 @@ DEFAULT_COLLECTION = "cases"
 
 
 def explain(
-    hit: str = typer.Argument(..., metavar="HIT", help="Point id, image id or study id of a hit (from `cxrsearch search`)."),
+    hit: str = typer.Argument(
+        ..., metavar="HIT", help="Point id, image id or study id of a hit (from `cxrsearch search`)."
+    ),
     text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help="The text query the hit was found for."),
-    image: Optional[Path] = typer.Option(None, "--image", metavar="PATH", help="The query radiograph (DICOM, PNG, JPEG)."),
-    like: Optional[str] = typer.Option(None, "--like", metavar="ID", help="The indexed example case the hit was found for."),
-    label: Optional[str] = typer.Option(None, "--label", metavar="L", help="Explain why the hit's label L was predicted (no query)."),
-    steps: int = typer.Option(32, "--steps", metavar="N", help="Integrated Gradients steps (more: smaller convergence delta, slower)."),
-    baseline: str = typer.Option("black", "--baseline", metavar="black|blur", help="Pixel baseline: black (empty film) or blur."),
-    precision: str = typer.Option("auto", "--precision", metavar="auto|fp32|bf16",
-                                  help="Attribution arithmetic: bf16 is ~2x faster where the hardware has it (auto picks it there)."),
-    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Folder for the PNGs and JSON (default: a new folder under $CXRSEARCH_OUTPUT)."),
+    image: Optional[Path] = typer.Option(
+        None, "--image", metavar="PATH", help="The query radiograph (DICOM, PNG, JPEG)."
+    ),
+    like: Optional[str] = typer.Option(
+        None, "--like", metavar="ID", help="The indexed example case the hit was found for."
+    ),
+    label: Optional[str] = typer.Option(
+        None, "--label", metavar="L", help="Explain why the hit's label L was predicted (no query)."
+    ),
+    steps: int = typer.Option(
+        32, "--steps", metavar="N", help="Integrated Gradients steps (more: smaller convergence delta, slower)."
+    ),
+    baseline: str = typer.Option(
+        "black", "--baseline", metavar="black|blur", help="Pixel baseline: black (empty film) or blur."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        metavar="auto|fp32|bf16",
+        help="Attribution arithmetic: bf16 is ~2x faster where the hardware has it (auto picks it there).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        metavar="DIR",
+        help="Folder for the PNGs and JSON (default: a new folder under $CXRSEARCH_OUTPUT).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a report."),
-    model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
-    collection: str = typer.Option(DEFAULT_COLLECTION, "--collection", metavar="NAME", help="Collection the hit is in."),
-    images: Optional[Path] = typer.Option(None, "--images", metavar="DIR",
-                                          help="Folder the hit's radiograph was indexed from, when the store does not "
-                                               "record it (a server collection)."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE",
-                                        help="Also write the explanation as a self-contained HTML page."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."
+    ),
+    collection: str = typer.Option(
+        DEFAULT_COLLECTION, "--collection", metavar="NAME", help="Collection the hit is in."
+    ),
+    images: Optional[Path] = typer.Option(
+        None,
+        "--images",
+        metavar="DIR",
+        help="Folder the hit's radiograph was indexed from, when the store does not record it (a server collection).",
+    ),
+    html: Optional[Path] = typer.Option(
+        None, "--html", metavar="FILE", help="Also write the explanation as a self-contained HTML page."
+    ),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
-    api_key: ApiKey = None, timeout: Timeout = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
 ) -> None:
     """Explain why HIT matched the query (--text / --image / both / --like), or why its --label was predicted."""
     from cxrsearch.explain.explain import explain as run_explain
@@ -50,8 +80,19 @@ def explain(
     from cxrsearch.serve.files import collection_image_roots
     from cxrsearch.serve.sheet import write_explain_sheet
 
-    request = ExplainRequest(hit=hit, collection=collection, text=text, image=image, like=like, label=label,
-                             steps=steps, baseline=baseline, out_dir=out, precision=precision, images=images)
+    request = ExplainRequest(
+        hit=hit,
+        collection=collection,
+        text=text,
+        image=image,
+        like=like,
+        label=label,
+        steps=steps,
+        baseline=baseline,
+        out_dir=out,
+        precision=precision,
+        images=images,
+    )
     with opened_store(store, qdrant_url, api_key, timeout) as backend:
         if not json_out:
             err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")
@@ -71,7 +112,9 @@ def _print_report(result) -> None:
     hit, query = result.hit, result.query
     name = hit.get("image_id") or hit.get("study_id") or hit["id"]
     view = f", {hit['view']}" if hit.get("view") else ""
-    console.print(f"[bold]{escape(str(name))}[/bold] (study {escape(str(hit.get('study_id')))}{view}, point {hit['id']})")
+    console.print(
+        f"[bold]{escape(str(name))}[/bold] (study {escape(str(hit.get('study_id')))}{view}, point {hit['id']})"
+    )
     console.print(f"query: {escape(_query_words(query))}")
     score = f"{escape(result.target)} = [bold]{result.score:.4f}[/bold]"
     if result.probability is not None:
@@ -89,16 +132,24 @@ def _print_report(result) -> None:
             f"f(hit) {p.score:.4f} - f(baseline) {p.baseline_score:.4f} = {p.score - p.baseline_score:.4f}; "
             f"attributions sum to {p.score - p.baseline_score + p.delta:.4f} (convergence delta {p.delta:+.2e})"
         )
-        console.print(f"  peak at (y={s.peak[0]}, x={s.peak[1]}) of {s.original_size[0]}x{s.original_size[1]}; "
-                      f"top 5% of pixels carry {100 * s.top5_share:.0f}% of |attribution|")
+        console.print(
+            f"  peak at (y={s.peak[0]}, x={s.peak[1]}) of {s.original_size[0]}x{s.original_size[1]}; "
+            f"top 5% of pixels carry {100 * s.top5_share:.0f}% of |attribution|"
+        )
     if result.attention is not None:
         a = result.attention_stats
-        console.print(f"[bold]Cross-attention[/bold] (attention, not attribution; rollout over "
-                      f"{len(result.attention.per_layer)} fusion layers): peak at (y={a.peak[0]}, x={a.peak[1]})")
+        console.print(
+            f"[bold]Cross-attention[/bold] (attention, not attribution; rollout over "
+            f"{len(result.attention.per_layer)} fusion layers): peak at (y={a.peak[0]}, x={a.peak[1]})"
+        )
     if result.tokens is not None:
         t = result.tokens
-        console.print(f"\n[bold]Report, coloured by attribution[/bold] (green raised the score, pink lowered it; "
-                      f"{t.steps} steps, {t.precision}, convergence delta {t.delta:+.2e}" + (", report truncated" if t.truncated else "") + ")")
+        console.print(
+            f"\n[bold]Report, coloured by attribution[/bold] (green raised the score, pink lowered it; "
+            f"{t.steps} steps, {t.precision}, convergence delta {t.delta:+.2e}"
+            + (", report truncated" if t.truncated else "")
+            + ")"
+        )
         console.print(coloured_report(t.text, t.words))
         table = Table(title="Top words", show_lines=False)
         table.add_column("word")
@@ -120,8 +171,10 @@ def _print_report(result) -> None:
 def _print_fusion(fusion) -> None:
     """The fused (hybrid) score's parts: each component's rank, score, weight and evidence."""
     where = f"rank {fusion.rank}, fused score {fusion.score:.4f}" if fusion.rank is not None else "below rank 100"
-    console.print(f"\n[bold]Hybrid text query[/bold]: the hit is at {where} (weighted RRF of the components; weights "
-                  f"{escape(fusion.weights_source)}). The attributions above explain the dense part.")
+    console.print(
+        f"\n[bold]Hybrid text query[/bold]: the hit is at {where} (weighted RRF of the components; weights "
+        f"{escape(fusion.weights_source)}). The attributions above explain the dense part."
+    )
     table = Table(show_lines=False)
     for name in ("component", "weight", "rank", "score", "evidence"):
         table.add_column(name, justify="right" if name in ("weight", "rank", "score") else "left", overflow="fold")
@@ -129,13 +182,22 @@ def _print_fusion(fusion) -> None:
         evidence = part.get("evidence")
         if name == "bm25" and evidence is not None:
             words = ", ".join(f"{m['term']} ({m['report_weight']:.2f})" for m in evidence["matched"]) or "none"
-            text = f"matched: {words}" + (f"; not in the report: {', '.join(evidence['missing'])}" if evidence["missing"] else "")
+            text = f"matched: {words}" + (
+                f"; not in the report: {', '.join(evidence['missing'])}" if evidence["missing"] else ""
+            )
         elif name == "labels" and evidence:
-            text = ", ".join(f"{e['label']} (query {e['query_prob']:.2f}, hit {e['hit_prob'] or 0:.2f})" for e in evidence[:3])
+            text = ", ".join(
+                f"{e['label']} (query {e['query_prob']:.2f}, hit {e['hit_prob'] or 0:.2f})" for e in evidence[:3]
+            )
         else:
             text = "token and pixel attributions above" if name == "text" else "-"
-        table.add_row(name, f"{part['weight']:g}", "-" if part["rank"] is None else str(part["rank"]),
-                      "-" if part["score"] is None else f"{part['score']:.4f}", escape(text))
+        table.add_row(
+            name,
+            f"{part['weight']:g}",
+            "-" if part["rank"] is None else str(part["rank"]),
+            "-" if part["score"] is None else f"{part['score']:.4f}",
+            escape(text),
+        )
     console.print(table)
 
 

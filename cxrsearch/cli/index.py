@@ -38,7 +38,10 @@ def summary_table(report) -> Table:
     rows = [
         ("store", report.store),
         ("reports", f"{report.studies:,} ({report.empty:,} with neither text nor image: skipped)"),
-        ("points planned", f"{report.planned:,} ({report.image_points:,} radiograph+report, {report.report_points:,} report only)"),
+        (
+            "points planned",
+            f"{report.planned:,} ({report.image_points:,} radiograph+report, {report.report_points:,} report only)",
+        ),
         ("already stored", f"{report.skipped_existing:,} (skipped: resume)"),
         ("written now", f"{report.indexed:,}"),
         ("failed files", f"{report.failed:,}"),
@@ -49,8 +52,13 @@ def summary_table(report) -> Table:
     if report.image_refs and report.images_missing:
         rows.insert(3, ("images not found", f"{report.images_missing:,} of {report.image_refs:,} referenced"))
     if report.inverted:
-        rows.append(("negatives inverted", f"{report.inverted:,} radiograph(s) stored as negatives, shown and encoded "
-                                           "as positives (see docs/images.md)"))
+        rows.append(
+            (
+                "negatives inverted",
+                f"{report.inverted:,} radiograph(s) stored as negatives, shown and encoded "
+                "as positives (see docs/images.md)",
+            )
+        )
     if report.stale:
         rows.append(("stale report points", f"{report.stale:,} (studies now indexed with their radiographs)"))
     for key, value in rows:
@@ -62,8 +70,10 @@ def print_failures(report) -> None:
     """The first failures and the failures file, on stderr."""
     if not report.failures:
         return
-    err_console.print(f"[red]{report.failed} file(s) could not be indexed[/red]; all of them are listed in "
-                      f"{report.failures_path}", highlight=False)
+    err_console.print(
+        f"[red]{report.failed} file(s) could not be indexed[/red]; all of them are listed in {report.failures_path}",
+        highlight=False,
+    )
     for failure in report.failures[:5]:
         err_console.print(f"  {failure.kind} {failure.path}: {failure.error}", highlight=False, markup=False)
     if report.failed > 5:
@@ -71,21 +81,41 @@ def print_failures(report) -> None:
 
 
 def index(
-    source: Path = typer.Argument(..., metavar="DATA_DIR_OR_TGZ",
-                                  help="NLMCXR_reports.tgz, a folder of XML reports, or a data folder holding either."),
+    source: Path = typer.Argument(
+        ...,
+        metavar="DATA_DIR_OR_TGZ",
+        help="NLMCXR_reports.tgz, a folder of XML reports, or a data folder holding either.",
+    ),
     model: Path = typer.Option(..., "--model", metavar="CKPT", help="Checkpoint directory (from `cxrsearch train`)."),
-    images: Optional[Path] = typer.Option(None, "--images", metavar="DIR",
-                                          help="Folder of Open-i radiographs (searched recursively); without it every report is indexed text-only."),
-    metadata: Optional[Path] = typer.Option(None, "--metadata", metavar="CSV",
-                                            help="Open-i DICOM metadata table (nlmcxr_dicom_metadata.csv.gz): the view of PNG radiographs."),
-    collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to write (created when missing)."),
-    schema: str = typer.Option("cases", "--schema", metavar="NAME", help="Schema (collections/NAME.json) used when creating the collection."),
+    images: Optional[Path] = typer.Option(
+        None,
+        "--images",
+        metavar="DIR",
+        help="Folder of Open-i radiographs (searched recursively); without it every report is indexed text-only.",
+    ),
+    metadata: Optional[Path] = typer.Option(
+        None,
+        "--metadata",
+        metavar="CSV",
+        help="Open-i DICOM metadata table (nlmcxr_dicom_metadata.csv.gz): the view of PNG radiographs.",
+    ),
+    collection: str = typer.Option(
+        "cases", "--collection", metavar="NAME", help="Collection to write (created when missing)."
+    ),
+    schema: str = typer.Option(
+        "cases", "--schema", metavar="NAME", help="Schema (collections/NAME.json) used when creating the collection."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", metavar="N", help="Points per forward pass and per upsert."),
-    reindex: bool = typer.Option(False, "--reindex", help="Re-encode and overwrite points already stored (default: skip them)."),
-    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Index only the first N reports (by report number)."),
+    reindex: bool = typer.Option(
+        False, "--reindex", help="Re-encode and overwrite points already stored (default: skip them)."
+    ),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", metavar="N", help="Index only the first N reports (by report number)."
+    ),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
-    api_key: ApiKey = None, timeout: Timeout = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
 ) -> None:
     """Index studies: one point per radiograph with its report, one per report without a radiograph.
 
@@ -94,8 +124,16 @@ def index(
     """
     from cxrsearch.index import IndexOptions, index_studies
 
-    options = IndexOptions(source=source, images_dir=images, metadata=metadata, collection=collection, schema=schema,
-                           batch_size=batch_size, reindex=reindex, limit=limit)
+    options = IndexOptions(
+        source=source,
+        images_dir=images,
+        metadata=metadata,
+        collection=collection,
+        schema=schema,
+        batch_size=batch_size,
+        reindex=reindex,
+        limit=limit,
+    )
     with opened_store(store, qdrant_url, api_key, timeout) as backend:
         err_console.print(f"[dim]loading checkpoint {model}[/dim]", highlight=False)
         with IndexProgress() as progress:

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from cxrsearch import __version__
 from cxrsearch.errors import CxrSearchError
 
+
 def _debug_from_env() -> bool:
     return os.environ.get("CXRSEARCH_DEBUG", "") not in ("", "0")
 
@@ -59,8 +60,10 @@ class _ErrorBoundary(TyperGroup):
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise
-            _fail("interrupted (work done so far is kept; re-run the same command to resume, with --resume for train)",
-                  code=130)
+            _fail(
+                "interrupted (work done so far is kept; re-run the same command to resume, with --resume for train)",
+                code=130,
+            )
         except BrokenPipeError:  # the reader left (`... --json | head -1`): stop quietly, as shell tools do
             _silence_stdout()
             raise typer.Exit(BROKEN_PIPE_STATUS) from None

@@ -29,8 +29,18 @@ def _config_row(name: str) -> dict:
     return {
         "name": cfg.name,
         "description": cfg.description,
-        "image_tower": {"arch": cfg.image.arch, "source": cfg.image.source, "hub_id": cfg.image.hub_id, "revision": cfg.image.revision},
-        "text_tower": {"source": cfg.text.source, "hub_id": cfg.text.hub_id, "revision": cfg.text.revision, "pooling": cfg.text.pooling},
+        "image_tower": {
+            "arch": cfg.image.arch,
+            "source": cfg.image.source,
+            "hub_id": cfg.image.hub_id,
+            "revision": cfg.image.revision,
+        },
+        "text_tower": {
+            "source": cfg.text.source,
+            "hub_id": cfg.text.hub_id,
+            "revision": cfg.text.revision,
+            "pooling": cfg.text.pooling,
+        },
         "joint_dim": cfg.fusion.joint_dim,
         "fusion_layers": cfg.fusion.num_layers,
         "hybrid_ffn": cfg.fusion.hybrid_ffn,
@@ -98,10 +108,13 @@ def list_command(json_out: bool = typer.Option(False, "--json", help="Print a JS
 
 @app.command("info")
 def info_command(
-    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="A checkpoint directory (model.safetensors + config.json)."),
+    checkpoint: Path = typer.Argument(
+        ..., metavar="CKPT", help="A checkpoint directory (model.safetensors + config.json)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    verify: bool = typer.Option(False, "--verify",
-                                help="Hash model.safetensors against config.json and load the tokenizer; exit 1 if broken."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Hash model.safetensors against config.json and load the tokenizer; exit 1 if broken."
+    ),
 ) -> None:
     """What a trained checkpoint contains: architecture, towers, labels and thresholds, metrics."""
     from cxrsearch.model.checkpoint import read_checkpoint_info
@@ -147,8 +160,9 @@ def _print_checkpoint(summary: dict[str, Any]) -> None:
     labels.add_column("threshold", justify="right")
     columns = ("positives", "auroc", "average_precision", "f1") if per_label else ()
     for column in columns:
-        labels.add_column("val " + {"auroc": "AUROC", "average_precision": "AP", "f1": "F1"}.get(column, column),
-                          justify="right")
+        labels.add_column(
+            "val " + {"auroc": "AUROC", "average_precision": "AP", "f1": "F1"}.get(column, column), justify="right"
+        )
     for label, threshold in summary["thresholds"].items():
         row = per_label.get(label, {})
         labels.add_row(label, f"{threshold:.3f}", *(_cell(row.get(column)) for column in columns))
@@ -165,9 +179,13 @@ def _print_checkpoint(summary: dict[str, Any]) -> None:
         for column in ("epoch", "train loss", "val macro AUROC", "best so far", "seconds"):
             epochs.add_column(column, justify="right")
         for row in history:
-            epochs.add_row(_cell(row.get("epoch")), _cell(row.get("train_loss")), _cell(row.get("val_macro_auroc")),
-                           "yes" if row.get("improved") else "",
-                           f"{row['seconds']:.1f}" if isinstance(row.get("seconds"), float) else _cell(row.get("seconds")))
+            epochs.add_row(
+                _cell(row.get("epoch")),
+                _cell(row.get("train_loss")),
+                _cell(row.get("val_macro_auroc")),
+                "yes" if row.get("improved") else "",
+                f"{row['seconds']:.1f}" if isinstance(row.get("seconds"), float) else _cell(row.get("seconds")),
+            )
         console.print(epochs)
 
 
@@ -189,11 +207,16 @@ def _verify(info: CheckpointInfo) -> dict[str, Any]:
         raise ModelError(f"checkpoint weights {WEIGHTS_FILE} are missing", path=info.path)
     size = weights.stat().st_size
     if size != info.weights_bytes:
-        raise ModelError(f"{size} bytes where {CONFIG_FILE} records {info.weights_bytes} (truncated or replaced)", path=weights)
+        raise ModelError(
+            f"{size} bytes where {CONFIG_FILE} records {info.weights_bytes} (truncated or replaced)", path=weights
+        )
     digest = file_sha256(weights)
     if digest != info.fingerprint:
-        raise ModelError(f"sha256 {digest[:16]}... does not match the fingerprint {info.fingerprint[:16]}... in {CONFIG_FILE} "
-                         "(damaged or replaced)", path=weights)
+        raise ModelError(
+            f"sha256 {digest[:16]}... does not match the fingerprint {info.fingerprint[:16]}... in {CONFIG_FILE} "
+            "(damaged or replaced)",
+            path=weights,
+        )
     tokens = _check_tokenizer(info.path / TOKENIZER_DIR, info.text_tower_config.get("vocab_size"))
     return {"weights_sha256": digest, "tokenizer_tokens": tokens}
 
@@ -221,11 +244,15 @@ def _check_tokenizer(directory: Path, vocab_size: Any) -> int:
     finally:
         hf_logging.set_verbosity(level)
     if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
-        raise ModelError(f"the tokenizer has {len(tokenizer)} tokens but the text tower only {vocab_size} embeddings",
-                         path=directory)
+        raise ModelError(
+            f"the tokenizer has {len(tokenizer)} tokens but the text tower only {vocab_size} embeddings", path=directory
+        )
     if not ids or (tokenizer.unk_token_id is not None and set(ids) == {tokenizer.unk_token_id}):
-        raise ModelError(f"the tokenizer ({len(tokenizer)} tokens) maps {PLAIN_TEXT!r} to its unknown token: "
-                         "vocabulary files missing or damaged", path=directory)
+        raise ModelError(
+            f"the tokenizer ({len(tokenizer)} tokens) maps {PLAIN_TEXT!r} to its unknown token: "
+            "vocabulary files missing or damaged",
+            path=directory,
+        )
     return len(tokenizer)
 
 

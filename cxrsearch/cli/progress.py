@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from cxrsearch.cli.render import err_console
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class StageProgress:
@@ -14,14 +19,21 @@ class StageProgress:
     """
 
     def __init__(self, unit: str = "", every_line: bool = False, time_remaining: bool = False) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.unit, self.every_line = unit, every_line
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         if time_remaining:
             columns.append(TimeRemainingColumn())
         self.bars = Progress(*columns, console=err_console, transient=True) if err_console.is_terminal else None
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> StageProgress:
         if self.bars is not None:
@@ -35,7 +47,7 @@ class StageProgress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.bars is None:
             if self.every_line or stage not in self.tasks or done == total:
-                self.tasks.setdefault(stage, 0)
+                self.tasks.setdefault(stage, cast("TaskID", 0))
                 err_console.print(f"{stage}: {done}/{total}{self.unit}", highlight=False, soft_wrap=True)
             return
         if stage not in self.tasks:

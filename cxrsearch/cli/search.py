@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
-from rich.table import Table
-
 from cxrsearch.cli.render import console, err_console, print_json
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
-
+from rich.markup import escape
+from rich.table import Table
 
 COLLAPSE_FETCH = 5
 """With collapsing on, ``search`` fetches ``k * COLLAPSE_FETCH`` hits (at most 1000) to fill ``k`` groups."""
@@ -44,9 +42,15 @@ def hits_table(title: str, hits, truth: bool = False) -> Table:
         if getattr(hit, "identical", ()):
             study = f"{study}\n[dim]+{len(hit.identical)} identical[/dim]"
         truth_labels = ", ".join(payload.get("labels_true") or []) or "-"
-        table.add_row(str(rank), f"{hit.score:.4f}", study, payload.get("view") or "-",
-                      escape(labels_with_probs(payload)), escape(truth_labels),
-                      escape(snippet(payload.get("impression") or payload.get("findings"))))
+        table.add_row(
+            str(rank),
+            f"{hit.score:.4f}",
+            study,
+            payload.get("view") or "-",
+            escape(labels_with_probs(payload)),
+            escape(truth_labels),
+            escape(snippet(payload.get("impression") or payload.get("findings"))),
+        )
     if not hits:
         table.caption = "no hits: nothing in the collection passes these filters"
     elif truth:
@@ -70,8 +74,12 @@ def facets_table(counts: dict[str, int], total: int, truth: bool = False) -> Tab
 
 def describe(spec) -> str:
     """One line saying what was searched for, and how (for the table title)."""
-    what = {"text": f"text {spec.text!r}", "image": f"image {spec.image}", "like": f"cases like {spec.like}",
-            "text+image": f"text {spec.text!r} + image {spec.image}"}[spec.mode]
+    what = {
+        "text": f"text {spec.text!r}",
+        "image": f"image {spec.image}",
+        "like": f"cases like {spec.like}",
+        "text+image": f"text {spec.text!r} + image {spec.image}",
+    }[spec.mode]
     parts = [what]
     field = "MeSH labels" if spec.truth else "labels"
     if spec.all_labels:
@@ -88,26 +96,63 @@ def describe(spec) -> str:
 
 
 def search(
-    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help="Free-text query, e.g. \"enlarged heart\"."),
-    image: Optional[Path] = typer.Option(None, "--image", metavar="PATH", help="Query radiograph (DICOM, PNG or JPEG)."),
-    like: Optional[str] = typer.Option(None, "--like", metavar="ID", help="Cases like an indexed one: point id, image id or study id (e.g. CXR3029)."),
-    label: Optional[List[str]] = typer.Option(None, "--label", metavar="L", help="Require this label (repeatable: all must hold)."),
-    any_label: Optional[List[str]] = typer.Option(None, "--any-label", metavar="L", help="Require at least one of these labels (repeatable)."),
-    not_label: Optional[List[str]] = typer.Option(None, "--not-label", metavar="L", help="Exclude this label (repeatable)."),
-    view: Optional[str] = typer.Option(None, "--view", metavar="PA|AP|LATERAL", help="Only radiographs with this view."),
+    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help='Free-text query, e.g. "enlarged heart".'),
+    image: Optional[Path] = typer.Option(
+        None, "--image", metavar="PATH", help="Query radiograph (DICOM, PNG or JPEG)."
+    ),
+    like: Optional[str] = typer.Option(
+        None, "--like", metavar="ID", help="Cases like an indexed one: point id, image id or study id (e.g. CXR3029)."
+    ),
+    label: Optional[List[str]] = typer.Option(
+        None, "--label", metavar="L", help="Require this label (repeatable: all must hold)."
+    ),
+    any_label: Optional[List[str]] = typer.Option(
+        None, "--any-label", metavar="L", help="Require at least one of these labels (repeatable)."
+    ),
+    not_label: Optional[List[str]] = typer.Option(
+        None, "--not-label", metavar="L", help="Exclude this label (repeatable)."
+    ),
+    view: Optional[str] = typer.Option(
+        None, "--view", metavar="PA|AP|LATERAL", help="Only radiographs with this view."
+    ),
     split: Optional[str] = typer.Option(None, "--split", metavar="train|val|test", help="Only studies of this split."),
     truth: bool = typer.Option(False, "--truth", help="Filter on MeSH-derived labels instead of predicted ones."),
     k: int = typer.Option(10, "-k", metavar="N", help="Number of hits."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON list of hits instead of a table ({\"hits\": [...], \"facets\": {...}} with --facets)."),
-    collapse: bool = typer.Option(True, "--collapse/--no-collapse", help="Show hits with identical report text once, with \"+N identical\" (--no-collapse: every hit)."),
-    diverse: Optional[float] = typer.Option(None, "--diverse", metavar="D", min=0.0, max=1.0, help="Diversify the hits (MMR): 0 = plain order, 1 = most diverse; image, text+image and --like queries."),
-    facets: bool = typer.Option(False, "--facets", help="Also count labels (MeSH labels with --truth) among all cases passing the filters."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write the hits as a self-contained HTML page (thumbnails embedded), e.g. a teaching set."),
-    model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
+    json_out: bool = typer.Option(
+        False,
+        "--json",
+        help='Print a JSON list of hits instead of a table ({"hits": [...], "facets": {...}} with --facets).',
+    ),
+    collapse: bool = typer.Option(
+        True,
+        "--collapse/--no-collapse",
+        help='Show hits with identical report text once, with "+N identical" (--no-collapse: every hit).',
+    ),
+    diverse: Optional[float] = typer.Option(
+        None,
+        "--diverse",
+        metavar="D",
+        min=0.0,
+        max=1.0,
+        help="Diversify the hits (MMR): 0 = plain order, 1 = most diverse; image, text+image and --like queries.",
+    ),
+    facets: bool = typer.Option(
+        False, "--facets", help="Also count labels (MeSH labels with --truth) among all cases passing the filters."
+    ),
+    html: Optional[Path] = typer.Option(
+        None,
+        "--html",
+        metavar="FILE",
+        help="Also write the hits as a self-contained HTML page (thumbnails embedded), e.g. a teaching set.",
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."
+    ),
     collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
-    api_key: ApiKey = None, timeout: Timeout = None,
+    api_key: ApiKey = None,
+    timeout: Timeout = None,
 ) -> None:
     """Search indexed cases by --text, --image, both, or --like ID, with label/view/split filters.
 
@@ -130,8 +175,19 @@ def search(
     with opened_store(store, qdrant_url, api_key, timeout) as backend:
         # label filters are checked against the collection's own vocabulary (its checkpoint's)
         vocabulary = collection_labels(backend, collection) if any(labels) else None
-        spec = QuerySpec(text=text, image=image, like=like, all_labels=labels[0], any_labels=labels[1],
-                         not_labels=labels[2], view=view, split=split, truth=truth, k=k, vocabulary=vocabulary)
+        spec = QuerySpec(
+            text=text,
+            image=image,
+            like=like,
+            all_labels=labels[0],
+            any_labels=labels[1],
+            not_labels=labels[2],
+            view=view,
+            split=split,
+            truth=truth,
+            k=k,
+            vocabulary=vocabulary,
+        )
         # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
         fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
         if diverse is not None:

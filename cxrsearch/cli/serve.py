@@ -11,35 +11,55 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-
 from cxrsearch.cli.render import err_console
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDR", help="Address to listen on (anything but loopback needs --token)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDR", help="Address to listen on (anything but loopback needs --token)."
+    ),
     port: int = typer.Option(8765, "--port", metavar="N", help="Port to listen on."),
-    token: Optional[str] = typer.Option(None, "--token", metavar="SECRET", envvar="CXRSEARCH_SERVE_TOKEN", show_envvar=True,
-                                        help="Shared secret every request must carry (required off loopback; prefer the variable)."),
-    images: Optional[List[Path]] = typer.Option(None, "--images", metavar="DIR",
-                                                help="Folder radiographs may be served from (repeatable; default: the collection's images root)."),
-    model: Optional[Path] = typer.Option(None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."),
+    token: Optional[str] = typer.Option(
+        None,
+        "--token",
+        metavar="SECRET",
+        envvar="CXRSEARCH_SERVE_TOKEN",
+        show_envvar=True,
+        help="Shared secret every request must carry (required off loopback; prefer the variable).",
+    ),
+    images: Optional[List[Path]] = typer.Option(
+        None,
+        "--images",
+        metavar="DIR",
+        help="Folder radiographs may be served from (repeatable; default: the collection's images root).",
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."
+    ),
     collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
     max_upload_mb: int = typer.Option(64, "--max-upload-mb", metavar="MB", min=1, help="Largest accepted upload."),
-    steps: int = typer.Option(32, "--steps", metavar="N", help="Integrated Gradients steps of \"explain this match\"."),
+    steps: int = typer.Option(32, "--steps", metavar="N", help='Integrated Gradients steps of "explain this match".'),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """Serve the index as a local web app: search, case pages with the radiograph, explanations, JSON API."""
     import uvicorn
-
     from cxrsearch.serve.app import create_app
     from cxrsearch.serve.service import Service
     from cxrsearch.serve.settings import ServeSettings
 
-    settings = ServeSettings(host=host, port=port, token=token, collection=collection, model=model,
-                             images=tuple(images or ()), max_upload_bytes=max_upload_mb * 1024 * 1024, explain_steps=steps)
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        token=token,
+        collection=collection,
+        model=model,
+        images=tuple(images or ()),
+        max_upload_bytes=max_upload_mb * 1024 * 1024,
+        explain_steps=steps,
+    )
     with opened_store(store, qdrant_url, api_key) as backend:
         service = Service(backend, settings)
         err_console.print("[dim]loading the model...[/dim]")
@@ -48,8 +68,11 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}/"
         points = service.store.count(collection)
-        err_console.print(f"serving collection '{collection}' ({points:,} points) at {url}"
-                          + (" (open it once with ?token=<your token>)" if settings.token else "") + "; Ctrl-C stops it")
+        err_console.print(
+            f"serving collection '{collection}' ({points:,} points) at {url}"
+            + (" (open it once with ?token=<your token>)" if settings.token else "")
+            + "; Ctrl-C stops it"
+        )
         try:
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         finally:

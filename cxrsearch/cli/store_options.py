@@ -23,31 +23,52 @@ if TYPE_CHECKING:
 
 StoreDir = Annotated[
     Optional[Path],
-    typer.Option("--store", metavar="DIR", show_default=False,
-                 help="Embedded store directory (default: $CXRSEARCH_STORE, else the user data dir)."),
+    typer.Option(
+        "--store",
+        metavar="DIR",
+        show_default=False,
+        help="Embedded store directory (default: $CXRSEARCH_STORE, else the user data dir).",
+    ),
 ]
 QdrantUrl = Annotated[
     Optional[str],
-    typer.Option("--qdrant-url", metavar="URL", show_default=False,
-                 help="Use the Qdrant server at URL instead of the embedded store (default: $CXRSEARCH_QDRANT_URL)."),
+    typer.Option(
+        "--qdrant-url",
+        metavar="URL",
+        show_default=False,
+        help="Use the Qdrant server at URL instead of the embedded store (default: $CXRSEARCH_QDRANT_URL).",
+    ),
 ]
 ApiKey = Annotated[
     Optional[str],
-    typer.Option("--api-key", metavar="KEY", show_default=False,
-                 help="Qdrant server API key (default: $CXRSEARCH_QDRANT_API_KEY; prefer the variable: "
-                 "flags show in the process list)."),
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        show_default=False,
+        help="Qdrant server API key (default: $CXRSEARCH_QDRANT_API_KEY; prefer the variable: "
+        "flags show in the process list).",
+    ),
 ]
 
 Timeout = Annotated[
     Optional[int],
-    typer.Option("--timeout", metavar="SECONDS", min=1, show_default=False,
-                 help="Seconds a Qdrant server call may take (default: $CXRSEARCH_QDRANT_TIMEOUT, else 10)."),
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        min=1,
+        show_default=False,
+        help="Seconds a Qdrant server call may take (default: $CXRSEARCH_QDRANT_TIMEOUT, else 10).",
+    ),
 ]
 
 
 @contextmanager
-def opened_store(store: Optional[Path] = None, qdrant_url: Optional[str] = None,
-                 api_key: Optional[str] = None, timeout: Optional[int] = None) -> Iterator[Store]:
+def opened_store(
+    store: Optional[Path] = None,
+    qdrant_url: Optional[str] = None,
+    api_key: Optional[str] = None,
+    timeout: Optional[int] = None,
+) -> Iterator[Store]:
     """Open the store the options name and close it afterwards (the embedded store flushes then)."""
     from cxrsearch.store import open_store
 

@@ -147,16 +147,12 @@ def _download_one(
             return DownloadedFile(
                 src.key, url, archive, size, record["sha256"], "present", 0, target, record.get("files")
             )
-    result = fetch(
-        url, archive, expected_size=src.size, expected_sha256=src.sha256, progress=progress, timeout=timeout
-    )
+    result = fetch(url, archive, expected_size=src.size, expected_sha256=src.sha256, progress=progress, timeout=timeout)
     status = "present" if not result.fetched else ("resumed" if result.resumed_from else "downloaded")
     files = None
     if target is not None:
         files = safe_extract(archive, target, result.sha256, progress).files
-    return DownloadedFile(
-        src.key, url, archive, result.size, result.sha256, status, result.resumed_from, target, files
-    )
+    return DownloadedFile(src.key, url, archive, result.size, result.sha256, status, result.resumed_from, target, files)
 
 
 def _manifest() -> dict:

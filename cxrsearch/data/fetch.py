@@ -145,9 +145,7 @@ def _verify_existing(
                 path,
             )
         if remote != size:
-            raise DownloadError(
-                f"exists with {size} bytes but {url} has {remote}; remove it to download again", path
-            )
+            raise DownloadError(f"exists with {size} bytes but {url} has {remote}; remove it to download again", path)
     sha = sha256_file(path, progress)
     if known is not None and sha != known:
         raise DownloadError(

@@ -90,8 +90,11 @@ def _parse_xml(data: bytes, name: str) -> Element:
     try:
         return fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DTDForbidden as exc:
-        raise ReportError("refused: the XML declares a DTD (<!DOCTYPE>), which could expand entities or "
-                          "load external files; Open-i reports have none", path=name) from exc
+        raise ReportError(
+            "refused: the XML declares a DTD (<!DOCTYPE>), which could expand entities or "
+            "load external files; Open-i reports have none",
+            path=name,
+        ) from exc
     except EntitiesForbidden as exc:
         raise ReportError(f"refused: the XML declares the entity {exc.name!r} (entity expansion)", path=name) from exc
     except ExternalReferenceForbidden as exc:
@@ -157,8 +160,15 @@ def _read(path: Path, size: int = -1) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or \
-                stat.S_ISBLK(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file"
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(info.st_mode)
+                else "a device"
+                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "a socket"
+                if stat.S_ISSOCK(info.st_mode)
+                else "not a file"
+            )
             raise ReportError(f"{kind}, not a regular file: refused", path=path)
         if size < 0 and info.st_size > MAX_REPORT_BYTES:
             raise ReportError(f"{info.st_size:,} bytes is far larger than any Open-i report; refused", path=path)
@@ -167,7 +177,9 @@ def _read(path: Path, size: int = -1) -> bytes:
         except OSError as exc:
             raise ReportError(f"cannot read: {exc.strerror or exc}", path=path) from exc
     if size < 0 and len(data) > MAX_REPORT_BYTES:  # grew while being read
-        raise ReportError(f"more than {MAX_REPORT_BYTES:,} bytes, far larger than any Open-i report; refused", path=path)
+        raise ReportError(
+            f"more than {MAX_REPORT_BYTES:,} bytes, far larger than any Open-i report; refused", path=path
+        )
     return data
 
 
@@ -192,8 +204,9 @@ def locate_reports(path: str | Path) -> Path:
     for candidate in (path / REPORTS_FOLDER, path / REPORTS_TGZ, path / "openi" / REPORTS_TGZ):
         if candidate.exists():
             return candidate
-    raise ReportError(f"no Open-i reports here (looked for *.xml, {REPORTS_FOLDER}/, {REPORTS_TGZ}, "
-                      f"openi/{REPORTS_TGZ})", path=path)
+    raise ReportError(
+        f"no Open-i reports here (looked for *.xml, {REPORTS_FOLDER}/, {REPORTS_TGZ}, openi/{REPORTS_TGZ})", path=path
+    )
 
 
 def _iter_archive(archive: Path) -> Iterator[tuple[str, bytes]]:

@@ -148,9 +148,7 @@ def _load_column(csv_gz: str | Path, column: str, normalise: Callable[[str], str
             reader = csv.reader(handle)
             header = next(reader, None)
             if header is None or "imageid" not in header or column not in header:
-                raise ConfigError(
-                    f"not an Open-i metadata table: needs 'imageid' and {column!r} columns", path=path
-                )
+                raise ConfigError(f"not an Open-i metadata table: needs 'imageid' and {column!r} columns", path=path)
             id_col, value_col = header.index("imageid"), header.index(column)
             for row in reader:
                 if len(row) <= max(id_col, value_col):

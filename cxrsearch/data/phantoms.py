@@ -121,8 +121,12 @@ class PhantomSet:
             return np.asarray(image) > 127
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "size": self.size, "split_counts": self.split_counts(),
-                "studies": [asdict(s) for s in self.studies]}
+        return {
+            "seed": self.seed,
+            "size": self.size,
+            "split_counts": self.split_counts(),
+            "studies": [asdict(s) for s in self.studies],
+        }
 
 
 def load_phantoms(root: str | Path) -> PhantomSet:
@@ -133,9 +137,16 @@ def load_phantoms(root: str | Path) -> PhantomSet:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the phantom manifest: {exc}", path=root / MANIFEST) from exc
     studies = tuple(
-        PhantomStudy(**{**s, "labels": tuple(s["labels"]), "mesh": tuple(s["mesh"]),
-                        "findings": tuple(PhantomFinding(**{**f, "bbox": tuple(f["bbox"])}) for f in s["findings"])})
-        for s in raw["studies"])
+        PhantomStudy(
+            **{
+                **s,
+                "labels": tuple(s["labels"]),
+                "mesh": tuple(s["mesh"]),
+                "findings": tuple(PhantomFinding(**{**f, "bbox": tuple(f["bbox"])}) for f in s["findings"]),
+            }
+        )
+        for s in raw["studies"]
+    )
     return PhantomSet(root=root, seed=int(raw["seed"]), size=int(raw["size"]), studies=studies)
 
 
@@ -174,9 +185,21 @@ def _anatomy(rng: np.random.Generator) -> _Anatomy:
     s = rng.uniform(0.92, 1.06)
     cx, cy = 0.5 + rng.uniform(-0.03, 0.03), 0.5 + rng.uniform(-0.03, 0.03)
     lung_cy = cy - 0.06 * s
-    return _Anatomy(cx=cx, cy=cy, scale=s, lung_dx=0.175 * s, lung_rx=0.135 * s, lung_ry=0.33 * s, lung_cy=lung_cy,
-                    dome_y=lung_cy + 0.2 * s, dome_h=0.05 * s, heart_rx=rng.uniform(0.095, 0.12) * s,
-                    heart_ry=rng.uniform(0.11, 0.13) * s, heart_cx=cx + 0.035 * s, heart_cy=lung_cy + 0.14 * s)
+    return _Anatomy(
+        cx=cx,
+        cy=cy,
+        scale=s,
+        lung_dx=0.175 * s,
+        lung_rx=0.135 * s,
+        lung_ry=0.33 * s,
+        lung_cy=lung_cy,
+        dome_y=lung_cy + 0.2 * s,
+        dome_h=0.05 * s,
+        heart_rx=rng.uniform(0.095, 0.12) * s,
+        heart_ry=rng.uniform(0.11, 0.13) * s,
+        heart_cx=cx + 0.035 * s,
+        heart_cy=lung_cy + 0.14 * s,
+    )
 
 
 def _lung_masks(yy, xx, a: _Anatomy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -260,13 +283,30 @@ def _draw(rng: np.random.Generator, size: int, findings: tuple[str, ...]) -> tup
     spine = _smooth_inside(np.abs(xx - spine_center) / (0.025 * a.scale), 0.4) * body * (yy > 0.08)
     img = img + 0.12 * spine
     if "cardiomegaly" in findings:
-        drawn.append({"label": "cardiomegaly", "mask": heart > 0.5, "side": None,
-                      "params": {"heart_width": round(2 * a.heart_rx, 4), "thorax_width": round(2 * (a.lung_dx + a.lung_rx), 4)}})
+        drawn.append(
+            {
+                "label": "cardiomegaly",
+                "mask": heart > 0.5,
+                "side": None,
+                "params": {
+                    "heart_width": round(2 * a.heart_rx, 4),
+                    "thorax_width": round(2 * (a.lung_dx + a.lung_rx), 4),
+                },
+            }
+        )
     if "hyperinflation" in findings:
-        drawn.append({"label": "hyperinflation", "mask": lung_field > 0.5, "side": "bilateral",
-                      "params": {"lung_height": round(2 * a.lung_ry, 4), "lucency": round(lucency, 4)}})
+        drawn.append(
+            {
+                "label": "hyperinflation",
+                "mask": lung_field > 0.5,
+                "side": "bilateral",
+                "params": {"lung_height": round(2 * a.lung_ry, 4), "lucency": round(lucency, 4)},
+            }
+        )
     if "scoliosis" in findings:
-        drawn.append({"label": "scoliosis", "mask": spine > 0.5, "side": None, "params": {"curve": round(float(curve), 4)}})
+        drawn.append(
+            {"label": "scoliosis", "mask": spine > 0.5, "side": None, "params": {"curve": round(float(curve), 4)}}
+        )
 
     if "nodule" in findings:
         candidates = np.argwhere(((right > 0.9) | (left > 0.9)) & (heart < 0.1) & (yy < a.dome_y - 0.04))
@@ -277,9 +317,19 @@ def _draw(rng: np.random.Generator, size: int, findings: tuple[str, ...]) -> tup
         img = img + contrast * np.exp(-0.5 * (dist / 0.6) ** 4)
         side = "right" if x0 < a.cx else "left"
         zone = "upper" if y0 < a.lung_cy - 0.08 else "mid" if y0 < a.lung_cy + 0.08 else "lower"
-        drawn.append({"label": "nodule", "mask": dist < 1.0, "side": side,
-                      "params": {"center": [round(float(y0), 4), round(float(x0), 4)], "radius": round(float(radius), 4),
-                                 "contrast": round(float(contrast), 4), "zone": zone}})
+        drawn.append(
+            {
+                "label": "nodule",
+                "mask": dist < 1.0,
+                "side": side,
+                "params": {
+                    "center": [round(float(y0), 4), round(float(x0), 4)],
+                    "radius": round(float(radius), 4),
+                    "contrast": round(float(contrast), 4),
+                    "zone": zone,
+                },
+            }
+        )
     if "support devices" in findings:
         kind = str(rng.choice(["sternotomy wires", "central line"]))
         metal = np.zeros((size, size))
@@ -321,7 +371,11 @@ def _affirm(item: dict[str, Any], rng: np.random.Generator) -> tuple[str, str, s
     label, side, p = item["label"], item["side"], item["params"]
     if label == "cardiomegaly":
         degree = "moderate" if p["heart_width"] / p["thorax_width"] > 0.56 else "mild"
-        sentence = str(rng.choice(["The heart is enlarged.", "The cardiac silhouette is enlarged.", f"There is {degree} cardiomegaly."]))
+        sentence = str(
+            rng.choice(
+                ["The heart is enlarged.", "The cardiac silhouette is enlarged.", f"There is {degree} cardiomegaly."]
+            )
+        )
         return sentence, f"{degree.capitalize()} cardiomegaly.", f"Cardiomegaly/{degree}"
     if label == "pleural effusion":
         where = "bilateral" if side == "bilateral" else side
@@ -331,17 +385,31 @@ def _affirm(item: dict[str, Any], rng: np.random.Generator) -> tuple[str, str, s
     if label == "nodule":
         mm = int(round(p["radius"] * 2 * 350))  # a 35 cm film
         sentence = f"There is a {mm} mm nodule in the {side} {p['zone']} lung."
-        lobe = {"upper": "upper lobe", "mid": "middle lobe" if side == "right" else "lingula", "lower": "lower lobe"}[p["zone"]]
+        lobe = {"upper": "upper lobe", "mid": "middle lobe" if side == "right" else "lingula", "lower": "lower lobe"}[
+            p["zone"]
+        ]
         return sentence, f"{side.capitalize()} {p['zone']} lung nodule.", f"Nodule/lung/{lobe}/{side}"
     if label == "hyperinflation":
-        sentence = str(rng.choice(["The lungs are hyperinflated and hyperlucent.", "Hyperexpanded lungs with flattened diaphragms."]))
+        sentence = str(
+            rng.choice(
+                ["The lungs are hyperinflated and hyperlucent.", "Hyperexpanded lungs with flattened diaphragms."]
+            )
+        )
         return sentence, "Hyperinflated lungs.", "Lung/hyperdistention"
     if label == "support devices":
         if p["kind"] == "sternotomy wires":
             return "Median sternotomy wires are present.", "Sternotomy wires.", "Implanted Medical Device"
-        return "A central venous catheter tip projects over the right atrium.", "Central line in place.", "Catheters, Indwelling"
+        return (
+            "A central venous catheter tip projects over the right atrium.",
+            "Central line in place.",
+            "Catheters, Indwelling",
+        )
     degree = "moderate" if abs(p["curve"]) > 0.045 else "mild"
-    return f"There is {degree} scoliosis of the thoracic spine.", f"{degree.capitalize()} scoliosis.", f"Scoliosis/thoracic/{degree}"
+    return (
+        f"There is {degree} scoliosis of the thoracic spine.",
+        f"{degree.capitalize()} scoliosis.",
+        f"Scoliosis/thoracic/{degree}",
+    )
 
 
 def _report(drawn: list[dict[str, Any]], rng: np.random.Generator) -> tuple[str, str, tuple[str, ...]]:
@@ -357,8 +425,11 @@ def _report(drawn: list[dict[str, Any]], rng: np.random.Generator) -> tuple[str,
             sentences.append(str(rng.choice(_NEGATIONS[label])))
     order = rng.permutation(len(sentences))
     findings_text = " ".join(sentences[i] for i in order)
-    impression = " ".join(impressions) if impressions else str(rng.choice(
-        ["No acute cardiopulmonary abnormality.", "Normal chest.", "No acute disease."]))
+    impression = (
+        " ".join(impressions)
+        if impressions
+        else str(rng.choice(["No acute cardiopulmonary abnormality.", "Normal chest.", "No acute disease."]))
+    )
     return findings_text, impression, tuple(mesh) if mesh else ("normal",)
 
 
@@ -402,7 +473,7 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
 
 def _write_dicom(path: Path, pixels: np.ndarray, monochrome1: bool, uid: str) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import UID, ComputedRadiographyImageStorage, ExplicitVRLittleEndian
 
     values = np.round(pixels * 4095).astype(np.uint16)
     if monochrome1:
@@ -410,7 +481,9 @@ def _write_dicom(path: Path, pixels: np.ndarray, monochrome1: bool, uid: str) ->
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
     # a UUID-derived UID (2.25.<int>) from the study uid: the same file on every run
-    meta.MediaStorageSOPInstanceUID = "2.25." + str(int(hashlib.sha256(f"cxrsearch-phantom:{uid}".encode()).hexdigest()[:30], 16))
+    meta.MediaStorageSOPInstanceUID = UID(
+        "2.25." + str(int(hashlib.sha256(f"cxrsearch-phantom:{uid}".encode()).hexdigest()[:30], 16))
+    )
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
@@ -446,10 +519,19 @@ def _uids(counts: dict[str, int], first: int) -> list[tuple[str, str]]:
     return out
 
 
-def make_phantoms(out_dir: str | Path, n_studies: int = 600, seed: int = 0, *, size: int = 256,
-                  splits: tuple[float, float, float] = (0.6, 0.2, 0.2), dicom_fraction: float = 0.3,
-                  monochrome1_fraction: float = 0.5, normal_fraction: float = 0.2, first_number: int = 1,
-                  findings: tuple[str, ...] = FINDINGS) -> PhantomSet:
+def make_phantoms(
+    out_dir: str | Path,
+    n_studies: int = 600,
+    seed: int = 0,
+    *,
+    size: int = 256,
+    splits: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    dicom_fraction: float = 0.3,
+    monochrome1_fraction: float = 0.5,
+    normal_fraction: float = 0.2,
+    first_number: int = 1,
+    findings: tuple[str, ...] = FINDINGS,
+) -> PhantomSet:
     """Write ``n_studies`` phantom studies under ``out_dir`` (see the module docstring) and return them.
 
     ``splits``: train/val/test shares (the counts are rounded; each split gets at least one study);
@@ -464,8 +546,11 @@ def make_phantoms(out_dir: str | Path, n_studies: int = 600, seed: int = 0, *, s
         raise ConfigError(f"phantom films must be at least 64 pixels wide, got {size}")
     if len(splits) != 3 or min(splits) <= 0:
         raise ConfigError(f"splits must be three positive train/val/test shares, got {splits}")
-    for name, value in (("dicom_fraction", dicom_fraction), ("monochrome1_fraction", monochrome1_fraction),
-                        ("normal_fraction", normal_fraction)):
+    for name, value in (
+        ("dicom_fraction", dicom_fraction),
+        ("monochrome1_fraction", monochrome1_fraction),
+        ("normal_fraction", normal_fraction),
+    ):
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be in [0, 1], got {value}")
     allowed = tuple(f for f in FINDINGS if f in set(findings))
@@ -509,13 +594,32 @@ def make_phantoms(out_dir: str | Path, n_studies: int = 600, seed: int = 0, *, s
             _write_png(mask_path, mask.astype(np.float64))
             ys, xs = np.nonzero(mask)
             bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1) if len(ys) else (0, 0, 0, 0)
-            records.append(PhantomFinding(item["label"], str(mask_path.relative_to(root)), bbox,
-                                          round(float(mask.mean()), 6), item["side"], item["params"]))
+            records.append(
+                PhantomFinding(
+                    item["label"],
+                    str(mask_path.relative_to(root)),
+                    bbox,
+                    round(float(mask.mean()), 6),
+                    item["side"],
+                    item["params"],
+                )
+            )
         (reports / f"{number}.xml").write_text(_xml(uid, findings_text, impression, mesh, image_id), encoding="utf-8")
-        studies.append(PhantomStudy(uid, split, labels, mesh, findings_text, impression, image_id,
-                                    str(image_path.relative_to(root)), "dicom" if as_dicom else "png",
-                                    ("MONOCHROME1" if monochrome1 else "MONOCHROME2") if as_dicom else None,
-                                    tuple(records)))
+        studies.append(
+            PhantomStudy(
+                uid,
+                split,
+                labels,
+                mesh,
+                findings_text,
+                impression,
+                image_id,
+                str(image_path.relative_to(root)),
+                "dicom" if as_dicom else "png",
+                ("MONOCHROME1" if monochrome1 else "MONOCHROME2") if as_dicom else None,
+                tuple(records),
+            )
+        )
         rows.append((image_id, "PA", "MONOCHROME1" if monochrome1 else "MONOCHROME2"))
 
     buffer = io.StringIO()

@@ -44,8 +44,13 @@ RANDOM_SEED = 0
 # (out-of-sample) query vectors; dropping them also cuts the features from ~18.5k to ~7.4k (about 3x faster).
 TFIDF_SETTINGS: dict[str, Any] = {"ngram_range": (1, 2), "sublinear_tf": True, "min_df": 2}
 # liblinear: the solver made for sparse, high-dimensional text; single-threaded and deterministic here.
-LOGREG_SETTINGS: dict[str, Any] = {"C": 4.0, "solver": "liblinear", "class_weight": None, "random_state": 0,
-                                   "max_iter": 1000}
+LOGREG_SETTINGS: dict[str, Any] = {
+    "C": 4.0,
+    "solver": "liblinear",
+    "class_weight": None,
+    "random_state": 0,
+    "max_iter": 1000,
+}
 
 
 def _drop_self(ranked: Sequence[str], own: str, depth: int) -> list[str]:
@@ -69,13 +74,17 @@ def bm25_rankings(
     retriever = bm25s.BM25(method=BM25_SETTINGS["method"], k1=BM25_SETTINGS["k1"], b=BM25_SETTINGS["b"])
     corpus = bm25s.tokenize(list(pool_texts), stopwords=BM25_SETTINGS["stopwords"], show_progress=False)
     retriever.index(corpus, show_progress=False)
-    queries = bm25s.tokenize(list(query_texts), stopwords=BM25_SETTINGS["stopwords"], return_ids=False, show_progress=False)
+    queries = bm25s.tokenize(
+        list(query_texts), stopwords=BM25_SETTINGS["stopwords"], return_ids=False, show_progress=False
+    )
     fetch = min(depth + 1, len(pool_uids))  # one extra: the query's own report may come back first
     documents, _ = retriever.retrieve(queries, k=fetch, show_progress=False)
     return [_drop_self([pool_uids[i] for i in row], own, depth) for row, own in zip(documents, query_uids)]
 
 
-def random_rankings(pool_uids: Sequence[str], query_uids: Sequence[str], depth: int, seed: int = RANDOM_SEED) -> list[list[str]]:
+def random_rankings(
+    pool_uids: Sequence[str], query_uids: Sequence[str], depth: int, seed: int = RANDOM_SEED
+) -> list[list[str]]:
     """A uniformly random ranking of the pool per query (the query's own study left out)."""
     rng = np.random.default_rng(seed)
     fetch = min(depth + 1, len(pool_uids))
@@ -106,7 +115,9 @@ def untrained_checkpoint(checkpoint: Checkpoint, directory: Path, seed: int = UN
 
     directory = Path(directory)
     marker = {"untrained_from": checkpoint.fingerprint, "seed": seed}
-    if (directory / "config.json").is_file() and read_checkpoint_info(directory).extra.get("untrained_baseline") == marker:
+    if (directory / "config.json").is_file() and read_checkpoint_info(directory).extra.get(
+        "untrained_baseline"
+    ) == marker:
         return directory
     trained = checkpoint.model
     state = torch.random.get_rng_state()
@@ -115,7 +126,9 @@ def untrained_checkpoint(checkpoint: Checkpoint, directory: Path, seed: int = UN
         fresh = FusionModel(trained.config, trained.labels, trained.image_tower, trained.text_tower)
     finally:
         torch.random.set_rng_state(state)
-    save_checkpoint(directory, fresh.eval(), thresholds=[0.5] * len(trained.labels), extra={"untrained_baseline": marker})
+    save_checkpoint(
+        directory, fresh.eval(), thresholds=[0.5] * len(trained.labels), extra={"untrained_baseline": marker}
+    )
     return directory
 
 
@@ -143,8 +156,9 @@ class LabelProbabilityModel:
         return out
 
 
-def fit_label_model(texts: Sequence[str | None], label_sets: Sequence[Sequence[str]],
-                    vocabulary: Sequence[str]) -> LabelProbabilityModel:
+def fit_label_model(
+    texts: Sequence[str | None], label_sets: Sequence[Sequence[str]], vocabulary: Sequence[str]
+) -> LabelProbabilityModel:
     """Fit :data:`TFIDF_SETTINGS` TF-IDF on ``texts`` and one :data:`LOGREG_SETTINGS` logistic
     regression per ``vocabulary`` label on (``texts``, ``label_sets``). A label with no positive or
     no negative among the texts gets no regression, only its prevalence (0.0 or 1.0) as a constant."""

@@ -80,8 +80,14 @@ def build_case_base(
     collection is complete). Per-file failures are in the returned report, as with ``cxrsearch index``."""
     from cxrsearch.index import IndexOptions, index_studies
 
-    options = IndexOptions(source=Path(source), images_dir=images_dir, metadata=metadata, collection=collection,
-                           failures_dir=failures_dir, batch_size=64)
+    options = IndexOptions(
+        source=Path(source),
+        images_dir=images_dir,
+        metadata=metadata,
+        collection=collection,
+        failures_dir=failures_dir,
+        batch_size=64,
+    )
     return index_studies(options, store, encoder, progress=progress)
 
 
@@ -127,7 +133,9 @@ class Case:
         return np.mean([p.probs for p in self.points], axis=0)
 
 
-def load_cases(store: Store, collection: str, labels: Sequence[str], images: str | Path | None = None) -> dict[str, Case]:
+def load_cases(
+    store: Store, collection: str, labels: Sequence[str], images: str | Path | None = None
+) -> dict[str, Case]:
     """Every stored study of ``collection`` as a :class:`Case` (read with its vectors). Points store
     image paths relative to the folder they were indexed from: ``images``, else the collection's
     recorded images root (:func:`cxrsearch.index.record.image_file`)."""
@@ -139,16 +147,25 @@ def load_cases(store: Store, collection: str, labels: Sequence[str], images: str
         uid = payload.get("study_id")
         probs = payload.get("probs")
         if not isinstance(uid, str) or not isinstance(probs, dict):
-            raise StoreError(f"point {point.id} lacks study_id/probs: not written by `cxrsearch index`", path=collection)
+            raise StoreError(
+                f"point {point.id} lacks study_id/probs: not written by `cxrsearch index`", path=collection
+            )
         missing = [label for label in labels if label not in probs]
         if missing:
-            raise StoreError(f"point {point.id} has no probability for {missing} (another label vocabulary?)", path=collection)
+            raise StoreError(
+                f"point {point.id} has no probability for {missing} (another label vocabulary?)", path=collection
+            )
         splits[uid] = str(payload.get("split"))
-        grouped.setdefault(uid, []).append(CasePoint(
-            id=point.id, image_id=payload.get("image_id"), image_path=_image_path(payload, roots, images, collection),
-            view=payload.get("view"),
-            vectors=dict(point.vectors), probs=np.array([probs[label] for label in labels], dtype=np.float64),
-        ))
+        grouped.setdefault(uid, []).append(
+            CasePoint(
+                id=point.id,
+                image_id=payload.get("image_id"),
+                image_path=_image_path(payload, roots, images, collection),
+                view=payload.get("view"),
+                vectors=dict(point.vectors),
+                probs=np.array([probs[label] for label in labels], dtype=np.float64),
+            )
+        )
     cases = {}
     for uid, points in grouped.items():
         points.sort(key=lambda p: (p.image_id is None, p.image_id or ""))
@@ -156,7 +173,8 @@ def load_cases(store: Store, collection: str, labels: Sequence[str], images: str
     return cases
 
 
-def _image_path(payload: Mapping[str, Any], roots: dict[str, str], images: str | Path | None,
-                collection: str) -> str | None:
+def _image_path(
+    payload: Mapping[str, Any], roots: dict[str, str], images: str | Path | None, collection: str
+) -> str | None:
     path = image_file(dict(payload), roots, None if images is None else Path(images), where=collection)
     return None if path is None else str(path)

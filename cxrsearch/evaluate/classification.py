@@ -108,9 +108,18 @@ def evaluate_classification(
     f1s = f1_at(y, probs, tuple(thresholds))
     results = []
     for metric, f1, threshold in zip(per_label, f1s, thresholds):
-        scored = metric.positives >= min_positives and metric.negatives > 0
+        is_scored = metric.positives >= min_positives and metric.negatives > 0
         results.append(
-            LabelResult(metric.label, metric.positives, metric.negatives, metric.auroc, metric.average_precision, f1, float(threshold), scored)
+            LabelResult(
+                metric.label,
+                metric.positives,
+                metric.negatives,
+                metric.auroc,
+                metric.average_precision,
+                f1,
+                float(threshold),
+                is_scored,
+            )
         )
     scored = [r for r in results if r.scored]
     return ClassificationResult(

@@ -48,12 +48,16 @@ class CrossModalResult:
     note: str | None = None
 
 
-def pair_recall(image_vectors: np.ndarray, text_vectors: np.ndarray, ks: Sequence[int] = PROTOCOL_KS) -> tuple[dict[str, float], dict[str, float]]:
+def pair_recall(
+    image_vectors: np.ndarray, text_vectors: np.ndarray, ks: Sequence[int] = PROTOCOL_KS
+) -> tuple[dict[str, float], dict[str, float]]:
     """``(image->report, report->image)`` ``R@k`` for row-aligned pairs (row ``i`` of both is one study)."""
     images = np.asarray(image_vectors, dtype=np.float64)
     texts = np.asarray(text_vectors, dtype=np.float64)
     if images.ndim != 2 or images.shape != texts.shape or len(images) == 0:
-        raise ConfigError(f"pair recall: image {images.shape} and text {texts.shape} embeddings must be the same non-empty [N, D]")
+        raise ConfigError(
+            f"pair recall: image {images.shape} and text {texts.shape} embeddings must be the same non-empty [N, D]"
+        )
     scores = images @ texts.T  # [image, report]
     own = np.diag(scores)
     rank_i2t = (scores >= own[:, None]).sum(axis=1)  # 1 = best; ties count against
@@ -69,7 +73,9 @@ def frontal_pairs(cases: Mapping[str, Case], split: str) -> tuple[list[str], np.
     for uid in sorted((u for u, c in cases.items() if c.split == split), key=lambda u: int(u[3:])):
         case = cases[uid]
         any_images += len(case.image_points)
-        frontal = [p for p in case.image_points if p.view in FRONTAL_VIEWS and "image" in p.vectors and "text" in p.vectors]
+        frontal = [
+            p for p in case.image_points if p.view in FRONTAL_VIEWS and "image" in p.vectors and "text" in p.vectors
+        ]
         if frontal:
             uids.append(uid)
             images.append(frontal[0].vectors["image"])
@@ -83,8 +89,13 @@ def evaluate_crossmodal(method: str, cases: Mapping[str, Case], split: str) -> C
     """The protocol on the split's stored cases of one checkpoint (see the module docstring)."""
     uids, images, texts, any_images = frontal_pairs(cases, split)
     if images is None or texts is None:
-        note = "no images" if any_images == 0 else (
-            f"no frontal image with a report among {any_images} images (views unknown? pass the Open-i metadata table)")
+        note = (
+            "no images"
+            if any_images == 0
+            else (
+                f"no frontal image with a report among {any_images} images (views unknown? pass the Open-i metadata table)"
+            )
+        )
         return CrossModalResult(method, 0, {}, {}, {}, note)
     i2t, t2i = pair_recall(images, texts)
     random = {f"R@{k}": min(1.0, k / len(uids)) for k in PROTOCOL_KS}

@@ -46,10 +46,10 @@ from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
 from cxrsearch.evaluate.short_queries import load_short_queries
 from cxrsearch.evaluate.subsets import subset_masks
 from cxrsearch.model.train_data import with_finding_sentences
-from cxrsearch.search.modes import mode as search_mode
 from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, query_text, run_query
-from cxrsearch.store.schema import Bm25Spec
+from cxrsearch.search.modes import mode as search_mode
 from cxrsearch.store.base import Filter
+from cxrsearch.store.schema import Bm25Spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.encode import Encoder
@@ -165,8 +165,9 @@ def _dedupe(study_ids: Sequence[str], own: str, depth: int) -> list[str]:
     return seen
 
 
-def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], batch_size: int = 32,
-                   bm25: Bm25Spec | None = None) -> list[dict[str, Any]]:
+def encode_queries(
+    encoder: Encoder, mode: str, queries: Sequence[QueryCase], batch_size: int = 32, bm25: Bm25Spec | None = None
+) -> list[dict[str, Any]]:
     """The query vectors of a text/image ``mode`` for each query, in batches, through
     :func:`cxrsearch.search.modes.encode_queries` (what ``search`` does for one query)."""
     from cxrsearch.image.decode import decode_image
@@ -179,9 +180,16 @@ def encode_queries(encoder: Encoder, mode: str, queries: Sequence[QueryCase], ba
     return encode(encoder, search_mode(mode).name, texts, images, batch_size=batch_size, bm25=bm25)
 
 
-def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase], split: str, depth: int, fetch: int,
-                    vectors: Sequence[Mapping[str, np.ndarray]] | None = None,
-                    tick: Callable[[], None] | None = None) -> list[list[str]]:
+def search_rankings(
+    searcher: Searcher,
+    mode: str,
+    queries: Sequence[QueryCase],
+    split: str,
+    depth: int,
+    fetch: int,
+    vectors: Sequence[Mapping[str, np.ndarray]] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> list[list[str]]:
     """Rankings (study ids, best first) of the case base for each query, deduplicated by study.
 
     ``case->case`` runs :func:`cxrsearch.search.search` with ``like=<study>`` (the stored joint
@@ -201,34 +209,56 @@ def search_rankings(searcher: Searcher, mode: str, queries: Sequence[QueryCase],
             hits = search(QuerySpec(like=query.uid, split=split, k=fetch), searcher.store, searcher.collection)
         else:
             flt = Filter(split=split or None, exclude_study_ids=(query.uid,))
-            hits = run_query(searcher.store, searcher.collection, mode, vectors[i], flt, fetch,  # type: ignore[index]
-                             weights)
+            hits = run_query(
+                searcher.store,
+                searcher.collection,
+                mode,
+                vectors[i],
+                flt,
+                fetch,  # type: ignore[index]
+                weights,
+            )
         out.append(_dedupe([str(hit.payload.get("study_id")) for hit in hits], query.uid, depth))
         if tick is not None:
             tick()
     return out
 
 
-def _rows(setting: str, mode: str, method: str, pool: Pool, queries: Sequence[QueryCase],
-          rankings: Sequence[Sequence[str]], ks: tuple[int, ...],
-          subsets: Mapping[str, np.ndarray] | None = None) -> list[RetrievalRow]:
+def _rows(
+    setting: str,
+    mode: str,
+    method: str,
+    pool: Pool,
+    queries: Sequence[QueryCase],
+    rankings: Sequence[Sequence[str]],
+    ks: tuple[int, ...],
+    subsets: Mapping[str, np.ndarray] | None = None,
+) -> list[RetrievalRow]:
     """Rows under both relevance rules for all queries, and strict rows for each of ``subsets``
     (name -> bool mask over ``queries``)."""
     depth = max(ks)
     rows = []
     for relevance in RELEVANCE_MODES:
-        judged = [pool.judge(Query(q.uid, q.labels, q.primary), ranking, relevance, depth) for q, ranking in zip(queries, rankings)]
+        judged = [
+            pool.judge(Query(q.uid, q.labels, q.primary), ranking, relevance, depth)
+            for q, ranking in zip(queries, rankings)
+        ]
         by_label: dict[str, list] = {}
         for query, one in zip(queries, judged):
             by_label.setdefault(query.primary, []).append(one)
-        per_label = {label: {"queries": len(items), **mean_metrics(items, ks)} for label, items in sorted(by_label.items())}
+        per_label = {
+            label: {"queries": len(items), **mean_metrics(items, ks)} for label, items in sorted(by_label.items())
+        }
         rows.append(RetrievalRow(setting, mode, method, relevance, len(queries), mean_metrics(judged, ks), per_label))
         if relevance == "strict":
             for name, mask in (subsets or {}).items():
                 kept = [one for one, keep in zip(judged, mask) if keep]
                 if kept and name != "all":
-                    rows.append(RetrievalRow(setting, mode, method, relevance, len(kept), mean_metrics(kept, ks), {},
-                                             subset=name))
+                    rows.append(
+                        RetrievalRow(
+                            setting, mode, method, relevance, len(kept), mean_metrics(kept, ks), {}, subset=name
+                        )
+                    )
     return rows
 
 
@@ -279,14 +309,16 @@ def evaluate_retrieval(
             statuses.append(ModeStatus(setting, mode, len(asked), None))
             fused = len(search_mode(mode).components) > 1
             running = {m: s for m, s in searchers.items() if fused or s.weights is None}  # weight variants: fused only
-            subsets = subset_masks([q.uid for q in asked], [q.text for q in asked], [q.labels for q in asked], pool_texts)
+            subsets = subset_masks(
+                [q.uid for q in asked], [q.text for q in asked], [q.labels for q in asked], pool_texts
+            )
             total = len(asked) * len(running)
             done = [0]
 
             def tick(stage=f"{setting} {mode}") -> None:
-                done[0] += 1
+                done[0] += 1  # noqa: B023  (called within this iteration)
                 if progress is not None:
-                    progress(stage, done[0], total)
+                    progress(stage, done[0], total)  # noqa: B023  (called within this iteration)
 
             for method, searcher in running.items():
                 vecs = None
@@ -294,9 +326,12 @@ def evaluate_retrieval(
                     key = (id(searcher.encoder), mode)
                     if key not in vectors:
                         with_inputs = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
-                        vectors[key] = dict(zip((q.uid for q in with_inputs),
-                                                encode_queries(searcher.encoder, mode, with_inputs,
-                                                               bm25=searcher.bm25(mode))))
+                        vectors[key] = dict(
+                            zip(
+                                (q.uid for q in with_inputs),
+                                encode_queries(searcher.encoder, mode, with_inputs, bm25=searcher.bm25(mode)),
+                            )
+                        )
                     vecs = [vectors[key][q.uid] for q in asked]
                 ranked = search_rankings(searcher, mode, asked, pool_split, depth, fetch, vecs, tick)
                 rows += _rows(setting, mode, method, pool, asked, ranked, ks, subsets)
@@ -307,20 +342,28 @@ def evaluate_retrieval(
                     ranked = bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth)
                     rows += _rows(setting, mode, "bm25", pool, asked, ranked, ks, subsets)
                     if "train" not in label_models:  # fitted on train only, as the checkpoint was
-                        label_models["train"] = _train_label_model(cases, label_sets, texts, vocabulary, notes,
-                                                                   finding_sentences)
+                        label_models["train"] = _train_label_model(
+                            cases, label_sets, texts, vocabulary, notes, finding_sentences
+                        )
                     model = label_models["train"]
                     if model is not None:
-                        ranked = cosine_rankings(pool_uids, model.predict(pool_texts), query_uids,
-                                                 model.predict(query_texts), depth)
+                        ranked = cosine_rankings(
+                            pool_uids, model.predict(pool_texts), query_uids, model.predict(query_texts), depth
+                        )
                         rows += _rows(setting, mode, "tfidf-lr", pool, asked, ranked, ks, subsets)
             ranked = random_rankings(pool_uids, [q.uid for q in asked], depth)
             rows += _rows(setting, mode, "random", pool, asked, ranked, ks, subsets)
     return RetrievalResult(ks, pools, tuple(statuses), tuple(rows), unlabelled, no_relevant, tuple(notes))
 
 
-def _train_label_model(cases: Mapping[str, Case], label_sets: Mapping[str, tuple[str, ...]], texts: Mapping[str, str],
-                       vocabulary: Sequence[str], notes: list[str], sentences: bool) -> Any:
+def _train_label_model(
+    cases: Mapping[str, Case],
+    label_sets: Mapping[str, tuple[str, ...]],
+    texts: Mapping[str, str],
+    vocabulary: Sequence[str],
+    notes: list[str],
+    sentences: bool,
+) -> Any:
     """The tfidf-lr model fitted on the train split (plus its finding sentences when the checkpoint
     was trained with them: the baseline reads what the model read), or ``None`` (with a note) when
     it cannot be fitted."""
@@ -356,8 +399,10 @@ def evaluate_short_queries(
     fetch = min(1000, depth * per_study)
     pool_uids = sorted(cases, key=lambda u: int(u[3:]))
     pool = Pool(pool_uids, [label_sets[uid] for uid in pool_uids], vocabulary)
-    queries = [QueryCase(f"short:{q.id}", (q.label,), q.label, query_text(q.text), None)
-               for q in load_short_queries(half, vocabulary)]
+    queries = [
+        QueryCase(f"short:{q.id}", (q.label,), q.label, query_text(q.text), None)
+        for q in load_short_queries(half, vocabulary)
+    ]
     # a label no indexed study carries (a small or synthetic data set) has nothing to find: left out,
     # as evaluate_retrieval leaves out queries without a relevant study
     queries = [q for q in queries if pool.gains(Query(q.uid, q.labels, q.primary), "strict").any()]
@@ -369,12 +414,25 @@ def evaluate_short_queries(
         rows += _rows("short", "text->case", method, pool, queries, ranked, ks)
     query_uids, query_texts = [q.uid for q in queries], [q.text or "" for q in queries]
     pool_texts = [texts[uid] for uid in pool_uids]
-    rows += _rows("short", "text->case", "bm25", pool, queries,
-                  bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth), ks)
+    rows += _rows(
+        "short",
+        "text->case",
+        "bm25",
+        pool,
+        queries,
+        bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth),
+        ks,
+    )
     model = _train_label_model(cases, label_sets, texts, vocabulary, [], finding_sentences)
     if model is not None:
-        rows += _rows("short", "text->case", "tfidf-lr", pool, queries,
-                      cosine_rankings(pool_uids, model.predict(pool_texts), query_uids, model.predict(query_texts),
-                                      depth), ks)
+        rows += _rows(
+            "short",
+            "text->case",
+            "tfidf-lr",
+            pool,
+            queries,
+            cosine_rankings(pool_uids, model.predict(pool_texts), query_uids, model.predict(query_texts), depth),
+            ks,
+        )
     rows += _rows("short", "text->case", "random", pool, queries, random_rankings(pool_uids, query_uids, depth), ks)
     return half, tuple(rows)

@@ -30,7 +30,13 @@ from cxrsearch.evaluate.classification import MIN_POSITIVES, ClassificationResul
 from cxrsearch.evaluate.crossmodal import CrossModalResult, evaluate_crossmodal
 from cxrsearch.evaluate.relevance import label_counts, primary_label
 from cxrsearch.evaluate.retrieval import (
-    COMPONENT_METHODS, QueryCase, RetrievalResult, RetrievalRow, Searcher, evaluate_retrieval, evaluate_short_queries,
+    COMPONENT_METHODS,
+    QueryCase,
+    RetrievalResult,
+    RetrievalRow,
+    Searcher,
+    evaluate_retrieval,
+    evaluate_short_queries,
 )
 from cxrsearch.evaluate.short_queries import SHORT_QUERY_SET
 from cxrsearch.index.record import check_images_trained
@@ -141,28 +147,39 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
     if options.images is not None:
         check_images_trained(checkpoint.info, "evaluating with radiographs")
     if set(checkpoint.labels) != set(vocabulary):
-        raise ModelError(f"the checkpoint's labels differ from the label vocabulary ({len(checkpoint.labels)} vs "
-                         f"{len(vocabulary)}): it was trained with another vocabulary", path=options.model)
+        raise ModelError(
+            f"the checkpoint's labels differ from the label vocabulary ({len(checkpoint.labels)} vs "
+            f"{len(vocabulary)}): it was trained with another vocabulary",
+            path=options.model,
+        )
     cache = store_root(options.cache_dir).parent
-    untrained_path = untrained_checkpoint(checkpoint, cache / f"untrained-{checkpoint.fingerprint[:12]}-seed{UNTRAINED_SEED}")
+    untrained_path = untrained_checkpoint(
+        checkpoint, cache / f"untrained-{checkpoint.fingerprint[:12]}-seed{UNTRAINED_SEED}"
+    )
     encoders = {"model": Encoder(checkpoint), "untrained": Encoder(untrained_path)}
     timings["load"] = time.perf_counter() - started
 
     store = open_store(store_dir=store_root(options.cache_dir))
     try:
-        searchers, index_facts, cases_by_method = _case_bases(store, encoders, data_fp, source, options, cache, progress, timings)
+        searchers, index_facts, cases_by_method = _case_bases(
+            store, encoders, data_fp, source, options, cache, progress, timings
+        )
         searchers = _with_component_methods(searchers)
         cases = cases_by_method["model"]
         by_uid = {study.uid: study for study in studies}
         split_uids = [s.uid for s in studies if s.split == options.split and s.uid in cases]
         if not split_uids:
-            raise ConfigError(f"the {options.split} split has no study with a report text or radiograph to evaluate",
-                              path=source)
+            raise ConfigError(
+                f"the {options.split} split has no study with a report text or radiograph to evaluate", path=source
+            )
 
         tick = time.perf_counter()
         classification = evaluate_classification(
-            [by_uid[uid].labels for uid in split_uids], np.array([cases[uid].probs() for uid in split_uids]),
-            checkpoint.labels, checkpoint.thresholds)
+            [by_uid[uid].labels for uid in split_uids],
+            np.array([cases[uid].probs() for uid in split_uids]),
+            checkpoint.labels,
+            checkpoint.thresholds,
+        )
         timings["classification"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -171,15 +188,31 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
         train_counts = label_counts(s.labels for s in studies if s.split == "train")
         queries = _queries([by_uid[uid] for uid in split_uids], cases, train_counts, vocabulary)
         retrieval = evaluate_retrieval(
-            options.split, queries, cases, {s.uid: s.labels for s in studies}, {s.uid: s.report_text() for s in studies},
-            vocabulary, searchers, options.ks, unlabelled=len(split_uids) - len(queries), progress=progress,
-            finding_sentences=sentences)
+            options.split,
+            queries,
+            cases,
+            {s.uid: s.labels for s in studies},
+            {s.uid: s.report_text() for s in studies},
+            vocabulary,
+            searchers,
+            options.ks,
+            unlabelled=len(split_uids) - len(queries),
+            progress=progress,
+            finding_sentences=sentences,
+        )
         timings["retrieval"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         short_half, short_rows = evaluate_short_queries(
-            options.split, cases, {s.uid: s.labels for s in studies}, {s.uid: s.report_text() for s in studies},
-            vocabulary, searchers, options.ks, finding_sentences=sentences)
+            options.split,
+            cases,
+            {s.uid: s.labels for s in studies},
+            {s.uid: s.report_text() for s in studies},
+            vocabulary,
+            searchers,
+            options.ks,
+            finding_sentences=sentences,
+        )
         timings["short_queries"] = time.perf_counter() - tick
 
         crossmodal = tuple(evaluate_crossmodal(method, cases_by_method[method], options.split) for method in encoders)
@@ -189,20 +222,40 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
 
     split_sizes = {name: sum(1 for s in studies if s.split == name) for name in ("train", "val", "test")}
     return EvaluationResult(
-        settings={"data": str(options.data), "images": None if options.images is None else str(options.images),
-                  "metadata": None if options.metadata is None else str(options.metadata), "model": str(options.model),
-                  "split": options.split, "ks": list(options.ks), "relevance": ["strict", "lenient"],
-                  "primary_label": "rarest of the query's labels in the train split (ties: vocabulary order)",
-                  "min_positives": MIN_POSITIVES, "bm25": BM25_SETTINGS, "random_seed": RANDOM_SEED,
-                  "untrained_seed": UNTRAINED_SEED, "fusion": fusion_weights(encoders["model"]).source,
-                  "notes": _notes(options.split)},
-        data={"source": str(source), "fingerprint": data_fp, "studies": len(studies), "split_sizes": split_sizes,
-              "split_studies_indexed": len(split_uids), "images_found": 0 if images is None else sum(
-                  1 for s in studies for i in s.image_ids if i in images),
-              "train_label_counts": {label: train_counts.get(label, 0) for label in vocabulary}},
-        checkpoint={"path": str(checkpoint.path), "model": checkpoint.config.name, "fingerprint": checkpoint.fingerprint,
-                    "data_fingerprint": checkpoint.info.data_fingerprint, "towers_frozen": towers_frozen(checkpoint),
-                    "created": checkpoint.info.created, "untrained_baseline": str(untrained_path)},
+        settings={
+            "data": str(options.data),
+            "images": None if options.images is None else str(options.images),
+            "metadata": None if options.metadata is None else str(options.metadata),
+            "model": str(options.model),
+            "split": options.split,
+            "ks": list(options.ks),
+            "relevance": ["strict", "lenient"],
+            "primary_label": "rarest of the query's labels in the train split (ties: vocabulary order)",
+            "min_positives": MIN_POSITIVES,
+            "bm25": BM25_SETTINGS,
+            "random_seed": RANDOM_SEED,
+            "untrained_seed": UNTRAINED_SEED,
+            "fusion": fusion_weights(encoders["model"]).source,
+            "notes": _notes(options.split),
+        },
+        data={
+            "source": str(source),
+            "fingerprint": data_fp,
+            "studies": len(studies),
+            "split_sizes": split_sizes,
+            "split_studies_indexed": len(split_uids),
+            "images_found": 0 if images is None else sum(1 for s in studies for i in s.image_ids if i in images),
+            "train_label_counts": {label: train_counts.get(label, 0) for label in vocabulary},
+        },
+        checkpoint={
+            "path": str(checkpoint.path),
+            "model": checkpoint.config.name,
+            "fingerprint": checkpoint.fingerprint,
+            "data_fingerprint": checkpoint.info.data_fingerprint,
+            "towers_frozen": towers_frozen(checkpoint),
+            "created": checkpoint.info.created,
+            "untrained_baseline": str(untrained_path),
+        },
         index=index_facts,
         classification=classification,
         retrieval=retrieval,
@@ -215,11 +268,15 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
 
 def _notes(split: str) -> list[str]:
     """What a reader must know about these numbers."""
-    notes = ["the model is trained on the MeSH-derived labels that define relevance: the supervised tfidf-lr "
-             "baseline is the anchor, not BM25 or the untrained towers"]
+    notes = [
+        "the model is trained on the MeSH-derived labels that define relevance: the supervised tfidf-lr "
+        "baseline is the anchor, not BM25 or the untrained towers"
+    ]
     if split == "val":
-        notes.append("val is the tuning split: the checkpoint's thresholds, its early stopping and the fusion weights "
-                     "were chosen on it, so these numbers are optimistic; report --split test")
+        notes.append(
+            "val is the tuning split: the checkpoint's thresholds, its early stopping and the fusion weights "
+            "were chosen on it, so these numbers are optimistic; report --split test"
+        )
     return notes
 
 
@@ -232,35 +289,65 @@ def _with_component_methods(searchers: dict[str, Searcher]) -> dict[str, Searche
     return out
 
 
-def _case_bases(store: Store, encoders: Mapping[str, Encoder], data_fp: str, source: Path, options: EvaluationOptions,
-                cache: Path, progress: Progress | None, timings: dict[str, float],
-                ) -> tuple[dict[str, Searcher], dict[str, dict[str, Any]], dict[str, dict[str, Case]]]:
+def _case_bases(
+    store: Store,
+    encoders: Mapping[str, Encoder],
+    data_fp: str,
+    source: Path,
+    options: EvaluationOptions,
+    cache: Path,
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> tuple[dict[str, Searcher], dict[str, dict[str, Any]], dict[str, dict[str, Case]]]:
     """Index (or reuse) one evaluation collection per encoder; returns searchers, index facts and cases."""
     searchers, facts, cases = {}, {}, {}
     for method, encoder in encoders.items():
         tick = time.perf_counter()
         collection = collection_name(str(encoder.fingerprint), data_fp)
         on_progress = None if progress is None else (lambda d, t, m=method: progress(f"index {m}", d, t))
-        report = build_case_base(store, collection, encoder, source, options.images, options.metadata, cache / "failures",
-                                 progress=on_progress)
-        facts[method] = {"collection": collection, "store": store.location, "points": report.count,
-                         "encoded_now": report.indexed, "reused": report.skipped_existing, "failed": report.failed,
-                         "empty_reports": report.empty, "failures_file": report.failures_path,
-                         "seconds": round(time.perf_counter() - tick, 2)}
+        report = build_case_base(
+            store,
+            collection,
+            encoder,
+            source,
+            options.images,
+            options.metadata,
+            cache / "failures",
+            progress=on_progress,
+        )
+        facts[method] = {
+            "collection": collection,
+            "store": store.location,
+            "points": report.count,
+            "encoded_now": report.indexed,
+            "reused": report.skipped_existing,
+            "failed": report.failed,
+            "empty_reports": report.empty,
+            "failures_file": report.failures_path,
+            "seconds": round(time.perf_counter() - tick, 2),
+        }
         searchers[method] = Searcher(store, collection, encoder)
         cases[method] = load_cases(store, collection, encoder.labels, options.images)
         timings[f"index_{method}"] = time.perf_counter() - tick
     return searchers, facts, cases
 
 
-def _queries(studies: Sequence[Study], cases: Mapping[str, Case], train_counts: Mapping[str, int],
-             vocabulary: Sequence[str]) -> list[QueryCase]:
+def _queries(
+    studies: Sequence[Study], cases: Mapping[str, Case], train_counts: Mapping[str, int], vocabulary: Sequence[str]
+) -> list[QueryCase]:
     """The split's studies that have a primary label, with their text and query radiograph."""
     queries = []
     for study in studies:
         primary = primary_label(study.labels, train_counts, vocabulary)
         if primary is not None:
             image = cases[study.uid].query_image()
-            queries.append(QueryCase(study.uid, study.labels, primary, study.report_text() or None,
-                                     image.image_path if image is not None else None))
+            queries.append(
+                QueryCase(
+                    study.uid,
+                    study.labels,
+                    primary,
+                    study.report_text() or None,
+                    image.image_path if image is not None else None,
+                )
+            )
     return queries

@@ -75,8 +75,12 @@ def _parse(raw: object, where: Path, vocabulary: Sequence[str] | None) -> list[S
         bad = sorted(key for key in _QUERY_KEYS if not isinstance(entry[key], str))
         if bad:
             raise ConfigError(f"query #{number}: {bad} must be strings", path=where)
-        query = ShortQuery(id=entry["id"].strip(), label=entry["label"].strip(), text=" ".join(entry["text"].split()),
-                           split=entry["split"].strip())
+        query = ShortQuery(
+            id=entry["id"].strip(),
+            label=entry["label"].strip(),
+            text=" ".join(entry["text"].split()),
+            split=entry["split"].strip(),
+        )
         if not query.id:
             raise ConfigError(f"query #{number}: empty id", path=where)
         if query.id in ids:

@@ -37,8 +37,9 @@ def report_key(text: str | None) -> str:
     return normalise_report(text) or ""
 
 
-def novel_queries(query_uids: Sequence[str], query_texts: Sequence[str | None],
-                  pool_texts: Iterable[str | None]) -> set[str]:
+def novel_queries(
+    query_uids: Sequence[str], query_texts: Sequence[str | None], pool_texts: Iterable[str | None]
+) -> set[str]:
     """The query study ids whose :func:`report_key` matches no pool report's (see the module doc)."""
     if len(query_uids) != len(query_texts):
         raise ConfigError(f"subsets: {len(query_uids)} query ids but {len(query_texts)} texts")
@@ -54,8 +55,10 @@ def subset_masks(
 ) -> dict[str, np.ndarray]:
     """``{"all", "novel", "non-normal"}`` -> ``[Q]`` bool mask over the queries, in query order."""
     if not len(query_uids) == len(query_texts) == len(query_label_sets):
-        raise ConfigError(f"subsets: {len(query_uids)} query ids, {len(query_texts)} texts and "
-                          f"{len(query_label_sets)} label sets do not line up")
+        raise ConfigError(
+            f"subsets: {len(query_uids)} query ids, {len(query_texts)} texts and "
+            f"{len(query_label_sets)} label sets do not line up"
+        )
     novel = novel_queries(query_uids, query_texts, pool_texts)
     return {
         "all": np.ones(len(query_uids), dtype=bool),

@@ -179,17 +179,23 @@ def repeat_image(features: ImageFeatures, n: int) -> ImageFeatures:
     """One hit's image features seen as a batch of ``n`` (views, no copy)."""
     from cxrsearch.model.output import ImageFeatures
 
-    return ImageFeatures(tokens=features.tokens.expand(n, -1, -1), pooled=features.pooled.expand(n, -1), grid=features.grid)
+    return ImageFeatures(
+        tokens=features.tokens.expand(n, -1, -1), pooled=features.pooled.expand(n, -1), grid=features.grid
+    )
 
 
 def repeat_text(features: TextFeatures, n: int) -> TextFeatures:
     """One hit's text features seen as a batch of ``n`` (views, no copy)."""
     from cxrsearch.model.output import TextFeatures
 
-    return TextFeatures(tokens=features.tokens.expand(n, -1, -1), mask=features.mask.expand(n, -1), pooled=features.pooled.expand(n, -1))
+    return TextFeatures(
+        tokens=features.tokens.expand(n, -1, -1), mask=features.mask.expand(n, -1), pooled=features.pooled.expand(n, -1)
+    )
 
 
-def make_baseline(pixels: torch.Tensor, kind: str, film_box: tuple[int, int, int, int], pad_value: float) -> torch.Tensor:
+def make_baseline(
+    pixels: torch.Tensor, kind: str, film_box: tuple[int, int, int, int], pad_value: float
+) -> torch.Tensor:
     """The IG baseline for ``pixels`` ``[1, 1, S, S]``; ``film_box`` is ``(top, left, bottom, right)``."""
     import torch
 

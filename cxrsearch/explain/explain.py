@@ -89,7 +89,9 @@ def _forward_hit(encoder: Encoder, decoded: DecodedImage | None, text: str) -> _
     return _HitPass(pixels, geometry, image_features, text_features, model.fuse(image_features, text_features))
 
 
-def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Encoder | str | Path | None = None) -> Explanation:
+def explain(
+    request: ExplainRequest, store: Store, checkpoint: Checkpoint | Encoder | str | Path | None = None
+) -> Explanation:
     """Explain ``request.hit`` against the request's query (see the module docstring).
 
     ``checkpoint``: the one the collection was indexed with (``None``: the one its points record).
@@ -121,8 +123,10 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
         score = float(target(hit.out)[0])
     reproduced = _reproduced(point.vectors.get("joint"), hit.out.joint_embedding[0].double().cpu().numpy())
     if reproduced is not None and reproduced < REPRODUCED_MIN:
-        notes.append(f"the hit's stored embedding differs from the one recomputed now (cosine {reproduced:.4f}): "
-                     "its image file or report changed since indexing, or the collection was indexed with other weights")
+        notes.append(
+            f"the hit's stored embedding differs from the one recomputed now (cosine {reproduced:.4f}): "
+            "its image file or report changed since indexing, or the collection was indexed with other weights"
+        )
     clock.lap("forward")
 
     from cxrsearch.explain.attribution import default_batches, resolve_precision
@@ -140,41 +144,86 @@ def explain(request: ExplainRequest, store: Store, checkpoint: Checkpoint | Enco
     if decoded is not None:
         from cxrsearch.explain.attribution import pixel_attributions
 
-        pixel_result = pixel_attributions(model, hit.pixels, target, text=hit.text_features, film_box=hit.geometry.image_box(),
-                                          steps=request.steps, baseline=request.baseline,
-                                          internal_batch_size=pixel_batch, precision=precision)
+        pixel_result = pixel_attributions(
+            model,
+            hit.pixels,
+            target,
+            text=hit.text_features,
+            film_box=hit.geometry.image_box(),
+            steps=request.steps,
+            baseline=request.baseline,
+            internal_batch_size=pixel_batch,
+            precision=precision,
+        )
     clock.lap("pixels")
     if text:
         from cxrsearch.explain.tokens import token_attributions
 
-        token_result = token_attributions(model, text, target, image=hit.image_features, steps=request.steps,
-                                          internal_batch_size=token_batch, precision=precision)
+        token_result = token_attributions(
+            model,
+            text,
+            target,
+            image=hit.image_features,
+            steps=request.steps,
+            internal_batch_size=token_batch,
+            precision=precision,
+        )
     clock.lap("tokens")
     fusion = None
     if query_vectors is not None:
-        fusion = fusion_evidence(store, request.collection, request.mode, query_vectors, point, fusion_weights(encoder),
-                                 None if request.text is None else query_text(request.text),
-                                 bm25_params(store, request.collection, request.mode), tuple(encoder.labels))
+        fusion = fusion_evidence(
+            store,
+            request.collection,
+            request.mode,
+            query_vectors,
+            point,
+            fusion_weights(encoder),
+            None if request.text is None else query_text(request.text),
+            bm25_params(store, request.collection, request.mode),
+            tuple(encoder.labels),
+        )
     clock.lap("fusion")
 
     key = _file_key(payload, point.id)
     folder = request.out_dir if request.out_dir is not None else new_output_dir(key)
     title = f"{key} | query: {request.describe_query()} | {target.describe()} = {score:.3f}"
-    files, pixel_stats, attention_stats = write_outputs(folder, key, title, decoded, hit.geometry, pixel_result, attention)
+    files, pixel_stats, attention_stats = write_outputs(
+        folder, key, title, decoded, hit.geometry, pixel_result, attention
+    )
     files["json"] = folder / f"{key}.json"
     clock.lap("render")
     explanation = Explanation(
-        hit={"id": point.id, "study_id": payload.get("study_id"), "image_id": payload.get("image_id"),
-             "kind": payload.get("kind"), "view": payload.get("view"), "labels": list(payload.get("labels") or []),
-             "image_path": payload.get("image_path"),
-             "original_size": None if decoded is None else [decoded.height, decoded.width]},
-        query={"mode": request.mode, "text": request.text, "image": None if request.image is None else str(request.image),
-               "like": request.like, "label": target.label},
-        target=target.describe(), score=score,
+        hit={
+            "id": point.id,
+            "study_id": payload.get("study_id"),
+            "image_id": payload.get("image_id"),
+            "kind": payload.get("kind"),
+            "view": payload.get("view"),
+            "labels": list(payload.get("labels") or []),
+            "image_path": payload.get("image_path"),
+            "original_size": None if decoded is None else [decoded.height, decoded.width],
+        },
+        query={
+            "mode": request.mode,
+            "text": request.text,
+            "image": None if request.image is None else str(request.image),
+            "like": request.like,
+            "label": target.label,
+        },
+        target=target.describe(),
+        score=score,
         probability=float(1.0 / (1.0 + np.exp(-score))) if target.kind == "label" else None,
-        vector_scores=vector_scores(target, point), reproduced=reproduced,
-        pixels=pixel_result, pixel_stats=pixel_stats, attention=attention, attention_stats=attention_stats,
-        tokens=token_result, fusion=fusion, files=files, notices=tuple(notes), timing=clock.done(),
+        vector_scores=vector_scores(target, point),
+        reproduced=reproduced,
+        pixels=pixel_result,
+        pixel_stats=pixel_stats,
+        attention=attention,
+        attention_stats=attention_stats,
+        tokens=token_result,
+        fusion=fusion,
+        files=files,
+        notices=tuple(notes),
+        timing=clock.done(),
         top_k=request.top_k,
     )
     write_json(files["json"], explanation.to_dict())
@@ -197,8 +246,10 @@ def _hit_image(payload: dict[str, Any], request: ExplainRequest, roots: dict[str
     if path is None:
         return None
     if not path.is_file():
-        raise QueryError(f"the radiograph of hit {request.hit} is no longer at {path} (moved since indexing?)",
-                         path=request.collection)
+        raise QueryError(
+            f"the radiograph of hit {request.hit} is no longer at {path} (moved since indexing?)",
+            path=request.collection,
+        )
     from cxrsearch.image.decode import decode_image
 
     return decode_image(path)

@@ -72,29 +72,61 @@ class Explanation:
         pixels = None
         if self.pixels is not None:
             p = self.pixels
-            pixels = {"method": "integrated_gradients", "baseline": p.baseline, "steps": p.steps,
-                      "precision": p.precision, "internal_batch_size": p.internal_batch_size, "score": p.score, "baseline_score": p.baseline_score,
-                      "attribution_sum": p.score - p.baseline_score + p.delta, "convergence_delta": p.delta,
-                      "relative_delta": p.relative_delta if np.isfinite(p.relative_delta) else None, "stats": _stats(self.pixel_stats)}
+            pixels = {
+                "method": "integrated_gradients",
+                "baseline": p.baseline,
+                "steps": p.steps,
+                "precision": p.precision,
+                "internal_batch_size": p.internal_batch_size,
+                "score": p.score,
+                "baseline_score": p.baseline_score,
+                "attribution_sum": p.score - p.baseline_score + p.delta,
+                "convergence_delta": p.delta,
+                "relative_delta": p.relative_delta if np.isfinite(p.relative_delta) else None,
+                "stats": _stats(self.pixel_stats),
+            }
         attention = None
         if self.attention is not None:
             a = self.attention
-            attention = {"method": "attention_rollout", "kind": "attention (not attribution)", "layers": len(a.per_layer),
-                         "heads": a.heads, "text_tokens": a.text_tokens, "grid": list(a.grid),
-                         "stats": _stats(self.attention_stats)}
+            attention = {
+                "method": "attention_rollout",
+                "kind": "attention (not attribution)",
+                "layers": len(a.per_layer),
+                "heads": a.heads,
+                "text_tokens": a.text_tokens,
+                "grid": list(a.grid),
+                "stats": _stats(self.attention_stats),
+            }
         tokens = None
         if self.tokens is not None:
             t = self.tokens
-            tokens = {"method": "layer_integrated_gradients", "baseline": "pad tokens", "steps": t.steps,
-                      "precision": t.precision, "internal_batch_size": t.internal_batch_size,
-                      "score": t.score, "baseline_score": t.baseline_score, "convergence_delta": t.delta,
-                      "truncated": t.truncated, "words": [_word(w) for w in t.words]}
+            tokens = {
+                "method": "layer_integrated_gradients",
+                "baseline": "pad tokens",
+                "steps": t.steps,
+                "precision": t.precision,
+                "internal_batch_size": t.internal_batch_size,
+                "score": t.score,
+                "baseline_score": t.baseline_score,
+                "convergence_delta": t.delta,
+                "truncated": t.truncated,
+                "words": [_word(w) for w in t.words],
+            }
         return {
-            "hit": self.hit, "query": self.query, "target": self.target, "score": self.score,
-            "probability": self.probability, "vector_scores": self.vector_scores, "reproduced": self.reproduced,
-            "top_words": [_word(w) for w in self.top_words()], "pixels": pixels, "attention": attention,
-            "tokens": tokens, "fusion": None if self.fusion is None else self.fusion.to_dict(),
-            "files": {k: str(v) for k, v in self.files.items()}, "notices": list(self.notices),
+            "hit": self.hit,
+            "query": self.query,
+            "target": self.target,
+            "score": self.score,
+            "probability": self.probability,
+            "vector_scores": self.vector_scores,
+            "reproduced": self.reproduced,
+            "top_words": [_word(w) for w in self.top_words()],
+            "pixels": pixels,
+            "attention": attention,
+            "tokens": tokens,
+            "fusion": None if self.fusion is None else self.fusion.to_dict(),
+            "files": {k: str(v) for k, v in self.files.items()},
+            "notices": list(self.notices),
             "timing": dict(self.timing),
         }
 
@@ -107,5 +139,10 @@ def _stats(stats: HeatmapStats | None) -> dict[str, Any] | None:
 
 
 def _word(word: WordAttribution) -> dict[str, Any]:
-    return {"word": word.word, "attribution": word.attribution, "start": word.start, "end": word.end,
-            "pieces": list(word.pieces)}
+    return {
+        "word": word.word,
+        "attribution": word.attribution,
+        "start": word.start,
+        "end": word.end,
+        "pieces": list(word.pieces),
+    }

@@ -45,13 +45,25 @@ class FusionEvidence:
     components: Mapping[str, Mapping[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "score": self.score, "weights_source": self.weights_source,
-                "components": {name: dict(parts) for name, parts in self.components.items()}}
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "weights_source": self.weights_source,
+            "components": {name: dict(parts) for name, parts in self.components.items()},
+        }
 
 
-def fusion_evidence(store: Store, collection: str, mode_name: str, vectors: Mapping[str, Any], point: Point,
-                    weights: FusionWeights, query_text: str | None, bm25: Bm25Spec | None,
-                    labels: tuple[str, ...]) -> FusionEvidence | None:
+def fusion_evidence(
+    store: Store,
+    collection: str,
+    mode_name: str,
+    vectors: Mapping[str, Any],
+    point: Point,
+    weights: FusionWeights,
+    query_text: str | None,
+    bm25: Bm25Spec | None,
+    labels: tuple[str, ...],
+) -> FusionEvidence | None:
     """The evidence for ``point`` under the query ``vectors`` of ``mode_name``; ``None`` for a mode
     with one component (its score is the cosine the attributions explain)."""
     if len(mode(mode_name).components) == 1:
@@ -63,9 +75,9 @@ def fusion_evidence(store: Store, collection: str, mode_name: str, vectors: Mapp
     if "bm25" in components and query_text is not None and bm25 is not None:
         components["bm25"]["evidence"] = matched_terms(query_text, point.vectors.get("bm25"), bm25)
     if "labels" in components:
-        components["labels"]["evidence"] = label_contributions(vectors.get("label_probs"),
-                                                               point.vectors.get("label_probs"), labels,
-                                                               point.payload.get("probs") or {})
+        components["labels"]["evidence"] = label_contributions(
+            vectors.get("label_probs"), point.vectors.get("label_probs"), labels, point.payload.get("probs") or {}
+        )
     return FusionEvidence(rank, score, weights.source, components)
 
 
@@ -85,8 +97,9 @@ def matched_terms(query_text: str, stored: SparseVector | None, bm25: Bm25Spec) 
     return {"matched": matched, "missing": missing}
 
 
-def label_contributions(query: Any, stored: Any, labels: tuple[str, ...], hit_probs: Mapping[str, float],
-                        top: int = 5) -> list[dict[str, Any]]:
+def label_contributions(
+    query: Any, stored: Any, labels: tuple[str, ...], hit_probs: Mapping[str, float], top: int = 5
+) -> list[dict[str, Any]]:
     """The labels contributing most to cos(query label probabilities, hit label probabilities);
     ``hit_probs`` are the hit's probabilities as stored in its payload (the vector is normalised)."""
     if query is None or stored is None:
@@ -97,6 +110,12 @@ def label_contributions(query: Any, stored: Any, labels: tuple[str, ...], hit_pr
     norm = float(np.linalg.norm(q) * np.linalg.norm(h)) or 1.0
     shares = q * h / norm
     order = np.argsort(-shares, kind="stable")[:top]
-    return [{"label": labels[i], "query_prob": round(float(q[i]), 4),
-             "hit_prob": None if labels[i] not in hit_probs else round(float(hit_probs[labels[i]]), 4),
-             "share": round(float(shares[i]), 4)} for i in order]
+    return [
+        {
+            "label": labels[i],
+            "query_prob": round(float(q[i]), 4),
+            "hit_prob": None if labels[i] not in hit_probs else round(float(hit_probs[labels[i]]), 4),
+            "share": round(float(shares[i]), 4),
+        }
+        for i in order
+    ]

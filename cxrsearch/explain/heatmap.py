@@ -101,8 +101,9 @@ def heatmap_stats(heatmap: np.ndarray, geometry: Geometry) -> HeatmapStats:
     centroid = None
     if positive.sum() > 0:
         ys, xs = np.indices(heat.shape)
-        centroid = canvas_to_original(geometry, float((ys * positive).sum() / positive.sum()),
-                                      float((xs * positive).sum() / positive.sum()))
+        centroid = canvas_to_original(
+            geometry, float((ys * positive).sum() / positive.sum()), float((xs * positive).sum() / positive.sum())
+        )
     return HeatmapStats(
         total=float(heat.sum()),
         positive=float(heat[heat > 0].sum()),

@@ -73,8 +73,11 @@ def write_outputs(
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         overlays = list(pool.map(overlay, jobs))
     panels: list[tuple[str, np.ndarray, render.Scale | None]] = [
-        (f"radiograph {decoded.width}x{decoded.height}", np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8),
-         render.film_scale())
+        (
+            f"radiograph {decoded.width}x{decoded.height}",
+            np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8),
+            render.film_scale(),
+        )
     ]
     panels += [(caption, image, scale) for (_, caption, _, scale), image in zip(jobs, overlays)]
     files["figure"] = render.render_figure(folder / f"{key}_explain.png", panels, title)

@@ -136,13 +136,21 @@ def render_figure(path: Path, panels: Sequence[tuple[str, np.ndarray, Scale | No
     FigureCanvasAgg(figure)  # the Agg canvas, explicitly: no pyplot, no global backend state
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (caption, image, scale) in zip(axes, panels):
-        ax.imshow(_thumbnail(image), cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="antialiased")
+        ax.imshow(
+            _thumbnail(image), cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="antialiased"
+        )
         ax.set_title(caption, fontsize=10)
         ax.set_axis_off()
         if scale is not None:
             mappable = ScalarMappable(norm=Normalize(scale.vmin, scale.vmax), cmap=scale.cmap)
-            bar = figure.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.05, pad=0.02,
-                                  extend="both" if scale.signed else "neither")
+            bar = figure.colorbar(
+                mappable,
+                ax=ax,
+                orientation="horizontal",
+                fraction=0.05,
+                pad=0.02,
+                extend="both" if scale.signed else "neither",
+            )
             bar.set_label(scale.label, fontsize=8)
             bar.ax.tick_params(labelsize=7)
     figure.suptitle("\n".join(textwrap.wrap(title, width=int(45 * len(panels)))), fontsize=10)

@@ -91,9 +91,13 @@ class ExplainRequest:
             object.__setattr__(self, "out_dir", Path(self.out_dir).expanduser())
         has_query = text is not None or self.image is not None or like is not None
         if like is not None and (text is not None or self.image is not None):
-            raise QueryError("--like explains the similarity to an indexed case; it cannot be combined with --text or --image")
+            raise QueryError(
+                "--like explains the similarity to an indexed case; it cannot be combined with --text or --image"
+            )
         if self.label is not None and has_query:
-            raise QueryError("--label explains why the hit's label was predicted; it cannot be combined with --text, --image or --like")
+            raise QueryError(
+                "--label explains why the hit's label was predicted; it cannot be combined with --text, --image or --like"
+            )
         if self.label is None and not has_query:
             raise QueryError("nothing to explain against: give --text, --image (or both), --like ID, or --label L")
         if self.baseline not in BASELINES:
@@ -167,8 +171,10 @@ def resolve_hit(store: Store, request: ExplainRequest) -> tuple[Point, tuple[str
         siblings = store.count(request.collection, Filter(study_ids=(study_id,)))
         if siblings > 1:
             chosen = point.payload.get("image_id") or point.id
-            notices.append(f"study {study_id} has {siblings} points; explaining {chosen} "
-                           "(pass an image id or point id from `cxrsearch search` for another)")
+            notices.append(
+                f"study {study_id} has {siblings} points; explaining {chosen} "
+                "(pass an image id or point id from `cxrsearch search` for another)"
+            )
     return point, tuple(notices)
 
 

@@ -105,8 +105,13 @@ def baseline_ids(input_ids: torch.Tensor, tokenizer: Any) -> torch.Tensor:
     return torch.where(torch.isin(input_ids, special), input_ids, torch.full_like(input_ids, filler))
 
 
-def merge_words(text: str, tokens: Sequence[str], scores: np.ndarray, word_ids: Sequence[int | None] | None,
-                offsets: Sequence[tuple[int, int]] | None) -> tuple[WordAttribution, ...]:
+def merge_words(
+    text: str,
+    tokens: Sequence[str],
+    scores: np.ndarray,
+    word_ids: Sequence[int | None] | None,
+    offsets: Sequence[tuple[int, int]] | None,
+) -> tuple[WordAttribution, ...]:
     """Sum per-token ``scores`` into words.
 
     With a fast tokenizer, ``word_ids`` / ``offsets`` (per token; ``None`` word id = special token)
@@ -145,8 +150,15 @@ def merge_words(text: str, tokens: Sequence[str], scores: np.ndarray, word_ids: 
             start, end = (found, found + len(word)) if found >= 0 else (-1, -1)
             word = text[start:end] if found >= 0 else word
         cursor = max(cursor, end)
-        words.append(WordAttribution(word=word, start=int(start), end=int(end),
-                                     attribution=float(np.sum(scores[group], dtype=np.float64)), pieces=pieces))
+        words.append(
+            WordAttribution(
+                word=word,
+                start=int(start),
+                end=int(end),
+                attribution=float(np.sum(scores[group], dtype=np.float64)),
+                pieces=pieces,
+            )
+        )
     return tuple(words)
 
 
@@ -173,8 +185,9 @@ def token_attributions(
     tokenizer = model.tokenizer
     max_tokens = model.config.preprocess.max_text_tokens
     fast = bool(getattr(tokenizer, "is_fast", False))
-    encoded = tokenizer([text], truncation=True, max_length=max_tokens, return_tensors="pt",
-                        return_offsets_mapping=fast)
+    encoded = tokenizer(
+        [text], truncation=True, max_length=max_tokens, return_tensors="pt", return_offsets_mapping=fast
+    )
     specials = tokenizer.num_special_tokens_to_add(pair=False)
     full_length = len(tokenizer.tokenize(text)) + specials
     device = next(model.parameters()).device
@@ -190,7 +203,9 @@ def token_attributions(
             return target(model.fuse(picture, text_tower(model, ids, mask.expand(n, -1), precision)))
 
         lig = LayerIntegratedGradients(forward, model.text_tower.input_embeddings)
-        attributions = lig.attribute(input_ids, baselines=reference, n_steps=steps, internal_batch_size=internal_batch_size)
+        attributions = lig.attribute(
+            input_ids, baselines=reference, n_steps=steps, internal_batch_size=internal_batch_size
+        )
         with torch.no_grad():
             score, baseline_score = (float(v) for v in forward(torch.cat([input_ids, reference])))
     per_token = attributions.detach()[0].double().sum(-1).cpu().numpy()

@@ -91,8 +91,10 @@ def _normalise_polarity(image: DecodedImage, fix_negatives: bool) -> DecodedImag
     if not check.negative:
         return image
     if image.kind == "dicom":
-        note = (f"looks like a negative after its {image.photometric} mapping ({check.describe()}): the "
-                "PhotometricInterpretation tag may be wrong; left as the header says")
+        note = (
+            f"looks like a negative after its {image.photometric} mapping ({check.describe()}): the "
+            "PhotometricInterpretation tag may be wrong; left as the header says"
+        )
         return replace(image, warnings=(*image.warnings, note))
     if not fix_negatives:
         note = f"looks like a film stored as a negative ({check.describe()}); left as stored"
@@ -106,8 +108,7 @@ def _check_output(image: DecodedImage) -> None:
     """The contract every decoder promises; broken metadata (e.g. an overflowing rescale) can break it."""
     pixels = image.pixels
     if pixels.ndim != 2 or pixels.dtype != np.float32:
-        raise ImageError(f"decoding gave a {pixels.dtype} array of shape {pixels.shape}, not 2-D float32",
-                         image.path)
+        raise ImageError(f"decoding gave a {pixels.dtype} array of shape {pixels.shape}, not 2-D float32", image.path)
     if not np.isfinite(pixels).all():
         raise ImageError("decoding gave non-finite values (overflowing rescale or LUT?)", image.path)
 
@@ -123,8 +124,10 @@ def _describe(head: bytes) -> str:
     )
     big_endian = head[:2] in (b"\x00\x02", b"\x00\x08") and head[4:6].isalpha()
     if little_endian or big_endian:
-        return ("it looks like a DICOM dataset without the Part 10 header ('DICM' at byte 128); "
-                "re-save it as a DICOM Part 10 file")
+        return (
+            "it looks like a DICOM dataset without the Part 10 header ('DICM' at byte 128); "
+            "re-save it as a DICOM Part 10 file"
+        )
     if _looks_like_text(head):
         stripped = head.lstrip()
         if stripped.startswith(b"<?xml") or stripped.startswith(b"<"):

@@ -74,8 +74,9 @@ def decode_dicom(path: Path) -> DecodedImage:
         view = normalise_view(ds.get("ViewPosition"))
         modality = str(ds.get("Modality") or "").strip() or None
     if header_warnings:
-        notes.append(f"pydicom reported {len(header_warnings)} header irregularities "
-                     "(not shown: they may quote header values)")
+        notes.append(
+            f"pydicom reported {len(header_warnings)} header irregularities (not shown: they may quote header values)"
+        )
     return DecodedImage(
         pixels=pixels,
         kind="dicom",
@@ -103,8 +104,11 @@ def _read(path: Path) -> Any:
     except InvalidDicomError as exc:
         raise ImageError(f"not a valid DICOM file ({_one_line(str(exc))})", path) from exc
     except Exception as exc:  # pydicom raises many types for broken headers
-        raise ImageError(f"DICOM header cannot be parsed, the file is corrupt or truncated "
-                         f"({type(exc).__name__}: {_one_line(str(exc))})", path) from exc
+        raise ImageError(
+            f"DICOM header cannot be parsed, the file is corrupt or truncated "
+            f"({type(exc).__name__}: {_one_line(str(exc))})",
+            path,
+        ) from exc
 
 
 def _check_header(path: Path, ds: Any, header_warnings: list[str]) -> _Header:
@@ -112,8 +116,9 @@ def _check_header(path: Path, ds: Any, header_warnings: list[str]) -> _Header:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ImageError("float pixel data (parametric maps) is not a radiograph; unsupported", path)
         if any("End of file" in w or "end of file" in w for w in header_warnings):
-            raise ImageError("file is truncated: the end of the file was reached inside the data, "
-                             "no complete pixel data", path)
+            raise ImageError(
+                "file is truncated: the end of the file was reached inside the data, no complete pixel data", path
+            )
         raise ImageError("DICOM file has no pixel data (a report, structured report or truncated file?)", path)
 
     transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
@@ -124,16 +129,20 @@ def _check_header(path: Path, ds: Any, header_warnings: list[str]) -> _Header:
     if frames < 1:
         raise ImageError(f"DICOM header declares {frames} frames", path)
     if frames > 1:
-        raise ImageError(f"multi-frame DICOM ({frames} frames) is not supported: "
-                         "expected one radiograph per file", path)
+        raise ImageError(
+            f"multi-frame DICOM ({frames} frames) is not supported: expected one radiograph per file", path
+        )
     rows, columns = _int(path, ds, "Rows"), _int(path, ds, "Columns")
     check_dimensions(path, rows, columns)
 
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     samples = _int(path, ds, "SamplesPerPixel", default=1)
     if photometric not in MONOCHROME + COLOUR:
-        raise ImageError(f"unsupported photometric interpretation {photometric or '(missing)'!r}; "
-                         f"supported: {', '.join(MONOCHROME + COLOUR)}", path)
+        raise ImageError(
+            f"unsupported photometric interpretation {photometric or '(missing)'!r}; "
+            f"supported: {', '.join(MONOCHROME + COLOUR)}",
+            path,
+        )
     expected_samples = 1 if photometric in MONOCHROME else 3
     if samples != expected_samples:
         raise ImageError(f"{photometric} with SamplesPerPixel {samples} (expected {expected_samples})", path)
@@ -164,8 +173,10 @@ def _decode_pixels(path: Path, ds: Any, header: _Header) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except Exception as exc:  # codec and buffer errors of every kind
-        raise ImageError(f"pixel data cannot be decoded, it is truncated or corrupt "
-                         f"({type(exc).__name__}: {_one_line(str(exc))})", path) from exc
+        raise ImageError(
+            f"pixel data cannot be decoded, it is truncated or corrupt ({type(exc).__name__}: {_one_line(str(exc))})",
+            path,
+        ) from exc
     expected = (header.rows, header.columns) + ((3,) if header.samples == 3 else ())
     if arr.shape != expected:
         raise ImageError(f"decoded pixel array has shape {arr.shape}, the header declares {expected}", path)
@@ -187,9 +198,7 @@ def _grey_pipeline(
     return unit, mapping, stored_range
 
 
-def _colour_to_grey(
-    header: _Header, rgb: np.ndarray, notes: list[str]
-) -> tuple[np.ndarray, str, tuple[float, float]]:
+def _colour_to_grey(header: _Header, rgb: np.ndarray, notes: list[str]) -> tuple[np.ndarray, str, tuple[float, float]]:
     if intensity.channels_equal(rgb):
         grey = rgb[..., 0]
         notes.append(f"{header.photometric} image with three equal channels read as grey")

@@ -49,9 +49,23 @@ def polarity(pixels: np.ndarray) -> Polarity:
     """Whether grey ``pixels`` (``(H, W)`` in ``[0, 1]``, higher = brighter) look like a negative."""
     height, width = pixels.shape
     side = max(1, int(min(height, width) * CORNER_FRACTION))
-    corners = float(np.mean([pixels[:side, :side].mean(), pixels[:side, -side:].mean(),
-                             pixels[-side:, :side].mean(), pixels[-side:, -side:].mean()]))
-    centre = float(np.median(pixels[height // 4: max(height // 4 + 1, 3 * height // 4),
-                                    width // 4: max(width // 4 + 1, 3 * width // 4)]))
-    return Polarity(negative=corners >= BRIGHT_CORNERS and corners - centre >= CORNER_MARGIN,
-                    corners=corners, centre=centre)
+    corners = float(
+        np.mean(
+            [
+                pixels[:side, :side].mean(),
+                pixels[:side, -side:].mean(),
+                pixels[-side:, :side].mean(),
+                pixels[-side:, -side:].mean(),
+            ]
+        )
+    )
+    centre = float(
+        np.median(
+            pixels[
+                height // 4 : max(height // 4 + 1, 3 * height // 4), width // 4 : max(width // 4 + 1, 3 * width // 4)
+            ]
+        )
+    )
+    return Polarity(
+        negative=corners >= BRIGHT_CORNERS and corners - centre >= CORNER_MARGIN, corners=corners, centre=centre
+    )

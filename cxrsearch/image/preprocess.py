@@ -116,7 +116,9 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> tuple[torch.Tens
     h, w = max(1, round(height * fit)), max(1, round(width * fit))
     image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
     smooth = config.interpolation in ("bilinear", "bicubic")
-    resized = F.interpolate(image, size=(h, w), mode=config.interpolation, **({"antialias": True, "align_corners": False} if smooth else {}))
+    resized = F.interpolate(
+        image, size=(h, w), mode=config.interpolation, **({"antialias": True, "align_corners": False} if smooth else {})
+    )
     resized = resized.clamp_(0.0, 1.0)[0, 0]
     top, left = (size - h) // 2, (size - w) // 2
     canvas = torch.full((size, size), float(config.pad_value), dtype=torch.float32)

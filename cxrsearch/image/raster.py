@@ -54,11 +54,15 @@ def decode_raster(path: Path, kind: str) -> DecodedImage:
         except Image.UnidentifiedImageError as exc:
             raise ImageError(f"{fmt} header cannot be read, the file is truncated or corrupt", path) from exc
         except Image.DecompressionBombError as exc:
-            raise ImageError(f"image dimensions are above the decompression-bomb limit; refused "
-                             f"before decoding ({exc})", path) from exc
+            raise ImageError(
+                f"image dimensions are above the decompression-bomb limit; refused before decoding ({exc})", path
+            ) from exc
         except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
-            raise ImageError(f"{fmt} data cannot be decoded, it is truncated or corrupt "
-                             f"({type(exc).__name__}: {' '.join(str(exc).split())})", path) from exc
+            raise ImageError(
+                f"{fmt} data cannot be decoded, it is truncated or corrupt "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())})",
+                path,
+            ) from exc
     # Our own size guard governs; Pillow's softer bomb warning (above ~89 MP) is redundant.
     notes.extend(str(w.message) for w in caught if not issubclass(w.category, Image.DecompressionBombWarning))
 
@@ -66,8 +70,10 @@ def decode_raster(path: Path, kind: str) -> DecodedImage:
     if grey.min() == grey.max():
         notes.append("the image is uniform: every pixel has the same value")
     elif bits == 16 and grey.max() < 4096:
-        notes.append(f"16-bit image whose largest value is {int(grey.max())} (at most 12 significant bits): "
-                     "divided by 65535 it looks dark")
+        notes.append(
+            f"16-bit image whose largest value is {int(grey.max())} (at most 12 significant bits): "
+            "divided by 65535 it looks dark"
+        )
     return DecodedImage(
         pixels=intensity.scale_to_unit(grey, max_value),
         kind=kind,

@@ -43,7 +43,9 @@ class IndexOptions:
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"--batch-size must be a positive integer, got {self.batch_size!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
             raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
         if self.images_dir is not None and not Path(self.images_dir).is_dir():
             raise ConfigError("--images: not a directory", path=self.images_dir)

@@ -90,8 +90,14 @@ def read_studies(source: str | Path, limit: int | None = None) -> tuple[list[Stu
             failures.append(Failure(kind="report", path=name, error=exc.message))
             continue
         if study.uid in studies:
-            failures.append(Failure(kind="report", path=name, study_id=study.uid,
-                                    error=f"duplicate report {study.uid} (first read from {studies[study.uid].source})"))
+            failures.append(
+                Failure(
+                    kind="report",
+                    path=name,
+                    study_id=study.uid,
+                    error=f"duplicate report {study.uid} (first read from {studies[study.uid].source})",
+                )
+            )
             continue
         studies[study.uid] = study
     if not studies and not failures:

@@ -75,8 +75,13 @@ def decode_items(items: Sequence[IndexItem]) -> tuple[list[Decoded], list[Failur
     return done, failures
 
 
-def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecord,
-                  bm25: Bm25Spec | None = None, paths: PayloadPaths | None = None) -> tuple[list[Point], list[Failure]]:
+def encode_points(
+    encoder: Encoder,
+    batch: Sequence[Decoded],
+    record: ModelRecord,
+    bm25: Bm25Spec | None = None,
+    paths: PayloadPaths | None = None,
+) -> tuple[list[Point], list[Failure]]:
     """Points for a decoded batch. Inputs are grouped by which modalities they have (one forward
     pass per group). When a group fails (e.g. an image the preprocessing refuses), its inputs are
     retried one at a time so that only the offending files fail. ``paths``: the roots payload paths
@@ -98,8 +103,13 @@ def encode_points(encoder: Encoder, batch: Sequence[Decoded], record: ModelRecor
     return points, failures
 
 
-def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecord,
-                  bm25: Bm25Spec | None = None, paths: PayloadPaths | None = None) -> list[Point]:
+def _encode_group(
+    encoder: Encoder,
+    group: Sequence[Decoded],
+    record: ModelRecord,
+    bm25: Bm25Spec | None = None,
+    paths: PayloadPaths | None = None,
+) -> list[Point]:
     with_image = group[0].image is not None
     with_text = bool(group[0].item.text)
     encoded = encoder.encode(
@@ -108,12 +118,20 @@ def _encode_group(encoder: Encoder, group: Sequence[Decoded], record: ModelRecor
         batch_size=len(group),
     )
     sparse = embed_documents([entry.item.text for entry in group], bm25) if bm25 is not None and with_text else None
-    return [_point(entry, encoded, row, record, None if sparse is None else sparse[row], paths)
-            for row, entry in enumerate(group)]
+    return [
+        _point(entry, encoded, row, record, None if sparse is None else sparse[row], paths)
+        for row, entry in enumerate(group)
+    ]
 
 
-def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord, bm25: SparseVector | None,
-           paths: PayloadPaths | None = None) -> Point:
+def _point(
+    entry: Decoded,
+    encoded: Encoded,
+    row: int,
+    record: ModelRecord,
+    bm25: SparseVector | None,
+    paths: PayloadPaths | None = None,
+) -> Point:
     vectors: dict[str, Vector] = {"joint": encoded.joint[row], HYBRID_VECTOR: encoded.probs[row].astype(np.float32)}
     if encoded.image is not None:
         vectors["image"] = encoded.image[row]
@@ -124,8 +142,9 @@ def _point(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord, bm25
     return Point(id=entry.item.point_id, vectors=vectors, payload=payload(entry, encoded, row, record, paths))
 
 
-def payload(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord,
-            paths: PayloadPaths | None = None) -> dict[str, Any]:
+def payload(
+    entry: Decoded, encoded: Encoded, row: int, record: ModelRecord, paths: PayloadPaths | None = None
+) -> dict[str, Any]:
     """The payload of one point (see the module docstring)."""
     paths = paths or PayloadPaths()
     item, study = entry.item, entry.item.study
@@ -154,5 +173,10 @@ def payload(entry: Decoded, encoded: Encoded, row: int, record: ModelRecord,
 
 
 def _failure(item: IndexItem, exc: CxrSearchError) -> Failure:
-    return Failure(kind="image" if item.has_image else "report", path=str(item.image_path or item.study.source),
-                   error=exc.message, study_id=item.study.uid, image_id=item.image_id)
+    return Failure(
+        kind="image" if item.has_image else "report",
+        path=str(item.image_path or item.study.source),
+        error=exc.message,
+        study_id=item.study.uid,
+        image_id=item.image_id,
+    )

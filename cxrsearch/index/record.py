@@ -49,20 +49,30 @@ class ModelRecord:
 
     @classmethod
     def of(cls, info: CheckpointInfo) -> ModelRecord:
-        return cls(model=info.config.name, checkpoint=str(info.path.expanduser().resolve()), fingerprint=info.fingerprint)
+        return cls(
+            model=info.config.name, checkpoint=str(info.path.expanduser().resolve()), fingerprint=info.fingerprint
+        )
 
     def payload(self) -> dict[str, str]:
         """The payload fields every point carries (the checkpoint by its directory's name)."""
-        return {"model": self.model, "checkpoint": Path(self.checkpoint).name,
-                "checkpoint_fingerprint": self.fingerprint}
+        return {
+            "model": self.model,
+            "checkpoint": Path(self.checkpoint).name,
+            "checkpoint_fingerprint": self.fingerprint,
+        }
 
     @classmethod
     def from_payload(cls, payload: dict, where: str) -> ModelRecord:
         try:
-            return cls(model=str(payload["model"]), checkpoint=str(payload["checkpoint"]),
-                       fingerprint=str(payload["checkpoint_fingerprint"]))
+            return cls(
+                model=str(payload["model"]),
+                checkpoint=str(payload["checkpoint"]),
+                fingerprint=str(payload["checkpoint_fingerprint"]),
+            )
         except KeyError as exc:
-            raise StoreError(f"point payload has no {exc.args[0]!r}: not written by `cxrsearch index`", path=where) from None
+            raise StoreError(
+                f"point payload has no {exc.args[0]!r}: not written by `cxrsearch index`", path=where
+            ) from None
 
 
 def recorded_model(store: Store, collection: str) -> ModelRecord | None:
@@ -99,7 +109,7 @@ class PayloadPaths:
     def source(self, source: str) -> str:
         """``/data/openi/NLMCXR_reports.tgz:ecgen-radiology/1.xml`` -> ``NLMCXR_reports.tgz:ecgen-radiology/1.xml``."""
         if self.reports is not None and source.startswith(str(self.reports) + os.sep):
-            return Path(source[len(str(self.reports)) + 1:]).as_posix()
+            return Path(source[len(str(self.reports)) + 1 :]).as_posix()
         return source
 
     def image(self, path: Path) -> str:
@@ -110,8 +120,9 @@ class PayloadPaths:
         return str(path)
 
 
-def image_file(payload: dict[str, Any], roots: dict[str, str], images: Path | None = None,
-               where: str = "") -> Path | None:
+def image_file(
+    payload: dict[str, Any], roots: dict[str, str], images: Path | None = None, where: str = ""
+) -> Path | None:
     """The radiograph file of a point (``None`` for a report point): a relative ``image_path`` is
     joined to ``images`` (``--images``) or the collection's images root; QueryError when neither is
     known. Absolute paths (collections of cxrsearch <= 0.1) are used as stored."""
@@ -123,8 +134,11 @@ def image_file(payload: dict[str, Any], roots: dict[str, str], images: Path | No
         return path
     root = images if images is not None else roots.get("images")
     if root is None:
-        raise QueryError(f"the radiograph {path.as_posix()} is stored relative to the folder it was indexed from, "
-                         "which this store does not record (a server collection?): pass --images DIR", path=where)
+        raise QueryError(
+            f"the radiograph {path.as_posix()} is stored relative to the folder it was indexed from, "
+            "which this store does not record (a server collection?): pass --images DIR",
+            path=where,
+        )
     return Path(root) / path
 
 
@@ -137,11 +151,20 @@ def check_same_model(store: Store, collection: str, ids: Sequence[str], record: 
                 f"collection {collection!r} was indexed with checkpoint {other.checkpoint} ({other.model}, "
                 f"fingerprint {other.fingerprint[:12]}), not {record.checkpoint} ({record.fingerprint[:12]}): "
                 "embeddings of two checkpoints cannot be mixed; pass --reindex to re-encode every point, "
-                "or index into another --collection", path=collection)
+                "or index into another --collection",
+                path=collection,
+            )
 
 
-def ensure_collection(store: Store, collection: str, schema_name: str, vector_size: int, checkpoint: str,
-                      label_size: int | None = None, texts: Sequence[str] = ()) -> bool:
+def ensure_collection(
+    store: Store,
+    collection: str,
+    schema_name: str,
+    vector_size: int,
+    checkpoint: str,
+    label_size: int | None = None,
+    texts: Sequence[str] = (),
+) -> bool:
     """Create ``collection`` from schema ``schema_name`` with ``vector_size``-d embeddings and
     ``label_size``-d label vectors when missing (``True``; BM25's ``avg_len`` is set from ``texts``,
     the reports about to be indexed); otherwise check that it has this cxrsearch's vectors
@@ -156,24 +179,35 @@ def ensure_collection(store: Store, collection: str, schema_name: str, vector_si
     sizes = info.vector_sizes
     missing = [name for name in VECTOR_NAMES if name not in sizes]
     if missing:
-        raise StoreError(f"collection {collection!r} has no {', '.join(missing)} vector(s) (it has "
-                         f"{', '.join(sizes)}): not a cases collection; index into another --collection", path=collection)
+        raise StoreError(
+            f"collection {collection!r} has no {', '.join(missing)} vector(s) (it has "
+            f"{', '.join(sizes)}): not a cases collection; index into another --collection",
+            path=collection,
+        )
     if HYBRID_VECTOR not in sizes or BM25_VECTOR not in info.schema.sparse_names:
-        raise StoreError(f"collection {collection!r} was made by an older cxrsearch, without the label_probs and "
-                         "bm25 vectors of hybrid search: index into a new --collection, or drop this one and index "
-                         f"again (`cxrsearch collections drop {collection}`; see docs/search.md, upgrading)",
-                         path=collection)
+        raise StoreError(
+            f"collection {collection!r} was made by an older cxrsearch, without the label_probs and "
+            "bm25 vectors of hybrid search: index into a new --collection, or drop this one and index "
+            f"again (`cxrsearch collections drop {collection}`; see docs/search.md, upgrading)",
+            path=collection,
+        )
     labels = sizes[HYBRID_VECTOR]
     sizes = {name: size for name, size in sizes.items() if name in VECTOR_NAMES}
     wrong = {name: size for name, size in sizes.items() if size != vector_size}
     if wrong:
         size = next(iter(wrong.values()))
-        raise StoreError(f"collection {collection!r} stores {size}-d vectors but checkpoint {checkpoint} produces "
-                         f"{vector_size}-d embeddings; index into another --collection, or drop this one "
-                         f"(`cxrsearch collections drop {collection}`)", path=collection)
+        raise StoreError(
+            f"collection {collection!r} stores {size}-d vectors but checkpoint {checkpoint} produces "
+            f"{vector_size}-d embeddings; index into another --collection, or drop this one "
+            f"(`cxrsearch collections drop {collection}`)",
+            path=collection,
+        )
     if label_size is not None and labels != label_size:
-        raise StoreError(f"collection {collection!r} stores {labels} label probabilities but checkpoint {checkpoint} "
-                         f"has {label_size} labels; index into another --collection", path=collection)
+        raise StoreError(
+            f"collection {collection!r} stores {labels} label probabilities but checkpoint {checkpoint} "
+            f"has {label_size} labels; index into another --collection",
+            path=collection,
+        )
     return False
 
 
@@ -188,7 +222,10 @@ def check_images_trained(info: CheckpointInfo, what: str) -> None:
     from cxrsearch.errors import ModelError
 
     if info.trained_modalities == ("text",):
-        raise ModelError(f"{what} needs a checkpoint trained with radiographs; this one learned from reports only "
-                         "(no images, or a random image tower kept frozen), so its image vectors would be random: "
-                         "leave out --images for a text-only collection, or train with --images (and a pretrained "
-                         "or trainable image tower) first", path=info.path)
+        raise ModelError(
+            f"{what} needs a checkpoint trained with radiographs; this one learned from reports only "
+            "(no images, or a random image tower kept frozen), so its image vectors would be random: "
+            "leave out --images for a text-only collection, or train with --images (and a pretrained "
+            "or trainable image tower) first",
+            path=info.path,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -47,13 +47,15 @@ class FailureLog:
     def add(self, failure: Failure) -> None:
         self.failures.append(failure)
         if self._handle is None:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             self.path = self.directory / f"{self.collection}-{stamp}.jsonl"
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 self._handle = self.path.open("w", encoding="utf-8")
             except OSError as exc:
-                raise ConfigError(f"cannot write the index failures file: {exc.strerror or exc}", path=self.path) from None
+                raise ConfigError(
+                    f"cannot write the index failures file: {exc.strerror or exc}", path=self.path
+                ) from None
         self._handle.write(json.dumps(asdict(failure), ensure_ascii=False) + "\n")
         self._handle.flush()
 

@@ -29,7 +29,12 @@ from cxrsearch.index.options import IndexOptions
 from cxrsearch.index.plan import IndexItem, plan_items, read_studies
 from cxrsearch.index.points import Decoded, decode_items, encode_points
 from cxrsearch.index.record import (
-    ModelRecord, PayloadPaths, check_images_trained, check_same_model, ensure_collection, stale_report_points,
+    ModelRecord,
+    PayloadPaths,
+    check_images_trained,
+    check_same_model,
+    ensure_collection,
+    stale_report_points,
 )
 from cxrsearch.index.report import Failure, FailureLog, IndexReport
 from cxrsearch.store.base import Store, point_id
@@ -77,8 +82,15 @@ def index_studies(
     views = load_view_table(options.metadata) if options.metadata is not None else None
     plan = plan_items(studies, collection, images, views, tuple(report_failures))
 
-    ensure_collection(store, collection, options.schema, encoder.config.fusion.joint_dim, record.checkpoint,
-                      label_size=len(encoder.labels), texts=[item.text for item in plan.items])
+    ensure_collection(
+        store,
+        collection,
+        options.schema,
+        encoder.config.fusion.joint_dim,
+        record.checkpoint,
+        label_size=len(encoder.labels),
+        texts=[item.text for item in plan.items],
+    )
     bm25 = store.collection_info(collection).schema.bm25
     paths = _payload_paths(store, collection, options)
     planned_ids = [item.point_id for item in plan.items]
@@ -92,8 +104,9 @@ def index_studies(
     try:
         for failure in plan.failures:
             log.add(failure)
-        indexed, inverted = _run_batches(encoder, todo, options.batch_size, record, store, collection, log, progress,
-                                         bm25, paths)
+        indexed, inverted = _run_batches(
+            encoder, todo, options.batch_size, record, store, collection, log, progress, bm25, paths
+        )
     finally:
         log.close()
 
@@ -170,9 +183,12 @@ def _payload_paths(store: Store, collection: str, options: IndexOptions) -> Payl
     images = None if options.images_dir is None else Path(options.images_dir).expanduser().absolute()
     before = store.roots(collection).get("images")
     if images is not None and before is not None and before != str(images) and not options.reindex:
-        raise StoreError(f"collection {collection!r} holds radiographs indexed from {before}, not {images}: their "
-                         "paths are stored relative to that folder; index with that --images folder, or pass "
-                         "--reindex to re-encode every point from this one", path=collection)
+        raise StoreError(
+            f"collection {collection!r} holds radiographs indexed from {before}, not {images}: their "
+            "paths are stored relative to that folder; index with that --images folder, or pass "
+            "--reindex to re-encode every point from this one",
+            path=collection,
+        )
     return PayloadPaths(reports=reports, images=images)
 
 

@@ -28,6 +28,7 @@ Public API::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -36,7 +37,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,8 +115,18 @@ class CheckpointInfo:
             "labels": list(self.labels),
             "thresholds": dict(zip(self.labels, self.thresholds)),
             "towers": {
-                "image": {"arch": cfg.image.arch, "source": cfg.image.source, "hub_id": cfg.image.hub_id, "revision": cfg.image.revision},
-                "text": {"model_type": self.text_tower_config.get("model_type"), "source": cfg.text.source, "hub_id": cfg.text.hub_id, "revision": cfg.text.revision},
+                "image": {
+                    "arch": cfg.image.arch,
+                    "source": cfg.image.source,
+                    "hub_id": cfg.image.hub_id,
+                    "revision": cfg.image.revision,
+                },
+                "text": {
+                    "model_type": self.text_tower_config.get("model_type"),
+                    "source": cfg.text.source,
+                    "hub_id": cfg.text.hub_id,
+                    "revision": cfg.text.revision,
+                },
             },
             "fusion": cfg.to_dict()["fusion"],
             "preprocess": cfg.to_dict()["preprocess"],
@@ -159,11 +170,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _thresholds_in_order(labels: tuple[str, ...], thresholds: Sequence[float] | Mapping[str, float]) -> tuple[float, ...]:
+def _thresholds_in_order(
+    labels: tuple[str, ...], thresholds: Sequence[float] | Mapping[str, float]
+) -> tuple[float, ...]:
     if isinstance(thresholds, Mapping):
         missing = [label for label in labels if label not in thresholds]
         if missing or len(thresholds) != len(labels):
-            raise ModelError(f"thresholds must name exactly the model's labels (missing {missing}, extra {sorted(set(thresholds) - set(labels))})")
+            raise ModelError(
+                f"thresholds must name exactly the model's labels (missing {missing}, extra {sorted(set(thresholds) - set(labels))})"
+            )
         values = tuple(float(thresholds[label]) for label in labels)
     else:
         values = tuple(float(t) for t in thresholds)
@@ -176,7 +191,9 @@ def _thresholds_in_order(labels: tuple[str, ...], thresholds: Sequence[float] | 
 
 def _json_ready(value: Any, what: str) -> Any:
     try:
-        return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o), allow_nan=False))
+        return json.loads(
+            json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o), allow_nan=False)
+        )
     except ValueError as exc:
         raise ModelError(f"checkpoint {what} are not JSON-serialisable: {exc}") from None
 
@@ -245,7 +262,7 @@ def save_checkpoint(
         "data_fingerprint": data_fingerprint,
         "metrics": _json_ready(dict(metrics or {}), "metrics"),
         "text_tower_config": _json_ready(model.text_tower.hf_config_dict(), "text tower config"),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(model.config),
         "extra": _json_ready(dict(extra or {}), "extra fields"),
     }
@@ -275,7 +292,10 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelError(f"not a cxrsearch checkpoint (format is not {FORMAT!r})", path=config_path)
     if doc.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"checkpoint format version {doc.get('format_version')} is not supported (expected {FORMAT_VERSION})", path=config_path)
+        raise ModelError(
+            f"checkpoint format version {doc.get('format_version')} is not supported (expected {FORMAT_VERSION})",
+            path=config_path,
+        )
     try:
         labels = tuple(str(label) for label in doc["labels"])
         info = CheckpointInfo(
@@ -310,8 +330,13 @@ its sha256 matched ``config.json``: the file's identity then, so that later load
 RUNTIMES = ("torch", "numpy", "auto")
 
 
-def load_checkpoint(directory: str | Path, device: str = "cpu", verify: bool = True,
-                    towers: Sequence[str] = TOWERS, runtime: str = "torch") -> Checkpoint:
+def load_checkpoint(
+    directory: str | Path,
+    device: str = "cpu",
+    verify: bool = True,
+    towers: Sequence[str] = TOWERS,
+    runtime: str = "torch",
+) -> Checkpoint:
     """Rebuild the model from a checkpoint directory, offline. The model is returned in eval mode.
 
     ``verify``: check the sha256 of ``model.safetensors`` against ``config.json`` (about 1 s per
@@ -340,7 +365,9 @@ def load_checkpoint(directory: str | Path, device: str = "cpu", verify: bool = T
     if not weights.is_file():
         raise ModelError(f"checkpoint weights {WEIGHTS_FILE} are missing", path=info.path)
     if weights.stat().st_size != info.weights_bytes or (verify and not _verified(weights, info.fingerprint)):
-        raise ModelError(f"checkpoint weights do not match {CONFIG_FILE} (truncated, replaced or torn write)", path=weights)
+        raise ModelError(
+            f"checkpoint weights do not match {CONFIG_FILE} (truncated, replaced or torn write)", path=weights
+        )
     tokenizer_dir = info.path / TOKENIZER_DIR
     if "text" in wanted and not tokenizer_dir.is_dir():
         raise ModelError(f"checkpoint {TOKENIZER_DIR}/ directory is missing", path=info.path)
@@ -354,7 +381,7 @@ def load_checkpoint(directory: str | Path, device: str = "cpu", verify: bool = T
     config = info.config
     try:
         with _open_weights(weights, device) as handle:
-            keys = [key for key in handle.keys() if _part_of(key) in wanted + ("fusion",)]
+            keys = [key for key in handle.keys() if _part_of(key) in wanted + ("fusion",)]  # noqa: SIM118  (a safetensors handle has keys() but is not iterable)
             dims = {name: int(handle.get_slice(f"{name}_embed_proj.weight").get_shape()[1]) for name in TOWERS}
             model = FusionModel(
                 config,
@@ -405,7 +432,9 @@ def _load_state(model: FusionModel, state: dict[str, Any]) -> None:
     loaded = {own[key].data_ptr() for key in state if key in own}
     missing = [key for key in missing if own[key].data_ptr() not in loaded]
     if missing or unexpected:
-        raise ModelError(f"cannot load checkpoint weights: they do not fit the model (missing {missing[:5]}, unexpected {list(unexpected)[:5]})")
+        raise ModelError(
+            f"cannot load checkpoint weights: they do not fit the model (missing {missing[:5]}, unexpected {list(unexpected)[:5]})"
+        )
 
 
 # ---------------------------------------------------------------- verification stamp
@@ -415,8 +444,15 @@ def _stamp_of(weights: Path, fingerprint: str) -> dict[str, Any]:
     """What identifies ``weights`` as the file that was hashed: any write moves mtime and ctime
     (ctime cannot be set back by hand), a replacement changes the inode."""
     st = weights.stat()
-    return {"file": WEIGHTS_FILE, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "inode": st.st_ino, "device": st.st_dev, "fingerprint": fingerprint}
+    return {
+        "file": WEIGHTS_FILE,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+        "fingerprint": fingerprint,
+    }
 
 
 def stamp_paths(weights: Path) -> tuple[Path, Path]:
@@ -455,9 +491,7 @@ def _write_stamp(path: Path, stamp: dict[str, Any]) -> bool:
         tmp.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         return False
     return True

@@ -82,7 +82,9 @@ class TowerConfig:
             raise ModelError(f"tower library must be 'timm' or 'transformers', not {self.library!r}")
         kind = self.source.split(":", 1)[0]
         if kind not in SOURCE_KINDS:
-            raise ModelError(f"unknown tower source {self.source!r} (use one of: hub, local-dir:PATH, python-package:MODULE, random)")
+            raise ModelError(
+                f"unknown tower source {self.source!r} (use one of: hub, local-dir:PATH, python-package:MODULE, random)"
+            )
         if kind == "hub" and not self.hub_id:
             raise ModelError(f"tower source 'hub' needs a hub_id ({self.arch or self.library} tower)")
         if self.library == "timm" and not self.arch:
@@ -163,7 +165,12 @@ class PreprocessConfig:
             raise ModelError(f"preprocess interpolation must be bilinear, bicubic or area, not {self.interpolation!r}")
         if self.image_size < 8 or self.max_text_tokens < 2:
             raise ModelError("preprocess image_size must be >= 8 and max_text_tokens >= 2")
-        if self.channels not in (1, 3) or len(self.mean) != self.channels or len(self.std) != self.channels or min(self.std) <= 0:
+        if (
+            self.channels not in (1, 3)
+            or len(self.mean) != self.channels
+            or len(self.std) != self.channels
+            or min(self.std) <= 0
+        ):
             raise ModelError("preprocess channels must be 1 or 3, with one mean and one std (> 0) per channel")
         if not 0.0 <= self.pad_value <= 1.0:
             raise ModelError(f"preprocess pad_value must be in [0, 1], not {self.pad_value}")

@@ -75,7 +75,9 @@ class Encoder:
         from cxrsearch.model.numpy_text import NumpyTextModel
 
         if isinstance(source, (str, Path)):
-            source = load_checkpoint(source, device=device, towers=TOWERS if towers is None else towers, runtime=runtime)
+            source = load_checkpoint(
+                source, device=device, towers=TOWERS if towers is None else towers, runtime=runtime
+            )
         if isinstance(source, Checkpoint):
             self.checkpoint: Checkpoint | None = source
             self.model = source.model
@@ -85,7 +87,9 @@ class Encoder:
             self.checkpoint, self.model, self.fingerprint = None, source, None
             default_thresholds = [0.5] * len(source.labels)
         else:
-            raise ModelError(f"Encoder needs a checkpoint, a checkpoint path or a FusionModel, not {type(source).__name__}")
+            raise ModelError(
+                f"Encoder needs a checkpoint, a checkpoint path or a FusionModel, not {type(source).__name__}"
+            )
         self.device = str(device)
         self.numpy = isinstance(self.model, NumpyTextModel)
         if not self.numpy:
@@ -122,7 +126,9 @@ class Encoder:
         if not all(isinstance(text, str) for text in texts):
             raise ModelError("every text must be a string (a study without a report has no text input)")
         if self.numpy:
-            raise ModelError("a numpy-runtime encoder makes no torch tensors (load the checkpoint with runtime='torch')")
+            raise ModelError(
+                "a numpy-runtime encoder makes no torch tensors (load the checkpoint with runtime='torch')"
+            )
         batch = self.model.tokenizer(
             list(texts),
             padding="longest",
@@ -130,7 +136,10 @@ class Encoder:
             max_length=self.config.preprocess.max_text_tokens,
             return_tensors="pt",
         )
-        return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
+        return {
+            "input_ids": batch["input_ids"].to(self.device),
+            "attention_mask": batch["attention_mask"].to(self.device),
+        }
 
     def predict(self, probs: np.ndarray) -> tuple[tuple[str, ...], ...]:
         """Thresholded label names for ``[B, L]`` probabilities."""
@@ -175,7 +184,11 @@ class Encoder:
                     if texts is not None:
                         inputs.update(self.tokenize(texts[start : start + batch_size]))
                     out = self.model(**inputs)
-                    for key, value in (("image", out.image_embedding), ("text", out.text_embedding), ("joint", out.joint_embedding)):
+                    for key, value in (
+                        ("image", out.image_embedding),
+                        ("text", out.text_embedding),
+                        ("joint", out.joint_embedding),
+                    ):
                         if value is not None:
                             parts[key].append(value.float().cpu().numpy())
                     parts["probs"].append(torch.sigmoid(out.logits).float().cpu().numpy())

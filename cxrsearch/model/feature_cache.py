@@ -102,7 +102,9 @@ def module_fingerprint(module: torch.nn.Module) -> str:
 
 
 def _key(kind: str, parts: dict) -> str:
-    return hashlib.sha256(json.dumps({"kind": kind, "version": 1, **parts}, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({"kind": kind, "version": 1, **parts}, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 def _read(path: Path, names: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
@@ -115,7 +117,9 @@ def _read(path: Path, names: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
     except Exception as exc:  # safetensors raises several error types for damaged files
         raise ModelError(f"damaged feature cache file ({exc}); delete it to recompute", path=path) from None
     if set(tensors) != set(names):
-        raise ModelError(f"feature cache file holds {sorted(tensors)}, expected {sorted(names)}; delete it to recompute", path=path)
+        raise ModelError(
+            f"feature cache file holds {sorted(tensors)}, expected {sorted(names)}; delete it to recompute", path=path
+        )
     return tensors
 
 
@@ -129,7 +133,13 @@ def _write(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def text_features(
-    model: FusionModel, texts: Sequence[str], cache_root: Path, *, device: str = "cpu", batch_size: int = 64, progress: Progress | None = None
+    model: FusionModel,
+    texts: Sequence[str],
+    cache_root: Path,
+    *,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> TextFeatureTable:
     """Frozen text-tower outputs of ``texts`` (from the cache file when its key matches)."""
     import torch
@@ -137,10 +147,17 @@ def text_features(
     from cxrsearch.model.encode import Encoder
 
     tower, tokenizer = model.text_tower, model.tokenizer
-    key = _key("text", {
-        "tower": module_fingerprint(tower), "pooling": tower.pooling, "tokenizer": type(tokenizer).__name__,
-        "vocab": len(tokenizer), "max_tokens": model.config.preprocess.max_text_tokens, "texts": list(texts),
-    })
+    key = _key(
+        "text",
+        {
+            "tower": module_fingerprint(tower),
+            "pooling": tower.pooling,
+            "tokenizer": type(tokenizer).__name__,
+            "vocab": len(tokenizer),
+            "max_tokens": model.config.preprocess.max_text_tokens,
+            "texts": list(texts),
+        },
+    )
     path = Path(cache_root) / "features" / f"text-{key[:40]}.safetensors"
     cached = _read(path, ("tokens", "offsets", "pooled"))
     if cached is not None and int(cached["pooled"].shape[0]) == len(texts):
@@ -172,7 +189,13 @@ def text_features(
 
 
 def image_features(
-    model: FusionModel, paths: Sequence[Path], cache_root: Path, *, device: str = "cpu", batch_size: int = 16, progress: Progress | None = None
+    model: FusionModel,
+    paths: Sequence[Path],
+    cache_root: Path,
+    *,
+    device: str = "cpu",
+    batch_size: int = 16,
+    progress: Progress | None = None,
 ) -> ImageFeatureTable:
     """Frozen image-tower outputs of the radiographs at ``paths`` (decoded with ``decode_image``)."""
     import torch
@@ -181,7 +204,14 @@ def image_features(
     from cxrsearch.model.encode import Encoder
 
     files = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in map(Path, paths)]
-    key = _key("image", {"tower": module_fingerprint(model.image_tower), "preprocess": model.config.to_dict()["preprocess"], "files": files})
+    key = _key(
+        "image",
+        {
+            "tower": module_fingerprint(model.image_tower),
+            "preprocess": model.config.to_dict()["preprocess"],
+            "files": files,
+        },
+    )
     path = Path(cache_root) / "features" / f"image-{key[:40]}.safetensors"
     cached = _read(path, ("tokens", "pooled", "grid"))
     if cached is not None and int(cached["pooled"].shape[0]) == len(paths):

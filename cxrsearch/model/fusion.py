@@ -63,8 +63,12 @@ class CrossModalLayer(nn.Module):
         self.hybrid = config.hybrid_ffn
         if self.hybrid:
             hidden = config.ffn_mult * dim
-            self.ffn_text = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(drop), nn.Linear(hidden, dim))
-            self.ffn_image = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(drop), nn.Linear(hidden, dim))
+            self.ffn_text = nn.Sequential(
+                nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(drop), nn.Linear(hidden, dim)
+            )
+            self.ffn_image = nn.Sequential(
+                nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(drop), nn.Linear(hidden, dim)
+            )
             self.norm_text_ffn = nn.LayerNorm(dim)
             self.norm_image_ffn = nn.LayerNorm(dim)
 
@@ -103,8 +107,16 @@ class FusionModel(nn.Module):
     model runs every other part unchanged and refuses inputs of the missing modality.
     """
 
-    def __init__(self, config: ModelConfig, labels: Sequence[str], image_tower: ImageTower | None,
-                 text_tower: TextTower | None, *, image_dim: int | None = None, text_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        labels: Sequence[str],
+        image_tower: ImageTower | None,
+        text_tower: TextTower | None,
+        *,
+        image_dim: int | None = None,
+        text_dim: int | None = None,
+    ) -> None:
         super().__init__()
         labels = tuple(str(label) for label in labels)
         if not labels or len(set(labels)) != len(labels):
@@ -142,7 +154,9 @@ class FusionModel(nn.Module):
     @property
     def towers(self) -> tuple[str, ...]:
         """The towers this model holds: ``("image", "text")``, or one of them (a query-side load)."""
-        return tuple(name for name, tower in (("image", self.image_tower), ("text", self.text_tower)) if tower is not None)
+        return tuple(
+            name for name, tower in (("image", self.image_tower), ("text", self.text_tower)) if tower is not None
+        )
 
     @property
     def tokenizer(self):
@@ -152,7 +166,9 @@ class FusionModel(nn.Module):
     def _tower(self, name: str) -> nn.Module:
         tower = self.image_tower if name == "image" else self.text_tower
         if tower is None:
-            raise ModelError(f"this model was loaded without its {name} tower (load the checkpoint with towers including {name!r})")
+            raise ModelError(
+                f"this model was loaded without its {name} tower (load the checkpoint with towers including {name!r})"
+            )
         return tower
 
     def tower_parameters(self) -> Iterator[nn.Parameter]:
@@ -222,7 +238,9 @@ class FusionModel(nn.Module):
             raise ModelError("the model needs an image, a text, or both")
         batch = (image.tokens if image is not None else text.tokens).shape[0]
         if image is not None and text is not None and text.tokens.shape[0] != batch:
-            raise ModelError(f"{batch} images but {text.tokens.shape[0]} texts: paired inputs must have the same batch size")
+            raise ModelError(
+                f"{batch} images but {text.tokens.shape[0]} texts: paired inputs must have the same batch size"
+            )
 
         image_embedding = text_embedding = None
         present: list[torch.Tensor] = []

@@ -30,7 +30,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _PATTERNS = {
     "timm": ["model.safetensors", "config.json"],
-    "transformers": ["config.json", "*.safetensors", "tokenizer*", "vocab*", "special_tokens_map.json", "*.model", "merges.txt"],
+    "transformers": [
+        "config.json",
+        "*.safetensors",
+        "tokenizer*",
+        "vocab*",
+        "special_tokens_map.json",
+        "*.model",
+        "merges.txt",
+    ],
 }
 PROBE_TIMEOUT_S = 3.0
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -70,7 +78,10 @@ def _package_dir(module_name: str, what: str, hint: str) -> Path:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _endpoint() -> str:
@@ -114,7 +125,9 @@ def _hub_snapshot(tower: TowerConfig, what: str, hint: str, flag: str) -> Path:
     if _offline():
         raise ModelError(f"{what} {where} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {hint}")
     if not hub_reachable():
-        raise ModelError(f"{what} {where}: the Hugging Face Hub ({endpoint}) is unreachable and the cache has no copy; {hint}")
+        raise ModelError(
+            f"{what} {where}: the Hugging Face Hub ({endpoint}) is unreachable and the cache has no copy; {hint}"
+        )
     try:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, endpoint=endpoint))
     except RevisionNotFoundError:
@@ -128,4 +141,6 @@ def _hub_snapshot(tower: TowerConfig, what: str, hint: str, flag: str) -> Path:
             f"pass {flag} hub:ORG/NAME, or {hint}"
         ) from None
     except Exception as exc:
-        raise ModelError(f"{what} {where}: download failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); {hint}") from None
+        raise ModelError(
+            f"{what} {where}: download failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); {hint}"
+        ) from None

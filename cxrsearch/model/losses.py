@@ -84,7 +84,9 @@ def bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Mean sigmoid focal loss ``-alpha_t (1 - p_t)^gamma log(p_t)`` over ``[B, L]`` cells.
 
     ``log(p_t)`` is ``-BCE(logit, y)`` (computed with log-sigmoid, stable for any logit) and
@@ -130,7 +132,9 @@ def contrastive_loss(
     (``[B, B]`` bool) is ``True`` are removed from the softmax (see the module docstring).
     """
     if image_embedding.shape != text_embedding.shape:
-        raise ConfigError(f"contrastive_loss: image {tuple(image_embedding.shape)} vs text {tuple(text_embedding.shape)}")
+        raise ConfigError(
+            f"contrastive_loss: image {tuple(image_embedding.shape)} vs text {tuple(text_embedding.shape)}"
+        )
     size = image_embedding.shape[0]
     logits = logit_scale * image_embedding @ text_embedding.t()
     if same_mask is not None:

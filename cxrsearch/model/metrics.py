@@ -77,9 +77,7 @@ def macro_auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     y, s = _check(y_true, scores)
-    values = [
-        roc_auc_score(y[:, j], s[:, j]) for j in range(y.shape[1]) if 0 < int(y[:, j].sum()) < y.shape[0]
-    ]
+    values = [roc_auc_score(y[:, j], s[:, j]) for j in range(y.shape[1]) if 0 < int(y[:, j].sum()) < y.shape[0]]
     return float(np.mean(values)) if values else math.nan
 
 

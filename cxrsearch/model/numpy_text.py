@@ -58,8 +58,27 @@ def _erf(x: np.ndarray) -> np.ndarray:
     """erf to ~1e-7 (Abramowitz & Stegun 7.1.26 is 1.5e-7; this is Numerical Recipes' erfc, 1.2e-7)."""
     z = np.abs(x).astype(np.float64)
     t = 1.0 / (1.0 + 0.5 * z)
-    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
-        0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    poly = (
+        -z * z
+        - 1.26551223
+        + t
+        * (
+            1.00002368
+            + t
+            * (
+                0.37409196
+                + t
+                * (
+                    0.09678418
+                    + t
+                    * (
+                        -0.18628806
+                        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))
+                    )
+                )
+            )
+        )
+    )
     erfc = t * np.exp(poly)
     return (np.sign(x) * (1.0 - erfc)).astype(np.float32)
 
@@ -136,13 +155,17 @@ class NumpyTextModel:
 
         reason = supported(info)
         if reason is not None:
-            raise ModelError(f"text queries without torch are not implemented for this checkpoint: {reason}", path=info.path)
+            raise ModelError(
+                f"text queries without torch are not implemented for this checkpoint: {reason}", path=info.path
+            )
         weights_path = info.path / "model.safetensors"
         try:
             with safe_open(str(weights_path), framework="numpy") as handle:
-                weights = {key: handle.get_tensor(key) for key in handle.keys() if not key.startswith(_SKIPPED)}
+                weights = {key: handle.get_tensor(key) for key in handle.keys() if not key.startswith(_SKIPPED)}  # noqa: SIM118  (a safetensors handle has keys() but is not iterable)
         except Exception as exc:  # safetensors raises its own types for damaged files
-            raise ModelError(f"cannot load checkpoint weights: {' '.join(str(exc).split())[:300]}", path=weights_path) from None
+            raise ModelError(
+                f"cannot load checkpoint weights: {' '.join(str(exc).split())[:300]}", path=weights_path
+            ) from None
         if any(value.dtype != np.float32 for value in weights.values()):
             raise ModelError("text queries without torch need float32 weights", path=weights_path)
         tokenizer = _tokenizer(info.path / "tokenizer", info.config.preprocess.max_text_tokens)
@@ -153,11 +176,24 @@ class NumpyTextModel:
         return model
 
     def _needed(self) -> list[str]:
-        keys = [f"{_BACKBONE}embeddings.{name}" for name in ("word_embeddings.weight", "position_embeddings.weight",
-                                                              "token_type_embeddings.weight", "LayerNorm.weight")]
+        keys = [
+            f"{_BACKBONE}embeddings.{name}"
+            for name in (
+                "word_embeddings.weight",
+                "position_embeddings.weight",
+                "token_type_embeddings.weight",
+                "LayerNorm.weight",
+            )
+        ]
         keys += [f"{_BACKBONE}encoder.layer.{i}.output.LayerNorm.bias" for i in range(self._layers)]
         keys += [f"layers.{i}.norm_image.weight" for i in range(self._fusion_layers)]
-        return keys + ["null_image", "text_embed_proj.weight", "fused_norm.weight", "joint_proj.weight", "label_head.weight"]
+        return keys + [
+            "null_image",
+            "text_embed_proj.weight",
+            "fused_norm.weight",
+            "joint_proj.weight",
+            "label_head.weight",
+        ]
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` ``[B, T]`` int64, padded to the longest, truncated to the
@@ -184,18 +220,23 @@ class NumpyTextModel:
         keep = mask.astype(bool)
         states = self._bert(ids, keep)
         w = self._w
-        if self.config.text.pooling == "cls":
-            pooled = states[:, 0]
-        else:
-            pooled = _masked_mean(states, keep)
+        pooled = states[:, 0] if self.config.text.pooling == "cls" else _masked_mean(states, keep)
         raw = _linear(pooled, w["text_embed_proj.weight"], w["text_embed_proj.bias"])
-        text = _layer_norm(_linear(states, w["text_token_proj.0.weight"], w["text_token_proj.0.bias"]),
-                           w["text_token_proj.1.weight"], w["text_token_proj.1.bias"], 1e-5)
+        text = _layer_norm(
+            _linear(states, w["text_token_proj.0.weight"], w["text_token_proj.0.bias"]),
+            w["text_token_proj.1.weight"],
+            w["text_token_proj.1.bias"],
+            1e-5,
+        )
         image = np.broadcast_to(w["null_image"], (len(ids), 1, w["null_image"].shape[-1])).copy()
         for i in range(self._fusion_layers):
             text, image = self._cross_layer(f"layers.{i}.", text, image, keep)
-        fused = _layer_norm(np.concatenate([_masked_mean(text, keep), image.mean(1)], -1),
-                            w["fused_norm.weight"], w["fused_norm.bias"], 1e-5)
+        fused = _layer_norm(
+            np.concatenate([_masked_mean(text, keep), image.mean(1)], -1),
+            w["fused_norm.weight"],
+            w["fused_norm.bias"],
+            1e-5,
+        )
         joint = _linear(fused, w["joint_proj.weight"], w["joint_proj.bias"]) + raw
         logits = _linear(fused, w["label_head.weight"], w["label_head.bias"])
         return _normalize(raw), _normalize(joint), logits
@@ -203,19 +244,31 @@ class NumpyTextModel:
     def _bert(self, ids: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """The BERT encoder's last hidden states ``[B, T, Ct]`` (absolute positions, token type 0)."""
         w, p, eps = self._w, _BACKBONE, self._eps
-        x = (w[p + "embeddings.word_embeddings.weight"][ids] + w[p + "embeddings.position_embeddings.weight"][: ids.shape[1]]
-             + w[p + "embeddings.token_type_embeddings.weight"][0])
+        x = (
+            w[p + "embeddings.word_embeddings.weight"][ids]
+            + w[p + "embeddings.position_embeddings.weight"][: ids.shape[1]]
+            + w[p + "embeddings.token_type_embeddings.weight"][0]
+        )
         x = _layer_norm(x, w[p + "embeddings.LayerNorm.weight"], w[p + "embeddings.LayerNorm.bias"], eps)
         for i in range(self._layers):
             layer = f"{p}encoder.layer.{i}."
 
             def lin(name: str, h: np.ndarray) -> np.ndarray:
-                return _linear(h, w[f"{layer}{name}.weight"], w[f"{layer}{name}.bias"])
+                return _linear(h, w[f"{layer}{name}.weight"], w[f"{layer}{name}.bias"])  # noqa: B023  (called within this iteration)
 
-            context = _attention(lin("attention.self.query", x), lin("attention.self.key", x),
-                                 lin("attention.self.value", x), self._heads, keep)
-            x = _layer_norm(x + lin("attention.output.dense", context), w[layer + "attention.output.LayerNorm.weight"],
-                            w[layer + "attention.output.LayerNorm.bias"], eps)
+            context = _attention(
+                lin("attention.self.query", x),
+                lin("attention.self.key", x),
+                lin("attention.self.value", x),
+                self._heads,
+                keep,
+            )
+            x = _layer_norm(
+                x + lin("attention.output.dense", context),
+                w[layer + "attention.output.LayerNorm.weight"],
+                w[layer + "attention.output.LayerNorm.bias"],
+                eps,
+            )
             hidden = lin("output.dense", _gelu(lin("intermediate.dense", x)))
             x = _layer_norm(x + hidden, w[layer + "output.LayerNorm.weight"], w[layer + "output.LayerNorm.bias"], eps)
         return x
@@ -225,10 +278,14 @@ class NumpyTextModel:
         w = self._w
         wq, wk, wv = np.split(w[name + "in_proj_weight"], 3)
         bq, bk, bv = np.split(w[name + "in_proj_bias"], 3)
-        out = _attention(_linear(query, wq, bq), _linear(key, wk, bk), _linear(key, wv, bv), self._fusion_heads, key_keep)
+        out = _attention(
+            _linear(query, wq, bq), _linear(key, wk, bk), _linear(key, wv, bv), self._fusion_heads, key_keep
+        )
         return _linear(out, w[name + "out_proj.weight"], w[name + "out_proj.bias"])
 
-    def _cross_layer(self, p: str, text: np.ndarray, image: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _cross_layer(
+        self, p: str, text: np.ndarray, image: np.ndarray, keep: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One :class:`~cxrsearch.model.fusion.CrossModalLayer` (both directions read the previous states)."""
         w = self._w
 
@@ -243,7 +300,9 @@ class NumpyTextModel:
         attended_image = self._mha(p + "image_to_text.", image, text, keep)
         text, image = norm("norm_text", text + attended_text), norm("norm_image", image + attended_image)
         if self._hybrid:
-            image_summary = np.broadcast_to(image.mean(1, keepdims=True), (image.shape[0], text.shape[1], image.shape[2]))
+            image_summary = np.broadcast_to(
+                image.mean(1, keepdims=True), (image.shape[0], text.shape[1], image.shape[2])
+            )
             text_summary = np.broadcast_to(_masked_mean(text, keep)[:, None], image.shape)
             text = norm("norm_text_ffn", text + ffn("ffn_text", np.concatenate([text, image_summary], -1)))
             image = norm("norm_image_ffn", image + ffn("ffn_image", np.concatenate([image, text_summary], -1)))
@@ -269,8 +328,9 @@ def _tokenizer(directory: Path, max_tokens: int) -> Any:
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a plain Exception for bad files
-        raise ModelError(f"cannot load the checkpoint tokenizer: {' '.join(str(exc).split())[:200]}", path=path) from None
+        raise ModelError(
+            f"cannot load the checkpoint tokenizer: {' '.join(str(exc).split())[:200]}", path=path
+        ) from None
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_tokens)
     return tokenizer
-

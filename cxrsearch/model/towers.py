@@ -94,7 +94,9 @@ class TextTower(nn.Module):
         super().__init__()
         vocab_size = getattr(backbone.config, "vocab_size", None)
         if vocab_size is not None and len(tokenizer) > vocab_size:
-            raise ModelError(f"the tokenizer has {len(tokenizer)} tokens but the text encoder only {vocab_size} embeddings")
+            raise ModelError(
+                f"the tokenizer has {len(tokenizer)} tokens but the text encoder only {vocab_size} embeddings"
+            )
         self.backbone = backbone
         self.tokenizer = tokenizer  # a plain attribute: not a module, not in the state dict
         self.pooling = pooling
@@ -116,7 +118,9 @@ class TextTower(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
         """``input_ids`` / ``attention_mask``: ``[B, T]`` (1 = real token, 0 = padding)."""
         if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
-            raise ModelError(f"text tower expects input_ids and attention_mask [B, T], got {list(input_ids.shape)} and {list(attention_mask.shape)}")
+            raise ModelError(
+                f"text tower expects input_ids and attention_mask [B, T], got {list(input_ids.shape)} and {list(attention_mask.shape)}"
+            )
         states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
             pooled = states[:, 0]
@@ -142,7 +146,10 @@ def _timm_kwargs(tower: TowerConfig, preprocess: PreprocessConfig) -> dict[str, 
     size = kwargs.get("img_size")
     if size is None and fixed and default_size is not None and default_size != (preprocess.image_size,) * 2:
         kwargs["img_size"] = preprocess.image_size
-    elif size is not None and tuple(size if isinstance(size, (tuple, list)) else (size, size)) != (preprocess.image_size,) * 2:
+    elif (
+        size is not None
+        and tuple(size if isinstance(size, (tuple, list)) else (size, size)) != (preprocess.image_size,) * 2
+    ):
         raise ModelError(f"image tower img_size {size} differs from preprocess image_size {preprocess.image_size}")
     return kwargs
 
@@ -156,12 +163,19 @@ def build_image_tower(config: ModelConfig, pretrained: bool = True) -> ImageTowe
         raise ModelError(f"unknown timm architecture {tower.arch!r}")
     weights = None
     if pretrained and tower.source_kind != "random":  # find the weights before building anything
-        weights = resolve_weights_dir(tower, "image encoder", "a timm model directory with model.safetensors, or a .safetensors file", "--image-encoder")
+        weights = resolve_weights_dir(
+            tower,
+            "image encoder",
+            "a timm model directory with model.safetensors, or a .safetensors file",
+            "--image-encoder",
+        )
     backbone = timm.create_model(tower.arch, pretrained=False, **_timm_kwargs(tower, config.preprocess))
     if weights is not None:
         _load_timm_weights(backbone, weights, tower)
     image_tower = ImageTower(backbone, config.preprocess)
-    image_tower.weights_commit = snapshot_commit(weights) if weights is not None and tower.source_kind == "hub" else None
+    image_tower.weights_commit = (
+        snapshot_commit(weights) if weights is not None and tower.source_kind == "hub" else None
+    )
     return image_tower
 
 
@@ -176,7 +190,10 @@ def _load_timm_weights(backbone: nn.Module, location: Path, tower: TowerConfig) 
     if len(files) != 1:
         pickled = location.is_dir() and any(location.glob("*.bin")) or location.suffix in (".bin", ".pth", ".pt")
         found = "only pickled weights (convert them to safetensors)" if pickled else f"{len(files)} .safetensors files"
-        raise ModelError(f"image encoder weights: expected one .safetensors file, found {found}; point --image-encoder at a timm model directory or .safetensors file", path=location)
+        raise ModelError(
+            f"image encoder weights: expected one .safetensors file, found {found}; point --image-encoder at a timm model directory or .safetensors file",
+            path=location,
+        )
     try:
         state = load_file(str(files[0]))
     except Exception as exc:  # safetensors raises its own error types for damaged files
@@ -228,7 +245,9 @@ def builtin_tokenizer(name: str) -> Any:
     else:  # transformers 4.x
         tokenizer = BertTokenizer(vocab_file=str(path), do_lower_case=True)
     if len(tokenizer) != len(vocab) or tokenizer.cls_token_id != vocab["[CLS]"]:
-        raise ModelError(f"the tokenizer did not load vocabulary {name!r} ({len(tokenizer)} of {len(vocab)} entries)", path=path)
+        raise ModelError(
+            f"the tokenizer did not load vocabulary {name!r} ({len(tokenizer)} of {len(vocab)} entries)", path=path
+        )
     return tokenizer
 
 
@@ -245,14 +264,19 @@ def build_text_tower(config: ModelConfig) -> TextTower:
     with _quiet_transformers():
         if tower.source_kind == "random":
             if not tower.kwargs or "model_type" not in tower.kwargs or not tower.tokenizer:
-                raise ModelError(f"model {config.name!r}: a random text tower needs 'kwargs' with model_type and a 'tokenizer'")
+                raise ModelError(
+                    f"model {config.name!r}: a random text tower needs 'kwargs' with model_type and a 'tokenizer'"
+                )
             kwargs = dict(tower.kwargs)
             hf_config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
             backbone = AutoModel.from_config(hf_config, **_pooler_free(hf_config.model_type))
             tokenizer = _tokenizer_for(tower, None)
         else:
             weights_dir = resolve_weights_dir(
-                tower, "text encoder", "a save_pretrained directory: config.json, *.safetensors, tokenizer files", "--text-encoder"
+                tower,
+                "text encoder",
+                "a save_pretrained directory: config.json, *.safetensors, tokenizer files",
+                "--text-encoder",
             )
             commit = snapshot_commit(weights_dir) if tower.source_kind == "hub" else None
             if not (weights_dir / "config.json").is_file() or not any(weights_dir.glob("*.safetensors")):
@@ -263,10 +287,14 @@ def build_text_tower(config: ModelConfig) -> TextTower:
                 )
             try:
                 model_type = AutoConfig.from_pretrained(weights_dir, local_files_only=True).model_type
-                backbone = AutoModel.from_pretrained(weights_dir, local_files_only=True, use_safetensors=True, **_pooler_free(model_type))
+                backbone = AutoModel.from_pretrained(
+                    weights_dir, local_files_only=True, use_safetensors=True, **_pooler_free(model_type)
+                )
                 tokenizer = _tokenizer_for(tower, weights_dir, AutoTokenizer)
             except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load text encoder: {' '.join(str(exc).split())[:300]}", path=weights_dir) from None
+                raise ModelError(
+                    f"cannot load text encoder: {' '.join(str(exc).split())[:300]}", path=weights_dir
+                ) from None
     text_tower = TextTower(backbone, tokenizer, tower.pooling)
     text_tower.weights_commit = commit
     return text_tower
@@ -296,5 +324,7 @@ def text_tower_from_parts(hf_config: dict[str, Any], tokenizer_dir: Path, poolin
         try:
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the checkpoint tokenizer: {' '.join(str(exc).split())[:200]}", path=tokenizer_dir) from None
+            raise ModelError(
+                f"cannot load the checkpoint tokenizer: {' '.join(str(exc).split())[:200]}", path=tokenizer_dir
+            ) from None
     return TextTower(backbone, tokenizer, pooling)

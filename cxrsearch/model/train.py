@@ -36,9 +36,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.train_data import TrainingData
     from cxrsearch.model.train_loop import SplitInputs
 
-_RESUME_KEYS = ("config", "batch_size", "lr", "tower_lr_ratio", "weight_decay", "warmup_fraction",
-                "freeze_encoders", "seed", "text_encoder", "image_encoder", "limit", "modality_dropout", "grad_clip",
-                "finding_sentences", "loss")
+_RESUME_KEYS = (
+    "config",
+    "batch_size",
+    "lr",
+    "tower_lr_ratio",
+    "weight_decay",
+    "warmup_fraction",
+    "freeze_encoders",
+    "seed",
+    "text_encoder",
+    "image_encoder",
+    "limit",
+    "modality_dropout",
+    "grad_clip",
+    "finding_sentences",
+    "loss",
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +91,15 @@ class TrainOptions:
             raise ConfigError("--epochs and --patience must be >= 1 and --batch-size >= 2")
         if not (math.isfinite(self.lr) and self.lr > 0) or not 0 <= self.tower_lr_ratio <= 1:
             raise ConfigError(f"--lr must be a positive number (got {self.lr}) and tower_lr_ratio in [0, 1]")
-        if self.weight_decay < 0 or not 0 <= self.warmup_fraction < 1 or self.grad_clip < 0 or not 0 <= self.modality_dropout <= 1:
-            raise ConfigError("weight_decay and grad_clip must be >= 0, warmup_fraction in [0, 1), modality_dropout in [0, 1]")
+        if (
+            self.weight_decay < 0
+            or not 0 <= self.warmup_fraction < 1
+            or self.grad_clip < 0
+            or not 0 <= self.modality_dropout <= 1
+        ):
+            raise ConfigError(
+                "weight_decay and grad_clip must be >= 0, warmup_fraction in [0, 1), modality_dropout in [0, 1]"
+            )
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be cpu or cuda, not {self.device!r}")
         if Path(self.out).exists() and not Path(self.out).is_dir():
@@ -109,10 +130,14 @@ def _param_groups(model, loss_fn, options: TrainOptions) -> list[dict]:
             decay.append(p)
         else:
             plain.append(p)
-    groups = [{"params": decay, "weight_decay": options.weight_decay, "base_lr": options.lr},
-              {"params": plain, "weight_decay": 0.0, "base_lr": options.lr}]
+    groups = [
+        {"params": decay, "weight_decay": options.weight_decay, "base_lr": options.lr},
+        {"params": plain, "weight_decay": 0.0, "base_lr": options.lr},
+    ]
     if tower:
-        groups.append({"params": tower, "weight_decay": options.weight_decay, "base_lr": options.lr * options.tower_lr_ratio})
+        groups.append(
+            {"params": tower, "weight_decay": options.weight_decay, "base_lr": options.lr * options.tower_lr_ratio}
+        )
     return groups
 
 
@@ -128,8 +153,9 @@ def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float
     return factor
 
 
-def selection_score(model: FusionModel, val_inputs: SplitInputs, data: TrainingData, batch_size: int,
-                    auroc: float) -> tuple[float, float | None]:
+def selection_score(
+    model: FusionModel, val_inputs: SplitInputs, data: TrainingData, batch_size: int, auroc: float
+) -> tuple[float, float | None]:
     """``(score, image-only AUROC)``: the val number the best epoch is chosen by. With radiographs in
     val it is the mean of the fused and the image-only macro AUROC: templated or informative reports
     let the fused prediction saturate early while the image side is still learning, and image
@@ -173,16 +199,22 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
     out = Path(options.out)
     saved = read_train_state_meta(out) if out.is_dir() else None
     if options.resume and saved is None:
-        raise ConfigError("--resume: no training state to resume here (run without --resume to start)", path=out / "train_state")
+        raise ConfigError(
+            "--resume: no training state to resume here (run without --resume to start)", path=out / "train_state"
+        )
     if not options.resume and (saved is not None or (out / "model.safetensors").exists()):
-        raise ConfigError("already holds a training run: pass --resume to continue it, or choose another --out", path=out)
+        raise ConfigError(
+            "already holds a training run: pass --resume to continue it, or choose another --out", path=out
+        )
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
 
     emit(TrainEvent("data", message=f"reading reports from {options.data}"))
     data = load_training_data(options.data, options.images, options.limit, sentences=options.finding_sentences)
     if math.isnan(macro_auroc(data.val.targets, np.zeros_like(data.val.targets))):
-        raise ConfigError("no label has both positive and negative val studies: validation AUROC is undefined (raise --limit)")
+        raise ConfigError(
+            "no label has both positive and negative val studies: validation AUROC is undefined (raise --limit)"
+        )
     config = get_config(options.config)
     if options.text_encoder:
         config = config.with_text_source(options.text_encoder)
@@ -195,32 +227,57 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
     loss_fn = FusionLoss(options.loss).to(options.device)
     if options.freeze_encoders:
         model.freeze_towers(True)
-    towers = module_fingerprint(model.image_tower) + module_fingerprint(model.text_tower) if options.freeze_encoders else None
+    towers = (
+        module_fingerprint(model.image_tower) + module_fingerprint(model.text_tower)
+        if options.freeze_encoders
+        else None
+    )
 
     def report(what: str, done: int, total: int) -> None:
         emit(TrainEvent("features", done=done, total=total, message=what))
 
-    common = {"device": options.device, "frozen": options.freeze_encoders, "cache_root": paths.cache_dir(), "progress": report}
+    common = {
+        "device": options.device,
+        "frozen": options.freeze_encoders,
+        "cache_root": paths.cache_dir(),
+        "progress": report,
+    }
     train_inputs = SplitInputs(model, data.train, all_images=True, **common)
     val_inputs = SplitInputs(model, data.val, all_images=True, **common)  # predictions average every radiograph
 
     optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, options), lr=options.lr)
     steps_per_epoch = len(plan_batches(data.train, options.batch_size, options.seed, 1))
     lr_at = _schedule(options.epochs * steps_per_epoch, options.warmup_fraction)
-    meta: dict[str, Any] = {"epoch": 0, "best_metric": None, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False,
-                            "history": [], "seconds": 0.0, "options": options.identity(),
-                            "data_fingerprint": data.fingerprint, "tower_fingerprint": towers}
+    meta: dict[str, Any] = {
+        "epoch": 0,
+        "best_metric": None,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "stopped_early": False,
+        "history": [],
+        "seconds": 0.0,
+        "options": options.identity(),
+        "data_fingerprint": data.fingerprint,
+        "tower_fingerprint": towers,
+    }
     resumed_from = None
     if saved is not None:
         _check_resumable(saved, meta)
         weights = load_train_state(saved, optimizer)
         current = _trainable(model, loss_fn)
         if set(weights) != set(current):
-            raise ConfigError("training state does not match this model (different config or freezing)", path=saved.path)
+            raise ConfigError(
+                "training state does not match this model (different config or freezing)", path=saved.path
+            )
         with torch.no_grad():
             for name, tensor in weights.items():
                 current[name].copy_(tensor)
-        meta.update({k: saved.meta[k] for k in ("epoch", "best_metric", "best_epoch", "bad_epochs", "stopped_early", "history", "seconds")})
+        meta.update(
+            {
+                k: saved.meta[k]
+                for k in ("epoch", "best_metric", "best_epoch", "bad_epochs", "stopped_early", "history", "seconds")
+            }
+        )
         meta.update({k: saved.meta[k] for k in ("best_auroc", "best_image_auroc") if k in saved.meta})
         resumed_from = int(meta["epoch"])
 
@@ -232,9 +289,20 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         batches = plan_batches(data.train, options.batch_size, options.seed, epoch)
         emit(TrainEvent("epoch_start", epoch=epoch, total=len(batches)))
         losses = train_epoch(
-            model, loss_fn, optimizer, train_inputs, batches, lr_at=lr_at, first_step=(epoch - 1) * steps_per_epoch,
-            seed=options.seed, epoch=epoch, modality_dropout=options.modality_dropout, grad_clip=options.grad_clip,
-            on_step=lambda done, total, value: emit(TrainEvent("step", epoch=epoch, done=done, total=total, loss=value)),
+            model,
+            loss_fn,
+            optimizer,
+            train_inputs,
+            batches,
+            lr_at=lr_at,
+            first_step=(epoch - 1) * steps_per_epoch,
+            seed=options.seed,
+            epoch=epoch,
+            modality_dropout=options.modality_dropout,
+            grad_clip=options.grad_clip,
+            on_step=lambda done, total, value: emit(
+                TrainEvent("step", epoch=epoch, done=done, total=total, loss=value)  # noqa: B023  (called within this iteration)
+            ),
         )
         emit(TrainEvent("validate", epoch=epoch))
         probs = predict(model, val_inputs, options.eval_batch_size)
@@ -242,16 +310,29 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         score, image_auroc = selection_score(model, val_inputs, data, options.eval_batch_size, auroc)
         best = meta["best_metric"]
         improved = best is None or score > best + 1e-4
-        epoch_report = EpochReport.build(epoch, losses, auroc, improved, lr_at(epoch * steps_per_epoch - 1) * options.lr,
-                                   time.perf_counter() - epoch_start, image_auroc)
+        epoch_report = EpochReport.build(
+            epoch,
+            losses,
+            auroc,
+            improved,
+            lr_at(epoch * steps_per_epoch - 1) * options.lr,
+            time.perf_counter() - epoch_start,
+            image_auroc,
+        )
         meta["history"].append(dataclasses.asdict(epoch_report))
         if improved:
-            meta.update(best_metric=score, best_auroc=auroc, best_image_auroc=image_auroc, best_epoch=epoch,
-                        bad_epochs=0)
+            meta.update(
+                best_metric=score, best_auroc=auroc, best_image_auroc=image_auroc, best_epoch=epoch, bad_epochs=0
+            )
             thresholds = tune_thresholds(data.val.targets, probs, data.labels)
-            save_checkpoint(out, model, thresholds=thresholds.values, data_fingerprint=data.fingerprint,
-                            metrics=checkpoint_metrics(data, probs, thresholds, meta),
-                            extra={"training": options.describe(), "epoch": epoch})
+            save_checkpoint(
+                out,
+                model,
+                thresholds=thresholds.values,
+                data_fingerprint=data.fingerprint,
+                metrics=checkpoint_metrics(data, probs, thresholds, meta),
+                extra={"training": options.describe(), "epoch": epoch},
+            )
         else:
             meta["bad_epochs"] += 1
             meta["stopped_early"] = meta["bad_epochs"] >= options.patience
@@ -261,10 +342,18 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         emit(TrainEvent("epoch_end", epoch=epoch, report=epoch_report))
 
     result = TrainResult(
-        checkpoint=out, best_epoch=int(meta["best_epoch"]), best_val_macro_auroc=float(meta.get("best_auroc", meta["best_metric"])),
-        last_epoch=int(meta["epoch"]), stopped_early=bool(meta["stopped_early"]), resumed_from=resumed_from,
-        history=tuple(EpochReport.from_dict(h) for h in meta["history"]), n_train=len(data.train), n_val=len(data.val),
-        n_skipped=data.skipped, n_train_with_images=data.train.n_with_images, data_fingerprint=data.fingerprint,
+        checkpoint=out,
+        best_epoch=int(meta["best_epoch"]),
+        best_val_macro_auroc=float(meta.get("best_auroc", meta["best_metric"])),
+        last_epoch=int(meta["epoch"]),
+        stopped_early=bool(meta["stopped_early"]),
+        resumed_from=resumed_from,
+        history=tuple(EpochReport.from_dict(h) for h in meta["history"]),
+        n_train=len(data.train),
+        n_val=len(data.val),
+        n_skipped=data.skipped,
+        n_train_with_images=data.train.n_with_images,
+        data_fingerprint=data.fingerprint,
         seconds=time.perf_counter() - started,
     )
     emit(TrainEvent("done", epoch=result.last_epoch, message=str(out)))
@@ -272,11 +361,17 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
 
 
 def _check_resumable(saved, meta: dict[str, Any]) -> None:
-    for key, what in (("options", "options"), ("data_fingerprint", "training data"), ("tower_fingerprint", "frozen tower weights")):
+    for key, what in (
+        ("options", "options"),
+        ("data_fingerprint", "training data"),
+        ("tower_fingerprint", "frozen tower weights"),
+    ):
         before, now = saved.meta.get(key), meta[key]
         if key == "options":
             changed = sorted(k for k in set(before or {}) | set(now) if (before or {}).get(k) != now.get(k))
             if changed:
-                raise ConfigError(f"--resume with different {what} than the saved run: {', '.join(changed)}", path=saved.path)
+                raise ConfigError(
+                    f"--resume with different {what} than the saved run: {', '.join(changed)}", path=saved.path
+                )
         elif before != now:
             raise ConfigError(f"--resume: the {what} changed since the saved run", path=saved.path)

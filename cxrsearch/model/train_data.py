@@ -126,22 +126,27 @@ def label_keywords() -> dict[str, tuple[frozenset[str], ...]]:
     return out
 
 
-def finding_sentences(text: str | None, study_labels: tuple[str, ...],
-                      keywords: dict[str, tuple[frozenset[str], ...]]) -> list[tuple[str, tuple[str, ...]]]:
+def finding_sentences(
+    text: str | None, study_labels: tuple[str, ...], keywords: dict[str, tuple[frozenset[str], ...]]
+) -> list[tuple[str, tuple[str, ...]]]:
     """``(sentence, labels it affirms)`` for each sentence of ``text`` naming one of ``study_labels``
     outside a negation (see the module docstring); ``normal`` is never affirmed by a sentence."""
     out = []
     for sentence in re.split(r"(?<=[.;])\s+", text or ""):
         words = {_word(w) for w in mark_negations(sentence).split()}  # negated words carry a "no" prefix
-        affirmed = tuple(label for label in study_labels
-                         if label != "normal" and any(need <= words for need in keywords.get(label, ())))
+        affirmed = tuple(
+            label
+            for label in study_labels
+            if label != "normal" and any(need <= words for need in keywords.get(label, ()))
+        )
         if affirmed:
             out.append((sentence.strip(), affirmed))
     return out
 
 
-def with_finding_sentences(texts: list[str | None], label_sets: list[tuple[str, ...]]
-                           ) -> tuple[list[str | None], list[tuple[str, ...]]]:
+def with_finding_sentences(
+    texts: list[str | None], label_sets: list[tuple[str, ...]]
+) -> tuple[list[str | None], list[tuple[str, ...]]]:
     """``texts`` and ``label_sets`` followed by every text's finding sentences and their labels (what
     training with finding sentences reads; baselines get the same data)."""
     keywords = label_keywords()
@@ -153,8 +158,9 @@ def with_finding_sentences(texts: list[str | None], label_sets: list[tuple[str, 
     return out_texts, out_labels
 
 
-def load_training_data(data: str | Path, images_dir: str | Path | None = None, limit: int | None = None,
-                       sentences: bool = False) -> TrainingData:
+def load_training_data(
+    data: str | Path, images_dir: str | Path | None = None, limit: int | None = None, sentences: bool = False
+) -> TrainingData:
     """Train and val samples of the Open-i reports at ``data`` (tgz, XML folder or data folder).
 
     ``images_dir``: pair radiographs found there (recursively) with their reports. ``limit``: keep
@@ -186,7 +192,9 @@ def load_training_data(data: str | Path, images_dir: str | Path | None = None, l
             continue
         unknown = set(study.labels) - set(labels)
         if unknown:
-            raise ConfigError(f"study {study.uid} has labels outside the vocabulary: {sorted(unknown)}", path=study.source)
+            raise ConfigError(
+                f"study {study.uid} has labels outside the vocabulary: {sorted(unknown)}", path=study.source
+            )
         rows[study.split].append((study.uid, text, images, study.labels))
         record = [study.uid, study.split, text, sorted(study.labels), [[p.name, p.stat().st_size] for p in images]]
         digest.update(json.dumps(record, ensure_ascii=False).encode())
@@ -196,7 +204,10 @@ def load_training_data(data: str | Path, images_dir: str | Path | None = None, l
                 digest.update(json.dumps([f"{study.uid}#s{n}", sentence, list(affirmed)]).encode())
     for split in ("train", "val"):
         if len(rows[split]) < 2:
-            raise ConfigError(f"the {split} split has {len(rows[split])} usable studies; training needs at least 2 (is --limit too small?)", path=data)
+            raise ConfigError(
+                f"the {split} split has {len(rows[split])} usable studies; training needs at least 2 (is --limit too small?)",
+                path=data,
+            )
     return TrainingData(
         labels=labels,
         train=_split_data(rows["train"], labels),

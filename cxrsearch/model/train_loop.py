@@ -84,15 +84,26 @@ class SplitInputs:
     the first (evaluation)."""
 
     def __init__(
-        self, model: FusionModel, split: SplitData, *, device: str, frozen: bool, cache_root: Path | None,
-        all_images: bool, progress: Callable[[str, int, int], None] | None = None,
+        self,
+        model: FusionModel,
+        split: SplitData,
+        *,
+        device: str,
+        frozen: bool,
+        cache_root: Path | None,
+        all_images: bool,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         from cxrsearch.model.encode import Encoder
 
         self.model, self.split, self.device, self.frozen = model, split, device, frozen
         self.encoder = Encoder(model, device=device)
         self.text_row = {i: j for j, i in enumerate(i for i, t in enumerate(split.texts) if t is not None)}
-        slots = [(i, k) for i, paths in enumerate(split.images) for k in range(len(paths) if all_images else min(1, len(paths)))]
+        slots = [
+            (i, k)
+            for i, paths in enumerate(split.images)
+            for k in range(len(paths) if all_images else min(1, len(paths)))
+        ]
         self.image_row = {slot: j for j, slot in enumerate(slots)}
         self.text_table = self.image_table = None
         if frozen:
@@ -107,7 +118,9 @@ class SplitInputs:
                 paths = [split.images[i][k] for i, k in slots]
                 self.image_table = image_features(model, paths, cache_root, device=device, progress=report)
 
-    def features(self, batch: Batch, with_image: bool = True, with_text: bool = True) -> tuple[ImageFeatures | None, TextFeatures | None]:
+    def features(
+        self, batch: Batch, with_image: bool = True, with_text: bool = True
+    ) -> tuple[ImageFeatures | None, TextFeatures | None]:
         """Tower outputs of ``batch`` (a modality is ``None`` when absent or not asked for)."""
         image = text = None
         if with_text and batch.use_text:
@@ -118,7 +131,9 @@ class SplitInputs:
                 text = self.model.encode_text(tokens["input_ids"], tokens["attention_mask"])
         if with_image and batch.image_slots is not None:
             if self.image_table is not None:
-                image = self.image_table.select([self.image_row[(r, k)] for r, k in zip(batch.rows, batch.image_slots)], self.device)
+                image = self.image_table.select(
+                    [self.image_row[(r, k)] for r, k in zip(batch.rows, batch.image_slots)], self.device
+                )
             else:
                 from cxrsearch.image.decode import decode_image
 
@@ -148,15 +163,31 @@ class EpochLosses:
 
 
 def train_epoch(
-    model: FusionModel, loss_fn: FusionLoss, optimizer: torch.optim.Optimizer, inputs: SplitInputs,
-    batches: Sequence[Batch], *, lr_at: Callable[[int], float], first_step: int, seed: int, epoch: int,
-    modality_dropout: float, grad_clip: float, on_step: Callable[[int, int, float], None] | None = None,
+    model: FusionModel,
+    loss_fn: FusionLoss,
+    optimizer: torch.optim.Optimizer,
+    inputs: SplitInputs,
+    batches: Sequence[Batch],
+    *,
+    lr_at: Callable[[int], float],
+    first_step: int,
+    seed: int,
+    epoch: int,
+    modality_dropout: float,
+    grad_clip: float,
+    on_step: Callable[[int, int, float], None] | None = None,
 ) -> EpochLosses:
     """One pass over ``batches``; the learning-rate factor of global step ``s`` is ``lr_at(s)``."""
     import torch
 
     rng = np.random.default_rng([seed, epoch, 1])
-    sums: dict[str, list[float]] = {"total": [], "classification": [], "contrastive": [], "alignment": [], "text_supcon": []}
+    sums: dict[str, list[float]] = {
+        "total": [],
+        "classification": [],
+        "contrastive": [],
+        "alignment": [],
+        "text_supcon": [],
+    }
     params = [p for group in optimizer.param_groups for p in group["params"]]
     model.train()
     for index, batch in enumerate(batches):
@@ -178,14 +209,21 @@ def train_epoch(
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         value = float(total.detach())
-        for key, item in (("total", value), ("classification", parts.classification), ("contrastive", parts.contrastive),
-                          ("alignment", parts.alignment), ("text_supcon", parts.text_supcon)):
+        for key, item in (
+            ("total", value),
+            ("classification", parts.classification),
+            ("contrastive", parts.contrastive),
+            ("alignment", parts.alignment),
+            ("text_supcon", parts.text_supcon),
+        ):
             if item is not None:
                 sums[key].append(item)
         if on_step is not None:
             on_step(index + 1, len(batches), value)
     mean = {k: (float(np.mean(v)) if v else None) for k, v in sums.items()}
-    return EpochLosses(mean["total"] or 0.0, mean["classification"] or 0.0, mean["contrastive"], mean["alignment"], mean["text_supcon"])
+    return EpochLosses(
+        mean["total"] or 0.0, mean["classification"] or 0.0, mean["contrastive"], mean["alignment"], mean["text_supcon"]
+    )
 
 
 def predict_image_only(model: FusionModel, inputs: SplitInputs, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

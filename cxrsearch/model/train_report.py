@@ -36,10 +36,29 @@ class EpochReport:
     """From the radiographs alone (the report withheld); ``None`` when val has no radiographs."""
 
     @classmethod
-    def build(cls, epoch: int, losses: EpochLosses, auroc: float, improved: bool, lr: float, seconds: float,
-              image_auroc: float | None = None) -> EpochReport:
-        return cls(epoch, losses.total, losses.classification, losses.contrastive, losses.alignment, losses.text_supcon,
-                   auroc, improved, lr, seconds, image_auroc)
+    def build(
+        cls,
+        epoch: int,
+        losses: EpochLosses,
+        auroc: float,
+        improved: bool,
+        lr: float,
+        seconds: float,
+        image_auroc: float | None = None,
+    ) -> EpochReport:
+        return cls(
+            epoch,
+            losses.total,
+            losses.classification,
+            losses.contrastive,
+            losses.alignment,
+            losses.text_supcon,
+            auroc,
+            improved,
+            lr,
+            seconds,
+            image_auroc,
+        )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EpochReport:
@@ -98,7 +117,9 @@ def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def checkpoint_metrics(data: TrainingData, probs: np.ndarray, thresholds: Thresholds, meta: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_metrics(
+    data: TrainingData, probs: np.ndarray, thresholds: Thresholds, meta: dict[str, Any]
+) -> dict[str, Any]:
     """The ``metrics`` block of a checkpoint saved at the best epoch (val numbers only)."""
     from cxrsearch.model.metrics import f1_at, per_label_metrics
 
@@ -107,15 +128,23 @@ def checkpoint_metrics(data: TrainingData, probs: np.ndarray, thresholds: Thresh
     return {
         "val_macro_auroc": meta.get("best_auroc", meta["best_metric"]),
         "val_image_macro_auroc": _clean(meta["best_image_auroc"]) if meta.get("best_image_auroc") is not None else None,
-        "best_epoch_chosen_by": ("mean of the fused and the image-only val macro AUROC"
-                                 if meta.get("best_image_auroc") is not None else "fused val macro AUROC"),
+        "best_epoch_chosen_by": (
+            "mean of the fused and the image-only val macro AUROC"
+            if meta.get("best_image_auroc") is not None
+            else "fused val macro AUROC"
+        ),
         "best_epoch": meta["best_epoch"],
         "thresholds_tuned_on": "val",
         "threshold_rule": "predict a label when prob >= threshold; threshold maximises val F1 per label",
         "threshold_fallback_labels": list(thresholds.fallback),
         "val_per_label": {
-            m.label: {"auroc": _clean(m.auroc), "average_precision": _clean(m.average_precision), "positives": m.positives,
-                      "threshold": t, "f1": _clean(f)}
+            m.label: {
+                "auroc": _clean(m.auroc),
+                "average_precision": _clean(m.average_precision),
+                "positives": m.positives,
+                "threshold": t,
+                "f1": _clean(f),
+            }
             for m, t, f in zip(per_label, thresholds.values, f1)
         },
         "n_train": len(data.train),

@@ -113,4 +113,4 @@ def load_train_state(saved: SavedState, optimizer) -> dict:
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")}
+    return {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}

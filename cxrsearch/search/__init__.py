@@ -17,5 +17,18 @@ from cxrsearch.search.query import encoder_for, facets, find_example, search, se
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import MODES, QuerySpec
 
-__all__ = ["MODES", "MODE_TABLE", "CollapsedHit", "QuerySpec", "collapse", "encode_queries", "encoder_for", "facets",
-           "find_example", "hit_record", "run_query", "search", "search_diverse"]
+__all__ = [
+    "MODES",
+    "MODE_TABLE",
+    "CollapsedHit",
+    "QuerySpec",
+    "collapse",
+    "encode_queries",
+    "encoder_for",
+    "facets",
+    "find_example",
+    "hit_record",
+    "run_query",
+    "search",
+    "search_diverse",
+]

@@ -70,9 +70,10 @@ def collapse(hits: Iterable[Hit], k: int) -> list[CollapsedHit]:
         groups.append((hit, others))
         if key is not None:
             by_key[key] = others
-    return [CollapsedHit(first, tuple(h.id for h in others),
-                         tuple(str(h.payload.get("study_id") or "") for h in others))
-            for first, others in groups]
+    return [
+        CollapsedHit(first, tuple(h.id for h in others), tuple(str(h.payload.get("study_id") or "") for h in others))
+        for first, others in groups
+    ]
 
 
 def uncollapsed(hits: Iterable[Hit]) -> list[CollapsedHit]:

@@ -71,9 +71,17 @@ class Mode:
 
 
 MODES: dict[str, Mode] = {
-    "text": Mode("text", "text->case", ("text",),
-                 (Component("text", "text", "text"), Component("bm25", "bm25", "bm25"),
-                  Component("labels", "label_probs", "label_probs"), Component("image", "image", "text"))),
+    "text": Mode(
+        "text",
+        "text->case",
+        ("text",),
+        (
+            Component("text", "text", "text"),
+            Component("bm25", "bm25", "bm25"),
+            Component("labels", "label_probs", "label_probs"),
+            Component("image", "image", "text"),
+        ),
+    ),
     "image": Mode("image", "image->case", ("image",), (Component("image", "image", "image"),)),
     "text+image": Mode("text+image", "image+text->case", ("image", "text"), (Component("joint", "joint", "joint"),)),
     "like": Mode("like", "case->case", (), (Component("joint", "joint", "example"),)),
@@ -150,9 +158,14 @@ def bm25_params(store: Store, collection: str, mode_name: str) -> Bm25Spec | Non
     return store.collection_info(collection).schema.bm25 if "bm25" in mode(mode_name).queries else None
 
 
-def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None = None,
-                   images: Sequence[DecodedImage] | None = None, batch_size: int = 32,
-                   bm25: Bm25Spec | None = None) -> list[dict[str, np.ndarray | SparseVector | None]]:
+def encode_queries(
+    encoder: Encoder,
+    mode_name: str,
+    texts: Sequence[str] | None = None,
+    images: Sequence[DecodedImage] | None = None,
+    batch_size: int = 32,
+    bm25: Bm25Spec | None = None,
+) -> list[dict[str, np.ndarray | SparseVector | None]]:
     """The query vectors of ``mode_name`` for each (text, image) query, encoded in batches.
 
     ``texts`` are query texts as the model reads them (cleaned, see :func:`query_text`); one query
@@ -170,16 +183,25 @@ def encode_queries(encoder: Encoder, mode_name: str, texts: Sequence[str] | None
         raise ConfigError(f"{len(texts)} texts but {len(images)} images for {m.name} queries")
     if count == 0:
         return []
-    encoded = encoder.encode(images=list(images) if images is not None else None,
-                             texts=list(texts) if texts is not None else None, batch_size=batch_size)
-    by_key = {"text": encoded.text, "image": encoded.image, "joint": encoded.joint,
-              "label_probs": encoded.probs.astype(np.float32)}
+    encoded = encoder.encode(
+        images=list(images) if images is not None else None,
+        texts=list(texts) if texts is not None else None,
+        batch_size=batch_size,
+    )
+    by_key = {
+        "text": encoded.text,
+        "image": encoded.image,
+        "joint": encoded.joint,
+        "label_probs": encoded.probs.astype(np.float32),
+    }
     out: list[dict[str, np.ndarray | SparseVector | None]] = [{} for _ in range(count)]
     for key in m.queries:
         if key == "bm25":
             if bm25 is None:
-                raise QueryError("this collection has no BM25 vectors (made by an older cxrsearch): drop it and "
-                                 "index again (see docs/search.md, collections made before hybrid search)")
+                raise QueryError(
+                    "this collection has no BM25 vectors (made by an older cxrsearch): drop it and "
+                    "index again (see docs/search.md, collections made before hybrid search)"
+                )
             for text, vectors in zip(texts or (), out):
                 vectors["bm25"] = embed_query(text, bm25)
             continue
@@ -198,11 +220,20 @@ def active_components(mode_name: str, vectors: QueryVectors, weights: FusionWeig
     missing = [key for key in m.queries if key not in vectors]
     if missing:
         raise QueryError(f"a {m.name} query needs the query vector(s) {', '.join(missing)}")
-    return [c for c in m.components if vectors[c.query] is not None and (len(m.components) == 1 or weights.of(c.name) > 0)]
+    return [
+        c for c in m.components if vectors[c.query] is not None and (len(m.components) == 1 or weights.of(c.name) > 0)
+    ]
 
 
-def run_query(store: Store, collection: str, mode_name: str, vectors: QueryVectors, flt: Filter | None,
-              limit: int, weights: FusionWeights = EQUAL_WEIGHTS) -> list[Hit]:
+def run_query(
+    store: Store,
+    collection: str,
+    mode_name: str,
+    vectors: QueryVectors,
+    flt: Filter | None,
+    limit: int,
+    weights: FusionWeights = EQUAL_WEIGHTS,
+) -> list[Hit]:
     """The store query of ``mode_name`` (see the table): one component -> nearest neighbours of
     its named vector; several -> one prefetch each, fused by weighted RRF inside the engine."""
     components = active_components(mode_name, vectors, weights)
@@ -211,13 +242,25 @@ def run_query(store: Store, collection: str, mode_name: str, vectors: QueryVecto
     if len(components) == 1:
         (component,) = components
         return store.search(collection, component.vector, vectors[component.query], flt, limit)
-    return store.search_fused(collection, [(c.vector, vectors[c.query]) for c in components], flt, limit,
-                              weights=[weights.of(c.name) for c in components])
+    return store.search_fused(
+        collection,
+        [(c.vector, vectors[c.query]) for c in components],
+        flt,
+        limit,
+        weights=[weights.of(c.name) for c in components],
+    )
 
 
-def component_ranks(store: Store, collection: str, mode_name: str, vectors: QueryVectors, flt: Filter | None,
-                    hits: Sequence[Hit], weights: FusionWeights = EQUAL_WEIGHTS,
-                    depth: int = 100) -> list[dict[str, dict[str, float | int | None]]]:
+def component_ranks(
+    store: Store,
+    collection: str,
+    mode_name: str,
+    vectors: QueryVectors,
+    flt: Filter | None,
+    hits: Sequence[Hit],
+    weights: FusionWeights = EQUAL_WEIGHTS,
+    depth: int = 100,
+) -> list[dict[str, dict[str, float | int | None]]]:
     """For each hit, each component's own rank (1-based, ``None`` below ``depth``) and score: the
     inputs of the fused score, from the same filtered queries the fusion ran as prefetches."""
     out: list[dict[str, dict[str, float | int | None]]] = [{} for _ in hits]

@@ -17,7 +17,13 @@ from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.index.record import check_images_trained, recorded_model
 from cxrsearch.search.modes import MODES as MODE_TABLE
 from cxrsearch.search.modes import (
-    bm25_params, component_ranks, encode_queries, fusion_weights, mode, query_text, run_query,
+    bm25_params,
+    component_ranks,
+    encode_queries,
+    fusion_weights,
+    mode,
+    query_text,
+    run_query,
 )
 from cxrsearch.search.spec import QuerySpec, example_keys
 from cxrsearch.search.vocabulary import for_collection
@@ -56,8 +62,13 @@ def search(
     return hits
 
 
-def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None,
-                towers: Sequence[str] | None = None, runtime: str = "torch") -> Encoder:
+def encoder_for(
+    store: Store,
+    collection: str,
+    checkpoint: Checkpoint | Encoder | str | Path | None,
+    towers: Sequence[str] | None = None,
+    runtime: str = "torch",
+) -> Encoder:
     """An Encoder for ``checkpoint`` (default: the one the collection records), refusing a checkpoint
     whose weights differ from those that encoded the collection: their embeddings do not compare.
 
@@ -70,10 +81,15 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
     given = checkpoint is not None
     if checkpoint is None:
         if record is None:
-            raise QueryError(f"collection {collection!r} is empty: index it first, or pass --model CKPT", path=store.location)
+            raise QueryError(
+                f"collection {collection!r} is empty: index it first, or pass --model CKPT", path=store.location
+            )
         if not (Path(record.checkpoint) / "config.json").is_file():
-            raise QueryError(f"the checkpoint this collection was indexed with is gone ({record.checkpoint}); "
-                             "pass --model CKPT (the same weights, e.g. a copy)", path=collection)
+            raise QueryError(
+                f"the checkpoint this collection was indexed with is gone ({record.checkpoint}); "
+                "pass --model CKPT (the same weights, e.g. a copy)",
+                path=collection,
+            )
         checkpoint = record.checkpoint
     try:
         encoder = checkpoint if isinstance(checkpoint, Encoder) else Encoder(checkpoint, towers=towers, runtime=runtime)
@@ -85,12 +101,18 @@ def encoder_for(store: Store, collection: str, checkpoint: Checkpoint | Encoder 
             f"checkpoint {_where(encoder)} (fingerprint {str(encoder.fingerprint)[:12]}) is not the one collection "
             f"{collection!r} was indexed with ({record.checkpoint}, {record.fingerprint[:12]}): embeddings of "
             "different weights are not comparable; search with that checkpoint or re-index (`cxrsearch index --reindex`)",
-            path=collection)
+            path=collection,
+        )
     return encoder
 
 
-def _query(spec: QuerySpec, store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None,
-           runtime: str = "auto") -> tuple[dict, Filter, Encoder | None]:
+def _query(
+    spec: QuerySpec,
+    store: Store,
+    collection: str,
+    checkpoint: Checkpoint | Encoder | str | Path | None,
+    runtime: str = "auto",
+) -> tuple[dict, Filter, Encoder | None]:
     """``spec``'s query vectors (see :mod:`cxrsearch.search.modes`), its filter and the encoder
     that made them. ``like``: the example's stored joint vector, its own study left out, no model.
     Label filters are checked against the collection's vocabulary first."""
@@ -124,8 +146,11 @@ def find_example(store: Store, collection: str, like: str) -> Point:
         points = list(store.scroll(collection, Filter(study_ids=(study_id,)), with_vectors=True))
         if points:
             return min(points, key=lambda p: str(p.payload.get("image_id") or ""))
-    raise QueryError(f"no indexed case {like!r} in collection {collection!r} (give a point id, an image id such "
-                     "as CXR3029_IM-1404-1001, or a study id such as CXR3029)", path=store.location)
+    raise QueryError(
+        f"no indexed case {like!r} in collection {collection!r} (give a point id, an image id such "
+        "as CXR3029_IM-1404-1001, or a study id such as CXR3029)",
+        path=store.location,
+    )
 
 
 def _decode(path: Path):
@@ -139,8 +164,11 @@ def _checked(hits: list[Hit], flt: Filter, collection: str) -> list[Hit]:
     a user a case that violates it."""
     for hit in hits:
         if not flt.matches(hit.payload):
-            raise StoreError(f"the store returned point {hit.id}, which does not pass the query filter "
-                             "(a backend bug; please report it)", path=collection)
+            raise StoreError(
+                f"the store returned point {hit.id}, which does not pass the query filter "
+                "(a backend bug; please report it)",
+                path=collection,
+            )
     return hits
 
 
@@ -174,12 +202,15 @@ def search_diverse(
     for hits unlike those already chosen. Single-vector modes only (:data:`DIVERSE_MODES`): a text
     query fuses several rankings, which MMR (one query vector, one named vector) cannot re-rank."""
     if spec.mode not in DIVERSE_MODES:
-        raise QueryError(f"--diverse applies to image, text+image and --like queries, not {spec.mode} queries "
-                         "(a text query fuses several rankings)")
+        raise QueryError(
+            f"--diverse applies to image, text+image and --like queries, not {spec.mode} queries "
+            "(a text query fuses several rankings)"
+        )
     (component,) = mode(spec.mode).components
     vectors, flt, _ = _query(spec, store, collection, checkpoint, runtime)
-    hits = store.search_diverse(collection, component.vector, vectors[component.query], flt, spec.k,
-                                diversity=diversity, candidates=candidates)
+    hits = store.search_diverse(
+        collection, component.vector, vectors[component.query], flt, spec.k, diversity=diversity, candidates=candidates
+    )
     return _checked(hits, flt, collection)
 
 
@@ -191,7 +222,10 @@ def facets(spec: QuerySpec, store: Store, collection: str) -> dict[str, int]:
 
     spec = for_collection(spec, store, collection)
     flt = spec.filter()
-    counts = store.facet(collection, flt.label_field, flt if not flt.is_empty() else None,
-                         limit=max(50, len(label_names()), len(spec.vocabulary or ())))
+    counts = store.facet(
+        collection,
+        flt.label_field,
+        flt if not flt.is_empty() else None,
+        limit=max(50, len(label_names()), len(spec.vocabulary or ())),
+    )
     return dict(counts)
-

@@ -79,11 +79,20 @@ class QuerySpec:
 
     def filter(self, exclude_study_ids: tuple[str, ...] = ()) -> Filter:
         """The store filter these fields mean (plus studies to leave out)."""
-        return Filter(all_labels=self.all_labels, any_labels=self.any_labels, not_labels=self.not_labels,
-                      view=self.view, split=self.split, truth=self.truth, exclude_study_ids=exclude_study_ids)
+        return Filter(
+            all_labels=self.all_labels,
+            any_labels=self.any_labels,
+            not_labels=self.not_labels,
+            view=self.view,
+            split=self.split,
+            truth=self.truth,
+            exclude_study_ids=exclude_study_ids,
+        )
 
 
-def normalise_query(text: str | None, image: Path | str | None, like: str | None) -> tuple[str | None, Path | None, str | None]:
+def normalise_query(
+    text: str | None, image: Path | str | None, like: str | None
+) -> tuple[str | None, Path | None, str | None]:
     """The query inputs shared by ``search`` and ``explain``: whitespace-collapsed text, a user-expanded
     image path and a stripped ``--like`` id; an option given but empty is a ``QueryError``."""
     clean_text = None if text is None else " ".join(str(text).split()) or None
@@ -99,8 +108,9 @@ def _key(text: str) -> str:
     return " ".join(str(text).split()).casefold()
 
 
-def normalise_labels(values: tuple[str, ...] | list[str], what: str = "labels",
-                     vocabulary: tuple[str, ...] | None = None) -> tuple[str, ...]:
+def normalise_labels(
+    values: tuple[str, ...] | list[str], what: str = "labels", vocabulary: tuple[str, ...] | None = None
+) -> tuple[str, ...]:
     """Names of ``vocabulary`` (default: the packaged one) for ``values`` (deduplicated, in the order
     given); QueryError lists the valid ones."""
     from cxrsearch.data.labels import label_names

@@ -33,5 +33,6 @@ def for_collection(spec: QuerySpec, store: Store, collection: str) -> QuerySpec:
     try:
         return replace(spec, vocabulary=labels)
     except QueryError as exc:
-        raise QueryError(f"{exc.message} (the vocabulary of the checkpoint that indexed collection "
-                         f"{collection!r})") from None
+        raise QueryError(
+            f"{exc.message} (the vocabulary of the checkpoint that indexed collection {collection!r})"
+        ) from None

@@ -25,6 +25,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
 from cxrsearch.errors import CxrSearchError, ImageError, QueryError
 from cxrsearch.serve import params as qp
 from cxrsearch.serve.jobs import ExplainJobs
@@ -32,10 +36,6 @@ from cxrsearch.serve.security import BodyLimit, HostGuard, SecurityHeaders, Toke
 from cxrsearch.serve.settings import LOOPBACK_NAMES, is_loopback
 from cxrsearch.serve.thumbs import FULL_SIDE, THUMB_SIDE
 from cxrsearch.serve.view import make_cards, render, word_spans
-
-from fastapi import FastAPI, File, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.serve.service import SearchResult, Service
@@ -91,6 +91,7 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
         def make(record: dict[str, Any]) -> tuple[str, str]:
             case = f"/case/{quote(record['id'])}" + (f"?{context}" if context else "")
             return case, "/?" + qp.SearchParams(like=record["id"]).query_string()
+
         return make
 
     async def read_upload(upload: Any) -> bytes:
@@ -101,11 +102,20 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
             raise QueryError("the uploaded file is empty")
         return data
 
-    def search_page(request: Request, params: qp.SearchParams, error: str | None, result: SearchResult | None,
-                    status: int = 200) -> HTMLResponse:
+    def search_page(
+        request: Request, params: qp.SearchParams, error: str | None, result: SearchResult | None, status: int = 200
+    ) -> HTMLResponse:
         cards = [] if result is None else make_cards(result.hits, thumb_for, links(params))
-        html = render("search.html", params=params, error=error, result=result, cards=cards,
-                      vocabulary=vocabulary(), collection=service.collection, upload_name=params.upload)
+        html = render(
+            "search.html",
+            params=params,
+            error=error,
+            result=result,
+            cards=cards,
+            vocabulary=vocabulary(),
+            collection=service.collection,
+            upload_name=params.upload,
+        )
         return HTMLResponse(html, status_code=status)
 
     # ------------------------------------------------------------------ pages
@@ -152,11 +162,21 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
         spans = None
         if job is not None and job.result is not None and job.result.tokens is not None:
             spans = word_spans(job.result.tokens.text, job.result.tokens.words)
-        html = render("case.html", card=record, payload=payload, image_url=image_url, params=params, job=job,
-                      spans=spans, label_target=label_target, collection=service.collection,
-                      query_string=params.query_string(only=qp.QUERY_FIELDS),
-                      back="/?" + params.query_string() if not params.empty else "/",
-                      like_url="/?" + qp.SearchParams(like=point.id).query_string(), steps=settings.explain_steps)
+        html = render(
+            "case.html",
+            card=record,
+            payload=payload,
+            image_url=image_url,
+            params=params,
+            job=job,
+            spans=spans,
+            label_target=label_target,
+            collection=service.collection,
+            query_string=params.query_string(only=qp.QUERY_FIELDS),
+            back="/?" + params.query_string() if not params.empty else "/",
+            like_url="/?" + qp.SearchParams(like=point.id).query_string(),
+            steps=settings.explain_steps,
+        )
         return HTMLResponse(html)
 
     @app.post("/case/{ident}/explain")
@@ -170,8 +190,9 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
         except CxrSearchError as exc:
             return HTMLResponse(render("error.html", title="Cannot explain", error=_message(exc)), status_code=400)
         extra = {"explain_label": label} if label and params.empty else {}
-        return RedirectResponse(f"/case/{quote(point.id)}?" + params.query_string(only=qp.QUERY_FIELDS, **extra),
-                                status_code=303)
+        return RedirectResponse(
+            f"/case/{quote(point.id)}?" + params.query_string(only=qp.QUERY_FIELDS, **extra), status_code=303
+        )
 
     def _start(point: Any, params: qp.SearchParams, label: str | None) -> Any:
         payload = dict(point.payload)
@@ -179,9 +200,12 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
             service.image_file(payload)  # only radiographs under the configured roots are read
         if params.empty and label is None:
             raise QueryError("nothing to explain against: search first (text, image or like), or pick a label")
-        query: dict[str, Any] = {"text": params.text, "like": params.like,
-                                 "image": None if params.upload is None else service.upload_path(params.upload),
-                                 "label": label if params.empty else None}
+        query: dict[str, Any] = {
+            "text": params.text,
+            "like": params.like,
+            "image": None if params.upload is None else service.upload_path(params.upload),
+            "label": label if params.empty else None,
+        }
         return jobs.start(_job_key(point.id, params, label, settings.explain_steps), point.id, query)
 
     # ------------------------------------------------------------------ images
@@ -235,13 +259,17 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
     async def api_search_upload(request: Request, image: UploadFile | None = File(None)) -> Any:
         try:
             form = await request.form()
-            params = qp.parse(lambda n: list(request.query_params.getlist(n)) + [v for v in form.getlist(n) if isinstance(v, str)],
-                              lambda n: request.query_params.get(n) or (form.get(n) if isinstance(form.get(n), str) else None))
+            params = qp.parse(
+                lambda n: list(request.query_params.getlist(n)) + [v for v in form.getlist(n) if isinstance(v, str)],
+                lambda n: request.query_params.get(n) or (form.get(n) if isinstance(form.get(n), str) else None),
+            )
             if image is not None and image.filename:
                 params = replace(params, upload=service.save_upload(await read_upload(image)))
             from starlette.concurrency import run_in_threadpool
 
-            result = await run_in_threadpool(service.search, spec_of(params), params.collapse, params.diverse, params.facets)
+            result = await run_in_threadpool(
+                service.search, spec_of(params), params.collapse, params.diverse, params.facets
+            )
         except CxrSearchError as exc:
             return api_error(exc)
         return JSONResponse(result.json())
@@ -253,8 +281,11 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
         except CxrSearchError as exc:
             return api_error(exc, 404)
         card = make_cards([_as_hit(point)], thumb_for)[0]
-        record = {**card.record, "image_url": None if card.thumb is None else f"/image/{quote(point.id)}/full.png",
-                  "thumb_url": card.thumb}
+        record = {
+            **card.record,
+            "image_url": None if card.thumb is None else f"/image/{quote(point.id)}/full.png",
+            "thumb_url": card.thumb,
+        }
         record.pop("rank", None)
         record.pop("score", None)
         return record
@@ -272,7 +303,9 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
             job = _start(point, params, merged("label"))
             wait = float(merged("wait") or 0)
         except (CxrSearchError, ValueError) as exc:
-            return JSONResponse({"error": _message(exc) if isinstance(exc, CxrSearchError) else str(exc)}, status_code=400)
+            return JSONResponse(
+                {"error": _message(exc) if isinstance(exc, CxrSearchError) else str(exc)}, status_code=400
+            )
         if wait > 0:
             from starlette.concurrency import run_in_threadpool
 
@@ -297,8 +330,16 @@ def create_app(service: Service, hosts: tuple[str, ...] | None | str = "auto") -
 def _job_key(point_id: str, params: qp.SearchParams, label: str | None, steps: int) -> str:
     from cxrsearch.serve.service import query_key
 
-    return query_key([("hit", point_id), ("text", params.text), ("like", params.like), ("upload", params.upload),
-                      ("label", label if params.empty else None), ("steps", steps)])
+    return query_key(
+        [
+            ("hit", point_id),
+            ("text", params.text),
+            ("like", params.like),
+            ("upload", params.upload),
+            ("label", label if params.empty else None),
+            ("steps", steps),
+        ]
+    )
 
 
 def _as_hit(point: Any) -> Any:

@@ -50,12 +50,21 @@ class Job:
 
     def status(self, base: str = "") -> dict[str, Any]:
         """The job as JSON (``result`` is ``explain --json``'s object once done, with ``files`` as URLs)."""
-        out: dict[str, Any] = {"job": self.key, "state": self.state, "hit": self.hit, "query": self.query,
-                               "elapsed": round(self.elapsed(), 2), "error": self.error}
+        out: dict[str, Any] = {
+            "job": self.key,
+            "state": self.state,
+            "hit": self.hit,
+            "query": self.query,
+            "elapsed": round(self.elapsed(), 2),
+            "error": self.error,
+        }
         if self.result is not None:
             data = self.result.to_dict()
-            data["files"] = {name: f"{base}/explain/{self.key}/{name}.png" for name, key in FILE_NAMES.items()
-                             if key in self.result.files}
+            data["files"] = {
+                name: f"{base}/explain/{self.key}/{name}.png"
+                for name, key in FILE_NAMES.items()
+                if key in self.result.files
+            }
             out["result"] = data
         return out
 
@@ -89,8 +98,13 @@ class ExplainJobs:
             images = self.service.image_roots()
             if "images" in allowed and images:
                 request_fields["images"] = images[0]
-            request = ExplainRequest(hit=hit, collection=self.service.collection, steps=self.service.settings.explain_steps,
-                                     out_dir=self.folder / key, **request_fields)
+            request = ExplainRequest(
+                hit=hit,
+                collection=self.service.collection,
+                steps=self.service.settings.explain_steps,
+                out_dir=self.folder / key,
+                **request_fields,
+            )
             shown = {k: (None if v is None else (Path(v).name if k == "image" else v)) for k, v in query.items()}
             job = Job(key=key, hit=hit, query=shown, folder=self.folder / key)
             self._jobs[key] = job

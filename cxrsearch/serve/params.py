@@ -44,8 +44,17 @@ class SearchParams:
 
     def spec_fields(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~cxrsearch.search.spec.QuerySpec` (without ``image``)."""
-        return dict(text=self.text, like=self.like, all_labels=self.label, any_labels=self.any_label,
-                    not_labels=self.not_label, view=self.view, split=self.split, truth=self.truth, k=self.k)
+        return dict(
+            text=self.text,
+            like=self.like,
+            all_labels=self.label,
+            any_labels=self.any_label,
+            not_labels=self.not_label,
+            view=self.view,
+            split=self.split,
+            truth=self.truth,
+            k=self.k,
+        )
 
     def items(self, only: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """The non-default fields as query-string pairs (``only``: these fields)."""
@@ -86,6 +95,7 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
 
 def parse(get_list: Any, get: Any) -> SearchParams:
     """:class:`SearchParams` from a multi-dict's ``getlist`` and ``get`` (query string or form)."""
+
     def text(name: str) -> str | None:
         value = get(name)
         if value is None or not isinstance(value, str):
@@ -106,14 +116,24 @@ def parse(get_list: Any, get: Any) -> SearchParams:
         raise QueryError(f"diverse must be a number from 0 to 1, got {diverse_raw!r}") from None
     if diverse is not None and not 0.0 <= diverse <= 1.0:
         raise QueryError(f"diverse must be from 0 to 1, got {diverse_raw}")
-    return SearchParams(text=text("text"), like=text("like"), upload=text("upload"), view=text("view"),
-                        split=text("split"), truth=_flag(text("truth"), "truth", False), k=k,
-                        collapse=_flag(text("collapse"), "collapse", True), diverse=diverse,
-                        facets=_flag(text("facets"), "facets", False), **lists)
+    return SearchParams(
+        text=text("text"),
+        like=text("like"),
+        upload=text("upload"),
+        view=text("view"),
+        split=text("split"),
+        truth=_flag(text("truth"), "truth", False),
+        k=k,
+        collapse=_flag(text("collapse"), "collapse", True),
+        diverse=diverse,
+        facets=_flag(text("facets"), "facets", False),
+        **lists,
+    )
 
 
 def from_mapping(values: Mapping[str, Any]) -> SearchParams:
     """:class:`SearchParams` from a plain mapping (lists for the repeatable fields)."""
+
     def get_list(name: str) -> list[str]:
         value = values.get(name) or []
         return [value] if isinstance(value, str) else list(value)

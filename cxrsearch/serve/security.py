@@ -15,6 +15,7 @@ a content security policy allowing this server's own CSS and images only (no scr
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
 from http.cookies import SimpleCookie
@@ -23,8 +24,10 @@ from urllib.parse import parse_qsl, urlencode
 
 COOKIE = "cxrsearch_token"
 HEADER = "x-cxrsearch-token"
-CSP = ("default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -38,9 +41,18 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 async def _plain(send: Send, status: int, text: str, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
     body = (text + "\n").encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store"), *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *extra,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -58,8 +70,12 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {k.lower() for k, _ in headers}
-                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                            (b"x-frame-options", b"DENY"), (b"content-security-policy", CSP.encode())]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", CSP.encode()),
+                ]
                 if b"cache-control" not in names:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
@@ -101,11 +117,20 @@ class TokenGuard:
             rest = urlencode([(k, v) for k, v in query if k != "token"])
             location = scope.get("path", "/") + (f"?{rest}" if rest else "")
             morsel = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
-            await _plain(send, 303, "see other", [(b"location", location.encode("latin-1")),
-                                                  (b"set-cookie", morsel.encode("latin-1"))])
+            await _plain(
+                send,
+                303,
+                "see other",
+                [(b"location", location.encode("latin-1")), (b"set-cookie", morsel.encode("latin-1"))],
+            )
             return
-        await _plain(send, 401, "this cxrsearch server needs its token: open the link with ?token=..., "
-                     "or send Authorization: Bearer <token>", [(b"www-authenticate", b"Bearer")])
+        await _plain(
+            send,
+            401,
+            "this cxrsearch server needs its token: open the link with ?token=..., "
+            "or send Authorization: Bearer <token>",
+            [(b"www-authenticate", b"Bearer")],
+        )
 
 
 class HostGuard:
@@ -172,9 +197,7 @@ class BodyLimit:
                 started = True
             await send(event)
 
-        try:
+        with contextlib.suppress(_TooLarge):
             await self.app(scope, counted, tracked)
-        except _TooLarge:
-            pass
         if over and not started:
             await _plain(send, 413, message)

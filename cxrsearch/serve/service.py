@@ -89,8 +89,16 @@ class SearchResult:
         return self.records if self.facets is None else {"hits": self.records, "facets": self.facets}
 
 
-def run_search(spec: QuerySpec, store: Store, collection: str, checkpoint: Any = None, collapse: bool = True,
-               diverse: float | None = None, facets: bool = False, with_components: bool = True) -> SearchResult:
+def run_search(
+    spec: QuerySpec,
+    store: Store,
+    collection: str,
+    checkpoint: Any = None,
+    collapse: bool = True,
+    diverse: float | None = None,
+    facets: bool = False,
+    with_components: bool = True,
+) -> SearchResult:
     """``cxrsearch search``'s library calls for ``spec``: ``k * 5`` hits fetched and collapsed (unless
     ``collapse`` is off), MMR with ``diverse``, label counts with ``facets``."""
     from cxrsearch.search import search as plain_search
@@ -112,16 +120,18 @@ class Service:
     """The open store and loaded model behind the app. ``close()`` releases the store."""
 
     def __init__(self, store: Store, settings: ServeSettings) -> None:
-        from cxrsearch.image.view import VIEWS
         from cxrsearch.data.splits import SPLITS
+        from cxrsearch.image.view import VIEWS
         from cxrsearch.search.vocabulary import collection_labels
 
         self.settings = settings
         self.collection = settings.collection
         self.store = LockedStore(store)
         if self.collection not in self.store.list_collections():
-            raise QueryError(f"no collection {self.collection!r} in this store (index one first, or run `cxrsearch demo`)",
-                             path=getattr(store, "location", None))
+            raise QueryError(
+                f"no collection {self.collection!r} in this store (index one first, or run `cxrsearch demo`)",
+                path=getattr(store, "location", None),
+            )
         self.labels: tuple[str, ...] = collection_labels(self.store, self.collection) or ()
         self.views: tuple[str, ...] = tuple(VIEWS)
         self.splits: tuple[str, ...] = tuple(SPLITS)
@@ -143,7 +153,9 @@ class Service:
         with self._model_lock:
             if kind not in self._encoders:
                 if kind == "text":
-                    encoder = encoder_for(self.store, self.collection, self.settings.model, towers=("text",), runtime="auto")
+                    encoder = encoder_for(
+                        self.store, self.collection, self.settings.model, towers=("text",), runtime="auto"
+                    )
                 else:
                     encoder = encoder_for(self.store, self.collection, self.settings.model)
                 self._encoders[kind] = encoder
@@ -159,14 +171,17 @@ class Service:
         """A :class:`QuerySpec` checked against the collection's vocabulary."""
         return QuerySpec(vocabulary=self.labels or None, **fields)
 
-    def search(self, spec: QuerySpec, collapse: bool = True, diverse: float | None = None,
-               facets: bool = False) -> SearchResult:
+    def search(
+        self, spec: QuerySpec, collapse: bool = True, diverse: float | None = None, facets: bool = False
+    ) -> SearchResult:
         checkpoint = None
         if spec.mode == "text":
             checkpoint = self.encoder("text")
         elif spec.mode in ("image", "text+image"):
             checkpoint = self.encoder("full")
-        return run_search(spec, self.store, self.collection, checkpoint, collapse=collapse, diverse=diverse, facets=facets)
+        return run_search(
+            spec, self.store, self.collection, checkpoint, collapse=collapse, diverse=diverse, facets=facets
+        )
 
     # ------------------------------------------------------------------ cases and files
 
@@ -225,8 +240,11 @@ class Service:
         return path
 
     def _prune_uploads(self) -> None:
-        files = sorted((p for p in self.uploads.iterdir() if UPLOAD_NAME.fullmatch(p.name)),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
+        files = sorted(
+            (p for p in self.uploads.iterdir() if UPLOAD_NAME.fullmatch(p.name)),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
         for old in files[KEEP_UPLOADS:]:
             old.unlink(missing_ok=True)
 

@@ -64,11 +64,15 @@ class ServeSettings:
         if not 0 < int(self.port) < 65536:
             raise ConfigError(f"--port must be 1-65535, got {self.port}")
         if token is not None and len(token) < MIN_TOKEN_LENGTH:
-            raise ConfigError(f"the token is too short ({len(token)} characters; use at least {MIN_TOKEN_LENGTH}, "
-                              "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+            raise ConfigError(
+                f"the token is too short ({len(token)} characters; use at least {MIN_TOKEN_LENGTH}, "
+                "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+            )
         if not is_loopback(self.host) and token is None:
-            raise ConfigError(f"binding {self.host} exposes the case index beyond this machine: give --token "
-                              f"(or set {TOKEN_ENV}); every request must then carry it")
+            raise ConfigError(
+                f"binding {self.host} exposes the case index beyond this machine: give --token "
+                f"(or set {TOKEN_ENV}); every request must then carry it"
+            )
         if self.max_upload_bytes < 1:
             raise ConfigError("the upload limit must be positive")
 

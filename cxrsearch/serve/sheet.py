@@ -64,14 +64,28 @@ def embedded_film(payload: Mapping[str, Any], roots: Sequence[Path] | None, side
         return None, f"radiograph not available ({exc.message})"
 
 
-def search_sheet(hits: Sequence[Any], title: str, image_roots: Sequence[Path] | None = None,
-                 facets: Mapping[str, int] | None = None, total: int | None = None, side: int = SHEET_SIDE) -> str:
+def search_sheet(
+    hits: Sequence[Any],
+    title: str,
+    image_roots: Sequence[Path] | None = None,
+    facets: Mapping[str, int] | None = None,
+    total: int | None = None,
+    side: int = SHEET_SIDE,
+) -> str:
     """The hits (``Hit`` or ``CollapsedHit``, best first, as ``search`` / ``collapse`` return them)
     as one self-contained HTML page: the same cards as ``cxrsearch serve``, films embedded.
     ``facets`` (label -> count) and ``total`` (matching cases) add the facet list."""
     cards = make_cards(hits, lambda hit: embedded_film(dict(hit.payload), image_roots, side))
-    return render("sheet.html", title=title, cards=cards, facets=facets, total=total, inline_css=stylesheet(),
-                  made=_now(), home_url="#")
+    return render(
+        "sheet.html",
+        title=title,
+        cards=cards,
+        facets=facets,
+        total=total,
+        inline_css=stylesheet(),
+        made=_now(),
+        home_url="#",
+    )
 
 
 def explain_sheet(explanation: Explanation, image_roots: Sequence[Path] | None = None, side: int = OVERLAY_SIDE) -> str:
@@ -86,12 +100,29 @@ def explain_sheet(explanation: Explanation, image_roots: Sequence[Path] | None =
         if path is not None and Path(path).is_file():
             overlays[key] = data_uri(_scaled_png(Path(path), side))
     spans = None if explanation.tokens is None else word_spans(explanation.tokens.text, explanation.tokens.words)
-    return render("sheet_explain.html", x=explanation, hit=hit, film=film, note=note, overlays=overlays, spans=spans,
-                  inline_css=stylesheet(), made=_now(), home_url="#", query=_query_words(explanation.query))
+    return render(
+        "sheet_explain.html",
+        x=explanation,
+        hit=hit,
+        film=film,
+        note=note,
+        overlays=overlays,
+        spans=spans,
+        inline_css=stylesheet(),
+        made=_now(),
+        home_url="#",
+        query=_query_words(explanation.query),
+    )
 
 
-def write_search_sheet(path: Path, hits: Sequence[Any], title: str, image_roots: Sequence[Path] | None = None,
-                       facets: Mapping[str, int] | None = None, total: int | None = None) -> Path:
+def write_search_sheet(
+    path: Path,
+    hits: Sequence[Any],
+    title: str,
+    image_roots: Sequence[Path] | None = None,
+    facets: Mapping[str, int] | None = None,
+    total: int | None = None,
+) -> Path:
     """:func:`search_sheet` written to ``path`` (UTF-8); returns ``path``."""
     return _write(path, search_sheet(hits, title, image_roots, facets, total))
 

@@ -37,8 +37,11 @@ def predicted_labels(record: Mapping[str, Any]) -> list[tuple[str, float | None]
     return [(name, None if name not in probs else float(probs[name])) for name in labels]
 
 
-def make_cards(hits: Sequence[Any], thumb: Callable[[Any], tuple[str | None, str | None]],
-               links: Callable[[dict[str, Any]], tuple[str | None, str | None]] | None = None) -> list[Card]:
+def make_cards(
+    hits: Sequence[Any],
+    thumb: Callable[[Any], tuple[str | None, str | None]],
+    links: Callable[[dict[str, Any]], tuple[str | None, str | None]] | None = None,
+) -> list[Card]:
     """Cards for ``hits`` (collapsed or plain), ranked from 1; ``thumb(hit) -> (src, note)``,
     ``links(record) -> (case url, more-like-this url)``."""
     cards = []
@@ -62,6 +65,7 @@ class Span:
 def word_spans(text: str, words: Sequence[Any]) -> list[Span]:
     """``text`` cut into the attributed words (``word``, ``start``, ``end``, ``attribution``, as
     objects or dicts) and what lies between them, each word's colour step relative to the largest."""
+
     def get(word: Any, name: str) -> Any:
         return word[name] if isinstance(word, Mapping) else getattr(word, name)
 
@@ -93,9 +97,12 @@ def environment() -> Any:
     """The Jinja environment over the packaged templates (HTML autoescaped)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("cxrsearch.serve", "templates"),
-                             autoescape=jinja2.select_autoescape(("html",), default=True),
-                             trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cxrsearch.serve", "templates"),
+        autoescape=jinja2.select_autoescape(("html",), default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["prob"] = lambda value: "" if value is None else f"{value:.2f}"
     env.filters["score"] = lambda value: f"{float(value):.4f}"
     return env

@@ -34,14 +34,35 @@ def server_timeout() -> int:
         raise StoreError(f"{TIMEOUT_ENV} must be a whole number of seconds >= 1, got {raw!r}")
     return int(raw)
 
+
 __all__ = [
-    "API_KEY_ENV", "DEFAULT_TIMEOUT", "RRF_K", "TIMEOUT_ENV", "URL_ENV", "CollectionInfo", "CollectionSchema", "Filter",
-    "Hit", "Point", "Store", "list_schemas", "load_schema", "open_store", "point_id", "server_timeout",
+    "API_KEY_ENV",
+    "DEFAULT_TIMEOUT",
+    "RRF_K",
+    "TIMEOUT_ENV",
+    "URL_ENV",
+    "CollectionInfo",
+    "CollectionSchema",
+    "Filter",
+    "Hit",
+    "Point",
+    "Store",
+    "list_schemas",
+    "load_schema",
+    "open_store",
+    "point_id",
+    "server_timeout",
 ]
 
 
-def open_store(store_dir: str | Path | None = None, url: str | None = None, api_key: str | None = None, *,
-               location: str | None = None, timeout: int | None = None) -> Store:
+def open_store(
+    store_dir: str | Path | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    *,
+    location: str | None = None,
+    timeout: int | None = None,
+) -> Store:
     """Open the store to use.
 
     ``location=":memory:"`` -> qdrant-client in-memory. Else a server when ``url`` (or
@@ -66,8 +87,11 @@ def open_store(store_dir: str | Path | None = None, url: str | None = None, api_
 
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
             raise StoreError(f"the server timeout must be a whole number of seconds >= 1, got {timeout!r}")
-        return ClientStore.connect(url, api_key or os.environ.get(API_KEY_ENV) or None,
-                                   timeout=server_timeout() if timeout is None else timeout)
+        return ClientStore.connect(
+            url,
+            api_key or os.environ.get(API_KEY_ENV) or None,
+            timeout=server_timeout() if timeout is None else timeout,
+        )
     from cxrsearch.store.edge import EdgeStore
 
     return EdgeStore(paths.store_dir(store_dir))

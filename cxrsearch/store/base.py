@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class SparseVector:
     values: tuple[float, ...]
 
 
-Vector = Union[np.ndarray, SparseVector]
+Vector = np.ndarray | SparseVector
 """A dense float32 array ``(D,)`` or a :class:`SparseVector` (for the schema's sparse vectors)."""
 
 
@@ -93,17 +93,26 @@ class IntegrityRecord:
     written: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"points": self.points, "vectors": dict(self.vectors), "ids_digest": self.ids_digest,
-                "written": self.written}
+        return {
+            "points": self.points,
+            "vectors": dict(self.vectors),
+            "ids_digest": self.ids_digest,
+            "written": self.written,
+        }
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> IntegrityRecord:
         try:
-            return cls(points=int(raw["points"]), vectors={str(k): int(v) for k, v in raw["vectors"].items()},
-                       ids_digest=str(raw["ids_digest"]), written=str(raw["written"]))
+            return cls(
+                points=int(raw["points"]),
+                vectors={str(k): int(v) for k, v in raw["vectors"].items()},
+                ids_digest=str(raw["ids_digest"]),
+                written=str(raw["written"]),
+            )
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise StoreError(f"the integrity record is unreadable ({exc!r}); drop and rebuild the collection",
-                             path=where) from None
+            raise StoreError(
+                f"the integrity record is unreadable ({exc!r}); drop and rebuild the collection", path=where
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -223,8 +232,9 @@ class Store(Protocol):
         """Record (merge) :meth:`roots` for ``collection``."""
         ...
 
-    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
-                          label_size: int | None = None) -> bool:
+    def create_collection(
+        self, collection: str, schema: CollectionSchema, vector_size: int, label_size: int | None = None
+    ) -> bool:
         """Create it (``vector_size``-d embeddings, ``label_size`` labels for ``"size": "labels"``
         vectors); ``False`` (no-op) when it exists with the same vectors and sizes, else StoreError."""
         ...
@@ -243,18 +253,31 @@ class Store(Protocol):
         """The points that exist among ``ids``, in the order asked."""
         ...
 
-    def search(self, collection: str, vector_name: str, vector: Vector, filter: Filter | None = None,
-               limit: int = 10, with_vectors: bool = False) -> list[Hit]: ...
+    def search(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: Vector,
+        filter: Filter | None = None,
+        limit: int = 10,
+        with_vectors: bool = False,
+    ) -> list[Hit]: ...
 
-    def search_fused(self, collection: str, queries: Sequence[tuple[str, Vector]],
-                     filter: Filter | None = None, limit: int = 10,
-                     weights: Sequence[float] | None = None) -> list[Hit]:
+    def search_fused(
+        self,
+        collection: str,
+        queries: Sequence[tuple[str, Vector]],
+        filter: Filter | None = None,
+        limit: int = 10,
+        weights: Sequence[float] | None = None,
+    ) -> list[Hit]:
         """RRF (k = :data:`RRF_K`) over one filtered nearest-neighbour list per (vector name, query),
         inside the engine; ``weights``: Qdrant's weighted RRF, one weight per list (``None`` = unweighted)."""
         ...
 
-    def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,
-               batch: int = 256) -> Iterator[Point]: ...
+    def scroll(
+        self, collection: str, filter: Filter | None = None, with_vectors: bool = False, batch: int = 256
+    ) -> Iterator[Point]: ...
 
     def close(self) -> None: ...
 
@@ -264,8 +287,16 @@ class Store(Protocol):
         value, at most ``limit``. StoreError naming the field when it has no keyword payload index."""
         ...
 
-    def search_diverse(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
-                       limit: int = 10, diversity: float = 0.5, candidates: int | None = None) -> list[Hit]:
+    def search_diverse(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: np.ndarray,
+        filter: Filter | None = None,
+        limit: int = 10,
+        diversity: float = 0.5,
+        candidates: int | None = None,
+    ) -> list[Hit]:
         """Maximal marginal relevance (Qdrant's MMR) over the ``candidates`` (default
         ``max(4 * limit, 50)``, at least ``limit``) filtered nearest neighbours: each next hit maximises
         ``(1 - diversity) * sim(query) - diversity * max sim(hits already chosen)``. ``diversity`` 0

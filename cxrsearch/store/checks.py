@@ -42,8 +42,14 @@ def check_vector_size(size: int) -> None:
         raise StoreError(f"vector size must be a positive integer, got {size!r}")
 
 
-def check_same_collection(collection: str, where: str, have_schema: CollectionSchema, have_sizes: Mapping[str, int],
-                          schema: CollectionSchema, sizes: Mapping[str, int]) -> None:
+def check_same_collection(
+    collection: str,
+    where: str,
+    have_schema: CollectionSchema,
+    have_sizes: Mapping[str, int],
+    schema: CollectionSchema,
+    sizes: Mapping[str, int],
+) -> None:
     """``create_collection`` on an existing collection: a no-op for the same vector names and sizes.
 
     The existing collection keeps its own schema (e.g. ``cases-hnsw`` created beforehand on a server).
@@ -51,45 +57,62 @@ def check_same_collection(collection: str, where: str, have_schema: CollectionSc
     have_names = set(have_schema.vector_names) | set(have_schema.sparse_names)
     names = set(schema.vector_names) | set(schema.sparse_names)
     if have_names != names:
-        raise StoreError(f"collection {collection!r} exists with vectors {', '.join(sorted(have_names))}, "
-                         f"not {', '.join(sorted(names))} (made by an older cxrsearch? index into a new "
-                         "collection, or drop this one and index again)", path=where)
+        raise StoreError(
+            f"collection {collection!r} exists with vectors {', '.join(sorted(have_names))}, "
+            f"not {', '.join(sorted(names))} (made by an older cxrsearch? index into a new "
+            "collection, or drop this one and index again)",
+            path=where,
+        )
     for name, size in sizes.items():
         if have_sizes.get(name) != size:
-            raise StoreError(f"collection {collection!r} exists with {have_sizes.get(name)}-d {name!r} vectors, not "
-                             f"{size}-d (built with another model checkpoint? use another collection name, or drop it)",
-                             path=where)
+            raise StoreError(
+                f"collection {collection!r} exists with {have_sizes.get(name)}-d {name!r} vectors, not "
+                f"{size}-d (built with another model checkpoint? use another collection name, or drop it)",
+                path=where,
+            )
 
 
-def as_query_vector(collection: str, vector_sizes: Mapping[str, int], name: str, vector: Any,
-                    sparse_names: Sequence[str] = ()) -> list[float] | SparseVector:
+def as_query_vector(
+    collection: str, vector_sizes: Mapping[str, int], name: str, vector: Any, sparse_names: Sequence[str] = ()
+) -> list[float] | SparseVector:
     """Check a query vector (known name, right size, finite, non-zero) and return it as a list
     (a dense vector) or as the :class:`SparseVector` it is (a sparse one)."""
     if name in sparse_names:
         return checked_sparse(collection, name, vector, "query")
     if name not in vector_sizes:
         known = ", ".join([*vector_sizes, *sparse_names])
-        raise QueryError(f"collection {collection!r} has no vector {name!r} (it has {known}; made by an older "
-                         "cxrsearch? drop it and index again, see docs/search.md)")
+        raise QueryError(
+            f"collection {collection!r} has no vector {name!r} (it has {known}; made by an older "
+            "cxrsearch? drop it and index again, see docs/search.md)"
+        )
     return _checked(collection, vector_sizes[name], name, vector, "query")
 
 
 def checked_sparse(collection: str, name: str, vector: Any, what: str) -> SparseVector:
     """A valid :class:`SparseVector` (unique non-negative ids, finite weights, not empty)."""
     if not isinstance(vector, SparseVector):
-        raise StoreError(f"{what}: vector {name!r} is sparse; give a SparseVector, not {type(vector).__name__}",
-                         path=collection)
+        raise StoreError(
+            f"{what}: vector {name!r} is sparse; give a SparseVector, not {type(vector).__name__}", path=collection
+        )
     indices = np.asarray(vector.indices)
     values = np.asarray(vector.values, dtype=np.float64)
-    if (len(indices) == 0 or len(indices) != len(values) or len(set(vector.indices)) != len(indices)
-            or (indices < 0).any() or not np.isfinite(values).all()):
-        raise StoreError(f"{what}: sparse vector {name!r} is empty, has repeated or negative ids, or weights "
-                         "that are not finite", path=collection)
+    if (
+        len(indices) == 0
+        or len(indices) != len(values)
+        or len(set(vector.indices)) != len(indices)
+        or (indices < 0).any()
+        or not np.isfinite(values).all()
+    ):
+        raise StoreError(
+            f"{what}: sparse vector {name!r} is empty, has repeated or negative ids, or weights that are not finite",
+            path=collection,
+        )
     return vector
 
 
-def points_vectors(collection: str, vector_sizes: Mapping[str, int], points: Sequence[Point],
-                   sparse_names: Sequence[str] = ()) -> list[dict[str, Any]]:
+def points_vectors(
+    collection: str, vector_sizes: Mapping[str, int], points: Sequence[Point], sparse_names: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Check a batch of points for upsert (UUID ids, known vector names, right sizes, finite
     non-zero values) and return their vectors as lists (sparse ones as they are), one dict per point.
 
@@ -100,14 +123,18 @@ def points_vectors(collection: str, vector_sizes: Mapping[str, int], points: Seq
         try:
             uuid.UUID(str(point.id))
         except ValueError:
-            raise StoreError(f"point id {point.id!r} is not a UUID (use cxrsearch.store.point_id)",
-                             path=collection) from None
+            raise StoreError(
+                f"point id {point.id!r} is not a UUID (use cxrsearch.store.point_id)", path=collection
+            ) from None
         if not point.vectors:
             raise StoreError(f"point {point.id} has no vectors", path=collection)
         unknown = sorted(set(point.vectors) - set(vector_sizes) - set(sparse_names))
         if unknown:
-            raise StoreError(f"point {point.id} has vector(s) {', '.join(unknown)} not in the collection "
-                             f"(it has {', '.join([*vector_sizes, *sparse_names])})", path=collection)
+            raise StoreError(
+                f"point {point.id} has vector(s) {', '.join(unknown)} not in the collection "
+                f"(it has {', '.join([*vector_sizes, *sparse_names])})",
+                path=collection,
+            )
     out: list[dict[str, Any]] = [{} for _ in points]
     for name in sparse_names:
         for i, point in enumerate(points):
@@ -121,10 +148,14 @@ def points_vectors(collection: str, vector_sizes: Mapping[str, int], points: Seq
             matrix = np.asarray([points[i].vectors[name] for i in rows], dtype=np.float32)
         except ValueError:  # ragged: find the culprit below
             matrix = None
-        bad = (np.ones(len(rows), dtype=bool) if matrix is None or matrix.shape != (len(rows), size)
-               else ~(np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)))
+        bad = (
+            np.ones(len(rows), dtype=bool)
+            if matrix is None or matrix.shape != (len(rows), size)
+            else ~(np.isfinite(matrix).all(axis=1) & matrix.any(axis=1))
+        )
         for k in np.flatnonzero(bad):  # raises for the first bad vector, with its point and reason
             _checked(collection, size, name, points[rows[k]].vectors[name], f"point {points[rows[k]].id}")
+        assert matrix is not None  # a ragged matrix marks every row bad: the loop above raised
         for i, values in zip(rows, matrix.tolist()):
             out[i][name] = values
     return out
@@ -133,8 +164,11 @@ def points_vectors(collection: str, vector_sizes: Mapping[str, int], points: Seq
 def _checked(collection: str, size: int, name: str, vector: Any, what: str) -> list[float]:
     arr = np.asarray(vector, dtype=np.float32)
     if arr.shape != (size,):
-        raise StoreError(f"{what}: vector {name!r} has shape {arr.shape}, the collection stores {size}-d vectors "
-                         "(was it indexed with a different model checkpoint?)", path=collection)
+        raise StoreError(
+            f"{what}: vector {name!r} has shape {arr.shape}, the collection stores {size}-d vectors "
+            "(was it indexed with a different model checkpoint?)",
+            path=collection,
+        )
     if not np.isfinite(arr).all() or not arr.any():
         raise StoreError(f"{what}: vector {name!r} is zero or not finite", path=collection)
     return arr.tolist()
@@ -208,8 +242,10 @@ def check_diversity(diversity: float) -> float:
 def check_dense_for_mmr(collection: str, schema: CollectionSchema, vector_name: str) -> None:
     """MMR compares candidates with each other by a dense vector: refuse a sparse one in one line."""
     if vector_name in schema.sparse_names:
-        raise QueryError(f"diverse search compares dense vectors; {vector_name!r} of collection {collection!r} "
-                         "is sparse (use image, text or joint)")
+        raise QueryError(
+            f"diverse search compares dense vectors; {vector_name!r} of collection {collection!r} "
+            "is sparse (use image, text or joint)"
+        )
 
 
 def mmr_candidates(limit: int, candidates: int | None) -> int:
@@ -227,8 +263,11 @@ def check_facet_key(collection: str, schema: CollectionSchema, key: str, where: 
         raise QueryError(f"a facet needs a payload field name, got {key!r}")
     if schema.payload_indexes.get(key) != "keyword":
         indexed = ", ".join(f for f, kind in schema.payload_indexes.items() if kind == "keyword") or "none"
-        raise StoreError(f"cannot count values of payload field {key!r}: it has no keyword payload index in "
-                         f"collection {collection!r} (keyword-indexed fields: {indexed})", path=where)
+        raise StoreError(
+            f"cannot count values of payload field {key!r}: it has no keyword payload index in "
+            f"collection {collection!r} (keyword-indexed fields: {indexed})",
+            path=where,
+        )
 
 
 def facet_counts(hits: Iterable[tuple[Any, int]], limit: int) -> list[tuple[str, int]]:

@@ -13,16 +13,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from cxrsearch.errors import StoreError
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
-    as_query_vector, batched, check_dense_for_mmr, check_diversity, check_facet_key, check_fusion, check_limit,
-    check_same_collection, check_vector_size, facet_counts, mmr_candidates, plain_payload, points_vectors,
-    prefetch_limit, record_point, scored_hit,
+    as_query_vector,
+    batched,
+    check_dense_for_mmr,
+    check_diversity,
+    check_facet_key,
+    check_fusion,
+    check_limit,
+    check_same_collection,
+    check_vector_size,
+    facet_counts,
+    mmr_candidates,
+    plain_payload,
+    points_vectors,
+    prefetch_limit,
+    record_point,
+    scored_hit,
 )
 from cxrsearch.store.filters import to_client
 from cxrsearch.store.integrity import check_counts, make_record
@@ -67,8 +80,11 @@ class ClientStore:
             version = client.info().version
         parsed = tuple(int(x) for x in version.split(".")[:2] if x.isdigit())
         if parsed < MIN_SERVER:
-            raise StoreError(f"Qdrant server {version} is too old: cxrsearch needs >= "
-                             f"{'.'.join(map(str, MIN_SERVER))} (see docker/docker-compose.yml)", path=url)
+            raise StoreError(
+                f"Qdrant server {version} is too old: cxrsearch needs >= "
+                f"{'.'.join(map(str, MIN_SERVER))} (see docker/docker-compose.yml)",
+                path=url,
+            )
         return store
 
     @classmethod
@@ -87,11 +103,17 @@ class ClientStore:
         with self._errors(collection):
             info = self._client.get_collection(collection)
         schema, sizes = self._layout(collection, info, check=check)
-        return CollectionInfo(name=collection, points_count=int(info.points_count or 0), vector_sizes=sizes,
-                              schema=schema, location=f"{self.location} collection {collection}")
+        return CollectionInfo(
+            name=collection,
+            points_count=int(info.points_count or 0),
+            vector_sizes=sizes,
+            schema=schema,
+            location=f"{self.location} collection {collection}",
+        )
 
-    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
-                          label_size: int | None = None) -> bool:
+    def create_collection(
+        self, collection: str, schema: CollectionSchema, vector_size: int, label_size: int | None = None
+    ) -> bool:
         from qdrant_client import models
 
         check_collection_name(collection)
@@ -104,28 +126,51 @@ class ClientStore:
             check_same_collection(collection, self.location, info.schema, info.vector_sizes, schema, sizes)
             return False
         distance = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
-        sparse = {name: models.SparseVectorParams(modifier=models.Modifier.IDF if modifier == "idf" else None)
-                  for name, modifier in (schema.sparse_vectors or {}).items()}
-        hnsw = models.HnswConfigDiff(m=schema.hnsw.m, ef_construct=schema.hnsw.ef_construct,
-                                     payload_m=schema.hnsw.payload_m or None,
-                                     full_scan_threshold=schema.hnsw.full_scan_threshold_kb)
+        sparse = {
+            name: models.SparseVectorParams(modifier=models.Modifier.IDF if modifier == "idf" else None)
+            for name, modifier in (schema.sparse_vectors or {}).items()
+        }
+        hnsw = models.HnswConfigDiff(
+            m=schema.hnsw.m,
+            ef_construct=schema.hnsw.ef_construct,
+            payload_m=schema.hnsw.payload_m or None,
+            full_scan_threshold=schema.hnsw.full_scan_threshold_kb,
+        )
         quant = None
         if schema.quantization is not None:
-            quant = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-                type=models.ScalarType.INT8, quantile=schema.quantization.quantile,
-                always_ram=schema.quantization.always_ram))
-        vectors = {name: models.VectorParams(size=sizes[name], distance=distance[dist],
-                                             on_disk=schema.on_disk_vectors and name not in schema.unquantized,
-                                             quantization_config=None if name in schema.unquantized else quant)
-                   for name, dist in schema.vectors.items()}  # quantisation per vector: unquantised ones stay exact
+            quant = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8,
+                    quantile=schema.quantization.quantile,
+                    always_ram=schema.quantization.always_ram,
+                )
+            )
+        vectors = {
+            name: models.VectorParams(
+                size=sizes[name],
+                distance=distance[dist],
+                on_disk=schema.on_disk_vectors and name not in schema.unquantized,
+                quantization_config=None if name in schema.unquantized else quant,
+            )
+            for name, dist in schema.vectors.items()
+        }  # quantisation per vector: unquantised ones stay exact
         metadata = {"cxrsearch": {"schema": schema.to_dict(), "vector_size": vector_size, "vector_sizes": sizes}}
-        kinds = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
-                 "integer": models.PayloadSchemaType.INTEGER, "bool": models.PayloadSchemaType.BOOL}
+        kinds = {
+            "keyword": models.PayloadSchemaType.KEYWORD,
+            "float": models.PayloadSchemaType.FLOAT,
+            "integer": models.PayloadSchemaType.INTEGER,
+            "bool": models.PayloadSchemaType.BOOL,
+        }
         with self._errors(None):
-            self._client.create_collection(collection, vectors_config=vectors, sparse_vectors_config=sparse or None,
-                                           hnsw_config=hnsw, metadata=metadata,
-                                           shard_number=schema.shard_number,
-                                           replication_factor=schema.replication_factor)
+            self._client.create_collection(
+                collection,
+                vectors_config=vectors,
+                sparse_vectors_config=sparse or None,
+                hnsw_config=hnsw,
+                metadata=metadata,
+                shard_number=schema.shard_number,
+                replication_factor=schema.replication_factor,
+            )
             if not self._local:  # the in-memory client has no payload indexes (it warns and ignores them)
                 for field, kind in schema.payload_indexes.items():
                     self._client.create_payload_index(collection, field, field_schema=kinds[kind], wait=True)
@@ -150,9 +195,12 @@ class ClientStore:
             self._written.add(collection)
         total = 0
         for chunk in batched(points, batch):
-            structs = [models.PointStruct(id=p.id, vector=_client_vectors(vectors),
-                                          payload=plain_payload(collection, p.id, p.payload))
-                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk, schema.sparse_names))]
+            structs = [
+                models.PointStruct(
+                    id=p.id, vector=_client_vectors(vectors), payload=plain_payload(collection, p.id, p.payload)
+                )
+                for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk, schema.sparse_names))
+            ]
             with self._errors(collection):
                 self._client.upsert(collection, points=structs, wait=True)
             total += len(structs)
@@ -178,20 +226,39 @@ class ClientStore:
             by_id.update((str(r.id), record_point(r, with_vectors)) for r in records)
         return [by_id[i] for i in ids if i in by_id]
 
-    def search(self, collection: str, vector_name: str, vector: Vector, filter: Filter | None = None,
-               limit: int = 10, with_vectors: bool = False) -> list[Hit]:
+    def search(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: Vector,
+        filter: Filter | None = None,
+        limit: int = 10,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
         check_limit(limit)
         schema, sizes = self._layout(collection)
         query = _client_vector(as_query_vector(collection, sizes, vector_name, vector, schema.sparse_names))
         with self._errors(collection):
             response = self._client.query_points(
-                collection, query=query, using=vector_name, query_filter=to_client(filter), limit=limit,
-                search_params=_search_params(schema, self._local), with_payload=True, with_vectors=with_vectors)
+                collection,
+                query=query,
+                using=vector_name,
+                query_filter=to_client(filter),
+                limit=limit,
+                search_params=_search_params(schema, self._local),
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
         return [scored_hit(p, with_vectors) for p in response.points]
 
-    def search_fused(self, collection: str, queries: Sequence[tuple[str, Vector]],
-                     filter: Filter | None = None, limit: int = 10,
-                     weights: Sequence[float] | None = None) -> list[Hit]:
+    def search_fused(
+        self,
+        collection: str,
+        queries: Sequence[tuple[str, Vector]],
+        filter: Filter | None = None,
+        limit: int = 10,
+        weights: Sequence[float] | None = None,
+    ) -> list[Hit]:
         from qdrant_client import models
 
         check_limit(limit)
@@ -201,24 +268,41 @@ class ClientStore:
         params = _search_params(schema, self._local)
         sparse = schema.sparse_names
         # the filter is given once, on the fusion: the engine applies it inside every prefetch
-        prefetch = [models.Prefetch(query=_client_vector(as_query_vector(collection, sizes, name, vec, sparse)),
-                                    using=name, limit=prefetch_limit(limit),
-                                    params=None if name in sparse else params)
-                    for name, vec in queries]
+        prefetch = [
+            models.Prefetch(
+                query=_client_vector(as_query_vector(collection, sizes, name, vec, sparse)),
+                using=name,
+                limit=prefetch_limit(limit),
+                params=None if name in sparse else params,
+            )
+            for name, vec in queries
+        ]
         with self._errors(collection):
             response = self._client.query_points(
-                collection, prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights)),
-                query_filter=client_filter, limit=limit, with_payload=True)
+                collection,
+                prefetch=prefetch,
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights)),
+                query_filter=client_filter,
+                limit=limit,
+                with_payload=True,
+            )
         return [scored_hit(p, False) for p in response.points]
 
-    def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,
-               batch: int = 256) -> Iterator[Point]:
+    def scroll(
+        self, collection: str, filter: Filter | None = None, with_vectors: bool = False, batch: int = 256
+    ) -> Iterator[Point]:
         check_limit(batch, "batch")
         offset = None
         while True:
             with self._errors(collection):
-                records, offset = self._client.scroll(collection, scroll_filter=to_client(filter), limit=batch,
-                                                      offset=offset, with_payload=True, with_vectors=with_vectors)
+                records, offset = self._client.scroll(
+                    collection,
+                    scroll_filter=to_client(filter),
+                    limit=batch,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
+                )
             yield from (record_point(r, with_vectors) for r in records)
             if offset is None:
                 return
@@ -254,8 +338,13 @@ class ClientStore:
         counts = {}
         for name in (*schema.vectors, *schema.sparse_names):
             with self._errors(collection):
-                counts[name] = int(self._client.count(collection, exact=True, count_filter=models.Filter(
-                    must=[models.HasVectorCondition(has_vector=name)])).count)
+                counts[name] = int(
+                    self._client.count(
+                        collection,
+                        exact=True,
+                        count_filter=models.Filter(must=[models.HasVectorCondition(has_vector=name)]),
+                    ).count
+                )
         return counts
 
     def _metadata(self, collection: str) -> dict[str, Any]:
@@ -275,8 +364,9 @@ class ClientStore:
         offset = None
         while True:
             with self._errors(collection):
-                records, offset = self._client.scroll(collection, limit=4096, offset=offset, with_payload=False,
-                                                      with_vectors=False)
+                records, offset = self._client.scroll(
+                    collection, limit=4096, offset=offset, with_payload=False, with_vectors=False
+                )
             ids.extend(str(r.id) for r in records)
             if offset is None:
                 break
@@ -301,8 +391,10 @@ class ClientStore:
                 info = self._client.get_collection(collection)
         meta = (info.config.metadata or {}).get("cxrsearch")
         if not isinstance(meta, dict) or "schema" not in meta:
-            raise StoreError(f"collection {collection!r} was not created by cxrsearch (no schema in its metadata)",
-                             path=self.location)
+            raise StoreError(
+                f"collection {collection!r} was not created by cxrsearch (no schema in its metadata)",
+                path=self.location,
+            )
         schema = CollectionSchema.from_dict(meta["schema"], source=f"{self.location} collection {collection}")
         vectors = info.config.params.vectors
         sizes = {name: int(vectors[name].size) for name in schema.vectors if name in vectors}
@@ -311,8 +403,13 @@ class ClientStore:
             record = meta.get("integrity")
             if record is not None:
                 where = f"{self.location} collection {collection}"
-                check_counts(collection, where, IntegrityRecord.from_dict(record, where), int(info.points_count or 0),
-                             self.vector_counts(collection))
+                check_counts(
+                    collection,
+                    where,
+                    IntegrityRecord.from_dict(record, where),
+                    int(info.points_count or 0),
+                    self.vector_counts(collection),
+                )
             self._checked.add(collection)
         return schema, sizes
 
@@ -328,19 +425,23 @@ class ClientStore:
             raise
         except UnexpectedResponse as exc:
             if exc.status_code in (401, 403):
-                raise StoreError("the server rejected the API key (set --api-key or CXRSEARCH_QDRANT_API_KEY)",
-                                 path=self.location) from None
+                raise StoreError(
+                    "the server rejected the API key (set --api-key or CXRSEARCH_QDRANT_API_KEY)", path=self.location
+                ) from None
             if exc.status_code == 404 and collection is not None:
                 raise StoreError(f"no collection {collection!r} on this server", path=self.location) from None
             raise StoreError(f"Qdrant answered {exc.status_code}: {_reason(exc)}", path=self.location) from None
         except (ResponseHandlingException, httpx.HTTPError, ConnectionError) as exc:
             cause = getattr(exc, "source", exc)
             if isinstance(cause, httpx.TimeoutException) or isinstance(exc, httpx.TimeoutException):
-                raise StoreError(f"the Qdrant server accepted the connection but gave no answer within {self.timeout} s "
-                                 "(is it overloaded, or not a Qdrant server? --timeout or CXRSEARCH_QDRANT_TIMEOUT sets the limit)",
-                                 path=self.location) from None
-            raise StoreError(f"cannot reach the Qdrant server ({cause}); is it running? "
-                             "(see docs/server.md)", path=self.location) from None
+                raise StoreError(
+                    f"the Qdrant server accepted the connection but gave no answer within {self.timeout} s "
+                    "(is it overloaded, or not a Qdrant server? --timeout or CXRSEARCH_QDRANT_TIMEOUT sets the limit)",
+                    path=self.location,
+                ) from None
+            raise StoreError(
+                f"cannot reach the Qdrant server ({cause}); is it running? (see docs/server.md)", path=self.location
+            ) from None
         except (ApiException, ValueError, KeyError) as exc:
             if collection is not None and self._local and not self._client.collection_exists(collection):
                 raise StoreError(f"no collection {collection!r} on this server", path=self.location) from None
@@ -358,8 +459,16 @@ class ClientStore:
             response = self._client.facet(collection, key=key, facet_filter=to_client(filter), limit=limit, exact=True)
         return facet_counts(((hit.value, hit.count) for hit in response.hits), limit)
 
-    def search_diverse(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
-                       limit: int = 10, diversity: float = 0.5, candidates: int | None = None) -> list[Hit]:
+    def search_diverse(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: np.ndarray,
+        filter: Filter | None = None,
+        limit: int = 10,
+        diversity: float = 0.5,
+        candidates: int | None = None,
+    ) -> list[Hit]:
         """Maximal marginal relevance over the ``candidates`` nearest neighbours (see
         :meth:`Store.search_diverse`): Qdrant's ``Mmr(diversity=...)``, 0 = plain nearest order."""
         from qdrant_client import models
@@ -369,12 +478,22 @@ class ClientStore:
         pool = mmr_candidates(limit, candidates)
         schema, sizes = self._layout(collection)
         check_dense_for_mmr(collection, schema, vector_name)
-        query = models.NearestQuery(nearest=as_query_vector(collection, sizes, vector_name, vector),
-                                    mmr=models.Mmr(diversity=weight, candidates_limit=pool))
+        query = models.NearestQuery(
+            nearest=cast(
+                "list[float]", as_query_vector(collection, sizes, vector_name, vector)
+            ),  # dense: checked above
+            mmr=models.Mmr(diversity=weight, candidates_limit=pool),
+        )
         with self._errors(collection):
             response = self._client.query_points(
-                collection, query=query, using=vector_name, query_filter=to_client(filter), limit=limit,
-                search_params=_search_params(schema, self._local), with_payload=True)
+                collection,
+                query=query,
+                using=vector_name,
+                query_filter=to_client(filter),
+                limit=limit,
+                search_params=_search_params(schema, self._local),
+                with_payload=True,
+            )
         return [scored_hit(p, False) for p in response.points]
 
 
@@ -408,7 +527,7 @@ def _search_params(schema: CollectionSchema, local: bool) -> Any:
 
     quant = None
     if schema.quantization is not None:
-        quant = models.QuantizationSearchParams(rescore=schema.quantization.rescore,
-                                                oversampling=schema.quantization.oversampling)
+        quant = models.QuantizationSearchParams(
+            rescore=schema.quantization.rescore, oversampling=schema.quantization.oversampling
+        )
     return models.SearchParams(hnsw_ef=schema.hnsw.ef, quantization=quant)
-

@@ -29,30 +29,45 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-
 from cxrsearch.errors import StoreError
-from cxrsearch.store import edge_config
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
-    as_query_vector, batched, check_dense_for_mmr, check_diversity, check_facet_key, check_fusion, check_limit,
-    check_same_collection, check_vector_size, facet_counts, mmr_candidates, plain_payload, points_vectors,
-    prefetch_limit, record_point, scored_hit,
+    as_query_vector,
+    batched,
+    check_dense_for_mmr,
+    check_diversity,
+    check_facet_key,
+    check_fusion,
+    check_limit,
+    check_same_collection,
+    check_vector_size,
+    facet_counts,
+    mmr_candidates,
+    plain_payload,
+    points_vectors,
+    prefetch_limit,
+    record_point,
+    scored_hit,
 )
 from cxrsearch.store.filters import to_edge
 from cxrsearch.store.integrity import check_counts, make_record
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
 
+from cxrsearch.store import edge_config
+
 META_FILE = "collection.json"
 META_FORMAT = 1
 INTEGRITY_FILE = "integrity.json"
-READ_ONLY_HINT = ("the embedded engine opens its files for writing, so a read-only store cannot be searched in place: "
-                  "copy it to a writable directory (`cp -r`) and pass that as --store, or serve it from a Qdrant "
-                  "server (`cxrsearch collections migrate`)")
+READ_ONLY_HINT = (
+    "the embedded engine opens its files for writing, so a read-only store cannot be searched in place: "
+    "copy it to a writable directory (`cp -r`) and pass that as --store, or serve it from a Qdrant "
+    "server (`cxrsearch collections migrate`)"
+)
 
 
 @dataclass
@@ -92,12 +107,16 @@ class EdgeStore:
         """``check=False`` opens a collection whose counts disagree with its integrity record."""
         handle = self._handle(collection, check=check)
         return CollectionInfo(
-            name=collection, points_count=int(handle.shard.info().points_count),
-            vector_sizes=handle.vector_sizes, schema=handle.schema, location=str(self.root / collection),
+            name=collection,
+            points_count=int(handle.shard.info().points_count),
+            vector_sizes=handle.vector_sizes,
+            schema=handle.schema,
+            location=str(self.root / collection),
         )
 
-    def create_collection(self, collection: str, schema: CollectionSchema, vector_size: int,
-                          label_size: int | None = None) -> bool:
+    def create_collection(
+        self, collection: str, schema: CollectionSchema, vector_size: int, label_size: int | None = None
+    ) -> bool:
         check_collection_name(collection)
         check_vector_size(vector_size)
         sizes = schema.vector_sizes(vector_size, label_size)
@@ -113,8 +132,9 @@ class EdgeStore:
         check_same_collection(collection, str(directory), handle.schema, handle.vector_sizes, schema, sizes)
         return False
 
-    def _create(self, directory: Path, schema: CollectionSchema, vector_size: int, sizes: dict[str, int],
-                lock: TextIO) -> _Open:
+    def _create(
+        self, directory: Path, schema: CollectionSchema, vector_size: int, sizes: dict[str, int], lock: TextIO
+    ) -> _Open:
         """Create the shard, its payload indexes, then ``collection.json`` (atomically, last)."""
         import qdrant_edge as qe
 
@@ -127,9 +147,15 @@ class EdgeStore:
             for op in edge_config.payload_index_ops(schema):
                 shard.update(op)
             shard.flush()
-            meta = {"format": META_FORMAT, "name": directory.name, "vector_size": vector_size,
-                    "vector_sizes": sizes, "schema": schema.to_dict(), "engine": f"qdrant-edge-py {_engine_version()}",
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            meta = {
+                "format": META_FORMAT,
+                "name": directory.name,
+                "vector_size": vector_size,
+                "vector_sizes": sizes,
+                "schema": schema.to_dict(),
+                "engine": f"qdrant-edge-py {_engine_version()}",
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
             tmp = directory / f"{META_FILE}.tmp"
             tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, directory / META_FILE)
@@ -157,8 +183,10 @@ class EdgeStore:
         sizes, sparse = handle.vector_sizes, handle.schema.sparse_names
         total = 0
         for chunk in batched(points, batch):
-            records = [qe.Point(p.id, _edge_vectors(vectors), plain_payload(collection, p.id, p.payload))
-                       for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk, sparse))]
+            records = [
+                qe.Point(p.id, _edge_vectors(vectors), plain_payload(collection, p.id, p.payload))
+                for p, vectors in zip(chunk, points_vectors(collection, sizes, chunk, sparse))
+            ]
             if not handle.dirty:  # a writer killed from here on leaves no record, never a stale one
                 (self.root / collection / INTEGRITY_FILE).unlink(missing_ok=True)
                 handle.dirty = True
@@ -188,23 +216,40 @@ class EdgeStore:
                 by_id[str(record.id)] = record_point(record, with_vectors)
         return [by_id[i] for i in ids if i in by_id]
 
-    def search(self, collection: str, vector_name: str, vector: Vector, filter: Filter | None = None,
-               limit: int = 10, with_vectors: bool = False) -> list[Hit]:
+    def search(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: Vector,
+        filter: Filter | None = None,
+        limit: int = 10,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
         import qdrant_edge as qe
 
         check_limit(limit)
         handle = self._handle(collection)
-        query = _edge_vector(as_query_vector(collection, handle.vector_sizes, vector_name, vector,
-                                             handle.schema.sparse_names))
+        query = _edge_vector(
+            as_query_vector(collection, handle.vector_sizes, vector_name, vector, handle.schema.sparse_names)
+        )
         request = qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(query, using=vector_name), filter=to_edge(filter),
-            with_payload=True, with_vector=with_vectors, params=edge_config.search_params(handle.schema),
+            limit=limit,
+            query=qe.Query.Nearest(query, using=vector_name),
+            filter=to_edge(filter),
+            with_payload=True,
+            with_vector=with_vectors,
+            params=edge_config.search_params(handle.schema),
         )
         return [scored_hit(p, with_vectors) for p in self._call(collection, handle.shard.query, request)]
 
-    def search_fused(self, collection: str, queries: Sequence[tuple[str, Vector]],
-                     filter: Filter | None = None, limit: int = 10,
-                     weights: Sequence[float] | None = None) -> list[Hit]:
+    def search_fused(
+        self,
+        collection: str,
+        queries: Sequence[tuple[str, Vector]],
+        filter: Filter | None = None,
+        limit: int = 10,
+        weights: Sequence[float] | None = None,
+    ) -> list[Hit]:
         import qdrant_edge as qe
 
         check_limit(limit)
@@ -216,25 +261,36 @@ class EdgeStore:
         # the filter is given once, on the fusion: the engine applies it inside every prefetch (each
         # list holds only passing points; a per-prefetch copy made each list evaluate it again)
         prefetches = [
-            qe.Prefetch(limit=prefetch_limit(limit), params=None if name in sparse else params,
-                        query=qe.Query.Nearest(_edge_vector(as_query_vector(
-                            collection, handle.vector_sizes, name, vec, sparse)), using=name))
+            qe.Prefetch(
+                limit=prefetch_limit(limit),
+                params=None if name in sparse else params,
+                query=qe.Query.Nearest(
+                    _edge_vector(as_query_vector(collection, handle.vector_sizes, name, vec, sparse)), using=name
+                ),
+            )
             for name, vec in queries
         ]
-        request = qe.QueryRequest(limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K, weights=weights),
-                                  filter=edge_filter, with_payload=True)
+        request = qe.QueryRequest(
+            limit=limit,
+            prefetches=prefetches,
+            query=qe.Fusion.Rrf(k=RRF_K, weights=weights),
+            filter=edge_filter,
+            with_payload=True,
+        )
         return [scored_hit(p, False) for p in self._call(collection, handle.shard.query, request)]
 
-    def scroll(self, collection: str, filter: Filter | None = None, with_vectors: bool = False,
-               batch: int = 256) -> Iterator[Point]:
+    def scroll(
+        self, collection: str, filter: Filter | None = None, with_vectors: bool = False, batch: int = 256
+    ) -> Iterator[Point]:
         import qdrant_edge as qe
 
         check_limit(batch, "batch")
         handle = self._handle(collection)
         offset = None
         while True:
-            request = qe.ScrollRequest(offset=offset, limit=batch, filter=to_edge(filter),
-                                       with_payload=True, with_vector=with_vectors)
+            request = qe.ScrollRequest(
+                offset=offset, limit=batch, filter=to_edge(filter), with_payload=True, with_vector=with_vectors
+            )
             records, offset = self._call(collection, handle.shard.scroll, request)
             yield from (record_point(r, with_vectors) for r in records)
             if offset is None:
@@ -310,8 +366,9 @@ class EdgeStore:
         ids: list[str] = []
         offset = None
         while True:
-            records, offset = handle.shard.scroll(qe.ScrollRequest(offset=offset, limit=4096, with_payload=False,
-                                                                   with_vector=False))
+            records, offset = handle.shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=4096, with_payload=False, with_vector=False)
+            )
             ids.extend(str(r.id) for r in records)
             if offset is None:
                 break
@@ -330,8 +387,11 @@ class EdgeStore:
         directory = self.root / collection
         if not (directory / META_FILE).is_file():
             known = ", ".join(self.list_collections()) or "none"
-            raise StoreError(f"no collection {collection!r} in this store (collections: {known}); "
-                             "create it with `cxrsearch collections create` or `cxrsearch index`", path=self.root)
+            raise StoreError(
+                f"no collection {collection!r} in this store (collections: {known}); "
+                "create it with `cxrsearch collections create` or `cxrsearch index`",
+                path=self.root,
+            )
         lock = _acquire(directory)
         try:
             meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
@@ -350,8 +410,13 @@ class EdgeStore:
         handle = _Open(meta, schema, shard, lock)
         if check:
             try:
-                check_counts(collection, str(directory), self.integrity_record(collection),
-                             int(shard.info().points_count), _vector_counts(handle))
+                check_counts(
+                    collection,
+                    str(directory),
+                    self.integrity_record(collection),
+                    int(shard.info().points_count),
+                    _vector_counts(handle),
+                )
             except StoreError:
                 shard.close()
                 lock.close()
@@ -380,8 +445,16 @@ class EdgeStore:
         response = self._call(collection, handle.shard.facet, request)
         return facet_counts(((hit.value, hit.count) for hit in response.hits), limit)
 
-    def search_diverse(self, collection: str, vector_name: str, vector: np.ndarray, filter: Filter | None = None,
-                       limit: int = 10, diversity: float = 0.5, candidates: int | None = None) -> list[Hit]:
+    def search_diverse(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: np.ndarray,
+        filter: Filter | None = None,
+        limit: int = 10,
+        diversity: float = 0.5,
+        candidates: int | None = None,
+    ) -> list[Hit]:
         """Maximal marginal relevance over the ``candidates`` nearest neighbours (see
         :meth:`Store.search_diverse`). qdrant-edge's ``Mmr.lambda_`` weighs *relevance* (1 = plain
         nearest order), the server's ``diversity`` weighs diversity: ``lambda_ = 1 - diversity``."""
@@ -394,8 +467,11 @@ class EdgeStore:
         check_dense_for_mmr(collection, handle.schema, vector_name)
         query = as_query_vector(collection, handle.vector_sizes, vector_name, vector)
         request = qe.QueryRequest(
-            limit=limit, query=qe.Mmr(query, 1.0 - weight, pool, using=vector_name), filter=to_edge(filter),
-            with_payload=True, params=edge_config.search_params(handle.schema),
+            limit=limit,
+            query=qe.Mmr(query, 1.0 - weight, pool, using=vector_name),
+            filter=to_edge(filter),
+            with_payload=True,
+            params=edge_config.search_params(handle.schema),
         )
         return [scored_hit(p, False) for p in self._call(collection, handle.shard.query, request)]
 
@@ -417,8 +493,10 @@ def _vector_counts(handle: _Open) -> dict[str, int]:
     import qdrant_edge as qe
 
     names = [*handle.schema.vectors, *handle.schema.sparse_names]
-    return {name: int(handle.shard.count(qe.CountRequest(exact=True, filter=qe.Filter(
-        must=[qe.HasVectorCondition(name)])))) for name in names}
+    return {
+        name: int(handle.shard.count(qe.CountRequest(exact=True, filter=qe.Filter(must=[qe.HasVectorCondition(name)]))))
+        for name in names
+    }
 
 
 def _acquire(directory: Path) -> TextIO:
@@ -431,8 +509,9 @@ def _acquire(directory: Path) -> TextIO:
         if exc.errno == errno.EROFS:
             raise StoreError(f"the store is on a read-only file system; {READ_ONLY_HINT}", path=directory) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
-            raise StoreError(f"cannot write the collection's lock file (permission denied); {READ_ONLY_HINT}",
-                             path=directory) from None
+            raise StoreError(
+                f"cannot write the collection's lock file (permission denied); {READ_ONLY_HINT}", path=directory
+            ) from None
         raise StoreError(f"cannot open the collection's lock file: {exc.strerror}", path=directory) from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -440,8 +519,9 @@ def _acquire(directory: Path) -> TextIO:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise StoreError(f"in use by another process (pid {holder}); wait for it to finish or use another --store",
-                         path=directory) from None
+        raise StoreError(
+            f"in use by another process (pid {holder}); wait for it to finish or use another --store", path=directory
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -453,4 +533,3 @@ def _engine_version() -> str:
     from importlib.metadata import version
 
     return version("qdrant-edge-py")
-

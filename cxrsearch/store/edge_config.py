@@ -22,13 +22,18 @@ def shard_config(schema: CollectionSchema, sizes: dict[str, int]) -> Any:
             type=qe.ScalarType.Int8, quantile=schema.quantization.quantile, always_ram=schema.quantization.always_ram
         )
     vectors = {
-        name: qe.EdgeVectorParams(size=sizes[name], distance=distance[dist],
-                                  memory=None if name in schema.unquantized else memory,
-                                  quantization_config=None if name in schema.unquantized else quantization)
+        name: qe.EdgeVectorParams(
+            size=sizes[name],
+            distance=distance[dist],
+            memory=None if name in schema.unquantized else memory,
+            quantization_config=None if name in schema.unquantized else quantization,
+        )
         for name, dist in schema.vectors.items()
     }
-    sparse = {name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if modifier == "idf" else None)
-              for name, modifier in (schema.sparse_vectors or {}).items()}
+    sparse = {
+        name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if modifier == "idf" else None)
+        for name, modifier in (schema.sparse_vectors or {}).items()
+    }
     hnsw = qe.HnswIndexConfig(
         m=schema.hnsw.m,
         ef_construct=schema.hnsw.ef_construct,

@@ -25,8 +25,12 @@ def to_edge(flt: Filter | None) -> Any:
         return None
     import qdrant_edge as qe
 
-    return _translate(flt, lambda key, v: qe.FieldCondition(key, match=qe.MatchValue(v)),
-                      lambda key, vs: qe.FieldCondition(key, match=qe.MatchAny(vs)), qe.Filter)
+    return _translate(
+        flt,
+        lambda key, v: qe.FieldCondition(key, match=qe.MatchValue(v)),
+        lambda key, vs: qe.FieldCondition(key, match=qe.MatchAny(vs)),
+        qe.Filter,
+    )
 
 
 def to_client(flt: Filter | None) -> Any:
@@ -35,12 +39,20 @@ def to_client(flt: Filter | None) -> Any:
         return None
     from qdrant_client import models
 
-    return _translate(flt, lambda key, v: models.FieldCondition(key=key, match=models.MatchValue(value=v)),
-                      lambda key, vs: models.FieldCondition(key=key, match=models.MatchAny(any=vs)), models.Filter)
+    return _translate(
+        flt,
+        lambda key, v: models.FieldCondition(key=key, match=models.MatchValue(value=v)),
+        lambda key, vs: models.FieldCondition(key=key, match=models.MatchAny(any=vs)),
+        models.Filter,
+    )
 
 
-def _translate(flt: Filter, match_value: Callable[[str, Any], Any], match_any: Callable[[str, list], Any],
-               make_filter: Callable[..., Any]) -> Any:
+def _translate(
+    flt: Filter,
+    match_value: Callable[[str, Any], Any],
+    match_any: Callable[[str, list], Any],
+    make_filter: Callable[..., Any],
+) -> Any:
     """The clause walk both backends share; the three callables build the backend's objects."""
     must: list[Any] = []
     must_not: list[Any] = []

@@ -25,7 +25,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,10 @@ import numpy as np
 from cxrsearch.errors import StoreError
 from cxrsearch.store.base import VIEWS, IntegrityRecord, SparseVector, Store, point_id
 
-REMEDY = ("restore the collection from a backup, or rebuild it (`cxrsearch collections drop` it, then "
-          "`cxrsearch index` again)")
+REMEDY = (
+    "restore the collection from a backup, or rebuild it (`cxrsearch collections drop` it, then "
+    "`cxrsearch index` again)"
+)
 NORM_TOLERANCE = 1e-3
 """How far from 1 the norm of a stored cosine vector may be (the engine stores them normalised)."""
 MAX_LISTED = 5
@@ -49,8 +51,12 @@ def ids_digest(ids: Iterable[str]) -> str:
 
 
 def make_record(points: int, vectors: Mapping[str, int], ids: Iterable[str]) -> IntegrityRecord:
-    return IntegrityRecord(points=int(points), vectors={k: int(v) for k, v in sorted(vectors.items())},
-                           ids_digest=ids_digest(ids), written=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return IntegrityRecord(
+        points=int(points),
+        vectors={k: int(v) for k, v in sorted(vectors.items())},
+        ids_digest=ids_digest(ids),
+        written=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 def count_problems(record: IntegrityRecord, points: int, vectors: Mapping[str, int]) -> list[str]:
@@ -65,16 +71,20 @@ def count_problems(record: IntegrityRecord, points: int, vectors: Mapping[str, i
     return problems
 
 
-def check_counts(collection: str, where: str, record: IntegrityRecord | None, points: int,
-                 vectors: Mapping[str, int]) -> None:
+def check_counts(
+    collection: str, where: str, record: IntegrityRecord | None, points: int, vectors: Mapping[str, int]
+) -> None:
     """StoreError when the counts of an opened collection differ from its integrity record."""
     if record is None:
         return
     problems = count_problems(record, points, vectors)
     if problems:
-        raise StoreError(f"collection {collection!r} is damaged: the engine loads {'; '.join(problems)} at the last "
-                         f"clean close ({record.written}); `cxrsearch collections verify {collection}` lists what is "
-                         f"wrong; {REMEDY}", path=where)
+        raise StoreError(
+            f"collection {collection!r} is damaged: the engine loads {'; '.join(problems)} at the last "
+            f"clean close ({record.written}); `cxrsearch collections verify {collection}` lists what is "
+            f"wrong; {REMEDY}",
+            path=where,
+        )
 
 
 @dataclass
@@ -108,18 +118,28 @@ class _Tally:
             self.examples[problem].append(pid)
 
     def lines(self) -> list[str]:
-        return [f"{n:,} point(s): {problem} (e.g. {', '.join(self.examples[problem])})"
-                for problem, n in self.counts.items()]
+        return [
+            f"{n:,} point(s): {problem} (e.g. {', '.join(self.examples[problem])})"
+            for problem, n in self.counts.items()
+        ]
 
 
-def _check_vectors(point_vectors: Mapping[str, Any], sizes: Mapping[str, int], cosine: set[str],
-                   probabilities: set[str], sparse: set[str], pid: str, tally: _Tally) -> None:
+def _check_vectors(
+    point_vectors: Mapping[str, Any],
+    sizes: Mapping[str, int],
+    cosine: set[str],
+    probabilities: set[str],
+    sparse: set[str],
+    pid: str,
+    tally: _Tally,
+) -> None:
     for name, vector in point_vectors.items():
         if name in sparse:
             if not isinstance(vector, SparseVector):
                 tally.add(f"'{name}' is not a sparse vector", pid)
             elif len(set(vector.indices)) != len(vector.indices) or not all(
-                    math.isfinite(v) and v >= 0 for v in vector.values):
+                math.isfinite(v) and v >= 0 for v in vector.values
+            ):
                 tally.add(f"'{name}' has repeated indices or weights that are not finite and >= 0", pid)
             continue
         array = np.asarray(vector, dtype=np.float64)
@@ -150,7 +170,8 @@ def _check_payload(collection: str, pid: str, payload: Mapping[str, Any], tally:
             tally.add(f"payload {key} is not a list of strings", pid)
     probs = payload.get("probs", {})
     if not isinstance(probs, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in probs.values()):
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in probs.values()
+    ):
         tally.add("payload probs is not a mapping of label -> probability in [0, 1]", pid)
     if payload.get("split") not in (None, "train", "val", "test"):
         tally.add("payload split is not train, val or test", pid)
@@ -167,12 +188,20 @@ def verify_collection(store: Store, collection: str, deep: bool = False) -> Veri
     record = store.integrity_record(collection)
     info = store.collection_info(collection, check=False)
     vectors = store.vector_counts(collection)
-    report = VerifyReport(collection=collection, location=info.location, points=info.points_count, vectors=vectors,
-                          record=record, deep=deep)
+    report = VerifyReport(
+        collection=collection,
+        location=info.location,
+        points=info.points_count,
+        vectors=vectors,
+        record=record,
+        deep=deep,
+    )
     report.checked.append("point and vector counts against the integrity record")
     if record is None:
-        report.problems.append("no integrity record: the last write did not close cleanly (or the collection "
-                               "predates records); a clean `cxrsearch index` run into it writes one")
+        report.problems.append(
+            "no integrity record: the last write did not close cleanly (or the collection "
+            "predates records); a clean `cxrsearch index` run into it writes one"
+        )
     else:
         report.problems.extend(count_problems(record, info.points_count, vectors))
     schema = info.schema
@@ -193,7 +222,9 @@ def verify_collection(store: Store, collection: str, deep: bool = False) -> Veri
     if record is not None and ids_digest(ids) != record.ids_digest:
         report.problems.append("the set of point ids differs from the one stored at the last clean close")
     if deep:
-        report.checked.append("every vector (size, finite, unit length, probabilities in [0, 1], sparse form), "
-                              "every id against its deterministic key, payload field types")
+        report.checked.append(
+            "every vector (size, finite, unit length, probabilities in [0, 1], sparse form), "
+            "every id against its deterministic key, payload field types"
+        )
     report.problems.extend(tally.lines())
     return report

@@ -29,8 +29,15 @@ class MigrationResult:
     created: bool
 
 
-def migrate_collection(source: Store, target: Store, collection: str, *, target_collection: str | None = None,
-                       batch: int = 256, on_batch: Callable[[int, int], None] | None = None) -> MigrationResult:
+def migrate_collection(
+    source: Store,
+    target: Store,
+    collection: str,
+    *,
+    target_collection: str | None = None,
+    batch: int = 256,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> MigrationResult:
     """Copy ``collection`` from ``source`` into ``target`` (same schema and vector size).
 
     ``on_batch(done, total)`` is called after every upserted batch (for a progress bar).
@@ -55,8 +62,14 @@ def migrate_collection(source: Store, target: Store, collection: str, *, target_
             f"{source_count} (points added to either side meanwhile? re-run, or drop the target collection)",
             path=target.location,
         )
-    return MigrationResult(collection=collection, source=source.location, target=f"{target.location} ({name})",
-                           copied=copied, points=target_count, created=created)
+    return MigrationResult(
+        collection=collection,
+        source=source.location,
+        target=f"{target.location} ({name})",
+        copied=copied,
+        points=target_count,
+        created=created,
+    )
 
 
 def _rekeyed(collection: str, point: Point) -> Point:

@@ -108,8 +108,10 @@ class CollectionSchema:
         for name in self.vectors:
             if (self.vector_size_of or {}).get(name, "embedding") == "labels":
                 if labels is None:
-                    raise StoreError(f"schema {self.name!r}: vector {name!r} has one dimension per label, "
-                                     "but no label count was given")
+                    raise StoreError(
+                        f"schema {self.name!r}: vector {name!r} has one dimension per label, "
+                        "but no label count was given"
+                    )
                 sizes[name] = labels
             else:
                 sizes[name] = embedding
@@ -139,12 +141,19 @@ class CollectionSchema:
         return {
             "name": self.name,
             "description": self.description,
-            "vectors": {name: {"distance": dist,
-                               **({"size": (self.vector_size_of or {})[name]} if name in (self.vector_size_of or {}) else {}),
-                               **({"quantized": False} if name in self.unquantized else {})}
-                        for name, dist in self.vectors.items()},
-            **({"sparse_vectors": {name: {"modifier": mod} for name, mod in self.sparse_vectors.items()}}
-               if self.sparse_vectors else {}),
+            "vectors": {
+                name: {
+                    "distance": dist,
+                    **({"size": (self.vector_size_of or {})[name]} if name in (self.vector_size_of or {}) else {}),
+                    **({"quantized": False} if name in self.unquantized else {}),
+                }
+                for name, dist in self.vectors.items()
+            },
+            **(
+                {"sparse_vectors": {name: {"modifier": mod} for name, mod in self.sparse_vectors.items()}}
+                if self.sparse_vectors
+                else {}
+            ),
             **({"bm25": {"k": self.bm25.k, "b": self.bm25.b, "avg_len": self.bm25.avg_len}} if self.bm25 else {}),
             "hnsw": {k: getattr(self.hnsw, k) for k in HnswSpec.__dataclass_fields__},
             "quantization": quant,
@@ -159,12 +168,28 @@ class CollectionSchema:
     def from_dict(cls, data: Any, source: str | Path = "<schema>") -> CollectionSchema:
         """Validate ``data`` strictly (unknown keys are errors: they are usually typos)."""
         _require(isinstance(data, dict), source, "a schema must be a JSON object")
-        _keys(data, source, "schema", required={"name", "vectors", "hnsw", "payload_indexes"},
-              optional={"description", "quantization", "on_disk_vectors", "rationale", "shard_number",
-                        "replication_factor", "sparse_vectors", "bm25"})
+        _keys(
+            data,
+            source,
+            "schema",
+            required={"name", "vectors", "hnsw", "payload_indexes"},
+            optional={
+                "description",
+                "quantization",
+                "on_disk_vectors",
+                "rationale",
+                "shard_number",
+                "replication_factor",
+                "sparse_vectors",
+                "bm25",
+            },
+        )
         name = data["name"]
-        _require(isinstance(name, str) and bool(_NAME.match(name)), source,
-                 f"'name' must be 1-64 letters, digits, '_', '-' or '.', got {name!r}")
+        _require(
+            isinstance(name, str) and bool(_NAME.match(name)),
+            source,
+            f"'name' must be 1-64 letters, digits, '_', '-' or '.', got {name!r}",
+        )
         vectors = data["vectors"]
         _require(isinstance(vectors, dict) and len(vectors) > 0, source, "'vectors' must be a non-empty object")
         parsed_vectors: dict[str, str] = {}
@@ -174,39 +199,64 @@ class CollectionSchema:
             _require(bool(_NAME.match(vname)), source, f"bad vector name {vname!r}")
             _require(isinstance(spec, dict), source, f"vectors.{vname} must be an object")
             _keys(spec, source, f"vectors.{vname}", required={"distance"}, optional={"size", "quantized"})
-            _require(spec["distance"] in DISTANCES, source,
-                     f"vectors.{vname}.distance must be one of {', '.join(DISTANCES)}, got {spec['distance']!r}")
+            _require(
+                spec["distance"] in DISTANCES,
+                source,
+                f"vectors.{vname}.distance must be one of {', '.join(DISTANCES)}, got {spec['distance']!r}",
+            )
             parsed_vectors[vname] = spec["distance"]
-            _require(isinstance(spec.get("quantized", True), bool), source, f"vectors.{vname}.quantized must be true or false")
+            _require(
+                isinstance(spec.get("quantized", True), bool),
+                source,
+                f"vectors.{vname}.quantized must be true or false",
+            )
             if not spec.get("quantized", True):
                 unquantized.append(vname)
             if "size" in spec:
-                _require(spec["size"] in VECTOR_SIZES, source,
-                         f"vectors.{vname}.size must be one of {', '.join(VECTOR_SIZES)}, got {spec['size']!r}")
+                _require(
+                    spec["size"] in VECTOR_SIZES,
+                    source,
+                    f"vectors.{vname}.size must be one of {', '.join(VECTOR_SIZES)}, got {spec['size']!r}",
+                )
                 size_of[vname] = spec["size"]
         sparse = data.get("sparse_vectors") or {}
         _require(isinstance(sparse, dict), source, "'sparse_vectors' must be an object")
         parsed_sparse: dict[str, str | None] = {}
         for vname, spec in sparse.items():
-            _require(bool(_NAME.match(vname)) and vname not in parsed_vectors, source, f"bad sparse vector name {vname!r}")
+            _require(
+                bool(_NAME.match(vname)) and vname not in parsed_vectors, source, f"bad sparse vector name {vname!r}"
+            )
             _require(isinstance(spec, dict), source, f"sparse_vectors.{vname} must be an object")
             _keys(spec, source, f"sparse_vectors.{vname}", required={"modifier"}, optional=set())
-            _require(spec["modifier"] in SPARSE_MODIFIERS, source,
-                     f"sparse_vectors.{vname}.modifier must be \"idf\" or null, got {spec['modifier']!r}")
+            _require(
+                spec["modifier"] in SPARSE_MODIFIERS,
+                source,
+                f'sparse_vectors.{vname}.modifier must be "idf" or null, got {spec["modifier"]!r}',
+            )
             parsed_sparse[vname] = spec["modifier"]
         bm25 = data.get("bm25")
         parsed_bm25 = None
         if bm25 is not None:
             _require(isinstance(bm25, dict), source, "'bm25' must be an object or null")
             _keys(bm25, source, "bm25", required={"k", "b", "avg_len"}, optional=set())
-            _require(_is_number(bm25["k"]) and bm25["k"] >= 0 and _is_number(bm25["b"]) and 0 <= bm25["b"] <= 1,
-                     source, "bm25.k must be >= 0 and bm25.b in [0, 1]")
-            _require(bm25["avg_len"] is None or (_is_number(bm25["avg_len"]) and bm25["avg_len"] > 0), source,
-                     "bm25.avg_len must be null (from the corpus) or a number > 0")
-            parsed_bm25 = Bm25Spec(float(bm25["k"]), float(bm25["b"]),
-                                   None if bm25["avg_len"] is None else float(bm25["avg_len"]))
-        _require(parsed_bm25 is not None or not parsed_sparse, source,
-                 "a schema with sparse_vectors needs a 'bm25' object (k, b, avg_len)")
+            _require(
+                _is_number(bm25["k"]) and bm25["k"] >= 0 and _is_number(bm25["b"]) and 0 <= bm25["b"] <= 1,
+                source,
+                "bm25.k must be >= 0 and bm25.b in [0, 1]",
+            )
+            _require(
+                bm25["avg_len"] is None or (_is_number(bm25["avg_len"]) and bm25["avg_len"] > 0),
+                source,
+                "bm25.avg_len must be null (from the corpus) or a number > 0",
+            )
+            parsed_bm25 = Bm25Spec(
+                float(bm25["k"]), float(bm25["b"]), None if bm25["avg_len"] is None else float(bm25["avg_len"])
+            )
+        _require(
+            parsed_bm25 is not None or not parsed_sparse,
+            source,
+            "a schema with sparse_vectors needs a 'bm25' object (k, b, avg_len)",
+        )
         hnsw = data["hnsw"]
         _require(isinstance(hnsw, dict), source, "'hnsw' must be an object")
         _keys(hnsw, source, "hnsw", required=set(HnswSpec.__dataclass_fields__), optional=set())
@@ -219,36 +269,59 @@ class CollectionSchema:
             _require(isinstance(quant, dict), source, "'quantization' must be an object or null")
             _keys(quant, source, "quantization", required=set(QuantizationSpec.__dataclass_fields__), optional=set())
             _require(quant["type"] == "int8", source, f"quantization.type must be 'int8', got {quant['type']!r}")
-            _require(isinstance(quant["quantile"], (int, float)) and 0.5 <= quant["quantile"] <= 1.0, source,
-                     "quantization.quantile must be in [0.5, 1]")
-            _require(isinstance(quant["oversampling"], (int, float)) and quant["oversampling"] >= 1.0, source,
-                     "quantization.oversampling must be >= 1")
-            _require(isinstance(quant["always_ram"], bool) and isinstance(quant["rescore"], bool), source,
-                     "quantization.always_ram and quantization.rescore must be true or false")
+            _require(
+                isinstance(quant["quantile"], (int, float)) and 0.5 <= quant["quantile"] <= 1.0,
+                source,
+                "quantization.quantile must be in [0.5, 1]",
+            )
+            _require(
+                isinstance(quant["oversampling"], (int, float)) and quant["oversampling"] >= 1.0,
+                source,
+                "quantization.oversampling must be >= 1",
+            )
+            _require(
+                isinstance(quant["always_ram"], bool) and isinstance(quant["rescore"], bool),
+                source,
+                "quantization.always_ram and quantization.rescore must be true or false",
+            )
             parsed_quant = QuantizationSpec(
-                type="int8", quantile=float(quant["quantile"]), always_ram=quant["always_ram"],
-                rescore=quant["rescore"], oversampling=float(quant["oversampling"]),
+                type="int8",
+                quantile=float(quant["quantile"]),
+                always_ram=quant["always_ram"],
+                rescore=quant["rescore"],
+                oversampling=float(quant["oversampling"]),
             )
         indexes = data["payload_indexes"]
         _require(isinstance(indexes, dict), source, "'payload_indexes' must be an object")
         for field, kind in indexes.items():
             _require(isinstance(field, str) and field != "", source, "payload index field names must be non-empty")
-            _require(kind in PAYLOAD_INDEX_TYPES, source,
-                     f"payload_indexes.{field} must be one of {', '.join(PAYLOAD_INDEX_TYPES)}, got {kind!r}")
+            _require(
+                kind in PAYLOAD_INDEX_TYPES,
+                source,
+                f"payload_indexes.{field} must be one of {', '.join(PAYLOAD_INDEX_TYPES)}, got {kind!r}",
+            )
         for key in ("shard_number", "replication_factor"):
             value = data.get(key)
-            _require(value is None or (_is_int(value) and value >= 1), source,
-                     f"'{key}' must be null or an integer >= 1")
+            _require(
+                value is None or (_is_int(value) and value >= 1), source, f"'{key}' must be null or an integer >= 1"
+            )
         on_disk = data.get("on_disk_vectors", False)
         _require(isinstance(on_disk, bool), source, "'on_disk_vectors' must be true or false")
         return cls(
-            name=name, description=str(data.get("description", "")), vectors=parsed_vectors,
+            name=name,
+            description=str(data.get("description", "")),
+            vectors=parsed_vectors,
             hnsw=HnswSpec(**{k: int(hnsw[k]) for k in HnswSpec.__dataclass_fields__}),
-            quantization=parsed_quant, on_disk_vectors=on_disk, payload_indexes=dict(indexes),
-            rationale=str(data.get("rationale", "")), shard_number=data.get("shard_number"),
-            replication_factor=data.get("replication_factor"), vector_size_of=size_of or None,
+            quantization=parsed_quant,
+            on_disk_vectors=on_disk,
+            payload_indexes=dict(indexes),
+            rationale=str(data.get("rationale", "")),
+            shard_number=data.get("shard_number"),
+            replication_factor=data.get("replication_factor"),
+            vector_size_of=size_of or None,
             unquantized=tuple(unquantized),
-            sparse_vectors=parsed_sparse or None, bm25=parsed_bm25,
+            sparse_vectors=parsed_sparse or None,
+            bm25=parsed_bm25,
         )
 
 

@@ -29,25 +29,53 @@ from cxrsearch.errors import StoreError
 from cxrsearch.store.base import SparseVector
 from cxrsearch.store.schema import Bm25Spec
 
-NEGATION_CUES = ("no", "not", "without", "negative for", "free of", "absence of", "resolution of", "resolved",
-                 "rather than", "never", "none", "nor", "neither", "cannot", "ruled out", "rule out")
+NEGATION_CUES = (
+    "no",
+    "not",
+    "without",
+    "negative for",
+    "free of",
+    "absence of",
+    "resolution of",
+    "resolved",
+    "rather than",
+    "never",
+    "none",
+    "nor",
+    "neither",
+    "cannot",
+    "ruled out",
+    "rule out",
+)
 """Words that open a negation scope (longest first when matched)."""
 
-PSEUDO_NEGATIONS = ("no change", "no significant change", "no interval change", "no new", "not only",
-                    "no increase", "no decrease", "not necessarily", "without change", "no further")
+PSEUDO_NEGATIONS = (
+    "no change",
+    "no significant change",
+    "no interval change",
+    "no new",
+    "not only",
+    "no increase",
+    "no decrease",
+    "not necessarily",
+    "without change",
+    "no further",
+)
 """Cues that negate nothing after them ("no change in the small effusion" affirms the effusion;
 "no new" keeps an old finding). They open no scope."""
 
 SCOPE_ENDS = ("but", "however", "although", "though", "except", "which", "yet", "aside from", "apart from")
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all also am an and any are as at be because been before being below between
 both by can could did do does doing down during each few for from further had has have having he her here hers
 herself him himself his how i if in into is it its itself just me more most my myself of off on once only or
 other our ours ourselves out over own same she should so some such than that the their theirs them themselves
 then there these they this those through to too under until up very was we were what when where while who whom
 why will with would you your yours yourself yourselves
-""".split())
+""".split()
+)
 """English stopwords without the negation words (no, not, nor, without, none, never): those carry
 the meaning of most report sentences and are kept."""
 
@@ -78,12 +106,12 @@ def mark_negations(text: str) -> str:
             negated = False
         pseudo = _starts(tokens, i, _PSEUDO)
         if pseudo:
-            out.extend(tokens[i:i + pseudo])
+            out.extend(tokens[i : i + pseudo])
             i += pseudo
             continue
         cue = _starts(tokens, i, _CUES)
         if cue:
-            out.extend(tokens[i:i + cue])
+            out.extend(tokens[i : i + cue])
             negated = True
             i += cue
             continue
@@ -96,7 +124,7 @@ def _starts(tokens: Sequence[str], i: int, phrases: Iterable[str]) -> int:
     """Length in tokens of the first phrase of ``phrases`` that starts at ``tokens[i]``, else 0."""
     for phrase in phrases:
         words = phrase.split()
-        if tokens[i:i + len(words)] == words:
+        if tokens[i : i + len(words)] == words:
             return len(words)
     return 0
 
@@ -118,8 +146,9 @@ def _model(params: Bm25Spec) -> Any:
 
     if params.avg_len is None:
         raise StoreError("BM25 avg_len is not set: the collection's schema fixes it when the collection is created")
-    config = qe.Bm25Config(k=params.k, b=params.b, avg_len=params.avg_len,
-                           stopwords=qe.StopwordsSet(custom=set(STOPWORDS)))
+    config = qe.Bm25Config(
+        k=params.k, b=params.b, avg_len=params.avg_len, stopwords=qe.StopwordsSet(custom=set(STOPWORDS))
+    )
     return qe.Bm25(config)
 
 

@@ -150,7 +150,9 @@ def test_inspect_bad_files_prints_one_error_line(tmp_path: Path, images_dir: Pat
     truncated.write_bytes(truncated.read_bytes()[:5000])
     assert_one_error_line(run("data", "inspect", str(truncated)), str(truncated))
     xxe = tmp_path / "r.xml"
-    xxe.write_bytes(b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><eCitation>&x;</eCitation>')
+    xxe.write_bytes(
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><eCitation>&x;</eCitation>'
+    )
     assert_one_error_line(run("data", "inspect", str(xxe)), str(xxe), "refused")
     assert_one_error_line(run("data", "inspect", str(tmp_path / "missing.dcm")), "not found")
     assert_one_error_line(run("data", "inspect", str(tmp_path)), "not a file")
@@ -170,16 +172,23 @@ def _folder_with(tmp_path: Path, reports_tgz: Path, make_bad) -> Path:
 
 
 @pytest.mark.timeout(60)  # a FIFO used to block data info forever
-@pytest.mark.parametrize(("make_bad", "message"), [
-    (os.mkfifo, "a FIFO, not a regular file"),
-    (lambda path: path.symlink_to("/dev/zero"), "a device, not a regular file"),
-    (lambda path: (path.write_bytes(b""), os.truncate(path, 400_000_000)), "far larger than any Open-i report"),
-], ids=["fifo", "dev-zero-symlink", "400MB"])
-def test_special_files_in_a_report_folder_are_refused_before_reading(tmp_path: Path, reports_tgz: Path, make_bad,
-                                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("make_bad", "message"),
+    [
+        (os.mkfifo, "a FIFO, not a regular file"),
+        (lambda path: path.symlink_to("/dev/zero"), "a device, not a regular file"),
+        (lambda path: (path.write_bytes(b""), os.truncate(path, 400_000_000)), "far larger than any Open-i report"),
+    ],
+    ids=["fifo", "dev-zero-symlink", "400MB"],
+)
+def test_special_files_in_a_report_folder_are_refused_before_reading(
+    tmp_path: Path, reports_tgz: Path, make_bad, message: str
+) -> None:
     folder = _folder_with(tmp_path, reports_tgz, make_bad)
-    for command in (["data", "info", str(folder)],
-                    ["train", "--data", str(folder), "--config", "tiny-test", "--out", str(tmp_path / "ckpt")]):
+    for command in (
+        ["data", "info", str(folder)],
+        ["train", "--data", str(folder), "--config", "tiny-test", "--out", str(tmp_path / "ckpt")],
+    ):
         result = run(*command)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

@@ -13,11 +13,11 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from cxrsearch.data.download import download_openi, load_dataset
 from cxrsearch.data.fetch import fetch, sha256_file
 from cxrsearch.errors import ConfigError, DownloadError
 from tests.data.http_server import PNG_TGZ_ENTRIES, make_tgz, serving
+
+from cxrsearch.data.download import download_openi, load_dataset
 
 
 @pytest.fixture()
@@ -53,8 +53,14 @@ def test_fetch_downloads_verifies_and_records_sha256(server, tmp_path: Path) -> 
     data = bytes(range(256)) * 4000
     server.state.files["blob.tgz"] = data
     events = []
-    result = fetch(server.url + "blob.tgz", tmp_path / "blob.tgz", expected_size=len(data),
-                   expected_sha256=_sha(data), progress=events.append, timeout=5)
+    result = fetch(
+        server.url + "blob.tgz",
+        tmp_path / "blob.tgz",
+        expected_size=len(data),
+        expected_sha256=_sha(data),
+        progress=events.append,
+        timeout=5,
+    )
     assert result.fetched and result.resumed_from == 0 and result.sha256 == _sha(data)
     assert (tmp_path / "blob.tgz").read_bytes() == data
     assert (tmp_path / "blob.tgz.sha256").read_text() == f"{_sha(data)}  blob.tgz\n"  # sha256sum -c format
@@ -232,9 +238,8 @@ def test_packaged_reports_checksum_matches_the_torchxrayvision_copy(reports_tgz:
 
 # --------------------------------------------------------------------------- CLI
 def _run_cli(*args: str):
-    from typer.testing import CliRunner
-
     from cxrsearch.cli.main import app
+    from typer.testing import CliRunner
 
     return CliRunner().invoke(app, ["data", "download", *args])
 
@@ -252,10 +257,9 @@ def test_cli_downloads_the_real_reports_tarball_and_images(server, tmp_path: Pat
     again = _run_cli("openi", "--dest", str(dest), "--images", "png", "--base-url", server.url)
     assert again.exit_code == 0 and "present" in again.stdout and "downloaded" not in again.stdout
     # the layout is what the rest of the data layer reads: the folder itself, and images/ recursively
-    from typer.testing import CliRunner
-
     from cxrsearch.cli.main import app
     from cxrsearch.data.pairing import index_images
+    from typer.testing import CliRunner
 
     info = CliRunner().invoke(app, ["data", "info", str(dest), "--json"])
     assert info.exit_code == 0, info.output

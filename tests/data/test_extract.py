@@ -42,12 +42,16 @@ def test_symlink_chain_escape_is_caught_by_the_data_filter(tmp_path: Path) -> No
     # each link looks harmless on its own ('a/b/c' -> '..' is lexically 'a'), but a/b is itself '..'
     archive = tmp_path / "dest" / "chain.tgz"
     archive.parent.mkdir()
-    archive.write_bytes(make_tgz([
-        ("a", None, {"type": tarfile.DIRTYPE, "mode": 0o755}),
-        ("a/b", None, {"type": tarfile.SYMTYPE, "linkname": ".."}),
-        ("a/b/c", None, {"type": tarfile.SYMTYPE, "linkname": ".."}),
-        ("a/b/c/evil.txt", b"x", {}),
-    ]))
+    archive.write_bytes(
+        make_tgz(
+            [
+                ("a", None, {"type": tarfile.DIRTYPE, "mode": 0o755}),
+                ("a/b", None, {"type": tarfile.SYMTYPE, "linkname": ".."}),
+                ("a/b/c", None, {"type": tarfile.SYMTYPE, "linkname": ".."}),
+                ("a/b/c/evil.txt", b"x", {}),
+            ]
+        )
+    )
     with pytest.raises(DownloadError, match="chain.tgz member 'a/b/c': refused by the tar data filter"):
         safe_extract(archive, tmp_path / "dest" / "out", sha256="0" * 64)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["chain.tgz", "dest"]

@@ -24,10 +24,28 @@ def test_vocabulary_shape() -> None:
     names = label_names()
     assert 15 <= len(names) - 1 <= 22 and names[-1] == NORMAL
     assert len(set(names)) == len(names)
-    for expected in ("cardiomegaly", "atelectasis", "pleural effusion", "lung opacity", "edema", "pneumonia",
-                     "consolidation", "pneumothorax", "emphysema", "nodule", "fracture", "support devices",
-                     "calcified granuloma", "calcinosis", "cicatrix", "airspace disease", "hiatal hernia",
-                     "scoliosis", "aortic atherosclerosis", "tortuous aorta"):
+    for expected in (
+        "cardiomegaly",
+        "atelectasis",
+        "pleural effusion",
+        "lung opacity",
+        "edema",
+        "pneumonia",
+        "consolidation",
+        "pneumothorax",
+        "emphysema",
+        "nodule",
+        "fracture",
+        "support devices",
+        "calcified granuloma",
+        "calcinosis",
+        "cicatrix",
+        "airspace disease",
+        "hiatal hernia",
+        "scoliosis",
+        "aortic atherosclerosis",
+        "tortuous aorta",
+    ):
         assert expected in names
     assert all(spec.description for spec in vocabulary())
 

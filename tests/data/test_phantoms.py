@@ -49,7 +49,9 @@ def test_reports_parse_with_the_drawn_labels_and_every_split(phantoms):
 
 
 def test_negations_are_written_and_not_labelled(phantoms):
-    negated = [s for s in phantoms.studies if "No pleural effusion." in s.findings_text or "No effusion." in s.findings_text]
+    negated = [
+        s for s in phantoms.studies if "No pleural effusion." in s.findings_text or "No effusion." in s.findings_text
+    ]
     assert negated and all("pleural effusion" not in s.labels for s in negated)
 
 
@@ -78,7 +80,7 @@ def test_masks_mark_where_the_finding_was_drawn(phantoms):
         pixels = decode_image(phantoms.root / study.image).pixels
         ring = np.zeros_like(mask)
         y0, x0, y1, x1 = finding.bbox
-        ring[max(0, y0 - 4): y1 + 4, max(0, x0 - 4): x1 + 4] = True
+        ring[max(0, y0 - 4) : y1 + 4, max(0, x0 - 4) : x1 + 4] = True
         ring &= ~mask
         assert 0 < finding.area_share < 0.02
         assert np.percentile(pixels[mask], 90) > np.median(pixels[ring]) + 0.1, "the nodule is brighter than around it"

@@ -86,8 +86,9 @@ def test_loading_is_fast_and_cached(reports_tgz: Path, studies: list[Study]) -> 
     assert again == studies and again is not studies
 
 
-def test_tgz_folder_and_data_folder_give_the_same_studies(reports_tgz: Path, real_data: Path, tmp_path: Path,
-                                                          studies: list[Study]) -> None:
+def test_tgz_folder_and_data_folder_give_the_same_studies(
+    reports_tgz: Path, real_data: Path, tmp_path: Path, studies: list[Study]
+) -> None:
     with tarfile.open(reports_tgz) as tar:
         members = [m for m in tar.getmembers() if m.name.endswith(("/1.xml", "/2.xml", "/10.xml"))]
         tar.extractall(tmp_path, members=members, filter="data")
@@ -146,8 +147,21 @@ EXTERNAL_DTD = b"""<?xml version="1.0"?><!DOCTYPE eCitation SYSTEM "http://examp
         (report_xml(images=("CXR7/../../x",)), "malformed <parentImage"),
         (b"<eCitation>" + b" " * MAX_REPORT_BYTES + b"</eCitation>", "refused"),
     ],
-    ids=["empty", "blank", "random-bytes", "truncated", "text", "billion-laughs", "xxe", "external-dtd",
-         "wrong-root", "bad-uid", "no-uid", "bad-image-id", "oversized"],
+    ids=[
+        "empty",
+        "blank",
+        "random-bytes",
+        "truncated",
+        "text",
+        "billion-laughs",
+        "xxe",
+        "external-dtd",
+        "wrong-root",
+        "bad-uid",
+        "no-uid",
+        "bad-image-id",
+        "oversized",
+    ],
 )
 def test_bad_reports_raise_report_error_naming_the_file(data: bytes, message: str) -> None:
     with pytest.raises(ReportError) as caught:

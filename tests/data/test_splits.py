@@ -15,15 +15,24 @@ from cxrsearch.data.splits import SPLITS, split_bucket, split_of
 def test_pinned_assignments_never_change() -> None:
     # Changing these invalidates every trained model's test metrics: see cxrsearch/data/splits.py.
     assert {uid: split_of(uid) for uid in ("CXR1", "CXR2", "CXR10", "CXR3029")} == {
-        "CXR1": "train", "CXR2": "test", "CXR10": "test", "CXR3029": "test"}
+        "CXR1": "train",
+        "CXR2": "test",
+        "CXR10": "test",
+        "CXR3029": "test",
+    }
     assert split_bucket("CXR10") >= 90
 
 
 def test_same_split_in_a_fresh_interpreter_with_another_hash_seed() -> None:
     uids = [f"CXR{n}" for n in range(1, 200)]
     code = "import sys; from cxrsearch.data.splits import split_of; print(','.join(split_of(u) for u in sys.argv[1:]))"
-    out = subprocess.run([sys.executable, "-c", code, *uids], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code, *uids],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    ).stdout.strip()
     assert out.split(",") == [split_of(u) for u in uids]
 
 

@@ -92,10 +92,24 @@ def test_image_modes_report_no_images_and_text_baselines_still_run() -> None:
 
     vocab = label_names()
     zeros = np.zeros(len(vocab))
-    cases = {uid: Case(uid, split, (CasePoint(uid, None, None, None, {}, zeros),))
-             for uid, split in [("CXR1", "train"), ("CXR2", "train"), ("CXR3", "train"), ("CXR4", "test"), ("CXR5", "test")]}
-    labels = {"CXR1": ("normal",), "CXR2": ("cardiomegaly",), "CXR3": ("normal",), "CXR4": ("normal",), "CXR5": ("cardiomegaly",)}
-    texts = {"CXR1": "lungs clear", "CXR2": "heart enlarged", "CXR3": "normal chest", "CXR4": "clear lungs", "CXR5": "enlarged heart"}
+    cases = {
+        uid: Case(uid, split, (CasePoint(uid, None, None, None, {}, zeros),))
+        for uid, split in [("CXR1", "train"), ("CXR2", "train"), ("CXR3", "train"), ("CXR4", "test"), ("CXR5", "test")]
+    }
+    labels = {
+        "CXR1": ("normal",),
+        "CXR2": ("cardiomegaly",),
+        "CXR3": ("normal",),
+        "CXR4": ("normal",),
+        "CXR5": ("cardiomegaly",),
+    }
+    texts = {
+        "CXR1": "lungs clear",
+        "CXR2": "heart enlarged",
+        "CXR3": "normal chest",
+        "CXR4": "clear lungs",
+        "CXR5": "enlarged heart",
+    }
     queries = [QueryCase(uid, labels[uid], labels[uid][0], texts[uid], None) for uid in ("CXR4", "CXR5")]
     result = evaluate_retrieval("test", queries, cases, labels, texts, vocab, searchers={}, ks=(1, 2))
     notes = {(s.setting, s.mode): s.note for s in result.modes}

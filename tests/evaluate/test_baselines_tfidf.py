@@ -98,12 +98,22 @@ def test_real_reports_test_vs_train_is_far_above_random(reports_tgz: Path, recor
     train = [s for s in studies if s.split == "train"]
     counts = label_counts(s.labels for s in train)
     pool = Pool([s.uid for s in train], [s.labels for s in train], vocabulary)
-    queries = [(Query(s.uid, s.labels, primary_label(s.labels, counts, vocabulary)), s.report_text())
-               for s in studies if s.split == "test" and s.labels and s.report_text()]
+    queries = [
+        (Query(s.uid, s.labels, primary_label(s.labels, counts, vocabulary)), s.report_text())
+        for s in studies
+        if s.split == "test" and s.labels and s.report_text()
+    ]
     queries = [(q, text) for q, text in queries if pool.gains(q, "strict").any()]
     tick = time.perf_counter()
-    ranked = tfidf_label_rankings([s.uid for s in train], [s.report_text() for s in train], [s.labels for s in train],
-                                  [q.uid for q, _ in queries], [text for _, text in queries], vocabulary, 10)
+    ranked = tfidf_label_rankings(
+        [s.uid for s in train],
+        [s.report_text() for s in train],
+        [s.labels for s in train],
+        [q.uid for q, _ in queries],
+        [text for _, text in queries],
+        vocabulary,
+        10,
+    )
     seconds = time.perf_counter() - tick
     strict = mean_metrics([pool.judge(q, r, "strict", 10) for (q, _), r in zip(queries, ranked)], (10,))["P@10"]
     record_property("tfidf_lr_strict_p_at_10", strict)

@@ -22,8 +22,18 @@ from cxrsearch.store.base import SparseVector
 pytestmark = pytest.mark.slow
 
 N_REPORTS = 300
-STAND_INS = ["png/nih_00000001_000.png", "png/tbx11k_h0001_rgb.png", "png/nih_00027426_000.png", "png/tbx11k_tb0005_rgb.png"]
-TEST_IMAGES = ["CXR10_IM-0002-1001", "CXR37_IM-1847-0001-0002", "CXR80_IM-2333-1001", "CXR117_IM-0114-2002"]  # PA in the table
+STAND_INS = [
+    "png/nih_00000001_000.png",
+    "png/tbx11k_h0001_rgb.png",
+    "png/nih_00027426_000.png",
+    "png/tbx11k_tb0005_rgb.png",
+]
+TEST_IMAGES = [
+    "CXR10_IM-0002-1001",
+    "CXR37_IM-1847-0001-0002",
+    "CXR80_IM-2333-1001",
+    "CXR117_IM-0114-2002",
+]  # PA in the table
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +63,18 @@ def run(subset: Path, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFa
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
         mp.setenv("CXRSEARCH_OUTPUT", str(root / "outputs"))
-        args = ["evaluate", "--data", str(subset), "--model", str(tiny_checkpoint), "--k", "1,5,10", "--json",
-                "--out", str(root / "report" / "eval.md")]
+        args = [
+            "evaluate",
+            "--data",
+            str(subset),
+            "--model",
+            str(tiny_checkpoint),
+            "--k",
+            "1,5,10",
+            "--json",
+            "--out",
+            str(root / "report" / "eval.md"),
+        ]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         yield {"json": json.loads(result.stdout), "root": root, "cache": root / "cache"}
@@ -62,8 +82,19 @@ def run(subset: Path, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFa
 
 def test_json_has_every_section_and_metric(run: dict, tiny_checkpoint: Path) -> None:
     out = run["json"]
-    assert set(out) >= {"settings", "data", "checkpoint", "index", "classification", "retrieval", "crossmodal",
-                        "timings", "machine", "report", "plot"}
+    assert set(out) >= {
+        "settings",
+        "data",
+        "checkpoint",
+        "index",
+        "classification",
+        "retrieval",
+        "crossmodal",
+        "timings",
+        "machine",
+        "report",
+        "plot",
+    }
     assert out["checkpoint"]["fingerprint"] == read_checkpoint_info(tiny_checkpoint).fingerprint
     assert out["data"]["studies"] == N_REPORTS and sum(out["data"]["split_sizes"].values()) == N_REPORTS
     assert out["settings"]["split"] == "test" and out["settings"]["ks"] == [1, 5, 10]
@@ -72,7 +103,9 @@ def test_json_has_every_section_and_metric(run: dict, tiny_checkpoint: Path) -> 
     assert sorted(cls["scored"] + cls["too_few_positives"]) == sorted(cls["labels"])
     assert all(cls["labels"][name]["positives"] < 5 for name in cls["too_few_positives"])
     thresholds = read_checkpoint_info(tiny_checkpoint).thresholds
-    assert [cls["labels"][name]["threshold"] for name in read_checkpoint_info(tiny_checkpoint).labels] == list(thresholds)
+    assert [cls["labels"][name]["threshold"] for name in read_checkpoint_info(tiny_checkpoint).labels] == list(
+        thresholds
+    )
     results = out["retrieval"]["results"]
     keys = {f"{m}@{k}" for m in ("P", "R", "mAP", "nDCG") for k in (1, 5, 10)} | {"MRR"}
     for setting in ("historical", "within"):
@@ -90,8 +123,13 @@ def test_image_modes_run_where_images_exist(run: dict) -> None:
     modes = out["retrieval"]["modes"]["historical"]
     assert modes["image->case"]["queries"] >= 1 and modes["image->case"]["note"] is None
     assert "bm25" not in out["retrieval"]["results"]["historical"]["image->case"]  # BM25 needs text
-    assert set(out["retrieval"]["results"]["historical"]["image+text->case"]) == {"model", "untrained", "tfidf-lr",
-                                                                                  "bm25", "random"}
+    assert set(out["retrieval"]["results"]["historical"]["image+text->case"]) == {
+        "model",
+        "untrained",
+        "tfidf-lr",
+        "bm25",
+        "random",
+    }
     clip = out["crossmodal"]["model"]
     assert clip["note"] is None and clip["pairs"] == len(TEST_IMAGES)
     assert set(clip["image_to_report"]) == {"R@1", "R@5", "R@10"} and clip["image_to_report"]["R@10"] == 1.0
@@ -102,9 +140,18 @@ def test_report_and_plot_are_written(run: dict) -> None:
     report, plot = Path(out["report"]), Path(out["plot"])
     text = report.read_text(encoding="utf-8")
     assert out["checkpoint"]["fingerprint"] in text
-    for needle in ("## Settings", "## Classification", "## Retrieval: historical", "## Retrieval: within",
-                   "**strict** relevance", "**lenient** relevance", "CXR-CLIP", f"![P@k against k]({plot.name})",
-                   "too few", "test studies"):
+    for needle in (
+        "## Settings",
+        "## Classification",
+        "## Retrieval: historical",
+        "## Retrieval: within",
+        "**strict** relevance",
+        "**lenient** relevance",
+        "CXR-CLIP",
+        f"![P@k against k]({plot.name})",
+        "too few",
+        "test studies",
+    ):
         assert needle in text, needle
     assert plot.parent == report.parent and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
@@ -160,9 +207,11 @@ def _same_query(mine, theirs, own_study: str) -> bool:
     study left out; query vectors equal to float tolerance (a batch may sum in another order than
     one query at a time: CPU-dependent ulps)."""
     (method, vectors, flt, limit), (method2, vectors2, flt2, limit2) = mine, theirs
-    return (method, [n for n, _ in vectors], limit) == (method2, [n for n, _ in vectors2], limit2) \
-        and flt == replace(flt2, exclude_study_ids=(own_study,)) \
+    return (
+        (method, [n for n, _ in vectors], limit) == (method2, [n for n, _ in vectors2], limit2)
+        and flt == replace(flt2, exclude_study_ids=(own_study,))
         and all(_close(a, b) for (_, a), (_, b) in zip(vectors, vectors2))
+    )
 
 
 def _close(a, b) -> bool:
@@ -198,8 +247,12 @@ def test_evaluate_sends_the_store_queries_of_cxrsearch_search(run: dict, subset:
     from cxrsearch.store.edge import EdgeStore
 
     images = subset / "images"
-    queries = [QueryCase(s.uid, s.labels, s.labels[0], s.report_text(), str(images / f"{i}.png"))
-               for s in load_studies(subset) for i in s.image_ids if i in TEST_IMAGES]
+    queries = [
+        QueryCase(s.uid, s.labels, s.labels[0], s.report_text(), str(images / f"{i}.png"))
+        for s in load_studies(subset)
+        for i in s.image_ids
+        if i in TEST_IMAGES
+    ]
     assert queries
     store = EdgeStore(run["cache"] / "evaluate" / "store")
     try:
@@ -209,8 +262,12 @@ def test_evaluate_sends_the_store_queries_of_cxrsearch_search(run: dict, subset:
             bm25 = store.collection_info(collection).schema.bm25
             for query, vectors in zip(queries, encode_queries(encoder, mode, queries, bm25=bm25)):
                 theirs = _Recorder(store)
-                spec = QuerySpec(text=query.text if "text" in mode else None,
-                                 image=Path(query.image) if "image" in mode else None, split="train", k=12)
+                spec = QuerySpec(
+                    text=query.text if "text" in mode else None,
+                    image=Path(query.image) if "image" in mode else None,
+                    split="train",
+                    k=12,
+                )
                 hits = search(spec, theirs, collection, encoder)
                 ours = _Recorder(store)
                 search_rankings(Searcher(ours, collection, encoder), mode, [query], "train", 12, 12, [vectors])
@@ -218,24 +275,45 @@ def test_evaluate_sends_the_store_queries_of_cxrsearch_search(run: dict, subset:
                 assert _same_query(ours.calls[0], theirs.calls[0], query.uid), mode
                 components = search_mode(mode).components
                 if len(components) == 1:  # search's own vector through evaluate's query: same hits, ties as sets
-                    (_, vector), = theirs.calls[0][1]
+                    ((_, vector),) = theirs.calls[0][1]
                     mine = store.search(collection, components[0].vector, vector, ours.calls[0][2], 12)
                     assert _tie_groups(mine)[:-1] == _tie_groups(hits)[:-1], mode  # k may cut the last group
     finally:
         store.close()
 
 
-def test_a_second_run_reuses_the_case_base(run: dict, subset: Path, tiny_checkpoint: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_run_reuses_the_case_base(
+    run: dict, subset: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CXRSEARCH_CACHE", str(run["cache"]))
-    result = CliRunner().invoke(app, ["evaluate", "--data", str(subset), "--model", str(tiny_checkpoint), "--json",
-                                      "--k", "5", "--split", "val", "--out", str(run["root"] / "val.md")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(subset),
+            "--model",
+            str(tiny_checkpoint),
+            "--json",
+            "--k",
+            "5",
+            "--split",
+            "val",
+            "--out",
+            str(run["root"] / "val.md"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout)
     assert again["index"]["model"]["encoded_now"] == 0 and again["index"]["untrained"]["encoded_now"] == 0
     assert again["index"]["model"]["collection"] == run["json"]["index"]["model"]["collection"]
     assert set(again["retrieval"]["results"]["historical"]["text->case"]["model"]["strict"]["metrics"]) == {
-        "P@5", "R@5", "mAP@5", "nDCG@5", "MRR"}
+        "P@5",
+        "R@5",
+        "mAP@5",
+        "nDCG@5",
+        "MRR",
+    }
     # val is the tuning split: the run says so, and the short queries use their dev half
     assert any("val is the tuning split" in note for note in again["settings"]["notes"])
     assert again["short_queries"]["half"] == "dev" and run["json"]["short_queries"]["half"] == "test"
@@ -262,11 +340,14 @@ def test_v2_methods_subsets_and_short_queries_in_one_run(run: dict) -> None:
     assert "## Subsets" in report and "## Short queries (short-v1, test half" in report
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--k", "1,x"], "--k takes comma-separated integers"),
-    (["--k", "0"], "--k needs integers from 1 to 500"),
-    (["--split", "dev"], "--split must be one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--k", "1,x"], "--k takes comma-separated integers"),
+        (["--k", "0"], "--k needs integers from 1 to 500"),
+        (["--split", "dev"], "--split must be one of"),
+    ],
+)
 def test_bad_options_give_one_line(args: list[str], message: str, subset: Path, tiny_checkpoint: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", "--data", str(subset), "--model", str(tiny_checkpoint), *args])
     assert result.exit_code == 1

@@ -71,8 +71,19 @@ def test_means_over_queries_by_hand() -> None:
     a = Judged(REL_A, GAINS_A, 4, IDEAL_A)
     b = Judged(REL_B, REL_B.astype(float), 1, np.array([1.0]))
     one = query_metrics(b, [1, 3])
-    assert one == pytest.approx({"P@1": 0.0, "R@1": 0.0, "mAP@1": 0.0, "nDCG@1": 0.0,
-                                 "P@3": 1 / 3, "R@3": 1.0, "mAP@3": 1 / 3, "nDCG@3": 0.5, "MRR": 1 / 3})
+    assert one == pytest.approx(
+        {
+            "P@1": 0.0,
+            "R@1": 0.0,
+            "mAP@1": 0.0,
+            "nDCG@1": 0.0,
+            "P@3": 1 / 3,
+            "R@3": 1.0,
+            "mAP@3": 1 / 3,
+            "nDCG@3": 0.5,
+            "MRR": 1 / 3,
+        }
+    )
     means = mean_metrics([a, b], [1, 3])
     assert means["P@1"] == pytest.approx(0.5)
     assert means["P@3"] == pytest.approx((2 / 3 + 1 / 3) / 2)

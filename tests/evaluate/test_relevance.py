@@ -10,7 +10,9 @@ from cxrsearch.errors import ConfigError
 from cxrsearch.evaluate.relevance import Pool, Query, jaccard, label_counts, primary_label
 
 VOCAB = label_names()
-COUNTS = label_counts([("cardiomegaly",)] * 3 + [("lung opacity",)] * 5 + [("normal",)] * 9 + [("edema", "lung opacity")])
+COUNTS = label_counts(
+    [("cardiomegaly",)] * 3 + [("lung opacity",)] * 5 + [("normal",)] * 9 + [("edema", "lung opacity")]
+)
 
 
 def test_primary_label_is_the_rarest_in_train_with_vocabulary_ties() -> None:

@@ -45,8 +45,8 @@ def test_ids_and_texts_are_unique_short_and_follow_the_split_rule() -> None:
     negation = re.compile(r"\b(no|not|without|negative for|free of|absent|resolved|clear of)\b")
     for q in queries:
         prefix = q.label.replace(" ", "-") + "-"
-        assert q.id.startswith(prefix) and q.id[len(prefix):].isdigit(), q.id
-        assert q.split == ("dev" if int(q.id[len(prefix):]) in (2, 5, 8) else "test"), q.id
+        assert q.id.startswith(prefix) and q.id[len(prefix) :].isdigit(), q.id
+        assert q.split == ("dev" if int(q.id[len(prefix) :]) in (2, 5, 8) else "test"), q.id
         assert 2 <= len(q.text.split()) <= 6, q.text
         assert q.text == q.text.strip() and q.text == q.text.lower(), q.text
         assert not negation.search(q.text), f"negated phrasing {q.text!r}"

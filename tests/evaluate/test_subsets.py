@@ -22,8 +22,13 @@ def test_report_key_ignores_case_punctuation_and_whitespace() -> None:
 
 def test_identical_after_normalisation_is_not_novel_and_one_word_is() -> None:
     uids = ["same", "punct", "oneword", "empty", "none"]
-    texts = ["No acute cardiopulmonary disease.", "no acute, cardiopulmonary   DISEASE", "No acute pulmonary disease.",
-             "", None]
+    texts = [
+        "No acute cardiopulmonary disease.",
+        "no acute, cardiopulmonary   DISEASE",
+        "No acute pulmonary disease.",
+        "",
+        None,
+    ]
     novel = novel_queries(uids, texts, POOL_TEXTS)
     assert novel == {"oneword", "empty", "none"}  # empty reports never match (nothing to leak)
 

@@ -43,8 +43,9 @@ def tiny_model(tiny_checkpoint: Path):
 
 
 @pytest.fixture(scope="session")
-def explain_store(tiny_checkpoint: Path, images_dir: Path, reports_tgz: Path,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExplainStore]:
+def explain_store(
+    tiny_checkpoint: Path, images_dir: Path, reports_tgz: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExplainStore]:
     from cxrsearch.index import IndexOptions, index_studies
     from cxrsearch.store.edge import EdgeStore
 
@@ -55,8 +56,14 @@ def explain_store(tiny_checkpoint: Path, images_dir: Path, reports_tgz: Path,
         (images / name).symlink_to(images_dir / target)
     store = EdgeStore(root / "store")
     try:
-        options = IndexOptions(source=reports_tgz, images_dir=images, collection=COLLECTION, limit=N_REPORTS,
-                               batch_size=8, failures_dir=root / "failures")
+        options = IndexOptions(
+            source=reports_tgz,
+            images_dir=images,
+            collection=COLLECTION,
+            limit=N_REPORTS,
+            batch_size=8,
+            failures_dir=root / "failures",
+        )
         report = index_studies(options, store, tiny_checkpoint)
         assert report.failed == 0 and report.image_points == len(LINKS), report
     finally:

@@ -40,7 +40,9 @@ def _query(model) -> Target:
 
 def _ig(model, path: Path, target: Target, steps: int = 32, baseline: str = "black"):
     pixels, geometry, _, text = _inputs(model, path)
-    result = pixel_attributions(model, pixels, target, text=text, film_box=geometry.image_box(), steps=steps, baseline=baseline)
+    result = pixel_attributions(
+        model, pixels, target, text=text, film_box=geometry.image_box(), steps=steps, baseline=baseline
+    )
     return result, geometry
 
 
@@ -54,7 +56,9 @@ def _full_model_score(model, pixels, batch, target: Target) -> float:
 @pytest.mark.parametrize("target_kind", ["similarity", "label"])
 def test_pixel_attributions_are_complete(tiny_model, images_dir: Path, target_kind: str) -> None:
     path = images_dir / "dicom" / "RG1_UNCR.dcm"
-    target = _query(tiny_model) if target_kind == "similarity" else Target.label_logit(tiny_model.labels, "cardiomegaly")
+    target = (
+        _query(tiny_model) if target_kind == "similarity" else Target.label_logit(tiny_model.labels, "cardiomegaly")
+    )
     pixels, geometry, batch, _ = _inputs(tiny_model, path)
     coarse, _ = _ig(tiny_model, path, target, steps=4)
     result, _ = _ig(tiny_model, path, target, steps=64)
@@ -165,7 +169,9 @@ def test_bad_steps_and_baseline_are_refused(tiny_model, images_dir: Path) -> Non
     with pytest.raises(QueryError, match="--steps"):
         pixel_attributions(tiny_model, pixels, _query(tiny_model), text=text, film_box=geometry.image_box(), steps=0)
     with pytest.raises(QueryError, match="baseline"):
-        pixel_attributions(tiny_model, pixels, _query(tiny_model), text=text, film_box=geometry.image_box(), baseline="white")
+        pixel_attributions(
+            tiny_model, pixels, _query(tiny_model), text=text, film_box=geometry.image_box(), baseline="white"
+        )
 
 
 def test_bf16_attributions_are_the_same_maps_and_stay_complete(tiny_model, images_dir: Path) -> None:
@@ -174,11 +180,17 @@ def test_bf16_attributions_are_the_same_maps_and_stay_complete(tiny_model, image
     path = images_dir / "dicom" / "RG1_UNCR.dcm"
     target = _query(tiny_model)
     pixels, geometry, batch, text = _inputs(tiny_model, path)
-    maps = {p: pixel_attributions(tiny_model, pixels, target, text=text, film_box=geometry.image_box(), steps=32, precision=p)
-            for p in ("fp32", "bf16")}
+    maps = {
+        p: pixel_attributions(
+            tiny_model, pixels, target, text=text, film_box=geometry.image_box(), steps=32, precision=p
+        )
+        for p in ("fp32", "bf16")
+    }
     with torch.no_grad():
         image = tiny_model.encode_image(pixels)
-    words = {p: token_attributions(tiny_model, REPORT, target, image=image, steps=32, precision=p) for p in ("fp32", "bf16")}
+    words = {
+        p: token_attributions(tiny_model, REPORT, target, image=image, steps=32, precision=p) for p in ("fp32", "bf16")
+    }
     assert (maps["bf16"].precision, words["bf16"].precision, maps["fp32"].precision) == ("bf16", "bf16", "fp32")
     assert maps["bf16"].score != maps["fp32"].score  # bf16 really ran (the towers' rounding shows)
     assert maps["bf16"].score == pytest.approx(maps["fp32"].score, abs=1e-2)
@@ -198,7 +210,7 @@ def test_precision_choice_is_explicit_and_checked() -> None:
 
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
-    flags = open("/proc/cpuinfo").read().split() if Path("/proc/cpuinfo").is_file() else []
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
     if flags:  # Linux: the CPU's own flags say whether bfloat16 is native (AVX512-BF16 or AMX)
         native = "avx512_bf16" in flags or "amx_bf16" in flags
         assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")

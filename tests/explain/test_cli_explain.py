@@ -13,13 +13,30 @@ from typer.testing import CliRunner
 from cxrsearch.cli.main import app
 from tests.explain.conftest import REPORT_ONLY, ExplainStore
 
-JSON_KEYS = {"hit", "query", "target", "score", "probability", "vector_scores", "reproduced", "top_words", "pixels",
-             "attention", "tokens", "fusion", "files", "notices", "timing"}
+JSON_KEYS = {
+    "hit",
+    "query",
+    "target",
+    "score",
+    "probability",
+    "vector_scores",
+    "reproduced",
+    "top_words",
+    "pixels",
+    "attention",
+    "tokens",
+    "fusion",
+    "files",
+    "notices",
+    "timing",
+}
 STEPS = "4"
 
 
 def _run(explain_store: ExplainStore, *args: str):
-    result = CliRunner().invoke(app, [*args, "--store", str(explain_store.store_dir), "--collection", explain_store.collection])
+    result = CliRunner().invoke(
+        app, [*args, "--store", str(explain_store.store_dir), "--collection", explain_store.collection]
+    )
     return result
 
 
@@ -60,7 +77,8 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     # (fp32: up to float rounding, the forward there runs a batch of two, the score's a batch of one)
     assert pixels["score"] == pytest.approx(data["score"], abs=1e-2 if pixels["precision"] == "bf16" else 1e-5)
     assert abs(pixels["attribution_sum"] - (pixels["score"] - pixels["baseline_score"])) == pytest.approx(
-        abs(pixels["convergence_delta"]), abs=1e-6)
+        abs(pixels["convergence_delta"]), abs=1e-6
+    )
     assert data["attention"]["kind"] == "attention (not attribution)"
     words = data["tokens"]["words"]
     assert words and data["top_words"] and all(w["word"] for w in words)
@@ -91,9 +109,13 @@ def test_dicom_image_query_and_both(explain_store: ExplainStore, images_dir: Pat
     query = images_dir / "dicom" / "siim_chest_monochrome1_variant.dcm"
     image = _explain_json(explain_store, tmp_path / "image", "CXR3_IM-1384-1001", "--image", str(query))
     assert image["query"]["mode"] == "image" and image["pixels"] is not None
-    assert _size(image["files"]["ig_overlay"]) == _original_size(images_dir / "dicom" / "siim_pneumothorax_chest_pa_jpeg_baseline.dcm")
+    assert _size(image["files"]["ig_overlay"]) == _original_size(
+        images_dir / "dicom" / "siim_pneumothorax_chest_pa_jpeg_baseline.dcm"
+    )
 
-    both = _explain_json(explain_store, tmp_path / "both", "CXR3_IM-1384-1001", "--image", str(query), "--text", "pneumothorax")
+    both = _explain_json(
+        explain_store, tmp_path / "both", "CXR3_IM-1384-1001", "--image", str(query), "--text", "pneumothorax"
+    )
     assert both["query"]["mode"] == "text+image"
     # "both" searches the joint vectors, so the explained score is the search score, recomputed
     assert both["score"] == pytest.approx(both["vector_scores"]["joint"], abs=1e-4)
@@ -106,15 +128,20 @@ def test_like_and_label(explain_store: ExplainStore, tmp_path: Path) -> None:
     assert like["query"]["mode"] == "like" and like["hit"]["image_id"] == "CXR4_IM-2050-1001"
     assert like["score"] == pytest.approx(like["vector_scores"]["joint"], abs=1e-4)
 
-    label = _explain_json(explain_store, tmp_path / "label", "CXR4_IM-2050-1001", "--label", "Cardiomegaly",
-                          "--precision", "fp32")
+    label = _explain_json(
+        explain_store, tmp_path / "label", "CXR4_IM-2050-1001", "--label", "Cardiomegaly", "--precision", "fp32"
+    )
     assert label["query"]["label"] == "cardiomegaly" and label["target"] == "logit of label cardiomegaly"
     assert 0.0 < label["probability"] < 1.0 and label["vector_scores"] == {}
-    assert label["pixels"]["precision"] == "fp32" and label["pixels"]["score"] == pytest.approx(label["score"], abs=1e-5)
+    assert label["pixels"]["precision"] == "fp32" and label["pixels"]["score"] == pytest.approx(
+        label["score"], abs=1e-5
+    )
 
 
 def test_report_only_hit_gets_token_attributions_and_a_notice(explain_store: ExplainStore, tmp_path: Path) -> None:
-    result = _run(explain_store, "explain", REPORT_ONLY, "--text", "pleural effusion", "--steps", STEPS, "--out", str(tmp_path))
+    result = _run(
+        explain_store, "explain", REPORT_ONLY, "--text", "pleural effusion", "--steps", STEPS, "--out", str(tmp_path)
+    )
     assert result.exit_code == 0, result.output
     assert "notice:" in result.stdout and "no radiograph" in result.stdout
     assert "Top words" in result.stdout and "_explain.png" not in result.stdout
@@ -164,11 +191,22 @@ def test_search_and_explain_write_self_contained_html_sheets(explain_store: Expl
     page = sheet.read_text(encoding="utf-8")
     assert all(hit["study_id"] in page for hit in hits)
     assert "data:image/png;base64," in page  # thumbnails embedded: the page works without a server
-    assert "src=\"http" not in page and "src=\"/" not in page
+    assert 'src="http' not in page and 'src="/' not in page
     imaged = next(h for h in hits if h["image_id"])
     one = tmp_path / "explain.html"
-    result = _run(explain_store, "explain", imaged["id"], "--text", "enlarged heart", "--steps", STEPS, "--out",
-                  str(tmp_path / "out"), "--html", str(one))
+    result = _run(
+        explain_store,
+        "explain",
+        imaged["id"],
+        "--text",
+        "enlarged heart",
+        "--steps",
+        STEPS,
+        "--out",
+        str(tmp_path / "out"),
+        "--html",
+        str(one),
+    )
     assert result.exit_code == 0, result.output
     text = one.read_text(encoding="utf-8")
     assert imaged["study_id"] in text and "data:image/png;base64," in text

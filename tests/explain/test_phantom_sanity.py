@@ -52,9 +52,22 @@ def _train(data: Path, images: Path, config: Path, out: Path):
     threads = torch.get_num_threads()
     torch.set_num_threads(min(2, threads))
     try:
-        result = train(TrainOptions(data=data, images=images, config=str(config), out=out, image_encoder="random",
-                                    epochs=10, batch_size=16, lr=3e-3, tower_lr_ratio=1.0, patience=10,
-                                    finding_sentences=False, seed=0))
+        result = train(
+            TrainOptions(
+                data=data,
+                images=images,
+                config=str(config),
+                out=out,
+                image_encoder="random",
+                epochs=10,
+                batch_size=16,
+                lr=3e-3,
+                tower_lr_ratio=1.0,
+                patience=10,
+                finding_sentences=False,
+                seed=0,
+            )
+        )
     finally:
         torch.set_num_threads(threads)
     from cxrsearch.model.checkpoint import load_checkpoint
@@ -72,8 +85,9 @@ def _shuffled_copy(phantoms: PhantomSet, root: Path) -> Path:
     out = root / "ecgen-radiology"
     out.mkdir(parents=True)
     for path, text, own, j in zip(reports, texts, ids, order):
-        (out / path.name).write_text(text.replace(f'<parentImage id="{own}"', f'<parentImage id="{ids[j]}"'),
-                                     encoding="utf-8")
+        (out / path.name).write_text(
+            text.replace(f'<parentImage id="{own}"', f'<parentImage id="{ids[j]}"'), encoding="utf-8"
+        )
     assert sum(a != b for a, b in zip(ids, (ids[j] for j in order))) > 0.8 * len(ids)
     return out
 
@@ -81,8 +95,9 @@ def _shuffled_copy(phantoms: PhantomSet, root: Path) -> Path:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom-sanity")
-    phantoms = make_phantoms(root / "data", 96, seed=1, size=SIZE, splits=(0.75, 0.125, 0.125),
-                             normal_fraction=0.25, findings=FINDINGS)
+    phantoms = make_phantoms(
+        root / "data", 96, seed=1, size=SIZE, splits=(0.75, 0.125, 0.125), normal_fraction=0.25, findings=FINDINGS
+    )
     config = _config(root)
     trained = _train(phantoms.root, phantoms.images_dir, config, root / "trained")
     shuffled = _train(_shuffled_copy(phantoms, root / "shuffled"), phantoms.images_dir, config, root / "shuffled-ckpt")
@@ -135,8 +150,9 @@ def test_model_randomisation_changes_the_map_and_loses_the_finding(models):
     phantoms, trained, _ = models
     randomised = _randomised(trained)
     films = _films(phantoms)
-    correlations = [spearmanr(np.abs(_map(trained, p)).ravel(), np.abs(_map(randomised, p)).ravel())[0]
-                    for p, _ in films]
+    correlations = [
+        spearmanr(np.abs(_map(trained, p)).ravel(), np.abs(_map(randomised, p)).ravel())[0] for p, _ in films
+    ]
     assert np.median(correlations) < 0.5, correlations
     trained_ratio = np.median([_ratio(_map(trained, p), m) for p, m in films])
     random_ratio = np.median([_ratio(_map(randomised, p), m) for p, m in films])

@@ -33,7 +33,7 @@ def test_word_pieces_merge_into_the_words_of_the_report(tiny_model) -> None:
     assert [w.word for w in words] == ["No", "pneumothorax", ";", "cardiomegaly", ",", "x", "-", "ray", "."]
     cardio = words[3]
     assert cardio.pieces == ("card", "##iom", "##ega", "##ly")
-    assert TEXT[cardio.start:cardio.end] == "cardiomegaly"
+    assert TEXT[cardio.start : cardio.end] == "cardiomegaly"
     pieces = [i for i, t in enumerate(tokens) if t in cardio.pieces]
     assert cardio.attribution == pytest.approx(scores[pieces].sum())
     assert sum(w.attribution for w in words) == pytest.approx(scores[1:-1].sum())  # [CLS], [SEP] left out
@@ -72,8 +72,13 @@ def test_layer_matrix_is_row_stochastic() -> None:
 def _forward(model, text: str, pad_to: int | None = None):
     tokenizer = model.tokenizer
     batch = tokenizer([text], return_tensors="pt", padding="max_length" if pad_to else False, max_length=pad_to)
-    pixels = torch.rand(1, 1, model.config.preprocess.image_size, model.config.preprocess.image_size,
-                        generator=torch.Generator().manual_seed(0))
+    pixels = torch.rand(
+        1,
+        1,
+        model.config.preprocess.image_size,
+        model.config.preprocess.image_size,
+        generator=torch.Generator().manual_seed(0),
+    )
     model.eval()
     with torch.no_grad():
         return model(pixel_values=pixels, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -141,8 +146,9 @@ def test_heatmap_stats_report_original_coordinates() -> None:
     assert stats.peak == canvas_to_original(geometry, top + 8, left + 4)
     assert abs(stats.peak[0] - 8.5 * 1000 / 64) < 16 and abs(stats.peak[1] - 4.5 * 500 / 32) < 16
     assert stats.on_film_share == 1.0 and stats.original_size == (1000, 500)
-    assert np.array_equal(grid_to_canvas(np.array([[1.0, 2.0], [3.0, 4.0]]), 4),
-                          [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]])
+    assert np.array_equal(
+        grid_to_canvas(np.array([[1.0, 2.0], [3.0, 4.0]]), 4), [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    )
 
 
 # ---------------------------------------------------------------- rendering
@@ -167,7 +173,7 @@ def test_overlay_keeps_the_original_size_and_leaves_nan_undrawn(tmp_path: Path) 
 def test_report_words_are_coloured_by_sign() -> None:
     words = (WordAttribution("No", 0, 2, -0.5, ("no",)), WordAttribution("pneumothorax", 3, 15, 1.0, ("p",)))
     text = coloured_report("No pneumothorax", words)
-    styles = {text.plain[span.start:span.end]: str(span.style) for span in text.spans}
+    styles = {text.plain[span.start : span.end]: str(span.style) for span in text.spans}
     assert "rgb" in styles["pneumothorax"] and "rgb" in styles["No"]
     assert styles["pneumothorax"] != styles["No"]
 
@@ -192,8 +198,9 @@ def test_written_overlays_have_the_films_size(tiny_model, images_dir: Path, tmp_
         out = tiny_model.eval()(pixel_values=pixels, **batch)
     target = Target.label_logit(tiny_model.labels, "normal")
     ig = pixel_attributions(tiny_model, pixels, target, text=text, film_box=geometries[0].image_box(), steps=4)
-    files, pixel_stats, attention_stats = write_outputs(tmp_path, "hit", "title", decoded, geometries[0], ig,
-                                                        attention_rollout(out))
+    files, pixel_stats, attention_stats = write_outputs(
+        tmp_path, "hit", "title", decoded, geometries[0], ig, attention_rollout(out)
+    )
     assert set(files) == {"ig_overlay", "attention_overlay", "figure"}
     for key in ("ig_overlay", "attention_overlay"):
         with Image.open(files[key]) as image:

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from tests.image.image_builders import IDENTIFIERS, dicom_dataset, write_dicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
 
 from cxrsearch.image import decode_image
+from tests.image.image_builders import IDENTIFIERS, dicom_dataset, write_dicom
 
 
 @pytest.fixture
@@ -154,8 +154,15 @@ def test_colour_dicom_becomes_grey_with_a_warning(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "view"),
-    [("PA", "PA"), ("AP", "AP"), ("LL", "LATERAL"), ("RL", "LATERAL"), ("LATERAL", "LATERAL"),
-     ("LLD", None), ("", None)],
+    [
+        ("PA", "PA"),
+        ("AP", "AP"),
+        ("LL", "LATERAL"),
+        ("RL", "LATERAL"),
+        ("LATERAL", "LATERAL"),
+        ("LLD", None),
+        ("", None),
+    ],
 )
 def test_view_position_is_normalised(tmp_path: Path, value: str, view: str | None) -> None:
     arr = np.arange(64, dtype=np.uint8).reshape(8, 8)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from tests.image.image_builders import dicom_dataset, png_declaring, write_dicom
 from PIL import Image
 
 from cxrsearch.errors import CxrSearchError, ImageError
 from cxrsearch.image import MAX_SIDE, decode_image, sniff_kind
+from tests.image.image_builders import dicom_dataset, png_declaring, write_dicom
 
 SIIM = "dicom/siim_pneumothorax_chest_pa_jpeg_baseline.dcm"
 
@@ -50,10 +50,12 @@ def test_random_bytes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "what"),
-    [(b"Findings: no acute disease.\n" * 20, "a text file"),
-     (b'<?xml version="1.0"?><eCitation><MedlineCitation/></eCitation>', "XML"),
-     (b"GIF89a" + bytes(40), "GIF"),
-     (b"II*\x00" + bytes(40), "TIFF")],
+    [
+        (b"Findings: no acute disease.\n" * 20, "a text file"),
+        (b'<?xml version="1.0"?><eCitation><MedlineCitation/></eCitation>', "XML"),
+        (b"GIF89a" + bytes(40), "GIF"),
+        (b"II*\x00" + bytes(40), "TIFF"),
+    ],
 )
 def test_other_content_is_named(tmp_path: Path, content: bytes, what: str) -> None:
     path = tmp_path / "image.jpg"

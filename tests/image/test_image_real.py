@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from tests.image.image_builders import write_dicom
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from cxrsearch.image import decode_image
+from tests.image.image_builders import write_dicom
 
 SIIM_M2 = "dicom/siim_pneumothorax_chest_pa_jpeg_baseline.dcm"
 SIIM_M1 = "dicom/siim_chest_monochrome1_variant.dcm"
@@ -46,7 +46,7 @@ def test_every_real_radiograph_decodes_to_a_sane_grey_image(images_dir: Path) ->
         image = decode_image(path)
         assert image.pixels.ndim == 2 and image.pixels.dtype == np.float32, path
         assert image.pixels.shape[0] >= 256 and image.pixels.shape[1] >= 256, path
-        assert 0.0 <= image.pixels.min() and image.pixels.max() <= 1.0, path
+        assert image.pixels.min() >= 0.0 and image.pixels.max() <= 1.0, path
         assert image.pixels.max() - image.pixels.min() > 0.5, path  # uses the range, not constant
         assert image.pixels.std() > 0.1, path
         assert image.kind == {".dcm": "dicom", ".png": "png"}.get(path.suffix, "jpeg")
@@ -141,8 +141,9 @@ def test_lossless_syntaxes_decode_identically_to_native(images_dir: Path, tmp_pa
 def test_decoded_dicom_metadata_carries_no_patient_identifiers(images_dir: Path) -> None:
     for path in sorted((images_dir / "dicom").glob("*.dcm")):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        secrets = [str(ds.get(k)) for k in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber")
-                   if ds.get(k)]
+        secrets = [
+            str(ds.get(k)) for k in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber") if ds.get(k)
+        ]
         assert secrets, path
         image = decode_image(path)
         text = json.dumps(image.summary()) + repr({k: v for k, v in vars(image).items() if k != "pixels"})

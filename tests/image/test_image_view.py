@@ -9,9 +9,24 @@ from cxrsearch.image import VIEWS, normalise_view
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("PA", "PA"), ("pa ", "PA"), ("AP", "AP"), ("AP SUPINE", "AP"), ("LL", "LATERAL"), ("RL", "LATERAL"),
-     ("LATERAL", "LATERAL"), ("lat", "LATERAL"), ("LARGE LATERAL", "LATERAL"), ("LLD", None), ("RLD", None),
-     ("RLO", None), ("", None), ("   ", None), (None, None), ("PAX", None)],
+    [
+        ("PA", "PA"),
+        ("pa ", "PA"),
+        ("AP", "AP"),
+        ("AP SUPINE", "AP"),
+        ("LL", "LATERAL"),
+        ("RL", "LATERAL"),
+        ("LATERAL", "LATERAL"),
+        ("lat", "LATERAL"),
+        ("LARGE LATERAL", "LATERAL"),
+        ("LLD", None),
+        ("RLD", None),
+        ("RLO", None),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        ("PAX", None),
+    ],
 )
 def test_normalise_view(value: object, expected: str | None) -> None:
     assert normalise_view(value) == expected

@@ -14,9 +14,15 @@ from cxrsearch.image.decode import decode_image
 from cxrsearch.image.polarity import polarity
 
 OPENI_NEGATIVE = "png/CXR1_1_IM-0001-3001.png"
-POSITIVES = ["png/nih_00000001_000.png", "png/nih_00027426_000.png", "png/padchest_16747_3_1.jpg",
-             "png/tbx11k_h0001_rgb.png", "png/tbx11k_tb0005_rgb.png", "dicom/RG1_UNCR.dcm",
-             "dicom/siim_pneumothorax_chest_pa_jpeg_baseline.dcm"]
+POSITIVES = [
+    "png/nih_00000001_000.png",
+    "png/nih_00027426_000.png",
+    "png/padchest_16747_3_1.jpg",
+    "png/tbx11k_h0001_rgb.png",
+    "png/tbx11k_tb0005_rgb.png",
+    "dicom/RG1_UNCR.dcm",
+    "dicom/siim_pneumothorax_chest_pa_jpeg_baseline.dcm",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +57,9 @@ def test_a_dicom_follows_its_header_and_is_only_warned_about(images: Path):
 def test_data_inspect_reports_the_inversion_and_can_show_the_file_as_stored(images: Path):
     runner = CliRunner()
     fixed = json.loads(runner.invoke(app, ["data", "inspect", str(images / OPENI_NEGATIVE), "--json"]).output)
-    stored = json.loads(runner.invoke(app, ["data", "inspect", str(images / OPENI_NEGATIVE), "--json",
-                                            "--as-stored"]).output)
+    stored = json.loads(
+        runner.invoke(app, ["data", "inspect", str(images / OPENI_NEGATIVE), "--json", "--as-stored"]).output
+    )
     assert fixed["inverted"] is True and stored["inverted"] is False
     assert fixed["mean"] == pytest.approx(1.0 - stored["mean"], abs=1e-4)
 

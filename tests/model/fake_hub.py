@@ -82,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
         hub: FakeHub = self.server.hub  # type: ignore[attr-defined]
         path = urlsplit(self.path).path
         hub.requests.append((self.command, path))
-        for kind, pattern in _ROUTES:
+        for kind, pattern in _ROUTES:  # noqa: B007  (kind is read after the loop breaks)
             match = pattern.fullmatch(path)
             if match:
                 break
@@ -96,8 +96,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         files = hub.commits[repo][commit]
         if kind == "info":
-            return self._json({"id": repo, "modelId": repo, "sha": commit, "private": False,
-                               "siblings": [{"rfilename": name} for name in sorted(files)]}, commit, body)
+            return self._json(
+                {
+                    "id": repo,
+                    "modelId": repo,
+                    "sha": commit,
+                    "private": False,
+                    "siblings": [{"rfilename": name} for name in sorted(files)],
+                },
+                commit,
+                body,
+            )
         if kind == "tree":
             return self._json([_tree_entry(name, data) for name, data in sorted(files.items())], commit, body)
         name = unquote(match["name"])
@@ -172,8 +181,14 @@ def use_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str, hf_home: Path, offli
     from huggingface_hub.utils import _detect_agent
 
     flag = "1" if offline else "0"
-    for name, value in {"HF_ENDPOINT": endpoint, "HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub"),
-                        "HF_HUB_OFFLINE": flag, "TRANSFORMERS_OFFLINE": flag, "NO_PROXY": "127.0.0.1"}.items():
+    for name, value in {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_CACHE": str(hf_home / "hub"),
+        "HF_HUB_OFFLINE": flag,
+        "TRANSFORMERS_OFFLINE": flag,
+        "NO_PROXY": "127.0.0.1",
+    }.items():
         monkeypatch.setenv(name, value)
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)

@@ -22,7 +22,11 @@ REPORTS = ["Heart size is normal. No pleural effusion.", "Cardiomegaly. Large ri
 
 def _films() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    return [rng.random((90, 70), dtype=np.float32), rng.random((50, 120), dtype=np.float32), rng.random((64, 64), dtype=np.float32)]
+    return [
+        rng.random((90, 70), dtype=np.float32),
+        rng.random((50, 120), dtype=np.float32),
+        rng.random((64, 64), dtype=np.float32),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +35,12 @@ def saved(tmp_path_factory):
     model = create_model(get_config("tiny-test"), LABELS)
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
     info = save_checkpoint(
-        folder, model, thresholds={"cardiomegaly": 0.4, "effusion": 0.5, "normal": 0.6},
-        data_fingerprint="sha256:abc", metrics={"val_macro_auroc": 0.71, "epochs": 3}, extra={"seed": 7},
+        folder,
+        model,
+        thresholds={"cardiomegaly": 0.4, "effusion": 0.5, "normal": 0.6},
+        data_fingerprint="sha256:abc",
+        metrics={"val_macro_auroc": 0.71, "epochs": 3},
+        extra={"seed": 7},
     )
     return folder, model, info
 
@@ -62,7 +70,7 @@ def test_round_trip_reproduces_embeddings_exactly(saved):
     for name in ("image", "text", "joint", "probs"):
         np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
     # predictions use the checkpoint's own thresholds
-    expected = tuple(tuple(l for l, p, t in zip(LABELS, row, (0.4, 0.5, 0.6)) if p >= t) for row in after.probs)
+    expected = tuple(tuple(lab for lab, p, t in zip(LABELS, row, (0.4, 0.5, 0.6)) if p >= t) for row in after.probs)
     assert after.predicted == expected
 
 
@@ -74,7 +82,9 @@ def test_saving_the_same_weights_again_gives_the_same_fingerprint(saved, tmp_pat
     for n in range(4):
         again = save_checkpoint(tmp_path / f"again{n}", model, thresholds=[0.4, 0.5, 0.6])
         assert again.fingerprint == info.fingerprint
-        assert (tmp_path / f"again{n}" / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+        assert (tmp_path / f"again{n}" / "model.safetensors").read_bytes() == (
+            folder / "model.safetensors"
+        ).read_bytes()
 
 
 def test_encoder_modes_batches_and_tokenizer_limit(saved):
@@ -161,8 +171,11 @@ def test_models_info_table_shows_per_label_validation_and_history(saved, tmp_pat
     save_checkpoint(tmp_path / "ckpt", model, thresholds=[0.4, 0.5, 0.6], metrics=metrics)
     result = CliRunner().invoke(app, ["models", "info", str(tmp_path / "ckpt")], terminal_width=200)
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-            for line in result.stdout.splitlines() if line.count("│") >= 4}
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+        for line in result.stdout.splitlines()
+        if line.count("│") >= 4
+    }
     assert rows["cardiomegaly"] == ["0.400", "7", "0.9312", "0.5000", "0.6000"]
     assert rows["effusion"] == ["0.500", "-", "-", "-", "-"]  # no validation positives recorded
     assert rows["1"] == ["1.2500", "0.8123", "yes", "12.3"]

@@ -14,16 +14,25 @@ def keywords():
     return label_keywords()
 
 
-@pytest.mark.parametrize(("text", "labels", "expected"), [
-    ("Small right pleural effusions. Heart size normal.", ("pleural effusion",),
-     [("Small right pleural effusions.", ("pleural effusion",))]),
-    ("No pleural effusion or pneumothorax.", ("pleural effusion", "pneumothorax"), []),  # denied, not affirmed
-    ("There is no pneumothorax but a large hiatal hernia.", ("hiatal hernia", "pneumothorax"),
-     [("There is no pneumothorax but a large hiatal hernia.", ("hiatal hernia",))]),
-    ("Surgical clips over the right lung apex.", ("hypoinflation",), []),  # "Lung/hypoinflation" needs both words
-    ("Stable cardiomegaly.", ("cardiomegaly", "normal"), [("Stable cardiomegaly.", ("cardiomegaly",))]),
-    ("Calcified granulomas in both lungs.", ("pneumonia",), []),  # only the study's own labels
-])
+@pytest.mark.parametrize(
+    ("text", "labels", "expected"),
+    [
+        (
+            "Small right pleural effusions. Heart size normal.",
+            ("pleural effusion",),
+            [("Small right pleural effusions.", ("pleural effusion",))],
+        ),
+        ("No pleural effusion or pneumothorax.", ("pleural effusion", "pneumothorax"), []),  # denied, not affirmed
+        (
+            "There is no pneumothorax but a large hiatal hernia.",
+            ("hiatal hernia", "pneumothorax"),
+            [("There is no pneumothorax but a large hiatal hernia.", ("hiatal hernia",))],
+        ),
+        ("Surgical clips over the right lung apex.", ("hypoinflation",), []),  # "Lung/hypoinflation" needs both words
+        ("Stable cardiomegaly.", ("cardiomegaly", "normal"), [("Stable cardiomegaly.", ("cardiomegaly",))]),
+        ("Calcified granulomas in both lungs.", ("pneumonia",), []),  # only the study's own labels
+    ],
+)
 def test_only_affirmed_labels_of_the_study_make_a_sentence(keywords, text, labels, expected):
     assert finding_sentences(text, labels, keywords) == expected
 

@@ -9,7 +9,10 @@ from cxrsearch.errors import ModelError
 from cxrsearch.model.config import create_model, get_config
 
 LABELS = ("cardiomegaly", "effusion", "normal")
-REPORTS = ["Heart size is normal. No pleural effusion.", "Cardiomegaly with a large right pleural effusion and basilar atelectasis."]
+REPORTS = [
+    "Heart size is normal. No pleural effusion.",
+    "Cardiomegaly with a large right pleural effusion and basilar atelectasis.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +76,22 @@ def test_padding_tokens_change_nothing(model, inputs):
     pad = torch.full((2, 7), model.tokenizer.pad_token_id, dtype=ids.dtype)
     longer_ids, longer_mask = torch.cat([ids, pad], 1), torch.cat([mask, torch.zeros_like(pad)], 1)
     for kwargs, longer in (
-        ({"pixel_values": pixels, "input_ids": ids, "attention_mask": mask}, {"pixel_values": pixels, "input_ids": longer_ids, "attention_mask": longer_mask}),
+        (
+            {"pixel_values": pixels, "input_ids": ids, "attention_mask": mask},
+            {"pixel_values": pixels, "input_ids": longer_ids, "attention_mask": longer_mask},
+        ),
         ({"input_ids": ids, "attention_mask": mask}, {"input_ids": longer_ids, "attention_mask": longer_mask}),
     ):
         a, b = model(**kwargs), model(**longer)
         torch.testing.assert_close(a.joint_embedding, b.joint_embedding, atol=1e-6, rtol=0)
         torch.testing.assert_close(a.text_embedding, b.text_embedding, atol=1e-6, rtol=0)
         torch.testing.assert_close(a.logits, b.logits, atol=1e-6, rtol=0)
-        torch.testing.assert_close(a.image_to_text_attn[-1][..., : ids.shape[1]], b.image_to_text_attn[-1][..., : ids.shape[1]], atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            a.image_to_text_attn[-1][..., : ids.shape[1]],
+            b.image_to_text_attn[-1][..., : ids.shape[1]],
+            atol=1e-6,
+            rtol=0,
+        )
 
 
 def test_backward_reaches_every_trainable_part(inputs):
@@ -90,7 +101,9 @@ def test_backward_reaches_every_trainable_part(inputs):
     out = model(pixels, ids, mask)
     loss = out.logits.sum() + (out.image_embedding * out.text_embedding).sum() + out.joint_embedding.sum()
     loss.backward()
-    assert all(p.grad is not None for p in model.head_parameters() if p is not model.null_image and p is not model.null_text)
+    assert all(
+        p.grad is not None for p in model.head_parameters() if p is not model.null_image and p is not model.null_text
+    )
     assert model.image_tower.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
     assert model.text_tower.input_embeddings.weight.grad.abs().sum() > 0
     model.zero_grad()

@@ -35,8 +35,14 @@ def _tiny_bert(folder: Path, seed: int) -> dict[str, bytes]:
     from cxrsearch.model.towers import builtin_tokenizer
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     builtin_tokenizer("bert-base-uncased").save_pretrained(folder)
     return {**_read_dir(folder), **UNWANTED}
@@ -58,8 +64,11 @@ def _tiny_swin(folder: Path, seed: int) -> dict[str, bytes]:
 def repos(tmp_path_factory) -> dict[str, dict[str, bytes]]:
     """Repository contents, made once: two commits of the BERT (seeds 0 and 1), one of the Swin."""
     root = tmp_path_factory.mktemp("repos")
-    return {"bert": _tiny_bert(root / "bert", 0), "bert-v2": _tiny_bert(root / "bert-v2", 1),
-            "swin": _tiny_swin(root / "swin", 0)}
+    return {
+        "bert": _tiny_bert(root / "bert", 0),
+        "bert-v2": _tiny_bert(root / "bert-v2", 1),
+        "swin": _tiny_swin(root / "swin", 0),
+    }
 
 
 @pytest.fixture
@@ -73,7 +82,9 @@ def hub(repos, tmp_path, monkeypatch) -> FakeHub:
 
 def _hub_config(text: str = f"hub:{BERT}", image: str = f"hub:{SWIN}") -> ModelConfig:
     config = get_config("tiny-test")
-    config = dataclasses.replace(config, text=dataclasses.replace(config.text, tokenizer=None))  # tokenizer from the repo
+    config = dataclasses.replace(
+        config, text=dataclasses.replace(config.text, tokenizer=None)
+    )  # tokenizer from the repo
     return config.with_text_source(text).with_image_source(image)
 
 
@@ -93,12 +104,16 @@ def test_download_records_the_resolved_commit_and_reuses_the_cache(hub, repos, t
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= fetched and not fetched & set(UNWANTED)
     assert f"/api/models/{BERT}/revision/main" in [path for _, path in hub.requests]
     assert torch.equal(model.text_tower.input_embeddings.weight, _weight(repos["bert"], "word_embeddings.weight"))
-    assert torch.equal(model.image_tower.backbone.patch_embed.proj.weight, _weight(repos["swin"], "patch_embed.proj.weight"))
+    assert torch.equal(
+        model.image_tower.backbone.patch_embed.proj.weight, _weight(repos["swin"], "patch_embed.proj.weight")
+    )
 
     info = save_checkpoint(tmp_path / "ckpt", model, thresholds=[0.5, 0.5, 0.5])
     doc = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert doc["model"]["text"]["revision"] == main_bert and doc["model"]["image"]["revision"] == main_swin
-    assert info.config.text.hub_id == BERT and read_checkpoint_info(tmp_path / "ckpt").config.image.revision == main_swin
+    assert (
+        info.config.text.hub_id == BERT and read_checkpoint_info(tmp_path / "ckpt").config.image.revision == main_swin
+    )
 
     hub.requests.clear()  # the cache answers: not one request
     again = build_text_tower(config)
@@ -126,7 +141,9 @@ def test_a_revision_the_hub_does_not_have_is_refused_clearly(hub):
         assert f"--text-encoder hub:{BERT}@main" in message
     message = _one_line_error(_hub_config(image=f"hub:{SWIN}@{'1' * 40}"), build_image_tower)
     assert f"--image-encoder hub:{SWIN}@main" in message
-    assert "has no repository cxrsearch-tests/nothing" in _one_line_error(_hub_config(text="hub:cxrsearch-tests/nothing"))
+    assert "has no repository cxrsearch-tests/nothing" in _one_line_error(
+        _hub_config(text="hub:cxrsearch-tests/nothing")
+    )
 
 
 def test_the_packaged_configs_download_main_and_refuse_the_old_unverified_pin(hub, repos):
@@ -159,12 +176,25 @@ def test_a_checkpoint_trained_from_hub_towers_names_their_commits(hub, reports_t
     from cxrsearch.cli.main import app
     from cxrsearch.model.train import TrainOptions, train
 
-    options = TrainOptions(data=reports_tgz, config="tiny-test", out=tmp_path / "run", epochs=1, batch_size=32, lr=3e-3,
-                           limit=100, seed=0, finding_sentences=False,
-                           text_encoder=f"hub:{BERT}", image_encoder=f"hub:{SWIN}")  # weights from the Hub, builtin tokenizer
+    options = TrainOptions(
+        data=reports_tgz,
+        config="tiny-test",
+        out=tmp_path / "run",
+        epochs=1,
+        batch_size=32,
+        lr=3e-3,
+        limit=100,
+        seed=0,
+        finding_sentences=False,
+        text_encoder=f"hub:{BERT}",
+        image_encoder=f"hub:{SWIN}",
+    )  # weights from the Hub, builtin tokenizer
     result = train(options)
     shown = CliRunner().invoke(app, ["models", "info", str(result.checkpoint), "--json"])
     assert shown.exit_code == 0, shown.output
     towers = json.loads(shown.stdout)["towers"]
-    assert towers["text"]["commit"] == hub.branches[BERT]["main"] and towers["image"]["commit"] == hub.branches[SWIN]["main"]
+    assert (
+        towers["text"]["commit"] == hub.branches[BERT]["main"]
+        and towers["image"]["commit"] == hub.branches[SWIN]["main"]
+    )
     assert towers["text"]["source"] == "hub" and towers["text"]["hub_id"] == BERT

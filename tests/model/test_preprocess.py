@@ -28,7 +28,7 @@ def test_letterbox_keeps_everything_and_pads():
     assert geo.image_box() == (0, 16, 64, 48)
     assert tensor[0, :, :16].abs().max() == 0 and tensor[0, :, 48:].abs().max() == 0  # padding
     assert tensor[0, :, 16:48].min() > 0.1  # film
-    assert 0.0 <= tensor.min() and tensor.max() <= 1.0
+    assert tensor.min() >= 0.0 and tensor.max() <= 1.0
 
 
 def test_heatmap_maps_back_to_original_size_and_never_onto_padding():

@@ -48,7 +48,9 @@ def test_text_tower_loads_a_save_pretrained_directory(tmp_path):
     original.tokenizer.save_pretrained(tmp_path / "bert")
     loaded = build_text_tower(_tiny_with_dir_tokenizer().with_text_source(str(tmp_path / "bert"))).eval()
     batch = loaded.tokenizer(["No acute cardiopulmonary abnormality."], return_tensors="pt")
-    assert batch["input_ids"][0, 0] == original.tokenizer.cls_token_id and len(loaded.tokenizer) == len(original.tokenizer)
+    assert batch["input_ids"][0, 0] == original.tokenizer.cls_token_id and len(loaded.tokenizer) == len(
+        original.tokenizer
+    )
     a = original(batch["input_ids"], batch["attention_mask"])
     b = loaded(batch["input_ids"], batch["attention_mask"])
     torch.testing.assert_close(a.tokens, b.tokens)
@@ -67,11 +69,16 @@ def test_image_tower_loads_local_safetensors_and_drops_the_classifier(tmp_path):
     pixels = torch.rand(2, 1, 64, 64)
     features = tower(pixels)
     assert features.tokens.shape == (2, 64, 32) and features.pooled.shape == (2, 32) and features.grid == (8, 8)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
     expected = source.forward_features((pixels.expand(-1, 3, -1, -1) - mean) / std)  # NHWC [2, 8, 8, 32]
     torch.testing.assert_close(features.tokens, expected.reshape(2, 64, 32))
     # a single .safetensors file works too
-    from_file = build_image_tower(get_config("tiny-test").with_image_source(str(tmp_path / "swin" / "model.safetensors"))).eval()
+    from_file = build_image_tower(
+        get_config("tiny-test").with_image_source(str(tmp_path / "swin" / "model.safetensors"))
+    ).eval()
     torch.testing.assert_close(from_file(pixels).pooled, features.pooled)
 
 
@@ -83,7 +90,9 @@ def test_bad_local_weights_are_refused(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    other = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=0, **{**TINY_SWIN, "embed_dim": 8})
+    other = timm.create_model(
+        "swin_tiny_patch4_window7_224", pretrained=False, num_classes=0, **{**TINY_SWIN, "embed_dim": 8}
+    )
     (tmp_path / "other").mkdir()
     save_file(other.state_dict(), str(tmp_path / "other" / "model.safetensors"))
     with pytest.raises(ModelError, match="do not fit"):
@@ -128,7 +137,8 @@ def test_cpu_minilm_text_tower_loads_offline_from_its_package():
     assert tower.out_dim == 384 and tower.pooling == "mean"
     batch = tower.tokenizer(
         ["The heart is enlarged.", "Cardiomegaly is present.", "The stock market fell sharply today."],
-        padding=True, return_tensors="pt",
+        padding=True,
+        return_tensors="pt",
     )
     with torch.inference_mode():
         pooled = torch.nn.functional.normalize(tower(batch["input_ids"], batch["attention_mask"]).pooled, dim=-1)

@@ -24,8 +24,17 @@ def trained(reports_tgz: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXRSEARCH_CACHE", str(root / "cache"))
-        options = TrainOptions(data=reports_tgz, config="tiny-test", out=root / "ckpt", epochs=6, batch_size=32, lr=3e-3,
-                               limit=600, seed=0, finding_sentences=False)
+        options = TrainOptions(
+            data=reports_tgz,
+            config="tiny-test",
+            out=root / "ckpt",
+            epochs=6,
+            batch_size=32,
+            lr=3e-3,
+            limit=600,
+            seed=0,
+            finding_sentences=False,
+        )
         return options, train(options)
 
 
@@ -70,7 +79,9 @@ def test_checkpoint_thresholds_are_tuned_on_val_not_test(trained, reports_tgz):
     test = [s for s in load_studies(reports_tgz) if s.split == "test" and s.report_text()]
     test_targets = np.array([[float(label in s.labels) for label in ckpt.labels] for s in test])
     on_test = tune_thresholds(test_targets, encoder.encode(texts=[s.report_text() for s in test]).probs, ckpt.labels)
-    tuned_both = [j for j, name in enumerate(ckpt.labels) if name not in retuned.fallback and name not in on_test.fallback]
+    tuned_both = [
+        j for j, name in enumerate(ckpt.labels) if name not in retuned.fallback and name not in on_test.fallback
+    ]
     assert any(abs(ckpt.thresholds[j] - on_test.values[j]) > 1e-3 for j in tuned_both)
 
 
@@ -84,8 +95,18 @@ def test_existing_run_is_refused_without_resume_and_with_changed_options(trained
 
 
 def _frozen_options(reports_tgz: Path, out: Path, **changes) -> TrainOptions:
-    values = dict(data=reports_tgz, config="tiny-test", out=out, epochs=3, batch_size=32, lr=3e-3, limit=300,
-                  freeze_encoders=True, seed=1, loss=LossConfig(focal_weight=0.5))
+    values = dict(
+        data=reports_tgz,
+        config="tiny-test",
+        out=out,
+        epochs=3,
+        batch_size=32,
+        lr=3e-3,
+        limit=300,
+        freeze_encoders=True,
+        seed=1,
+        loss=LossConfig(focal_weight=0.5),
+    )
     return TrainOptions(**{**values, **changes})
 
 
@@ -106,11 +127,18 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(reports_tgz, t
     with pytest.raises(KeyboardInterrupt):
         train(_frozen_options(reports_tgz, tmp_path / "resumed"), progress=interrupt_after_first_epoch)
     epochs_run = []
-    resumed = train(_frozen_options(reports_tgz, tmp_path / "resumed", resume=True),
-                    progress=lambda e: epochs_run.append(e.epoch) if e.kind == "epoch_start" else None)
+    resumed = train(
+        _frozen_options(reports_tgz, tmp_path / "resumed", resume=True),
+        progress=lambda e: epochs_run.append(e.epoch) if e.kind == "epoch_start" else None,
+    )
     assert resumed.resumed_from == 1 and epochs_run == [2, 3]
-    assert [(e.train_loss, e.val_macro_auroc) for e in resumed.history] == [(e.train_loss, e.val_macro_auroc) for e in straight.history]
-    assert read_checkpoint_info(resumed.checkpoint).extra["epoch"] == read_checkpoint_info(straight.checkpoint).extra["epoch"]
+    assert [(e.train_loss, e.val_macro_auroc) for e in resumed.history] == [
+        (e.train_loss, e.val_macro_auroc) for e in straight.history
+    ]
+    assert (
+        read_checkpoint_info(resumed.checkpoint).extra["epoch"]
+        == read_checkpoint_info(straight.checkpoint).extra["epoch"]
+    )
     for name in ("model.safetensors", "train_state/state-3.safetensors"):  # best weights; final weights + optimizer
         saved = [load_file(str(run.checkpoint / name)) for run in (straight, resumed)]
         assert saved[0].keys() == saved[1].keys() and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
@@ -129,8 +157,22 @@ def test_cli_train_writes_a_checkpoint(reports_tgz, tmp_path):
     from cxrsearch.cli.main import app
 
     out = tmp_path / "cli-ckpt"
-    args = ["train", "--data", str(reports_tgz), "--config", "tiny-test", "--out", str(out), "--epochs", "2",
-            "--limit", "200", "--batch-size", "32", "--freeze-encoders"]
+    args = [
+        "train",
+        "--data",
+        str(reports_tgz),
+        "--config",
+        "tiny-test",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--limit",
+        "200",
+        "--batch-size",
+        "32",
+        "--freeze-encoders",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()

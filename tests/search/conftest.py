@@ -52,11 +52,20 @@ class Indexed:
 
 
 @pytest.fixture(scope="session", params=["edge", "memory"])
-def indexed(request: pytest.FixtureRequest, tiny_checkpoint: Path, openi_images: Path, reports_tgz: Path,
-            real_data: Path, studies: list[Study], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
+def indexed(
+    request: pytest.FixtureRequest,
+    tiny_checkpoint: Path,
+    openi_images: Path,
+    reports_tgz: Path,
+    real_data: Path,
+    studies: list[Study],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Indexed]:
     root = tmp_path_factory.mktemp(f"indexed-{request.param}")
     store = EdgeStore(root / "store") if request.param == "edge" else ClientStore.in_memory()
-    options = index_options(reports_tgz, openi_images, real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz", root / "failures")
+    options = index_options(
+        reports_tgz, openi_images, real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz", root / "failures"
+    )
     report = index_studies(options, store, tiny_checkpoint)
     yield Indexed(request.param, store, COLLECTION, report, expected_points(studies), tiny_checkpoint)
     store.close()

@@ -21,8 +21,16 @@ LINKS = {  # file name in the Open-i images folder -> real radiograph (relative 
     "png/CXR7_IM-2263-1001.jpg": "png/padchest_16747_3_1.jpg",
     "png/CXR9_IM-2407-1001.png": "png/nih_00027426_000.png",
 }
-GOOD_IMAGES = ("CXR1_1_IM-0001-3001", "CXR2_IM-0652-1001", "CXR3_IM-1384-1001", "CXR3_IM-1384-2001",
-               "CXR4_IM-2050-1001", "CXR6_IM-2192-1001", "CXR7_IM-2263-1001", "CXR9_IM-2407-1001")
+GOOD_IMAGES = (
+    "CXR1_1_IM-0001-3001",
+    "CXR2_IM-0652-1001",
+    "CXR3_IM-1384-1001",
+    "CXR3_IM-1384-2001",
+    "CXR4_IM-2050-1001",
+    "CXR6_IM-2192-1001",
+    "CXR7_IM-2263-1001",
+    "CXR9_IM-2407-1001",
+)
 BAD_IMAGE = "CXR9_IM-2407-2001"
 DICOM_IMAGES = ("CXR2_IM-0652-1001", "CXR3_IM-1384-1001", "CXR3_IM-1384-2001")
 
@@ -37,9 +45,18 @@ def expected_points(studies: list[Study]) -> dict[str, Study]:
     return keys
 
 
-def index_options(reports_tgz: Path, images: Path | None, metadata: Path | None, failures: Path, **changes) -> IndexOptions:
+def index_options(
+    reports_tgz: Path, images: Path | None, metadata: Path | None, failures: Path, **changes
+) -> IndexOptions:
     """The fixture's index options (the first ``N_REPORTS`` reports, small batches), with ``changes``."""
-    values = dict(source=reports_tgz, images_dir=images, metadata=metadata, collection=COLLECTION, limit=N_REPORTS,
-                  batch_size=16, failures_dir=failures)
+    values = dict(
+        source=reports_tgz,
+        images_dir=images,
+        metadata=metadata,
+        collection=COLLECTION,
+        limit=N_REPORTS,
+        batch_size=16,
+        failures_dir=failures,
+    )
     values.update(changes)
     return IndexOptions(**values)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,23 @@ from tests.search.layout import BAD_IMAGE, N_REPORTS, expected_points
 
 pytestmark = pytest.mark.slow
 
-HIT_KEYS = {"rank", "id", "score", "study_id", "image_id", "kind", "view", "split", "labels", "labels_true", "probs",
-            "impression", "findings", "identical", "identical_count"}
+HIT_KEYS = {
+    "rank",
+    "id",
+    "score",
+    "study_id",
+    "image_id",
+    "kind",
+    "view",
+    "split",
+    "labels",
+    "labels_true",
+    "probs",
+    "impression",
+    "findings",
+    "identical",
+    "identical_count",
+}
 
 
 def _row(table: str, key: str) -> int:
@@ -38,8 +53,21 @@ def cli_store(tiny_checkpoint, reports_tgz, openi_images, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXRSEARCH_OUTPUT", str(root / "outputs"))
-        result = CliRunner().invoke(app, ["index", str(reports_tgz), "--images", str(openi_images), "--model",
-                                          str(tiny_checkpoint), "--limit", str(N_REPORTS), "--store", str(root / "store")])
+        result = CliRunner().invoke(
+            app,
+            [
+                "index",
+                str(reports_tgz),
+                "--images",
+                str(openi_images),
+                "--model",
+                str(tiny_checkpoint),
+                "--limit",
+                str(N_REPORTS),
+                "--store",
+                str(root / "store"),
+            ],
+        )
     return root / "store", result
 
 
@@ -87,7 +115,9 @@ def test_search_cli_json_hits_satisfy_the_label_filter(cli_store):
 
 def test_search_cli_table_and_one_line_errors(cli_store):
     store, _ = cli_store
-    result = CliRunner().invoke(app, ["search", "--like", "CXR2", "--truth", "--not-label", "normal", "-k", "3", "--store", str(store)])
+    result = CliRunner().invoke(
+        app, ["search", "--like", "CXR2", "--truth", "--not-label", "normal", "-k", "3", "--store", str(store)]
+    )
     assert result.exit_code == 0, result.output
     assert "cases like CXR2; MeSH labels none of normal" in result.output
     result = CliRunner().invoke(app, ["search", "--text", "x", "--label", "big heart", "--store", str(store)])
@@ -112,10 +142,14 @@ def test_search_cli_without_recorded_checkpoint_says_pass_model(cli_store, tiny_
         edge.upsert("cases", moved)
     result = CliRunner().invoke(app, ["search", "--text", "effusion", "--store", str(copy)])
     assert result.exit_code == 1 and "pass --model CKPT" in result.output
-    result = CliRunner().invoke(app, ["search", "--text", "effusion", "--store", str(copy), "--model", str(tiny_checkpoint)])
+    result = CliRunner().invoke(
+        app, ["search", "--text", "effusion", "--store", str(copy), "--model", str(tiny_checkpoint)]
+    )
     assert result.exit_code == 0, result.output
     # a --model that cannot be loaded: the message points at that path, not at "pass --model"
-    result = CliRunner().invoke(app, ["search", "--text", "effusion", "--store", str(copy), "--model", str(tmp_path / "nope")])
+    result = CliRunner().invoke(
+        app, ["search", "--text", "effusion", "--store", str(copy), "--model", str(tmp_path / "nope")]
+    )
     assert result.exit_code == 1 and "check the --model path" in result.output and "pass --model" not in result.output
 
 
@@ -125,9 +159,24 @@ def test_sigkilled_index_resumes_to_the_exact_count(tiny_checkpoint, reports_tgz
     from cxrsearch.data.openi import load_studies
 
     expected = sum(1 for s in load_studies(reports_tgz)[:limit] if s.report_text())
-    command = [sys.executable, "-m", "cxrsearch.cli.main", "index", str(reports_tgz), "--model", str(tiny_checkpoint),
-               "--limit", str(limit), "--batch-size", "4", "--store", str(tmp_path / "store")]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    command = [
+        sys.executable,
+        "-m",
+        "cxrsearch.cli.main",
+        "index",
+        str(reports_tgz),
+        "--model",
+        str(tiny_checkpoint),
+        "--limit",
+        str(limit),
+        "--batch-size",
+        "4",
+        "--store",
+        str(tmp_path / "store"),
+    ]
+    child = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
     try:
         for line in child.stderr:  # plain progress lines off a terminal: "indexing: 8/196 points"
             if line.startswith("indexing: ") and int(line.split()[1].split("/")[0]) >= 8:
@@ -177,8 +226,9 @@ def test_search_cli_collapses_identical_reports_by_default(cli_store):
     query = ("--text", _duplicated_report(store))  # its copies rank near the top
     every = _search_json(store, *query, "-k", "50", "--no-collapse")
     keys = [_key(hit) for hit in every]
-    assert len(every) == 50 and len(set(filter(None, keys))) < sum(k is not None for k in keys), \
+    assert len(every) == 50 and len(set(filter(None, keys))) < sum(k is not None for k in keys), (
         "the fixture should hold identical reports among the 50 best hits"
+    )
     assert all(hit["identical"] == [] and hit["identical_count"] == 0 for hit in every)
 
     shown = _search_json(store, *query, "-k", "10")  # collapsed: fetches 10 * 5 = 50 hits

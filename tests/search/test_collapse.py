@@ -12,8 +12,11 @@ NORMAL = "No acute cardiopulmonary abnormality."
 
 
 def _hit(n: int, findings: str | None, impression: str | None, study: str | None = None) -> Hit:
-    return Hit(id=f"id-{n}", score=1.0 - n / 100, payload={"study_id": study or f"CXR{n}", "findings": findings,
-                                                          "impression": impression})
+    return Hit(
+        id=f"id-{n}",
+        score=1.0 - n / 100,
+        payload={"study_id": study or f"CXR{n}", "findings": findings, "impression": impression},
+    )
 
 
 def test_identical_reports_are_one_group_under_their_best_hit():
@@ -34,8 +37,14 @@ def test_identical_reports_are_one_group_under_their_best_hit():
 
 
 def test_report_less_hits_are_never_merged():
-    hits = [_hit(1, None, None), _hit(2, "", "  "), _hit(3, None, None), _hit(4, "...", None), _hit(5, "A.", None),
-            _hit(6, "a", None)]
+    hits = [
+        _hit(1, None, None),
+        _hit(2, "", "  "),
+        _hit(3, None, None),
+        _hit(4, "...", None),
+        _hit(5, "A.", None),
+        _hit(6, "a", None),
+    ]
     groups = collapse(hits, k=10)
     assert [g.id for g in groups] == ["id-1", "id-2", "id-3", "id-4", "id-5"]
     assert all(g.identical == () for g in groups[:4]) and groups[4].identical == ("id-6",)

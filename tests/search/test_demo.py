@@ -52,8 +52,10 @@ def test_demo_trains_indexes_searches_then_reuses_everything(small_openi, tmp_pa
     options = DemoOptions(data=small_openi, store=tmp_path / "store", models=tmp_path / "models", epochs=1)
     first = run_demo(options)
     assert first.model.trained_now and first.index.ok and first.index.count == first.index.planned > 200
-    assert [s.command for s in first.searches][:2] == ['search --text "enlarged heart" --label cardiomegaly',
-                                                       'search --text "small right pleural effusion" --not-label normal']
+    assert [s.command for s in first.searches][:2] == [
+        'search --text "enlarged heart" --label cardiomegaly',
+        'search --text "small right pleural effusion" --not-label normal',
+    ]
     assert all("cardiomegaly" in hit.payload["labels"] for hit in first.searches[0].hits)
     assert all("normal" not in hit.payload["labels"] for hit in first.searches[1].hits)
     if len(first.searches) == 3:
@@ -63,7 +65,11 @@ def test_demo_trains_indexes_searches_then_reuses_everything(small_openi, tmp_pa
     events = []
     second = run_demo(options, on_event=events.append)
     assert not second.model.trained_now and second.model.checkpoint == first.model.checkpoint
-    assert (second.index.indexed, second.index.skipped_existing, second.index.count) == (0, first.index.count, first.index.count)
+    assert (second.index.indexed, second.index.skipped_existing, second.index.count) == (
+        0,
+        first.index.count,
+        first.index.count,
+    )
     assert not any(event.kind == "train" for event in events)
 
     (first.model.checkpoint / demo.MARKER).unlink()  # as if killed after the last epoch was saved
@@ -78,7 +84,12 @@ def test_demo_trains_indexes_searches_then_reuses_everything(small_openi, tmp_pa
     monkeypatch.setenv("CXRSEARCH_MODELS", str(tmp_path / "models"))
     result = CliRunner().invoke(app, ["demo", "--data", str(small_openi), "--store", str(tmp_path / "store")])
     assert result.exit_code == 0, result.output
-    for text in ("reusing the demo model", "(reused; val macro AUROC", f"{first.index.count:,} points",
-                 "Similar cases with cardiomegaly", '$ cxrsearch search --text "enlarged heart" --label cardiomegaly',
-                 "notice: tiny-test: results are not meaningful"):
+    for text in (
+        "reusing the demo model",
+        "(reused; val macro AUROC",
+        f"{first.index.count:,} points",
+        "Similar cases with cardiomegaly",
+        '$ cxrsearch search --text "enlarged heart" --label cardiomegaly',
+        "notice: tiny-test: results are not meaningful",
+    ):
         assert text in result.output, text

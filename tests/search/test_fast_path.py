@@ -22,8 +22,13 @@ from cxrsearch.store.edge import EdgeStore
 from tests.rankings import assert_same_ranking, tie_groups
 from tests.search.layout import index_options
 
-QUERIES = ["enlarged heart", "pleural effusion on the right", "no acute cardiopulmonary disease",
-           "the lungs are clear. heart size normal", "ill-defined opacity in the left lower lobe"]
+QUERIES = [
+    "enlarged heart",
+    "pleural effusion on the right",
+    "no acute cardiopulmonary disease",
+    "the lungs are clear. heart size normal",
+    "ill-defined opacity in the left lower lobe",
+]
 HEAVY = ("torch", "transformers", "timm", "torchvision")
 
 
@@ -65,8 +70,10 @@ def test_numpy_text_side_matches_torch_on_real_reports(encoders, reports):
 
 
 def _component_hits(indexed, vectors, flt, depth=100):
-    return {name: indexed.store.search(indexed.collection, name, vectors[query], flt, depth)
-            for name, query in (("text", "text"), ("label_probs", "label_probs"), ("image", "text"))}
+    return {
+        name: indexed.store.search(indexed.collection, name, vectors[query], flt, depth)
+        for name, query in (("text", "text"), ("label_probs", "label_probs"), ("image", "text"))
+    }
 
 
 def test_fast_text_search_returns_the_torch_paths_hits(indexed):
@@ -77,13 +84,25 @@ def test_fast_text_search_returns_the_torch_paths_hits(indexed):
     for text in QUERIES:
         for label in ((), ("normal",)):
             spec = QuerySpec(text=text, all_labels=label, k=10)
-            got, want = (encode_queries(encoder_for(indexed.store, indexed.collection, indexed.checkpoint, ("text",), rt),
-                                        "text", [query_text(text)], None, batch_size=1, bm25=bm25)[0]
-                         for rt in ("numpy", "torch"))
+            got, want = (
+                encode_queries(
+                    encoder_for(indexed.store, indexed.collection, indexed.checkpoint, ("text",), rt),
+                    "text",
+                    [query_text(text)],
+                    None,
+                    batch_size=1,
+                    bm25=bm25,
+                )[0]
+                for rt in ("numpy", "torch")
+            )
             tied = False
-            for name, (fast, reference) in zip(("text", "label_probs", "image"),
-                                               zip(_component_hits(indexed, got, spec.filter()).values(),
-                                                   _component_hits(indexed, want, spec.filter()).values())):
+            for _name, (fast, reference) in zip(
+                ("text", "label_probs", "image"),
+                zip(
+                    _component_hits(indexed, got, spec.filter()).values(),
+                    _component_hits(indexed, want, spec.filter()).values(),
+                ),
+            ):
                 assert_same_ranking(fast, reference, atol=1e-5)
                 scores = [hit.score for hit in reference]
                 tied |= any(len(group) > 1 for group in tie_groups(scores, 1e-5))
@@ -126,6 +145,8 @@ def test_a_text_search_imports_no_torch_timm_or_torchvision(edge_store, tiny_che
         "assert '\"study_id\"' in result.output, result.output\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"a text search imported {done.stdout.strip()}"

@@ -69,7 +69,14 @@ def test_no_patient_identifiers_from_dicom_headers_are_stored(indexed, images_di
     stored = json.dumps([p.payload for p in _all(indexed)])
     for name in ("RG1_UNCR.dcm", "siim_pneumothorax_chest_pa_jpeg_baseline.dcm"):
         header = pydicom.dcmread(images_dir / "dicom" / name, stop_before_pixels=True)
-        for tag in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName", "StudyInstanceUID"):
+        for tag in (
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "AccessionNumber",
+            "InstitutionName",
+            "StudyInstanceUID",
+        ):
             value = str(header.get(tag, "") or "")
             if len(value) >= 4:
                 assert value not in stored, f"{tag} of {name} leaked into a payload"
@@ -81,7 +88,9 @@ def test_bad_image_is_a_reported_failure_and_the_rest_is_indexed(indexed):
     (failure,) = report.failures
     assert failure.kind == "image" and failure.image_id == BAD_IMAGE and "not a DICOM, PNG or JPEG" in failure.error
     lines = [json.loads(line) for line in report.failures_path.read_text(encoding="utf-8").splitlines()]
-    assert lines == [{"kind": "image", "path": failure.path, "error": failure.error, "study_id": "CXR9", "image_id": BAD_IMAGE}]
+    assert lines == [
+        {"kind": "image", "path": failure.path, "error": failure.error, "study_id": "CXR9", "image_id": BAD_IMAGE}
+    ]
     assert point_id(indexed.collection, "CXR9_IM-2407-1001") in {p.id for p in _all(indexed)}
 
 
@@ -91,8 +100,11 @@ def test_reindex_is_idempotent_and_resume_skips_what_is_stored(indexed, reports_
     before = {p.id: p.vectors["joint"] for p in _all(indexed)}
     again = index_studies(options, indexed.store, indexed.checkpoint)
     assert (again.count, again.indexed, again.skipped_existing, again.failed) == (len(before), 0, len(before), 1)
-    forced = index_studies(index_options(reports_tgz, openi_images, metadata, tmp_path / "f2", reindex=True),
-                           indexed.store, indexed.checkpoint)
+    forced = index_studies(
+        index_options(reports_tgz, openi_images, metadata, tmp_path / "f2", reindex=True),
+        indexed.store,
+        indexed.checkpoint,
+    )
     assert (forced.count, forced.indexed, forced.skipped_existing) == (len(before), len(before), 0)
     after = {p.id: p.vectors["joint"] for p in _all(indexed)}
     assert after.keys() == before.keys()
@@ -150,9 +162,11 @@ def test_progress_follows_the_store_and_a_failed_upsert_stops_the_run(tiny_check
     calls: list[tuple[int, int]] = []
     options = index_options(reports_tgz, None, None, tmp_path / "f", limit=60, batch_size=8)
     with EdgeStore(tmp_path / "ok") as store:
+
         def progress(done: int, total: int) -> None:
             calls.append((done, total))
             assert store.count("cases") >= done  # stored before reported
+
         report = index_studies(options, store, tiny_checkpoint, progress=progress)
     total = report.planned
     assert calls[0] == (0, total) and calls[-1] == (total, total)
@@ -173,10 +187,12 @@ def test_a_collection_held_by_another_process_is_refused_before_any_heavy_work(r
     holder = EdgeStore(tmp_path / "store")
     holder.create_collection("cases", load_schema("cases").with_bm25_avg_len(28.0), 16, 4)
     try:
-        with EdgeStore(tmp_path / "store") as store:
-            with pytest.raises(StoreError, match="in use by another process"):
-                index_studies(index_options(reports_tgz, None, None, tmp_path / "f", collection="cases"), store,
-                              tmp_path / "no-such-checkpoint")
+        with EdgeStore(tmp_path / "store") as store, pytest.raises(StoreError, match="in use by another process"):
+            index_studies(
+                index_options(reports_tgz, None, None, tmp_path / "f", collection="cases"),
+                store,
+                tmp_path / "no-such-checkpoint",
+            )
     finally:
         holder.close()
 
@@ -204,7 +220,8 @@ def test_a_second_run_from_another_images_folder_is_refused(indexed, reports_tgz
         pytest.skip("the roots of a qdrant-client collection live only in its session")
     elsewhere = tmp_path / "moved"
     shutil.copytree(openi_images, elsewhere, symlinks=True)
-    options = index_options(reports_tgz, elsewhere, real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz",
-                            tmp_path / "failures")
+    options = index_options(
+        reports_tgz, elsewhere, real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz", tmp_path / "failures"
+    )
     with pytest.raises(StoreError, match="holds radiographs indexed from .*pass --reindex"):
         index_studies(options, indexed.store, indexed.checkpoint)

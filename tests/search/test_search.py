@@ -54,8 +54,12 @@ def test_text_query_is_hybrid_dense_bm25_and_labels_fused_in_the_engine(indexed,
     assert bm25.avg_len is not None and 5 < bm25.avg_len < 100  # measured on the indexed reports
     weights = fusion_weights(encoder)
     assert weights.of("image") == 1.0  # trained with radiographs, no fusion.json: equal weights
-    queries = [("image", encoded.text[0]), ("text", encoded.text[0]),
-               ("bm25", embed_query("The heart is enlarged.", bm25)), ("label_probs", encoded.probs[0])]
+    queries = [
+        ("image", encoded.text[0]),
+        ("text", encoded.text[0]),
+        ("bm25", embed_query("The heart is enlarged.", bm25)),
+        ("label_probs", encoded.probs[0]),
+    ]
     fused = indexed.store.search_fused(indexed.collection, queries, None, 8, weights=[1.0, 1.0, 1.0, 1.0])
     assert len(hits) == 8
     assert_same_ranking(hits, fused, atol=1e-6)
@@ -69,8 +73,11 @@ def test_text_query_is_hybrid_dense_bm25_and_labels_fused_in_the_engine(indexed,
     for hit in detailed:
         assert set(hit.components) == {"image", "text", "bm25", "labels"}
         ranked = indexed.store.search(indexed.collection, "text", encoded.text[0], None, 100)
-        assert hit.components["text"]["score"] == pytest.approx(next(h.score for h in ranked if h.id == hit.id), abs=1e-5) \
-            if hit.components["text"]["rank"] is not None else True
+        assert (
+            hit.components["text"]["score"] == pytest.approx(next(h.score for h in ranked if h.id == hit.id), abs=1e-5)
+            if hit.components["text"]["rank"] is not None
+            else True
+        )
 
 
 @pytest.mark.parametrize("name", ["png/CXR4_IM-2050-1001.png", "dicom/2_IM-0652-1001.dcm"])
@@ -94,10 +101,14 @@ def test_text_and_image_query_searches_joint_vectors(indexed, encoder, images_di
 
 @pytest.mark.parametrize("like", ["CXR2", "cxr2", "2", "CXR2_IM-0652-1001", "point-id"])
 def test_like_uses_the_stored_joint_vector_and_excludes_its_study(indexed, like):
-    stored = indexed.store.retrieve(indexed.collection, [point_id(indexed.collection, "CXR2_IM-0652-1001")], with_vectors=True)[0]
+    stored = indexed.store.retrieve(
+        indexed.collection, [point_id(indexed.collection, "CXR2_IM-0652-1001")], with_vectors=True
+    )[0]
     like = stored.id if like == "point-id" else like
     hits = search(QuerySpec(like=like, k=6), indexed.store, indexed.collection)
-    expected = indexed.store.search(indexed.collection, "joint", stored.vectors["joint"], Filter(exclude_study_ids=("CXR2",)), ALL)
+    expected = indexed.store.search(
+        indexed.collection, "joint", stored.vectors["joint"], Filter(exclude_study_ids=("CXR2",)), ALL
+    )
     _ranks_like(hits, expected, 6)
     assert all(hit.payload["study_id"] != "CXR2" for hit in hits)
 
@@ -142,15 +153,21 @@ def test_truth_counts_match_mesh_labels_counted_by_hand(indexed, label):
     assert indexed.store.count(indexed.collection, Filter(all_labels=(label,), truth=True)) == by_hand
 
 
-@pytest.mark.parametrize("spec, message", [
-    (dict(text="x", all_labels=("cardiomegally",)), "unknown label 'cardiomegally'; valid labels: airspace disease"),
-    (dict(text="x", view="oblique"), "unknown view 'oblique'; valid views: PA, AP, LATERAL"),
-    (dict(text="x", split="holdout"), "unknown split 'holdout'; valid splits: train, val, test"),
-    (dict(), "nothing to search for"),
-    (dict(like="CXR1", text="x"), "cannot be combined"),
-    (dict(text="x", k=0), "-k must be an integer from 1"),
-    (dict(text="x", all_labels=("normal",), not_labels=("Normal",)), "both required and excluded"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            dict(text="x", all_labels=("cardiomegally",)),
+            "unknown label 'cardiomegally'; valid labels: airspace disease",
+        ),
+        (dict(text="x", view="oblique"), "unknown view 'oblique'; valid views: PA, AP, LATERAL"),
+        (dict(text="x", split="holdout"), "unknown split 'holdout'; valid splits: train, val, test"),
+        (dict(), "nothing to search for"),
+        (dict(like="CXR1", text="x"), "cannot be combined"),
+        (dict(text="x", k=0), "-k must be an integer from 1"),
+        (dict(text="x", all_labels=("normal",), not_labels=("Normal",)), "both required and excluded"),
+    ],
+)
 def test_bad_queries_raise_one_line_query_errors(spec, message):
     with pytest.raises(QueryError, match=message):
         QuerySpec(**spec)
@@ -171,7 +188,9 @@ def test_unknown_example_and_foreign_checkpoint_are_refused(indexed, tmp_path):
     with pytest.raises(QueryError, match="no indexed case 'CXR99999'"):
         search(QuerySpec(like="CXR99999"), indexed.store, indexed.collection)
     torch.manual_seed(2)
-    save_checkpoint(tmp_path / "other", create_model(get_config("tiny-test"), label_names()), thresholds=[0.5] * len(label_names()))
+    save_checkpoint(
+        tmp_path / "other", create_model(get_config("tiny-test"), label_names()), thresholds=[0.5] * len(label_names())
+    )
     with pytest.raises(QueryError, match="is not the one collection 'cases' was indexed with"):
         search(QuerySpec(text="effusion"), indexed.store, indexed.collection, tmp_path / "other")
 
@@ -184,5 +203,8 @@ def test_default_checkpoint_is_the_one_recorded_in_the_collection(indexed):
     # the same loading route both ways (the recorded path, or the same path given): the same hits.
     # (The torch encoder and the numpy text path agree to ~1e-7, but the tiny checkpoint's cosines tie
     # that closely, so a ranking compared across the two may swap near-ties: tests/search/test_fast_path.py.)
-    assert_same_ranking(search(spec, indexed.store, indexed.collection),
-                        search(spec, indexed.store, indexed.collection, indexed.checkpoint), atol=1e-6)
+    assert_same_ranking(
+        search(spec, indexed.store, indexed.collection),
+        search(spec, indexed.store, indexed.collection, indexed.checkpoint),
+        atol=1e-6,
+    )

@@ -26,10 +26,19 @@ def store() -> ClientStore:
         unit = rng.normal(size=8).astype(np.float32)
         unit /= np.linalg.norm(unit)
         labels = ["alpha"] if i % 2 else ["beta"]
-        points.append(Point(point_id("cases", f"CXR{i + 1}"), {"text": unit, "joint": unit,
-                                                                "label_probs": rng.random(3).astype(np.float32)},
-                            {"study_id": f"CXR{i + 1}", "image_id": None, "labels": labels, "labels_true": labels,
-                             "probs": {name: 0.9 if name in labels else 0.1 for name in VOCABULARY}}))
+        points.append(
+            Point(
+                point_id("cases", f"CXR{i + 1}"),
+                {"text": unit, "joint": unit, "label_probs": rng.random(3).astype(np.float32)},
+                {
+                    "study_id": f"CXR{i + 1}",
+                    "image_id": None,
+                    "labels": labels,
+                    "labels_true": labels,
+                    "probs": {name: 0.9 if name in labels else 0.1 for name in VOCABULARY},
+                },
+            )
+        )
     store.upsert("cases", points)
     return store
 
@@ -63,8 +72,17 @@ def test_the_cli_filters_with_the_collection_s_labels(store: ClientStore, tmp_pa
         edge.create_collection("cases", load_schema(), 8, len(VOCABULARY))
         edge.upsert("cases", list(store.scroll("cases", with_vectors=True)))
     runner = CliRunner()
-    base = ["search", "--like", "CXR1", "--store", str(tmp_path / "store"), "--collection", "cases", "--json",
-            "--no-collapse"]
+    base = [
+        "search",
+        "--like",
+        "CXR1",
+        "--store",
+        str(tmp_path / "store"),
+        "--collection",
+        "cases",
+        "--json",
+        "--no-collapse",
+    ]
     result = runner.invoke(app, [*base, "--label", "alpha"])
     assert result.exit_code == 0, result.output
     assert [hit["labels"] for hit in json.loads(result.output)] == [["alpha"]] * 5

@@ -28,15 +28,22 @@ class Served:
 
 
 @pytest.fixture(scope="session")
-def served(tiny_checkpoint: Path, openi_images: Path, reports_tgz: Path, real_data: Path,  # noqa: F811
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    tiny_checkpoint: Path,
+    openi_images: Path,  # noqa: F811
+    reports_tgz: Path,
+    real_data: Path,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Served]:
     from cxrsearch.serve.app import create_app
     from cxrsearch.serve.service import Service
     from cxrsearch.serve.settings import ServeSettings
 
     root = tmp_path_factory.mktemp("serve")
     store = EdgeStore(root / "store")
-    options = index_options(reports_tgz, openi_images, real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz", root / "failures")
+    options = index_options(
+        reports_tgz, openi_images, real_data / "openi" / "nlmcxr_dicom_metadata.csv.gz", root / "failures"
+    )
     index_studies(options, store, tiny_checkpoint)
     settings = ServeSettings(collection=COLLECTION, images=(openi_images,), cache=root / "cache", explain_steps=4)
     service = Service(store, settings)

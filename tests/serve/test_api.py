@@ -146,7 +146,7 @@ def test_case_page_shows_the_radiograph_and_the_whole_report(client) -> None:
     hit = image_points(client)[0]
     page = client.get(f"/case/{hit['id']}", params={"text": TEXT})
     assert page.status_code == 200
-    assert f'/image/{hit["id"]}/full.png' in page.text and "Explain this match" in page.text
+    assert f"/image/{hit['id']}/full.png" in page.text and "Explain this match" in page.text
     for part in (hit["findings"], hit["impression"]):
         if part:
             assert part.split()[0] in page.text
@@ -186,9 +186,16 @@ def test_uploads_above_the_cap_are_refused_before_decoding(served) -> None:
         assert form.status_code == 400 and "too large" in form.text
 
 
-@pytest.mark.parametrize("url", ["/image/..%2F..%2F..%2Fetc%2Fpasswd/thumb.png", "/static/../pyproject.toml",
-                                 "/static/..%2F..%2Fpyproject.toml", "/explain/..%2F..%2Fetc/passwd.png",
-                                 "/image/%2Fetc%2Fpasswd/full.png"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/image/..%2F..%2F..%2Fetc%2Fpasswd/thumb.png",
+        "/static/../pyproject.toml",
+        "/static/..%2F..%2Fpyproject.toml",
+        "/explain/..%2F..%2Fetc/passwd.png",
+        "/image/%2Fetc%2Fpasswd/full.png",
+    ],
+)
 def test_urls_never_reach_files_outside_the_package_and_the_roots(client, url: str) -> None:
     response = client.get(url)
     assert response.status_code == 404
@@ -202,9 +209,12 @@ def test_a_payload_pointing_outside_the_roots_is_not_served(client, served, monk
     real = served.service.store._store.retrieve
 
     for evil in ("/etc/passwd", "../../../../etc/passwd", str(served.images / ".." / ".." / "etc" / "passwd")):
+
         def retrieve(collection, ids, with_vectors=False, evil=evil):
-            return [Point(id=p.id, vectors=p.vectors, payload={**p.payload, "image_path": evil})
-                    for p in real(collection, ids, with_vectors)]
+            return [
+                Point(id=p.id, vectors=p.vectors, payload={**p.payload, "image_path": evil})
+                for p in real(collection, ids, with_vectors)
+            ]
 
         monkeypatch.setattr(served.service.store._store, "retrieve", retrieve)
         for size in ("thumb", "full"):
@@ -221,8 +231,13 @@ def test_explain_api_mirrors_explain_json_and_serves_the_overlay(client) -> None
     assert job["state"] == "done", job
     result = job["result"]
     assert {"hit", "query", "target", "score", "pixels", "tokens", "attention", "top_words", "timing"} <= set(result)
-    assert result["hit"]["id"] == hit["id"] and result["query"] == {"mode": "text", "text": TEXT, "image": None,
-                                                                      "like": None, "label": None}
+    assert result["hit"]["id"] == hit["id"] and result["query"] == {
+        "mode": "text",
+        "text": TEXT,
+        "image": None,
+        "like": None,
+        "label": None,
+    }
     assert set(result["files"]) == {"ig", "attention", "figure"}
     assert all(url.startswith("/explain/") for url in result["files"].values())  # no server paths
     overlay = client.get(result["files"]["ig"])
@@ -281,8 +296,9 @@ def test_loopback_server_answers_loopback_host_names_only(served) -> None:
         assert client.get("/api/info").status_code == 421
     with TestClient(served.app, base_url="http://localhost:8765") as client:
         assert client.get("/api/info").status_code == 200
-        cross = client.post("/api/explain", data={"hit": "CXR1", "label": "normal"},
-                            headers={"Origin": "http://evil.example"})
+        cross = client.post(
+            "/api/explain", data={"hit": "CXR1", "label": "normal"}, headers={"Origin": "http://evil.example"}
+        )
         assert cross.status_code == 403
 
 

@@ -50,7 +50,9 @@ def base_url(served):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(served.app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(served.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
@@ -99,15 +101,20 @@ def test_search_filter_open_case_and_explain(page, base_url, client, tmp_path) -
     film = next(h for h in expected if h["kind"] == "image")
     thumb = page.locator(f"article.card[data-id='{film['id']}'] .thumb img")
     thumb.scroll_into_view_if_needed()  # thumbnails load lazily, as they come into view
-    page.wait_for_function("id => { const i = document.querySelector(`article.card[data-id='${id}'] .thumb img`);"
-                           " return i.complete && i.naturalWidth > 0; }", arg=film["id"])
+    page.wait_for_function(
+        "id => { const i = document.querySelector(`article.card[data-id='${id}'] .thumb img`);"
+        " return i.complete && i.naturalWidth > 0; }",
+        arg=film["id"],
+    )
     assert page.locator(".facets li").count() >= 1
     page.evaluate("window.scrollTo(0, 0)")
     _shot(page, tmp_path, "search")
 
     page.click(f"article.card[data-id='{film['id']}'] a.study")
     page.wait_for_selector("img.radiograph")
-    page.wait_for_function("() => { const i = document.querySelector('img.radiograph'); return i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.radiograph'); return i.complete && i.naturalWidth > 0; }"
+    )
     assert _loaded(page, "img.radiograph")
     assert film["study_id"] in page.inner_text("h1")
     _shot(page, tmp_path, "case")
@@ -115,7 +122,9 @@ def test_search_filter_open_case_and_explain(page, base_url, client, tmp_path) -
     page.click("section.explain button[type=submit]")
     page.wait_for_selector(".progress, img.overlay.ig", timeout=30_000)
     page.wait_for_selector("img.overlay.ig", timeout=180_000)
-    page.wait_for_function("() => { const i = document.querySelector('img.overlay.ig'); return i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.overlay.ig'); return i.complete && i.naturalWidth > 0; }"
+    )
     assert page.locator(".words .w").count() > 0  # word attributions
     _shot(page, tmp_path, "explain")
     assert page.problems == []

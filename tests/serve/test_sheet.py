@@ -26,8 +26,9 @@ def test_search_sheet_embeds_every_film_and_says_which_hits_are_reports(served, 
     spec = served.service.spec(text=TEXT, k=40)
     result = served.service.search(spec, collapse=False, facets=True)
     roots = served.service.image_roots()
-    html = search_sheet(result.hits, "teaching set: normal hearts", image_roots=roots, facets=result.facets,
-                        total=result.total)
+    html = search_sheet(
+        result.hits, "teaching set: normal hearts", image_roots=roots, facets=result.facets, total=result.total
+    )
     images = _self_contained(html)
     films = [h for h in result.records if h["kind"] == "image"]
     reports = [h for h in result.records if h["kind"] == "report"]
@@ -48,7 +49,9 @@ def test_search_sheet_embeds_every_film_and_says_which_hits_are_reports(served, 
 def test_without_roots_relative_paths_are_said_to_be_unavailable(served) -> None:
     result = served.service.search(served.service.spec(text=TEXT, k=40), collapse=False)
     html = search_sheet(result.hits, "t")
-    relative = [h for h in result.hits if h.payload.get("image_path") and not str(h.payload["image_path"]).startswith("/")]
+    relative = [
+        h for h in result.hits if h.payload.get("image_path") and not str(h.payload["image_path"]).startswith("/")
+    ]
     if relative:
         assert "radiograph not available" in html
 

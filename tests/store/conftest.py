@@ -45,10 +45,12 @@ class Cases:
         for i, key in enumerate(self.keys):
             vectors = {n: v[i] for n, v in self.vectors.items() if n != "image" or self.has_image[i]}
             payload = {
-                "study_id": str(self.study[i]), "image_id": key if self.has_image[i] else None,
+                "study_id": str(self.study[i]),
+                "image_id": key if self.has_image[i] else None,
                 "labels": [lab for lab, on in zip(LABELS, self.labels[i]) if on],
                 "labels_true": [lab for lab, on in zip(LABELS, self.labels_true[i]) if on],
-                "split": str(self.split[i]), "impression": f"case {i}",
+                "split": str(self.split[i]),
+                "impression": f"case {i}",
                 "probs": {lab: float(p) for lab, p in zip(LABELS, self.labels[i] * 0.9)},
             }
             if self.view[i]:
@@ -83,8 +85,9 @@ class Cases:
             ok &= ~np.isin(self.study, flt.exclude_study_ids)
         return ok
 
-    def exact_scores(self, collection: str, vector_name: str, query: np.ndarray,
-                     flt: Filter | None) -> dict[str, float]:
+    def exact_scores(
+        self, collection: str, vector_name: str, query: np.ndarray, flt: Filter | None
+    ) -> dict[str, float]:
         """Point id -> exact cosine score (float64) of every point that has the vector and passes: the
         oracle a store's search is held to (see ``tests/rankings.py``; float32 stores round differently
         per CPU, so the order of near-ties is not part of it)."""
@@ -99,16 +102,22 @@ class Cases:
 def make_cases(n: int = 240, seed: int = 7) -> Cases:
     rng = np.random.default_rng(seed)
     basis = rng.normal(size=(4, DIM))
-    vectors = {name: (rng.normal(size=(n, 4)) @ basis + 0.5 * rng.normal(size=(n, DIM))).astype(np.float32)
-               for name in ("image", "text", "joint")}
+    vectors = {
+        name: (rng.normal(size=(n, 4)) @ basis + 0.5 * rng.normal(size=(n, DIM))).astype(np.float32)
+        for name in ("image", "text", "joint")
+    }
     study = np.array([f"CXR{i // 2 + 1}" for i in range(n)])  # two points per study
     has_image = rng.random(n) > 0.2
     vectors["image"][~has_image] = np.nan
     return Cases(
-        keys=[f"CXR{i // 2 + 1}_IM-{i}" for i in range(n)], study=study, vectors=vectors, has_image=has_image,
+        keys=[f"CXR{i // 2 + 1}_IM-{i}" for i in range(n)],
+        study=study,
+        vectors=vectors,
+        has_image=has_image,
         labels=rng.random((n, len(LABELS))) < np.array(FREQS),
         labels_true=rng.random((n, len(LABELS))) < np.array(FREQS),
-        view=rng.choice(np.array(VIEWS + ("",)), size=n), split=rng.choice(np.array(SPLITS), size=n),
+        view=rng.choice(np.array(VIEWS + ("",)), size=n),
+        split=rng.choice(np.array(SPLITS), size=n),
     )
 
 

@@ -36,8 +36,9 @@ def test_create_list_info_drop_round_trip(tmp_path: Path):
 
     listed = json.loads(run("collections", "list", "--store", store, "--json").stdout)
     sizes = {"image": 32, "text": 32, "joint": 32, "label_probs": 5}
-    assert listed["collections"] == [{"name": "cases", "points": 0, "vector_sizes": sizes, "schema": "cases",
-                                      "error": None}]
+    assert listed["collections"] == [
+        {"name": "cases", "points": 0, "vector_sizes": sizes, "schema": "cases", "error": None}
+    ]
     info = json.loads(run("collections", "info", "cases", "--store", store, "--json").stdout)
     assert info["points_count"] == 0 and info["schema"]["name"] == "cases"
     assert info["schema"]["sparse_vectors"] == {"bm25": "idf"} and info["schema"]["bm25"]["avg_len"] == 28.0
@@ -91,14 +92,26 @@ def test_migrate_copies_into_the_server(tmp_path: Path, monkeypatch: pytest.Monk
         store.upsert("cases", make_cases(n=40).points("cases"))
     seen: dict[str, object] = {}
 
-    def fake_connect(url: str, api_key: str | None = None) -> ClientStore:  # the in-memory API stands in for it
+    def fake_connect(
+        url: str, api_key: str | None = None, timeout: int = 10
+    ) -> ClientStore:  # the in-memory API stands in for it
         seen.update(url=url, api_key=api_key)
         return ClientStore.in_memory()
 
     monkeypatch.setattr(ClientStore, "connect", staticmethod(fake_connect))
     monkeypatch.setenv("CXRSEARCH_QDRANT_API_KEY", "from-env")
-    result = run("collections", "migrate", "cases", "--to-url", "http://qdrant:6333", "--store", str(tmp_path),
-                 "--batch-size", "16", "--json")
+    result = run(
+        "collections",
+        "migrate",
+        "cases",
+        "--to-url",
+        "http://qdrant:6333",
+        "--store",
+        str(tmp_path),
+        "--batch-size",
+        "16",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert (out["copied"], out["points"], out["created"]) == (40, 40, True)

@@ -37,8 +37,11 @@ def fake_qdrant() -> Iterator[dict]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             state["keys"].append(self.headers.get("api-key"))
-            body = (json.dumps({"title": "qdrant - vector search engine", "version": state["version"]})
-                    if state["status"] == 200 else "Invalid api-key").encode()
+            body = (
+                json.dumps({"title": "qdrant - vector search engine", "version": state["version"]})
+                if state["status"] == 200
+                else "Invalid api-key"
+            ).encode()
             self.send_response(state["status"])
             self.send_header("Content-Type", "application/json" if state["status"] == 200 else "text/plain")
             self.send_header("Content-Length", str(len(body)))

@@ -108,8 +108,11 @@ def _rrf_bounds(oracles: list[dict[str, float]], depth: int) -> dict[str, tuple[
     return {pid: (low, high) for pid, (low, high) in bounds.items() if high > 0}
 
 
-@pytest.mark.parametrize("flt", [FILTERS["none"], FILTERS["all-one"], FILTERS["combined"], FILTERS["truth-not"]],
-                         ids=["none", "all-one", "combined", "truth-not"])
+@pytest.mark.parametrize(
+    "flt",
+    [FILTERS["none"], FILTERS["all-one"], FILTERS["combined"], FILTERS["truth-not"]],
+    ids=["none", "all-one", "combined", "truth-not"],
+)
 def test_fused_search_is_rrf_of_exact_lists(shared, flt):
     store, name, cases = shared
     query = cases.vectors["joint"][5]

@@ -59,8 +59,9 @@ store.close()
 def test_a_collection_open_in_another_process_is_a_clear_error(tmp_path: Path):
     with EdgeStore(tmp_path) as store:
         store.create_collection("cases", load_schema(), DIM, 4)
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         store = EdgeStore(tmp_path)
@@ -91,8 +92,9 @@ time.sleep(60)
 def test_points_written_before_a_sigkill_survive(tmp_path: Path):
     with EdgeStore(tmp_path) as store:
         store.create_collection("cases", load_schema(), DIM, 4)
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(Path(__file__).parent)],
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path), str(Path(__file__).parent)], stdout=subprocess.PIPE, text=True
+    )
     assert writer.stdout.readline().strip() == "written"
     writer.kill()  # SIGKILL: no close(), no flush; the write-ahead log must hold the points
     writer.wait(timeout=30)
@@ -111,8 +113,14 @@ def test_optimised_quantised_segments_still_give_exact_results(tmp_path: Path):
     labels = rng.random(n) < 0.1
     with EdgeStore(tmp_path) as store:
         store.create_collection("big", load_schema(), dim, 4)
-        store.upsert("big", (Point(point_id("big", str(i)), {"joint": vectors[i]},
-                                   {"labels": ["cardiomegaly"] if labels[i] else []}) for i in range(n)), batch=1000)
+        store.upsert(
+            "big",
+            (
+                Point(point_id("big", str(i)), {"joint": vectors[i]}, {"labels": ["cardiomegaly"] if labels[i] else []})
+                for i in range(n)
+            ),
+            batch=1000,
+        )
     store = EdgeStore(tmp_path)
     shard_info = store._handle("big").shard.info()  # white-box: prove the optimiser ran
     assert shard_info.indexed_vectors_count >= n

@@ -92,8 +92,18 @@ def _unit(m: np.ndarray) -> np.ndarray:
     return m / np.linalg.norm(m, axis=-1, keepdims=True)
 
 
-def _assert_is_mmr(hits, cases, name: str, vector_name: str, query: np.ndarray, flt: Filter | None,
-                   limit: int, diversity: float, pool: int, atol: float = 1e-4) -> None:
+def _assert_is_mmr(
+    hits,
+    cases,
+    name: str,
+    vector_name: str,
+    query: np.ndarray,
+    flt: Filter | None,
+    limit: int,
+    diversity: float,
+    pool: int,
+    atol: float = 1e-4,
+) -> None:
     """Each hit is a greedy MMR choice: among the ``pool`` nearest passing candidates still pending,
     it maximises ``(1 - d) * cos(query) - d * max cos(chosen)`` (up to ``atol``, so ties may go either way)."""
     oracle = cases.exact_scores(name, vector_name, query, flt)
@@ -104,10 +114,16 @@ def _assert_is_mmr(hits, cases, name: str, vector_name: str, query: np.ndarray, 
     got = [h.id for h in hits]
     assert len(got) == min(limit, len(candidates)) and len(set(got)) == len(got)
     assert set(got) <= set(candidates), "a hit outside the candidate pool"
-    np.testing.assert_allclose([h.score for h in hits], [oracle[i] for i in got], rtol=0, atol=TIE,
-                               err_msg="a diverse hit's score is not its cosine to the query")
+    np.testing.assert_allclose(
+        [h.score for h in hits],
+        [oracle[i] for i in got],
+        rtol=0,
+        atol=TIE,
+        err_msg="a diverse hit's score is not its cosine to the query",
+    )
     chosen: list[str] = []
     for pid in got:
+
         def objective(c: str) -> float:
             redundancy = max((float(by_id[c] @ by_id[s]) for s in chosen), default=0.0)
             return oracle[c] if not chosen else (1 - diversity) * oracle[c] - diversity * redundancy
@@ -118,8 +134,9 @@ def _assert_is_mmr(hits, cases, name: str, vector_name: str, query: np.ndarray, 
         chosen.append(pid)
 
 
-@pytest.mark.parametrize("flt", [FILTERS["none"], FILTERS["label"], FILTERS["view-split"]],
-                         ids=["none", "label", "view-split"])
+@pytest.mark.parametrize(
+    "flt", [FILTERS["none"], FILTERS["label"], FILTERS["view-split"]], ids=["none", "label", "view-split"]
+)
 @pytest.mark.parametrize("vector_name", ["image", "joint"])
 def test_diversity_zero_is_plain_search(shared, flt, vector_name):
     store, name, cases = shared
@@ -157,8 +174,13 @@ def _near_duplicates(store, collection: str) -> tuple[np.ndarray, list[str]]:
         points.append(Point(pid, {"joint": twin, "image": twin}, {"study_id": f"T{i}", "labels": ["normal"]}))
     for i in range(12):
         other = query + 0.9 * rng.normal(size=DIM).astype(np.float32)
-        points.append(Point(point_id(collection, f"other-{i}"), {"joint": other, "image": other},
-                            {"study_id": f"O{i}", "labels": ["nodule"] if i % 3 == 0 else ["normal"]}))
+        points.append(
+            Point(
+                point_id(collection, f"other-{i}"),
+                {"joint": other, "image": other},
+                {"study_id": f"O{i}", "labels": ["nodule"] if i % 3 == 0 else ["normal"]},
+            )
+        )
     store.upsert(collection, points)
     return query, twins
 
@@ -168,7 +190,9 @@ def test_high_diversity_avoids_near_duplicates(store, collection):
     plain = store.search(collection, "joint", query, limit=3)
     assert {h.id for h in plain} == set(twins)  # plain search: the three copies fill the top 3
     for diversity in (0.0, 1e-9):
-        assert {h.id for h in store.search_diverse(collection, "joint", query, limit=3, diversity=diversity)} == set(twins)
+        assert {h.id for h in store.search_diverse(collection, "joint", query, limit=3, diversity=diversity)} == set(
+            twins
+        )
     for diversity in (0.5, 0.8, 1.0):
         diverse = store.search_diverse(collection, "joint", query, limit=3, diversity=diversity)
         assert len(diverse) == 3

@@ -44,8 +44,15 @@ def _points(collection: str, n: int = N, seed: int = 0) -> list[Point]:
         vectors = {"text": unit[0], "joint": unit[1], "label_probs": rng.random(LABELS).astype(np.float32)}
         if image:
             vectors["image"] = unit[2]
-        payload = {"study_id": study, "image_id": image, "labels": ["normal"], "labels_true": ["normal"],
-                   "probs": {"normal": 0.9}, "split": "train", "view": "PA" if image else None}
+        payload = {
+            "study_id": study,
+            "image_id": image,
+            "labels": ["normal"],
+            "labels_true": ["normal"],
+            "probs": {"normal": 0.9},
+            "split": "train",
+            "view": "PA" if image else None,
+        }
         out.append(Point(point_id(collection, image or study), vectors, payload))
     return out
 
@@ -115,7 +122,9 @@ def test_random_bytes_over_a_vector_file_are_found_by_a_deep_verify(clean_store:
     with open(chunks[0], "r+b") as handle:
         handle.seek(DIM * 4 * 10)
         handle.write(np.random.default_rng(0).bytes(DIM * 4 * 50))
-    result = CliRunner().invoke(app, ["collections", "verify", "cases", "--deep", "--json", "--store", str(clean_store)])
+    result = CliRunner().invoke(
+        app, ["collections", "verify", "cases", "--deep", "--json", "--store", str(clean_store)]
+    )
     assert result.exit_code == 1
     problems = json.loads(result.output)["problems"]
     assert any("'text'" in p and ("unit length" in p or "NaN" in p) for p in problems), problems
@@ -138,9 +147,11 @@ def test_the_record_works_the_same_through_qdrant_client(tmp_path: Path):
         assert verify_collection(store, "cases", deep=True).ok
         # a server that lost points: delete some behind the record's back
         store._client.delete("cases", points_selector=[p.id for p in _points("cases")[:10]])
-    with local() as store:
-        with pytest.raises(StoreError, match="is damaged: the engine loads 390 points where 400 were stored"):
-            store.collection_info("cases")
+    with (
+        local() as store,
+        pytest.raises(StoreError, match="is damaged: the engine loads 390 points where 400 were stored"),
+    ):
+        store.collection_info("cases")
 
 
 def test_migrating_under_another_name_keys_points_for_that_name(clean_store: Path):
@@ -151,7 +162,8 @@ def test_migrating_under_another_name_keys_points_for_that_name(clean_store: Pat
         migrate_collection(source, target, "cases", target_collection="copy")
     assert verify_collection(target, "copy", deep=True).problems == [
         "no integrity record: the last write did not close cleanly (or the collection predates records); "
-        "a clean `cxrsearch index` run into it writes one"]  # ids fine: only the record is missing before close
+        "a clean `cxrsearch index` run into it writes one"
+    ]  # ids fine: only the record is missing before close
 
 
 def _unshare_works() -> bool:
@@ -166,12 +178,13 @@ def test_a_store_on_a_read_only_file_system_gets_one_clear_line(clean_store: Pat
     mount = tmp_path / "ro"
     mount.mkdir()
     cli = Path(sys.executable).parent / "cxrsearch"
-    script = (f"mount --bind {clean_store} {mount} && mount -o remount,ro,bind {mount} && "
-              f"{cli} collections info cases --store {mount}; echo rc=$?; "
-              f"{cli} collections list --store {mount}; echo rc=$?")
+    script = (
+        f"mount --bind {clean_store} {mount} && mount -o remount,ro,bind {mount} && "
+        f"{cli} collections info cases --store {mount}; echo rc=$?; "
+        f"{cli} collections list --store {mount}; echo rc=$?"
+    )
     env = {**os.environ, "COLUMNS": "300"}
-    out = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120,
-                         env=env)
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120, env=env)
     text = out.stdout + out.stderr
     assert "Traceback" not in text and "internal error" not in text, text
     assert "read-only file system" in text and "copy it to a writable directory" in text, text

@@ -23,8 +23,9 @@ def test_migrate_copies_exactly_and_is_idempotent(tmp_path: Path):
     source.create_collection("cases", load_schema(), DIM, 4)
     source.upsert("cases", cases.points("cases"))
     progress: list[tuple[int, int]] = []
-    result = migrate_collection(source, target, "cases", batch=32,
-                                on_batch=lambda done, total: progress.append((done, total)))
+    result = migrate_collection(
+        source, target, "cases", batch=32, on_batch=lambda done, total: progress.append((done, total))
+    )
     assert (result.copied, result.points, result.created) == (90, 90, True)
     assert progress == [(32, 90), (64, 90), (90, 90)]
     src = {p.id: p for p in source.scroll("cases", with_vectors=True)}

@@ -29,20 +29,23 @@ def test_shipped_schemas_load_and_round_trip():
     assert load_schema("cases").hnsw.m == 0 and load_schema("cases").quantization.type == "int8"
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d.pop("vectors"), "missing key"),
-    (lambda d: d.update(vectorz={}), "unknown key"),
-    (lambda d: d["vectors"]["image"].update(distance="manhattan"), "distance must be one of"),
-    (lambda d: d["vectors"]["label_probs"].update(size="many"), "size must be one of"),
-    (lambda d: d["vectors"]["label_probs"].update(quantized="no"), "quantized must be true or false"),
-    (lambda d: d["sparse_vectors"]["bm25"].update(modifier="tf"), "modifier must be"),
-    (lambda d: d.pop("bm25"), "needs a 'bm25' object"),
-    (lambda d: d["bm25"].update(b=2), "bm25.b in"),
-    (lambda d: d["bm25"].update(avg_len=0), "avg_len must be"),
-    (lambda d: d["hnsw"].update(m=-1), "hnsw.m must be an integer >= 0"),
-    (lambda d: d["quantization"].update(type="binary"), "quantization.type must be 'int8'"),
-    (lambda d: d["payload_indexes"].update(labels="text"), "payload_indexes.labels must be one of"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("vectors"), "missing key"),
+        (lambda d: d.update(vectorz={}), "unknown key"),
+        (lambda d: d["vectors"]["image"].update(distance="manhattan"), "distance must be one of"),
+        (lambda d: d["vectors"]["label_probs"].update(size="many"), "size must be one of"),
+        (lambda d: d["vectors"]["label_probs"].update(quantized="no"), "quantized must be true or false"),
+        (lambda d: d["sparse_vectors"]["bm25"].update(modifier="tf"), "modifier must be"),
+        (lambda d: d.pop("bm25"), "needs a 'bm25' object"),
+        (lambda d: d["bm25"].update(b=2), "bm25.b in"),
+        (lambda d: d["bm25"].update(avg_len=0), "avg_len must be"),
+        (lambda d: d["hnsw"].update(m=-1), "hnsw.m must be an integer >= 0"),
+        (lambda d: d["quantization"].update(type="binary"), "quantization.type must be 'int8'"),
+        (lambda d: d["payload_indexes"].update(labels="text"), "payload_indexes.labels must be one of"),
+    ],
+)
 def test_bad_schema_files_name_the_file_and_problem(tmp_path: Path, mutate, message):
     data = load_schema("cases").to_dict()
     mutate(data)

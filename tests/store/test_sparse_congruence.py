@@ -23,8 +23,16 @@ from cxrsearch.text.bm25 import average_length, embed_documents, embed_query
 from tests.rankings import assert_matches_oracle, assert_same_ranking
 from tests.store.conftest import DIM
 
-FINDINGS = ("pleural effusion", "pneumothorax", "cardiomegaly", "pulmonary edema", "focal consolidation",
-            "calcified granuloma", "hiatal hernia", "atelectasis")
+FINDINGS = (
+    "pleural effusion",
+    "pneumothorax",
+    "cardiomegaly",
+    "pulmonary edema",
+    "focal consolidation",
+    "calcified granuloma",
+    "hiatal hernia",
+    "atelectasis",
+)
 QUERIES = ("pleural effusion", "no pneumothorax", "small calcified granuloma", "edema and effusion")
 
 
@@ -53,10 +61,14 @@ def corpus():
 def _fill(store, name: str, corpus) -> None:
     texts, params, vectors, dense, probs = corpus
     store.create_collection(name, load_schema("cases").with_bm25_avg_len(params.avg_len), DIM, 4)
-    points = [Point(point_id(name, f"r{i}"), {"text": dense[i], "joint": dense[i], "label_probs": probs[i],
-                                              "bm25": vectors[i]},
-                    {"study_id": f"CXR{i}", "split": "train" if i % 3 else "test"})
-              for i in range(len(texts))]
+    points = [
+        Point(
+            point_id(name, f"r{i}"),
+            {"text": dense[i], "joint": dense[i], "label_probs": probs[i], "bm25": vectors[i]},
+            {"study_id": f"CXR{i}", "split": "train" if i % 3 else "test"},
+        )
+        for i in range(len(texts))
+    ]
     store.upsert(name, points, batch=32)
 
 
@@ -108,18 +120,30 @@ def test_weighted_fusion_with_sparse_agrees_across_backends(tmp_path, weights):
     try:
         for backend in (edge, memory):
             backend.create_collection("c", load_schema("cases").with_bm25_avg_len(5.0), DIM, 4)
-            backend.upsert("c", [Point(point_id("c", f"r{i}"), {"text": dense[i], "label_probs": probs[i],
-                                                                "bm25": sparse[i]},
-                                       {"study_id": f"CXR{i}", "split": "train" if i % 3 else "test"})
-                                 for i in range(n)])
+            backend.upsert(
+                "c",
+                [
+                    Point(
+                        point_id("c", f"r{i}"),
+                        {"text": dense[i], "label_probs": probs[i], "bm25": sparse[i]},
+                        {"study_id": f"CXR{i}", "split": "train" if i % 3 else "test"},
+                    )
+                    for i in range(n)
+                ],
+            )
         for _ in range(5):
             ids = sorted(rng.choice(vocabulary, size=3, replace=False).tolist())
-            queries = [("text", rng.normal(size=DIM).astype(np.float32)),
-                       ("bm25", SparseVector(tuple(ids), (1.0, 1.0, 1.0))),
-                       ("label_probs", rng.random(4).astype(np.float32))]
+            queries = [
+                ("text", rng.normal(size=DIM).astype(np.float32)),
+                ("bm25", SparseVector(tuple(ids), (1.0, 1.0, 1.0))),
+                ("label_probs", rng.random(4).astype(np.float32)),
+            ]
             for flt in (None, Filter(split="train")):
-                assert_same_ranking(edge.search_fused("c", queries, flt, 10, weights=weights),
-                                    memory.search_fused("c", queries, flt, 10, weights=weights), atol=1e-6)
+                assert_same_ranking(
+                    edge.search_fused("c", queries, flt, 10, weights=weights),
+                    memory.search_fused("c", queries, flt, 10, weights=weights),
+                    atol=1e-6,
+                )
     finally:
         edge.close()
         memory.close()
@@ -137,8 +161,11 @@ def test_label_vectors_stay_exact_in_optimised_segments(tmp_path):
     dense = rng.normal(size=(n, dim)).astype(np.float32)
     with EdgeStore(tmp_path / "store") as store:
         store.create_collection("c", load_schema("cases").with_bm25_avg_len(5.0), dim, labels)
-        store.upsert("c", [Point(point_id("c", f"r{i}"), {"text": dense[i], "label_probs": probs[i]}, {})
-                           for i in range(n)], batch=1000)
+        store.upsert(
+            "c",
+            [Point(point_id("c", f"r{i}"), {"text": dense[i], "label_probs": probs[i]}, {}) for i in range(n)],
+            batch=1000,
+        )
     unit = probs / np.linalg.norm(probs, axis=1, keepdims=True)
     ids = [point_id("c", f"r{i}") for i in range(n)]
     with EdgeStore(tmp_path / "store") as store:  # reopened after the optimiser ran

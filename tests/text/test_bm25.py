@@ -10,16 +10,25 @@ from cxrsearch.text.bm25 import average_length, embed_documents, embed_query, ma
 PARAMS = Bm25Spec(k=1.2, b=0.75, avg_len=20.0)
 
 
-@pytest.mark.parametrize(("text", "marked"), [
-    ("No pneumothorax, pleural effusion or focal consolidation. Heart size normal.",
-     "no nopneumothorax nopleural noeffusion or nofocal noconsolidation . heart size normal ."),
-    ("There is no evidence of pneumothorax but a large left effusion.",
-     "there is no noevidence of nopneumothorax but a large left effusion ."),
-    ("No change in the small right pleural effusion.", "no change in the small right pleural effusion ."),
-    ("Heart is enlarged without pulmonary edema; lungs clear.",
-     "heart is enlarged without nopulmonary noedema ; lungs clear ."),
-    ("Negative for acute fracture.", "negative for noacute nofracture ."),
-])
+@pytest.mark.parametrize(
+    ("text", "marked"),
+    [
+        (
+            "No pneumothorax, pleural effusion or focal consolidation. Heart size normal.",
+            "no nopneumothorax nopleural noeffusion or nofocal noconsolidation . heart size normal .",
+        ),
+        (
+            "There is no evidence of pneumothorax but a large left effusion.",
+            "there is no noevidence of nopneumothorax but a large left effusion .",
+        ),
+        ("No change in the small right pleural effusion.", "no change in the small right pleural effusion ."),
+        (
+            "Heart is enlarged without pulmonary edema; lungs clear.",
+            "heart is enlarged without nopulmonary noedema ; lungs clear .",
+        ),
+        ("Negative for acute fracture.", "negative for noacute nofracture ."),
+    ],
+)
 def test_negated_mentions_are_marked_to_the_end_of_their_clause(text, marked):
     assert mark_negations(text) == marked
 

@@ -16,8 +16,10 @@ from cxrsearch.text.report import clean_section, report_text
         ("Normal chest x-XXXX.", "Normal chest x-ray."),
         ("Comparison chest X-XXXX, XXXX.", "Comparison chest X-ray."),
         ("There are no XXXX of a pleural effusion.", "There are no of a pleural effusion."),
-        ("Heart XXXX, mediastinum, XXXX, bony structures are unremarkable.",
-         "Heart, mediastinum, bony structures are unremarkable."),
+        (
+            "Heart XXXX, mediastinum, XXXX, bony structures are unremarkable.",
+            "Heart, mediastinum, bony structures are unremarkable.",
+        ),
         ("No pneumothorax. XXXX XXXX are intact.", "No pneumothorax. are intact."),
         ("Calcified XXXX/granulomas.", "Calcified granulomas."),
         ("Prior exam (XXXX) shows no change..", "Prior exam shows no change."),
