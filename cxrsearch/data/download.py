@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrsearch.data.extract import read_marker, safe_extract
-from cxrsearch.data.fetch import ProgressCallback, fetch
+from cxrsearch.data.fetch import ProgressCallback, fetch, sidecar_path
 from cxrsearch.errors import ConfigError, DownloadError
 
 URL_ENV = "CXRSEARCH_OPENI_URL"
@@ -151,7 +151,18 @@ def _download_one(
     status = "present" if not result.fetched else ("resumed" if result.resumed_from else "downloaded")
     files = None
     if target is not None:
-        files = safe_extract(archive, target, result.sha256, progress).files
+        try:
+            files = safe_extract(archive, target, result.sha256, progress).files
+        except DownloadError as exc:
+            if not exc.message.startswith("refused"):
+                raise
+            # a refused archive is never kept: with its recorded checksum it would be "present" on every
+            # rerun and refused again, without a word about deleting it
+            archive.unlink(missing_ok=True)
+            sidecar_path(archive).unlink(missing_ok=True)
+            raise DownloadError(
+                f"{exc.message}; the archive was deleted, so a rerun downloads it afresh", path=exc.path
+            ) from None
     return DownloadedFile(src.key, url, archive, result.size, result.sha256, status, result.resumed_from, target, files)
 
 

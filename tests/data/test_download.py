@@ -13,11 +13,11 @@ import socket
 from pathlib import Path
 
 import pytest
+
+from cxrsearch.data.download import download_openi, load_dataset
 from cxrsearch.data.fetch import fetch, sha256_file
 from cxrsearch.errors import ConfigError, DownloadError
 from tests.data.http_server import PNG_TGZ_ENTRIES, make_tgz, serving
-
-from cxrsearch.data.download import download_openi, load_dataset
 
 
 @pytest.fixture()
@@ -216,6 +216,10 @@ def test_download_openi_traversal_writes_nothing_outside_dest(server, tmp_path: 
         download_openi(dest, images="png", url=server.url, dataset=_test_dataset(reports, png))
     assert not (dest / "images" / "png").exists()
     assert not list(tmp_path.rglob("evil.png"))
+    # the refused archive is not kept with its checksum (a rerun would find it "present" and fail again)
+    assert not (dest / "NLMCXR_png.tgz").exists() and not (dest / "NLMCXR_png.tgz.sha256").exists()
+    server.state.files["NLMCXR_png.tgz"] = make_tgz(PNG_TGZ_ENTRIES)  # the mirror fixed it: a rerun fetches it
+    assert download_openi(dest, images="png", url=server.url, dataset=_test_dataset(reports, b""))[1].files
 
 
 def test_mirror_url_from_environment_and_bad_options(server, tmp_path: Path, monkeypatch) -> None:
@@ -238,8 +242,9 @@ def test_packaged_reports_checksum_matches_the_torchxrayvision_copy(reports_tgz:
 
 # --------------------------------------------------------------------------- CLI
 def _run_cli(*args: str):
-    from cxrsearch.cli.main import app
     from typer.testing import CliRunner
+
+    from cxrsearch.cli.main import app
 
     return CliRunner().invoke(app, ["data", "download", *args])
 
@@ -257,9 +262,10 @@ def test_cli_downloads_the_real_reports_tarball_and_images(server, tmp_path: Pat
     again = _run_cli("openi", "--dest", str(dest), "--images", "png", "--base-url", server.url)
     assert again.exit_code == 0 and "present" in again.stdout and "downloaded" not in again.stdout
     # the layout is what the rest of the data layer reads: the folder itself, and images/ recursively
+    from typer.testing import CliRunner
+
     from cxrsearch.cli.main import app
     from cxrsearch.data.pairing import index_images
-    from typer.testing import CliRunner
 
     info = CliRunner().invoke(app, ["data", "info", str(dest), "--json"])
     assert info.exit_code == 0, info.output
