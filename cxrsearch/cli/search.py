@@ -10,13 +10,15 @@ See docs/search.md for how each mode queries the named vectors.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List, Optional
 
 import typer
-from cxrsearch.cli.render import console, err_console, print_json
-from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 from rich.markup import escape
 from rich.table import Table
+
+from cxrsearch.cli.render import console, err_console, print_json
+from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 
 COLLAPSE_FETCH = 5
 """With collapsing on, ``search`` fetches ``k * COLLAPSE_FETCH`` hits (at most 1000) to fill ``k`` groups."""
@@ -70,6 +72,20 @@ def facets_table(counts: dict[str, int], total: int, truth: bool = False) -> Tab
     if not counts:
         table.caption = "no labels among these cases"
     return table
+
+
+def serving(store: Path | None, qdrant_url: str | None, collection: str):
+    """The running ``cxrsearch serve`` (on loopback) holding ``collection`` of the embedded store the
+    options name, else ``None`` (a server URL, or nobody serving it)."""
+    import os
+
+    from cxrsearch import paths
+    from cxrsearch.serve.registry import running_server
+    from cxrsearch.store import URL_ENV
+
+    if qdrant_url or (store is None and os.environ.get(URL_ENV)):
+        return None
+    return running_server(paths.store_dir(store), collection)
 
 
 def describe(spec) -> str:
@@ -160,6 +176,7 @@ def search(
     """
     from dataclasses import replace
 
+    from cxrsearch.errors import ConfigError
     from cxrsearch.search import QuerySpec, hit_record
     from cxrsearch.search import search as run_search
     from cxrsearch.search.collapse import collapse as collapse_hits
@@ -169,9 +186,54 @@ def search(
     from cxrsearch.search.spec import MAX_K
     from cxrsearch.search.vocabulary import collection_labels
     from cxrsearch.serve.files import collection_image_roots
+    from cxrsearch.serve.registry import api_get
     from cxrsearch.serve.sheet import write_search_sheet
 
     labels = (tuple(label or ()), tuple(any_label or ()), tuple(not_label or ()))
+    server = serving(store, qdrant_url, collection)
+    if server is not None:  # a running `cxrsearch serve` holds the embedded collection: ask it
+        if image is not None or html is not None or model is not None:
+            given = "--image" if image is not None else "--html" if html is not None else "--model"
+            raise ConfigError(
+                f"collection {collection!r} is held by `cxrsearch serve` (pid {server.pid}) at "
+                f"{server.url}: {given} is not sent through it; use its page, or stop it first"
+            )
+        params = [
+            ("text", text),
+            ("like", like),
+            ("view", view),
+            ("split", split),
+            ("k", str(k)),
+            ("truth", "1" if truth else None),
+            ("collapse", "1" if collapse else "0"),
+            ("facets", "1" if facets else None),
+            ("diverse", None if diverse is None else str(diverse)),
+        ]
+        params += [
+            (name, value) for name, values in zip(("label", "any_label", "not_label"), labels) for value in values
+        ]
+        answer = api_get(server, "/api/search", [(n, v) for n, v in params if v is not None])
+        if json_out:
+            print_json(answer)
+            return
+        records = answer["hits"] if isinstance(answer, dict) else answer
+        rows = [SimpleNamespace(payload=r, score=r["score"], identical=r.get("identical") or ()) for r in records]
+        spec = QuerySpec(
+            text=text,
+            like=like,
+            all_labels=labels[0],
+            any_labels=labels[1],
+            not_labels=labels[2],
+            view=view,
+            split=split,
+            truth=truth,
+            k=k,
+            vocabulary=tuple(sum(labels, ())),
+        )
+        console.print(hits_table(describe(spec) + f" (via cxrsearch serve at {server.url})", rows, truth=truth))
+        if isinstance(answer, dict) and answer.get("facets") is not None:
+            console.print(facets_table(answer["facets"], 0, truth=truth))
+        return
     with opened_store(store, qdrant_url, api_key, timeout) as backend:
         # label filters are checked against the collection's own vocabulary (its checkpoint's)
         vocabulary = collection_labels(backend, collection) if any(labels) else None

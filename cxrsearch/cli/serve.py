@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
 from cxrsearch.cli.render import err_console
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
 
@@ -46,9 +47,12 @@ def serve(
 ) -> None:
     """Serve the index as a local web app: search, case pages with the radiograph, explanations, JSON API."""
     import uvicorn
+
     from cxrsearch.serve.app import create_app
+    from cxrsearch.serve.registry import announce, withdraw
     from cxrsearch.serve.service import Service
     from cxrsearch.serve.settings import ServeSettings
+    from cxrsearch.store.edge import EdgeStore
 
     settings = ServeSettings(
         host=host,
@@ -73,7 +77,15 @@ def serve(
             + (" (open it once with ?token=<your token>)" if settings.token else "")
             + "; Ctrl-C stops it"
         )
+        # the terminal beside it: read-only commands find this server here (cxrsearch.serve.registry)
+        record = (
+            announce(backend.root, collection, host, port, bool(settings.token))
+            if isinstance(backend, EdgeStore)
+            else None
+        )
         try:
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         finally:
+            if record is not None:
+                withdraw(record)
             app.app_state.jobs.close()

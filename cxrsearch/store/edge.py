@@ -31,10 +31,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
+
 from cxrsearch.errors import StoreError
+from cxrsearch.store import edge_config
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
     as_query_vector,
@@ -57,8 +59,6 @@ from cxrsearch.store.checks import (
 from cxrsearch.store.filters import to_edge
 from cxrsearch.store.integrity import check_counts, make_record
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
-
-from cxrsearch.store import edge_config
 
 META_FILE = "collection.json"
 META_FORMAT = 1
@@ -273,7 +273,7 @@ class EdgeStore:
         request = qe.QueryRequest(
             limit=limit,
             prefetches=prefetches,
-            query=qe.Fusion.Rrf(k=RRF_K, weights=weights),
+            query=qe.Fusion.Rrf(k=RRF_K, weights=weights),  # type: ignore[arg-type]  # stub: Rrf is a Fusion
             filter=edge_filter,
             with_payload=True,
         )
@@ -465,7 +465,7 @@ class EdgeStore:
         pool = mmr_candidates(limit, candidates)
         handle = self._handle(collection)
         check_dense_for_mmr(collection, handle.schema, vector_name)
-        query = as_query_vector(collection, handle.vector_sizes, vector_name, vector)
+        query = cast("list[float]", as_query_vector(collection, handle.vector_sizes, vector_name, vector))  # dense
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Mmr(query, 1.0 - weight, pool, using=vector_name),
@@ -499,6 +499,19 @@ def _vector_counts(handle: _Open) -> dict[str, int]:
     }
 
 
+SERVER_RECORD = ".serve.json"
+"""Written beside ``.lock`` by a ``cxrsearch serve`` holding the collection (see cxrsearch.serve.registry)."""
+
+
+def _server_holding(directory: Path, holder: str) -> str | None:
+    """The URL of the ``cxrsearch serve`` whose pid ``holder`` holds the lock, if its record says so."""
+    try:
+        record = json.loads((directory / SERVER_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(record.get("url")) if str(record.get("pid")) == holder and record.get("url") else None
+
+
 def _acquire(directory: Path) -> TextIO:
     """Take the collection's lock file (exclusive, non-blocking) and write our pid into it."""
     import fcntl
@@ -519,6 +532,13 @@ def _acquire(directory: Path) -> TextIO:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
+        server = _server_holding(directory, holder)
+        if server is not None:
+            raise StoreError(
+                f"served by `cxrsearch serve` (pid {holder}) at {server}: searches go through it, but writing needs "
+                "the collection: stop the server (Ctrl-C) first, or use another --store",
+                path=directory,
+            ) from None
         raise StoreError(
             f"in use by another process (pid {holder}); wait for it to finish or use another --store", path=directory
         ) from None

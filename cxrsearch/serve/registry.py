@@ -1,0 +1,136 @@
+"""Where a running ``cxrsearch serve`` listens, so that the terminal beside it keeps working.
+
+The embedded store admits one process per collection. While ``cxrsearch serve`` holds a collection
+it writes ``<store>/<collection>/.serve.json`` beside the collection's lock (its pid, URL, whether a
+token protects it) and removes it on exit. Read-only commands of another process find it
+(:func:`running_server`) and ask that server's JSON API instead of failing on the lock; writing
+commands still refuse, and the lock's message names the server (:func:`describe_holder`).
+
+A record is trusted only when its process is alive and it listens on loopback: a server bound to
+another address is never used implicitly, and a stale record (a server killed with ``kill -9``) is
+ignored. If the server needs a token, the CLI reads it from ``$CXRSEARCH_SERVE_TOKEN``, the
+variable ``cxrsearch serve --token`` also reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cxrsearch.errors import QueryError, StoreError
+from cxrsearch.store.edge import SERVER_RECORD
+
+RECORD_FILE = SERVER_RECORD
+TOKEN_ENV = "CXRSEARCH_SERVE_TOKEN"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """A running server: its ``pid``, base ``url`` (``http://127.0.0.1:8765``), the ``host`` it
+    bound, the ``collection`` it serves and whether a ``token`` protects it."""
+
+    pid: int
+    url: str
+    host: str
+    collection: str
+    token: bool
+
+
+def record_path(store_root: Path, collection: str) -> Path:
+    return Path(store_root) / collection / RECORD_FILE
+
+
+def announce(store_root: Path, collection: str, host: str, port: int, token: bool) -> Path:
+    """Write the record of this process serving ``collection`` (atomically); returns its path."""
+    shown = f"[{host}]" if ":" in host else host
+    record = ServerRecord(pid=os.getpid(), url=f"http://{shown}:{port}", host=host, collection=collection, token=token)
+    path = record_path(store_root, collection)
+    tmp = path.with_name(f"{RECORD_FILE}.tmp")
+    tmp.write_text(json.dumps(asdict(record)) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def withdraw(path: Path) -> None:
+    """Remove this process's record (only if it is still ours)."""
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def read_record(store_root: Path, collection: str) -> ServerRecord | None:
+    """The record of a live server holding ``collection``, whatever it binds (``None``: none, or stale)."""
+    try:
+        raw = json.loads(record_path(store_root, collection).read_text(encoding="utf-8"))
+        record = ServerRecord(
+            pid=int(raw["pid"]),
+            url=str(raw["url"]),
+            host=str(raw["host"]),
+            collection=str(raw["collection"]),
+            token=bool(raw["token"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if record.pid != os.getpid() and _alive(record.pid) else None
+
+
+def running_server(store_root: Path, collection: str) -> ServerRecord | None:
+    """A live server on loopback serving ``collection`` of the store at ``store_root``, else ``None``."""
+    record = read_record(store_root, collection)
+    return record if record is not None and record.host in LOOPBACK else None
+
+
+def describe_holder(store_root: Path, collection: str) -> str | None:
+    """``"cxrsearch serve (pid N) at URL"`` when a live server holds ``collection``, else ``None``."""
+    record = read_record(store_root, collection)
+    return None if record is None else f"`cxrsearch serve` (pid {record.pid}) at {record.url}"
+
+
+def api_get(record: ServerRecord, path: str, params: Sequence[tuple[str, str]], timeout: float = 60.0) -> Any:
+    """``GET`` the server's JSON API; StoreError/QueryError in one line naming the server."""
+    url = f"{record.url}{path}?{urllib.parse.urlencode(list(params))}"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if record.token:
+        token = os.environ.get(TOKEN_ENV)
+        if not token:
+            raise StoreError(
+                f"the collection is served by `cxrsearch serve` (pid {record.pid}) with a token: set "
+                f"{TOKEN_ENV} to use it from the terminal",
+                path=record.url,
+            )
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+            return json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read().decode("utf-8")).get("error") or exc.reason
+        except (ValueError, AttributeError):
+            message = exc.reason
+        raise QueryError(str(message), path=record.url) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise StoreError(
+            f"the `cxrsearch serve` (pid {record.pid}) holding this collection did not answer "
+            f"({getattr(exc, 'reason', exc)})",
+            path=record.url,
+        ) from None

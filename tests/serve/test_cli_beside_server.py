@@ -1,0 +1,106 @@
+"""The terminal keeps working while `cxrsearch serve` holds the embedded store: read-only commands go
+through the server's JSON API (the same hits), writing commands refuse naming the server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cxrsearch.cli.main import app
+from cxrsearch.index import index_studies
+from cxrsearch.serve.registry import RECORD_FILE, running_server
+from cxrsearch.store.edge import EdgeStore
+from tests.search.layout import COLLECTION, index_options
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint: Path, reports_tgz: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("beside")
+    with EdgeStore(root / "store") as store:
+        index_studies(index_options(reports_tgz, None, None, root / "failures", limit=40), store, tiny_checkpoint)
+    port = _free_port()
+    cli = Path(sys.executable).parent / "cxrsearch"
+    process = subprocess.Popen(
+        [str(cli), "serve", "--store", str(root / "store"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    record = root / "store" / COLLECTION / RECORD_FILE
+    deadline = time.monotonic() + 120
+    while not record.is_file():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"cxrsearch serve did not start: {process.stdout.read() if process.stdout else ''}")
+        time.sleep(0.2)
+    yield root / "store", port, process
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    assert not record.is_file(), "a server that stops removes its record"
+
+
+def test_search_in_a_terminal_goes_through_the_running_server(server):
+    store, port, process = server
+    found = running_server(store, COLLECTION)
+    assert found is not None and found.pid == process.pid and found.url == f"http://127.0.0.1:{port}"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["search", "--text", "enlarged heart", "--label", "normal", "--json", "-k", "5", "--store", str(store)]
+    )
+    assert result.exit_code == 0, result.output
+    query = "text=enlarged+heart&label=normal&k=5"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?{query}", timeout=30) as response:
+        page = json.loads(response.read())
+    assert json.loads(result.output) == page  # the page's /api/search and the terminal see the same hits
+    table = runner.invoke(app, ["search", "--text", "enlarged heart", "-k", "3", "--store", str(store)])
+    assert table.exit_code == 0 and f"via cxrsearch serve at http://127.0.0.1:{port}" in table.output
+
+
+def test_writing_into_the_served_store_is_refused_naming_the_server(server, reports_tgz: Path, tiny_checkpoint: Path):
+    store, port, process = server
+    result = CliRunner().invoke(
+        app, ["index", str(reports_tgz), "--model", str(tiny_checkpoint), "--limit", "5", "--store", str(store)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"served by `cxrsearch serve` (pid {process.pid}) at http://127.0.0.1:{port}" in " ".join(
+        result.output.split()
+    )
+
+
+def test_a_stale_record_is_ignored(tmp_path: Path):
+    (tmp_path / COLLECTION).mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / COLLECTION / RECORD_FILE).write_text(
+        json.dumps(
+            {
+                "pid": dead.pid,
+                "url": "http://127.0.0.1:9",
+                "host": "127.0.0.1",
+                "collection": COLLECTION,
+                "token": False,
+            }
+        )
+    )
+    assert running_server(tmp_path, COLLECTION) is None
+    (tmp_path / COLLECTION / RECORD_FILE).write_text(
+        json.dumps(  # alive, but not on loopback: never used implicitly
+            {"pid": 1, "url": "http://10.0.0.5:8765", "host": "0.0.0.0", "collection": COLLECTION, "token": True}
+        )
+    )
+    assert running_server(tmp_path, COLLECTION) is None
