@@ -226,10 +226,12 @@ def train_epoch(
     )
 
 
-def predict_image_only(model: FusionModel, inputs: SplitInputs, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, [R, L] probabilities)`` of the studies of ``inputs.split`` that have radiographs,
-    from their radiographs alone (the report withheld), averaged per study as :func:`predict` does:
-    what an image query's predicted labels rest on."""
+def _study_means(
+    model: FusionModel, inputs: SplitInputs, batch_size: int, image_only: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(sums, counts)``: per study, the summed label probabilities of its evaluation batches (each
+    radiograph with its report, or the report alone; ``image_only``: the radiographs without their
+    report, report-only studies skipped) and how many were summed. Eval mode, no gradients."""
     import torch
 
     sums = np.zeros(inputs.split.targets.shape, dtype=np.float64)
@@ -239,14 +241,22 @@ def predict_image_only(model: FusionModel, inputs: SplitInputs, batch_size: int)
     try:
         with torch.inference_mode():
             for batch in evaluation_batches(inputs.split, batch_size):
-                if batch.image_slots is None:
+                if image_only and batch.image_slots is None:
                     continue
-                image, _ = inputs.features(batch, with_text=False)
-                probs = torch.sigmoid(model.fuse(image, None).logits).double().cpu().numpy()
+                image, text = inputs.features(batch, with_text=not image_only)
+                probs = torch.sigmoid(model.fuse(image, text).logits).double().cpu().numpy()
                 np.add.at(sums, list(batch.rows), probs)
                 np.add.at(counts, list(batch.rows), 1)
     finally:
         model.train(was_training)
+    return sums, counts
+
+
+def predict_image_only(model: FusionModel, inputs: SplitInputs, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, [R, L] probabilities)`` of the studies of ``inputs.split`` that have radiographs,
+    from their radiographs alone (the report withheld), averaged per study as :func:`predict` does:
+    what an image query's predicted labels rest on."""
+    sums, counts = _study_means(model, inputs, batch_size, image_only=True)
     rows = np.flatnonzero(counts)
     return rows, (sums[rows] / counts[rows, None]).astype(np.float32)
 
@@ -257,19 +267,5 @@ def predict(model: FusionModel, inputs: SplitInputs, batch_size: int) -> np.ndar
     per-study aggregation of ``cxrsearch evaluate`` (:meth:`cxrsearch.evaluate.casebase.Case.probs`),
     so that thresholds tuned on these predictions apply to the numbers evaluate reports. Needs
     ``inputs`` made with ``all_images=True`` when the split has studies with several radiographs."""
-    import torch
-
-    sums = np.zeros(inputs.split.targets.shape, dtype=np.float64)
-    counts = np.zeros(len(inputs.split), dtype=np.int64)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for batch in evaluation_batches(inputs.split, batch_size):
-                image, text = inputs.features(batch)
-                probs = torch.sigmoid(model.fuse(image, text).logits).double().cpu().numpy()
-                np.add.at(sums, list(batch.rows), probs)
-                np.add.at(counts, list(batch.rows), 1)
-    finally:
-        model.train(was_training)
+    sums, counts = _study_means(model, inputs, batch_size, image_only=False)
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)

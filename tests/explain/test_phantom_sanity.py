@@ -16,7 +16,6 @@ and Integrated Gradients on a film must
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 
@@ -28,51 +27,16 @@ from scipy.stats import spearmanr
 from cxrsearch.data.phantoms import PhantomSet, make_phantoms
 from cxrsearch.explain.attribution import pixel_attributions
 from cxrsearch.explain.target import Target
-from cxrsearch.model.config import get_config
-from cxrsearch.model.train import TrainOptions, train
+from tests.phantom_training import SIZE, phantom_config, train_on_phantoms
 
-SIZE = 64
 FINDING = "support devices"
 FINDINGS = ("cardiomegaly", "hyperinflation", "support devices")
 
 
-def _config(root: Path) -> Path:
-    config = get_config("phantom-small").to_dict()
-    config["name"] = "phantom-sanity"
-    config["preprocess"]["image_size"] = SIZE
-    config["image"]["kwargs"]["output_stride"] = 32
-    config["text"]["kwargs"].update(hidden_size=32, intermediate_size=64)
-    config["fusion"].update(joint_dim=32)
-    path = root / "phantom-sanity.json"
-    path.write_text(json.dumps(config))
-    return path
-
-
 def _train(data: Path, images: Path, config: Path, out: Path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))
-    try:
-        result = train(
-            TrainOptions(
-                data=data,
-                images=images,
-                config=str(config),
-                out=out,
-                image_encoder="random",
-                epochs=10,
-                batch_size=16,
-                lr=3e-3,
-                tower_lr_ratio=1.0,
-                patience=10,
-                finding_sentences=False,
-                seed=0,
-            )
-        )
-    finally:
-        torch.set_num_threads(threads)
     from cxrsearch.model.checkpoint import load_checkpoint
 
-    return load_checkpoint(result.checkpoint).model
+    return load_checkpoint(train_on_phantoms(data, images, config, out).checkpoint).model
 
 
 def _shuffled_copy(phantoms: PhantomSet, root: Path) -> Path:
@@ -98,7 +62,7 @@ def models(tmp_path_factory):
     phantoms = make_phantoms(
         root / "data", 96, seed=1, size=SIZE, splits=(0.75, 0.125, 0.125), normal_fraction=0.25, findings=FINDINGS
     )
-    config = _config(root)
+    config = phantom_config(root, "phantom-sanity")
     trained = _train(phantoms.root, phantoms.images_dir, config, root / "trained")
     shuffled = _train(_shuffled_copy(phantoms, root / "shuffled"), phantoms.images_dir, config, root / "shuffled-ckpt")
     return phantoms, trained, shuffled

@@ -9,22 +9,15 @@ image gradient path (a frozen or detached tower, images never reaching the loss)
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from cxrsearch.data.phantoms import make_phantoms
-from cxrsearch.model.config import get_config
-from cxrsearch.model.train import TrainOptions, train
-
-SIZE = 64
+from tests.phantom_training import SIZE, phantom_config, train_on_phantoms
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import torch
-
     root = tmp_path_factory.mktemp("phantom-learning")
     phantoms = make_phantoms(
         root / "data",
@@ -35,35 +28,8 @@ def trained(tmp_path_factory):
         normal_fraction=0.25,
         findings=("cardiomegaly", "pleural effusion", "hyperinflation"),
     )
-    config = get_config("phantom-small").to_dict()
-    config["name"] = "phantom-test"
-    config["preprocess"]["image_size"] = SIZE
-    config["image"]["kwargs"]["output_stride"] = 32
-    config["text"]["kwargs"].update(hidden_size=32, intermediate_size=64)
-    config["fusion"].update(joint_dim=32)
-    path = root / "phantom-test.json"
-    path.write_text(json.dumps(config))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))
-    try:
-        result = train(
-            TrainOptions(
-                data=phantoms.root,
-                images=phantoms.images_dir,
-                config=str(path),
-                out=root / "ckpt",
-                image_encoder="random",
-                epochs=10,
-                batch_size=16,
-                lr=3e-3,
-                tower_lr_ratio=1.0,
-                patience=10,
-                finding_sentences=False,
-                seed=0,
-            )
-        )
-    finally:
-        torch.set_num_threads(threads)
+    config = phantom_config(root, "phantom-test")
+    result = train_on_phantoms(phantoms.root, phantoms.images_dir, config, root / "ckpt")
     return phantoms, result
 
 
