@@ -44,8 +44,12 @@ def list_command(
             try:
                 info = st.collection_info(name)
             except StoreError as exc:  # e.g. open in another process: still list it
-                rows.append({"name": name, "points": None, "vector_sizes": None, "schema": None, "error": exc.message})
-                continue
+                info = _served_info(st, name)  # ...through the `cxrsearch serve` holding it, if one does
+                if info is None:
+                    rows.append(
+                        {"name": name, "points": None, "vector_sizes": None, "schema": None, "error": exc.message}
+                    )
+                    continue
             rows.append(
                 {
                     "name": name,
@@ -78,6 +82,22 @@ def list_command(
     console.print(table)
 
 
+def _served_info(st: Any, name: str) -> Any:
+    """The :class:`CollectionInfo` of an embedded collection held by a running ``cxrsearch serve``:
+    its layout from ``collection.json``, its point count from the server (``None``: nobody serves it)."""
+    from cxrsearch.serve.registry import api_get, running_server
+    from cxrsearch.store.base import CollectionInfo
+    from cxrsearch.store.edge import EdgeStore
+
+    server = running_server(st.root, name) if isinstance(st, EdgeStore) else None
+    if server is None:
+        return None
+    schema, sizes = st.layout(name)
+    points = int(api_get(server, "/api/info", [])["points"])
+    where = f"{st.root / name} (served by `cxrsearch serve`, pid {server.pid}, at {server.url})"
+    return CollectionInfo(name=name, points_count=points, vector_sizes=sizes, schema=schema, location=where)
+
+
 @app.command("info")
 def info_command(
     name: str = typer.Argument(..., help="Collection name."),
@@ -88,8 +108,16 @@ def info_command(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show one collection: points, vector sizes, index and quantisation settings, payload indexes."""
+    from cxrsearch.errors import StoreError
+
     with opened_store(store, qdrant_url, api_key, timeout) as st:
-        info = st.collection_info(name)
+        try:
+            info = st.collection_info(name)
+        except StoreError:
+            served = _served_info(st, name)  # held by a running `cxrsearch serve`: ask it
+            if served is None:
+                raise
+            info = served
     if json_out:
         print_json(info)
         return

@@ -333,6 +333,20 @@ class EdgeStore:
             raise StoreError(f"cannot read {META_FILE}: {exc}", path=path) from None
         return dict(meta.get("roots") or {})
 
+    def layout(self, collection: str) -> tuple[CollectionSchema, dict[str, int]]:
+        """Schema and vector sizes from ``collection.json``, without opening the shard or taking the
+        lock (for a collection another process holds, e.g. ``cxrsearch serve``)."""
+        path = self.root / collection / META_FILE
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            schema = CollectionSchema.from_dict(meta["schema"], source=path)
+            sizes = {n: int(v) for n, v in (meta.get("vector_sizes") or {}).items()} or {
+                n: int(meta["vector_size"]) for n in schema.vectors
+            }
+        except (OSError, ValueError, KeyError) as exc:
+            raise StoreError(f"cannot read {META_FILE}: {exc}", path=path) from None
+        return schema, sizes
+
     def set_roots(self, collection: str, roots: Mapping[str, str]) -> None:
         handle = self._handle(collection)
         merged = {**(handle.meta.get("roots") or {}), **{k: str(v) for k, v in roots.items()}}
@@ -535,8 +549,9 @@ def _acquire(directory: Path) -> TextIO:
         server = _server_holding(directory, holder)
         if server is not None:
             raise StoreError(
-                f"served by `cxrsearch serve` (pid {holder}) at {server}: searches go through it, but writing needs "
-                "the collection: stop the server (Ctrl-C) first, or use another --store",
+                f"served by `cxrsearch serve` (pid {holder}) at {server}: `cxrsearch search` and `collections "
+                "list/info` go through it; this command needs the collection itself: use the page, or stop the "
+                "server (Ctrl-C) first",
                 path=directory,
             ) from None
         raise StoreError(

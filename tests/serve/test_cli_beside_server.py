@@ -71,6 +71,19 @@ def test_search_in_a_terminal_goes_through_the_running_server(server):
     assert table.exit_code == 0 and f"via cxrsearch serve at http://127.0.0.1:{port}" in table.output
 
 
+def test_collections_list_and_info_go_through_the_running_server(server):
+    store, port, process = server
+    runner = CliRunner()
+    listed = runner.invoke(app, ["collections", "list", "--json", "--store", str(store)])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)["collections"]
+    assert row["error"] is None and row["points"] > 0 and row["schema"] == "cases"
+    info = runner.invoke(app, ["collections", "info", COLLECTION, "--json", "--store", str(store)])
+    assert info.exit_code == 0, info.output
+    data = json.loads(info.output)
+    assert data["points_count"] == row["points"] and f"pid {process.pid}" in data["location"]
+
+
 def test_writing_into_the_served_store_is_refused_naming_the_server(server, reports_tgz: Path, tiny_checkpoint: Path):
     store, port, process = server
     result = CliRunner().invoke(
