@@ -75,11 +75,18 @@ def explain(
     timeout: Timeout = None,
 ) -> None:
     """Explain why HIT matched the query (--text / --image / both / --like), or why its --label was predicted."""
+    from cxrsearch.cli.search import serving
     from cxrsearch.explain.explain import explain as run_explain
     from cxrsearch.explain.request import ExplainRequest
     from cxrsearch.serve.files import collection_image_roots
     from cxrsearch.serve.sheet import write_explain_sheet
 
+    server = serving(store, qdrant_url, collection)
+    if server is not None:  # a running `cxrsearch serve` holds the embedded collection: ask it
+        _explain_via_server(
+            server, hit, text, like, label, image, model, html, steps, baseline, precision, out, json_out
+        )
+        return
     request = ExplainRequest(
         hit=hit,
         collection=collection,
@@ -104,6 +111,57 @@ def explain(
         print_json(result.to_dict())
         return
     _print_report(result)
+
+
+def _explain_via_server(
+    server, hit, text, like, label, image, model, html, steps, baseline, precision, out, json_out
+) -> None:
+    """``explain`` answered by the running server's ``/api/explain``: the same JSON (its PNGs
+    downloaded into ``--out``); options the server does not take are refused in one line."""
+    from cxrsearch import paths
+    from cxrsearch.errors import ConfigError, QueryError
+    from cxrsearch.serve.registry import api_get, fetch_file
+
+    unsent = {
+        "--image": image,
+        "--model": model,
+        "--html": html,
+        "--baseline": None if baseline == "black" else 1,
+        "--precision": None if precision == "auto" else 1,
+    }
+    given = [flag for flag, value in unsent.items() if value is not None]
+    if given:
+        raise ConfigError(
+            f"the collection is held by `cxrsearch serve` (pid {server.pid}) at {server.url}: "
+            f"{', '.join(given)} is not sent through it; use its page, or stop it first"
+        )
+    params = [(n, v) for n, v in (("hit", hit), ("text", text), ("like", like), ("label", label)) if v is not None]
+    if not json_out:
+        err_console.print(f"[dim]explaining {hit} through cxrsearch serve at {server.url}...[/dim]")
+    status = api_get(server, "/api/explain", [*params, ("wait", "600")], timeout=660, method="POST")
+    if status.get("state") != "done":
+        raise QueryError(f"the server's explanation {status.get('state')}: {status.get('error')}", path=server.url)
+    data = status["result"]
+    used = next((part["steps"] for part in (data.get("pixels"), data.get("tokens")) if part and "steps" in part), steps)
+    if used != steps:
+        raise ConfigError(
+            f"`cxrsearch serve` (pid {server.pid}) explains with {used} steps, not --steps {steps}; "
+            "use its value, or stop it first"
+        )
+    folder = Path(out) if out is not None else paths.output_dir() / f"explain-{status['job']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    data["files"] = {name: str(fetch_file(server, url, folder / f"{name}.png")) for name, url in data["files"].items()}
+    if json_out:
+        print_json(data)
+        return
+    console.print(
+        f"[bold]{escape(str(data['hit'].get('image_id') or data['hit'].get('study_id')))}[/bold]: "
+        f"{escape(str(data['target']))} = [bold]{data['score']:.4f}[/bold] (via cxrsearch serve)"
+    )
+    if data.get("top_words"):
+        console.print("top words: " + ", ".join(escape(str(w.get("word", w))) for w in data["top_words"][:10]))
+    for name, path in data["files"].items():
+        console.print(f"{name}: {path}")
 
 
 def _print_report(result) -> None:

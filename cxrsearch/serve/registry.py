@@ -106,10 +106,15 @@ def describe_holder(store_root: Path, collection: str) -> str | None:
     return None if record is None else f"`cxrsearch serve` (pid {record.pid}) at {record.url}"
 
 
-def api_get(record: ServerRecord, path: str, params: Sequence[tuple[str, str]], timeout: float = 60.0) -> Any:
-    """``GET`` the server's JSON API; StoreError/QueryError in one line naming the server."""
+def api_get(
+    record: ServerRecord, path: str, params: Sequence[tuple[str, str]], timeout: float = 60.0, method: str = "GET"
+) -> Any:
+    """``GET`` (or ``POST``, the parameters in the query string) the server's JSON API;
+    StoreError/QueryError in one line naming the server."""
     url = f"{record.url}{path}?{urllib.parse.urlencode(list(params))}"
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/json"}, method=method, data=b"" if method == "POST" else None
+    )
     if record.token:
         token = os.environ.get(TOKEN_ENV)
         if not token:
@@ -134,3 +139,18 @@ def api_get(record: ServerRecord, path: str, params: Sequence[tuple[str, str]], 
             f"({getattr(exc, 'reason', exc)})",
             path=record.url,
         ) from None
+
+
+def fetch_file(record: ServerRecord, path: str, target: Path, timeout: float = 60.0) -> Path:
+    """Download ``path`` (e.g. an explanation PNG the API names) from the server into ``target``."""
+    request = urllib.request.Request(f"{record.url}{path}")
+    if record.token and os.environ.get(TOKEN_ENV):
+        request.add_header("Authorization", f"Bearer {os.environ[TOKEN_ENV]}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+            target.write_bytes(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise StoreError(
+            f"cannot fetch {path} from `cxrsearch serve` (pid {record.pid}): {exc}", path=record.url
+        ) from None
+    return target

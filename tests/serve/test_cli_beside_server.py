@@ -84,6 +84,34 @@ def test_collections_list_and_info_go_through_the_running_server(server):
     assert data["points_count"] == row["points"] and f"pid {process.pid}" in data["location"]
 
 
+def test_explain_in_a_terminal_goes_through_the_running_server(server, tmp_path: Path):
+    store, port, process = server
+    runner = CliRunner()
+    hits = json.loads(
+        runner.invoke(app, ["search", "--text", "enlarged heart", "--json", "-k", "1", "--store", str(store)]).output
+    )
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            hits[0]["id"],
+            "--text",
+            "enlarged heart",
+            "--json",
+            "--out",
+            str(tmp_path / "out"),
+            "--store",
+            str(store),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["hit"]["id"] == hits[0]["id"] and data["query"]["text"] == "enlarged heart"
+    assert data["top_words"] and all(Path(path).is_file() for path in data["files"].values())
+    refused = runner.invoke(app, ["explain", hits[0]["id"], "--text", "x", "--steps", "8", "--store", str(store)])
+    assert refused.exit_code == 1 and "explains with 32 steps" in refused.output
+
+
 def test_writing_into_the_served_store_is_refused_naming_the_server(server, reports_tgz: Path, tiny_checkpoint: Path):
     store, port, process = server
     result = CliRunner().invoke(
