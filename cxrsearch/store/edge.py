@@ -549,8 +549,8 @@ def _acquire(directory: Path) -> TextIO:
         server = _server_holding(directory, holder)
         if server is not None:
             raise StoreError(
-                f"served by `cxrsearch serve` (pid {holder}) at {server}: `cxrsearch search` and `collections "
-                "list/info` go through it; this command needs the collection itself: use the page, or stop the "
+                f"served by `cxrsearch serve` (pid {holder}) at {server}: `cxrsearch search`, `explain` and "
+                "`collections list/info` go through it; this command needs the collection itself: use the page, or stop the "
                 "server (Ctrl-C) first",
                 path=directory,
             ) from None
