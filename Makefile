@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(VENV)/bin/cxrsearch demo
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser lint typecheck
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

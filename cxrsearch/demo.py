@@ -29,13 +29,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cxrsearch import paths
 from cxrsearch.errors import ConfigError, DownloadError, ReportError
 from cxrsearch.index import IndexOptions, IndexReport, index_studies, recorded_model
 from cxrsearch.search import QuerySpec, search
 from cxrsearch.store.base import Hit, Store
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.model.checkpoint import Checkpoint
 
 COLLECTION = "cases"
 MARKER = "demo.json"
@@ -290,7 +293,7 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
                 + (" (re-encoding: the demo model changed)" if reindex else ""),
             )
         )
-        images = data.images if encoder.checkpoint.info.trained_modalities != ("text",) else None
+        images = data.images if cast("Checkpoint", encoder.checkpoint).info.trained_modalities != ("text",) else None
         if data.images is not None and images is None:
             notice = (
                 f"radiographs in {data.images} not indexed: the demo model never learned from images (a random "

@@ -6,6 +6,7 @@ stdout. torch is imported only when the command runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,8 @@ from cxrsearch.cli.render import console, err_console
 
 class _DemoView:
     """Renders :class:`~cxrsearch.demo.DemoEvent` s: one progress display at a time (training or indexing)."""
+
+    view: Callable[..., None]  # a _ProgressView (training) or an IndexProgress (indexing)
 
     def __init__(self) -> None:
         self.active: object | None = None

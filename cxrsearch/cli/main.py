@@ -48,7 +48,7 @@ def _silence_stdout() -> None:
 class _ErrorBoundary(TyperGroup):
     """Converts every exception escaping a command into one line on stderr."""
 
-    def invoke(self, ctx: typer.Context):
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]  # typer's Context subclasses click's
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):

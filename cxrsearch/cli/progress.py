@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Self, cast
 
 from cxrsearch.cli.render import err_console
 
@@ -35,7 +35,7 @@ class StageProgress:
         self.bars = Progress(*columns, console=err_console, transient=True) if err_console.is_terminal else None
         self.tasks: dict[str, TaskID] = {}
 
-    def __enter__(self) -> StageProgress:
+    def __enter__(self) -> Self:
         if self.bars is not None:
             self.bars.start()
         return self

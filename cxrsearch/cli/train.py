@@ -15,6 +15,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -29,9 +30,9 @@ class _ProgressView:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
-    def _task(self, key: str, description: str, total: int) -> int:
+    def _task(self, key: str, description: str, total: int) -> TaskID:
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(description, total=total, info="")
         return self.tasks[key]

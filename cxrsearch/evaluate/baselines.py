@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from cxrsearch.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
+    from cxrsearch.model.fusion import FusionModel
 
 BM25_SETTINGS = {"method": "lucene", "k1": 1.5, "b": 0.75, "stopwords": "en", "stemmer": None}
 UNTRAINED_SEED = 0
@@ -119,7 +120,7 @@ def untrained_checkpoint(checkpoint: Checkpoint, directory: Path, seed: int = UN
         "untrained_baseline"
     ) == marker:
         return directory
-    trained = checkpoint.model
+    trained = cast("FusionModel", checkpoint.model)  # the torch model (a full load)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
@@ -228,7 +229,7 @@ def cosine_rankings(
         if own is not None:
             scores[q, own] = -np.inf
     n = len(pool)
-    out = []
+    out: list[list[str]] = []
     for q, uid in enumerate(query_uids):
         row = scores[q]
         fetch = min(depth, n - (uid in row_of))

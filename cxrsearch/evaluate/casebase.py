@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.data.openi import Study
     from cxrsearch.index.report import IndexReport
     from cxrsearch.model.encode import Encoder
-    from cxrsearch.store.base import Store
+    from cxrsearch.store.base import SparseVector, Store
 
 FRONTAL_VIEWS = ("PA", "AP")
 
@@ -104,7 +104,7 @@ class CasePoint:
     image_id: str | None
     image_path: str | None
     view: str | None
-    vectors: Mapping[str, np.ndarray]
+    vectors: Mapping[str, np.ndarray | SparseVector]
     probs: np.ndarray
 
 
@@ -125,7 +125,7 @@ class Case:
         else its first image; ``None`` without images."""
         images = self.image_points
         frontal = [p for p in images if p.view in FRONTAL_VIEWS]
-        return (frontal or list(images) or [None])[0]
+        return frontal[0] if frontal else (images[0] if images else None)
 
     def probs(self) -> np.ndarray:
         """``(L,)`` study-level prediction: the mean over the study's points (one per radiograph, or

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -78,8 +79,8 @@ def frontal_pairs(cases: Mapping[str, Case], split: str) -> tuple[list[str], np.
         ]
         if frontal:
             uids.append(uid)
-            images.append(frontal[0].vectors["image"])
-            texts.append(frontal[0].vectors["text"])
+            images.append(cast(np.ndarray, frontal[0].vectors["image"]))  # dense vectors
+            texts.append(cast(np.ndarray, frontal[0].vectors["text"]))
     if not uids:
         return [], None, None, any_images
     return uids, np.stack(images), np.stack(texts), any_images

@@ -22,7 +22,7 @@ of the manual MeSH *major* terms, see docs/labels.md).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,7 @@ def label_counts(label_sets: Iterable[Sequence[str]]) -> dict[str, int]:
     return dict(Counter(label for labels in label_sets for label in labels))
 
 
-def primary_label(labels: Sequence[str], train_counts: dict[str, int], vocabulary: Sequence[str]) -> str | None:
+def primary_label(labels: Sequence[str], train_counts: Mapping[str, int], vocabulary: Sequence[str]) -> str | None:
     """The query's rarest label in the train split (ties: vocabulary order); ``None`` without labels."""
     if not labels:
         return None

@@ -17,13 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cxrsearch.errors import ConfigError
 from cxrsearch.evaluate.metrics import METRIC_NAMES
 from cxrsearch.evaluate.retrieval import METHODS, MODES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.evaluate.retrieval import RetrievalRow
     from cxrsearch.evaluate.run import EvaluationResult
 
 _COLOR = {"model": "tab:blue", "untrained": "tab:orange", "tfidf-lr": "tab:red", "bm25": "tab:green", "random": "grey"}
@@ -272,10 +273,10 @@ def markdown(result: EvaluationResult, plot_name: str | None) -> str:
     ]
     for setting in r.pools:
         table = [
-            (mode, method, *[(row.queries, row.metrics[f"P@{top}"]) for row in rows])
+            (mode, method, *[(row.queries, row.metrics[f"P@{top}"]) for row in cast("list[RetrievalRow]", found)])
             for mode in MODES
             for method in METHODS
-            if all(rows := [r.row(setting, mode, method, "strict", sub) for sub in ("all", "novel", "non-normal")])
+            if all(found := [r.row(setting, mode, method, "strict", sub) for sub in ("all", "novel", "non-normal")])
         ]
         out += [f"**{setting}**", ""] + _table(
             [

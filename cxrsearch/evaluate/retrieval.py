@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -213,9 +213,9 @@ def search_rankings(
                 searcher.store,
                 searcher.collection,
                 mode,
-                vectors[i],
+                cast("Sequence[Mapping[str, np.ndarray]]", vectors)[i],  # encoded above
                 flt,
-                fetch,  # type: ignore[index]
+                fetch,
                 weights,
             )
         out.append(_dedupe([str(hit.payload.get("study_id")) for hit in hits], query.uid, depth))
@@ -325,11 +325,11 @@ def evaluate_retrieval(
                 if mode != "case->case":
                     key = (id(searcher.encoder), mode)
                     if key not in vectors:
-                        with_inputs = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
+                        encodable = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
                         vectors[key] = dict(
                             zip(
-                                (q.uid for q in with_inputs),
-                                encode_queries(searcher.encoder, mode, with_inputs, bm25=searcher.bm25(mode)),
+                                (q.uid for q in encodable),
+                                encode_queries(searcher.encoder, mode, encodable, bm25=searcher.bm25(mode)),
                             )
                         )
                     vecs = [vectors[key][q.uid] for q in asked]
@@ -368,7 +368,8 @@ def _train_label_model(
     was trained with them: the baseline reads what the model read), or ``None`` (with a note) when
     it cannot be fitted."""
     train = sorted((u for u, case in cases.items() if case.split == "train"), key=lambda u: int(u[3:]))
-    train_texts, train_labels = [texts[u] for u in train], [label_sets[u] for u in train]
+    train_texts: list[str | None] = [texts[u] for u in train]
+    train_labels = [label_sets[u] for u in train]
     if sentences:
         train_texts, train_labels = with_finding_sentences(train_texts, train_labels)
     try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.image.preprocess import Geometry
     from cxrsearch.model.checkpoint import Checkpoint
     from cxrsearch.model.encode import Encoder
+    from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.output import ImageFeatures, ModelOutput, TextFeatures
     from cxrsearch.store.base import Store
 
@@ -77,7 +78,7 @@ class _HitPass:
 
 def _forward_hit(encoder: Encoder, decoded: DecodedImage | None, text: str) -> _HitPass:
     """Preprocess and encode the hit (caller holds eval mode and no_grad)."""
-    model = encoder.model
+    model = cast("FusionModel", encoder.model)  # explanations need the torch model
     pixels = geometry = image_features = text_features = None
     if decoded is not None:
         pixels, geometries = encoder.prepare_images([decoded])
@@ -105,7 +106,7 @@ def explain(
 
     clock = _Stopwatch()
     encoder = encoder_for(store, request.collection, checkpoint)
-    model = encoder.model
+    model = cast("FusionModel", encoder.model)  # explanations need the torch model
     point, notices = resolve_hit(store, request)
     target, query_vectors = build_target(request, encoder, store)
     payload = dict(point.payload)
@@ -146,10 +147,10 @@ def explain(
 
         pixel_result = pixel_attributions(
             model,
-            hit.pixels,
+            cast("torch.Tensor", hit.pixels),  # set with a radiograph
             target,
             text=hit.text_features,
-            film_box=hit.geometry.image_box(),
+            film_box=cast("Geometry", hit.geometry).image_box(),
             steps=request.steps,
             baseline=request.baseline,
             internal_batch_size=pixel_batch,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -73,7 +73,9 @@ def fusion_evidence(
     (ranks,) = component_ranks(store, collection, mode_name, vectors, None, [point], weights, DEPTH)
     components: dict[str, dict[str, Any]] = {name: dict(parts) for name, parts in ranks.items()}
     if "bm25" in components and query_text is not None and bm25 is not None:
-        components["bm25"]["evidence"] = matched_terms(query_text, point.vectors.get("bm25"), bm25)
+        components["bm25"]["evidence"] = matched_terms(
+            query_text, cast("SparseVector | None", point.vectors.get("bm25")), bm25
+        )
     if "labels" in components:
         components["labels"]["evidence"] = label_contributions(
             vectors.get("label_probs"), point.vectors.get("label_probs"), labels, point.payload.get("probs") or {}

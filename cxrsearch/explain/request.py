@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tup
         example = find_example(store, request.collection, str(request.like))
         if "joint" not in example.vectors:
             raise QueryError(f"point {example.id} has no joint vector", path=request.collection)
-        return Target.similarity(example.vectors["joint"]), None
+        return Target.similarity(cast(np.ndarray, example.vectors["joint"])), None
     images = None
     if request.image is not None:
         from cxrsearch.image.decode import decode_image
@@ -155,7 +155,8 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tup
     texts = None if request.text is None else [query_text(request.text)]
     bm25 = bm25_params(store, request.collection, request.mode)
     (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1, bm25=bm25)
-    return Target.similarity(vectors[{"text": "text", "image": "image", "text+image": "joint"}[request.mode]]), vectors
+    key = {"text": "text", "image": "image", "text+image": "joint"}[request.mode]
+    return Target.similarity(cast(np.ndarray, vectors[key])), vectors
 
 
 def resolve_hit(store: Store, request: ExplainRequest) -> tuple[Point, tuple[str, ...]]:

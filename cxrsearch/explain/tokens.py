@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.explain.target import Target
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.output import ImageFeatures
+    from cxrsearch.model.towers import TextTower
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def token_attributions(
             picture = None if image is None else repeat_image(image, n)
             return target(model.fuse(picture, text_tower(model, ids, mask.expand(n, -1), precision)))
 
-        lig = LayerIntegratedGradients(forward, model.text_tower.input_embeddings)
+        lig = LayerIntegratedGradients(forward, cast("TextTower", model.text_tower).input_embeddings)
         attributions = lig.attribute(
             input_ids, baselines=reference, n_steps=steps, internal_batch_size=internal_batch_size
         )
@@ -211,7 +212,11 @@ def token_attributions(
     per_token = attributions.detach()[0].double().sum(-1).cpu().numpy()
     tokens = tuple(tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist()))
     word_ids = encoded.word_ids(0) if fast else None
-    offsets = [tuple(int(v) for v in pair) for pair in encoded["offset_mapping"][0].tolist()] if fast else None
+    offsets = (
+        cast(list[tuple[int, int]], [tuple(int(v) for v in pair) for pair in encoded["offset_mapping"][0].tolist()])
+        if fast
+        else None
+    )
     return TokenAttribution(
         text=text,
         tokens=tokens,

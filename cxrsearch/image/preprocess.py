@@ -27,7 +27,7 @@ from cxrsearch.errors import ImageError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from cxrsearch.model.config import PreprocessConfig
+    from cxrsearch.image.preprocess_config import PreprocessConfig
 
 
 @dataclass(frozen=True)

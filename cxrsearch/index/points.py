@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def _encode_group(
     with_image = group[0].image is not None
     with_text = bool(group[0].item.text)
     encoded = encoder.encode(
-        images=[entry.image for entry in group] if with_image else None,
+        images=[cast("DecodedImage", entry.image) for entry in group] if with_image else None,
         texts=[entry.item.text for entry in group] if with_text else None,
         batch_size=len(group),
     )

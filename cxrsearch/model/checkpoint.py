@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cxrsearch.errors import ModelError
 from cxrsearch.model.config import ModelConfig
@@ -47,6 +47,7 @@ from cxrsearch.model.config import ModelConfig
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.numpy_text import NumpyTextModel
+    from cxrsearch.model.towers import TextTower
 
 FORMAT = "cxrsearch-checkpoint"
 FORMAT_VERSION = 1
@@ -261,7 +262,7 @@ def save_checkpoint(
         "weights_bytes": weights_tmp.stat().st_size,
         "data_fingerprint": data_fingerprint,
         "metrics": _json_ready(dict(metrics or {}), "metrics"),
-        "text_tower_config": _json_ready(model.text_tower.hf_config_dict(), "text tower config"),
+        "text_tower_config": _json_ready(cast("TextTower", model.text_tower).hf_config_dict(), "text tower config"),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(model.config),
         "extra": _json_ready(dict(extra or {}), "extra fields"),

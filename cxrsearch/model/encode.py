@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.image.preprocess import Geometry
     from cxrsearch.model.checkpoint import Checkpoint
     from cxrsearch.model.fusion import FusionModel
+    from cxrsearch.model.numpy_text import NumpyTextModel
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Encoder:
         self.device = str(device)
         self.numpy = isinstance(self.model, NumpyTextModel)
         if not self.numpy:
-            self.model.to(self.device)
+            cast("FusionModel", self.model).to(self.device)
         self.config = self.model.config
         self.labels: tuple[str, ...] = self.model.labels
         values = np.asarray(default_thresholds if thresholds is None else thresholds, dtype=np.float32)
@@ -112,7 +113,7 @@ class Encoder:
         """Decoded images (or grey ``(H, W)`` arrays in ``[0, 1]``) -> (``[B, 1, S, S]`` on device, geometries)."""
         from cxrsearch.image.preprocess import preprocess_batch
 
-        arrays = [getattr(image, "pixels", image) for image in images]
+        arrays = cast(list[np.ndarray], [getattr(image, "pixels", image) for image in images])
         pixels, geometries = preprocess_batch(arrays, self.config.preprocess)
         return pixels.to(self.device), geometries
 
@@ -171,10 +172,11 @@ class Encoder:
             return self._encode_numpy(list(texts or ()), batch_size)
         import torch
 
+        model = cast("FusionModel", self.model)  # not numpy: a torch model
         parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
-        was_training = self.model.training
+        was_training = model.training
         if was_training:  # eval() walks every module: once per call adds up over thousands of batches
-            self.model.eval()
+            model.eval()
         try:
             with torch.inference_mode():
                 for start in range(0, total, batch_size):
@@ -183,7 +185,7 @@ class Encoder:
                         inputs["pixel_values"], _ = self.prepare_images(images[start : start + batch_size])
                     if texts is not None:
                         inputs.update(self.tokenize(texts[start : start + batch_size]))
-                    out = self.model(**inputs)
+                    out = model(**inputs)
                     for key, value in (
                         ("image", out.image_embedding),
                         ("text", out.text_embedding),
@@ -194,7 +196,7 @@ class Encoder:
                     parts["probs"].append(torch.sigmoid(out.logits).float().cpu().numpy())
         finally:
             if was_training:
-                self.model.train(True)
+                model.train(True)
         return self._encoded(parts)
 
     def _encode_numpy(self, texts: list[str], batch_size: int) -> Encoded:
@@ -203,7 +205,7 @@ class Encoder:
             raise ModelError("every text must be a string (a study without a report has no text input)")
         parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
         for start in range(0, len(texts), batch_size):
-            text, joint, logits = self.model.forward(texts[start : start + batch_size])
+            text, joint, logits = cast("NumpyTextModel", self.model).forward(texts[start : start + batch_size])
             parts["text"].append(text)
             parts["joint"].append(joint)
             parts["probs"].append((1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32))

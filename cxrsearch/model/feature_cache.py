@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cxrsearch.errors import ModelError
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.output import ImageFeatures, TextFeatures
+    from cxrsearch.model.towers import ImageTower, TextTower
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while features are computed."""
@@ -146,7 +147,7 @@ def text_features(
 
     from cxrsearch.model.encode import Encoder
 
-    tower, tokenizer = model.text_tower, model.tokenizer
+    tower, tokenizer = cast("TextTower", model.text_tower), model.tokenizer
     key = _key(
         "text",
         {
@@ -182,8 +183,9 @@ def text_features(
                     progress(min(start + batch_size, len(order)), len(order))
     finally:
         model.train(was_training)
-    lengths = torch.tensor([0] + [s.shape[0] for s in states], dtype=torch.long)
-    table = TextFeatureTable(torch.cat(states), lengths.cumsum(0), pooled)
+    filled = cast(list[torch.Tensor], states)  # every row was set above
+    lengths = torch.tensor([0] + [s.shape[0] for s in filled], dtype=torch.long)
+    table = TextFeatureTable(torch.cat(filled), lengths.cumsum(0), pooled)
     _write(path, {"tokens": table.tokens, "offsets": table.offsets, "pooled": table.pooled})
     return table
 
@@ -207,7 +209,7 @@ def image_features(
     key = _key(
         "image",
         {
-            "tower": module_fingerprint(model.image_tower),
+            "tower": module_fingerprint(cast("ImageTower", model.image_tower)),
             "preprocess": model.config.to_dict()["preprocess"],
             "files": files,
         },

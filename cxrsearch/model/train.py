@@ -227,16 +227,14 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
     loss_fn = FusionLoss(options.loss).to(options.device)
     if options.freeze_encoders:
         model.freeze_towers(True)
-    towers = (
-        module_fingerprint(model.image_tower) + module_fingerprint(model.text_tower)
-        if options.freeze_encoders
-        else None
-    )
+    image_tower, text_tower = model.image_tower, model.text_tower
+    assert image_tower is not None and text_tower is not None  # create_model builds both towers
+    towers = module_fingerprint(image_tower) + module_fingerprint(text_tower) if options.freeze_encoders else None
 
     def report(what: str, done: int, total: int) -> None:
         emit(TrainEvent("features", done=done, total=total, message=what))
 
-    common = {
+    common: dict[str, Any] = {
         "device": options.device,
         "frozen": options.freeze_encoders,
         "cache_root": paths.cache_dir(),

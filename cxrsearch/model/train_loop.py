@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -112,11 +112,11 @@ class SplitInputs:
             texts = [t for t in split.texts if t is not None]
             if texts:
                 report = None if progress is None else (lambda d, t: progress("text features", d, t))
-                self.text_table = text_features(model, texts, cache_root, device=device, progress=report)
+                self.text_table = text_features(model, texts, cast(Path, cache_root), device=device, progress=report)
             if slots:
                 report = None if progress is None else (lambda d, t: progress("image features", d, t))
                 paths = [split.images[i][k] for i, k in slots]
-                self.image_table = image_features(model, paths, cache_root, device=device, progress=report)
+                self.image_table = image_features(model, paths, cast(Path, cache_root), device=device, progress=report)
 
     def features(
         self, batch: Batch, with_image: bool = True, with_text: bool = True
@@ -127,7 +127,7 @@ class SplitInputs:
             if self.text_table is not None:
                 text = self.text_table.select([self.text_row[r] for r in batch.rows], self.device)
             else:
-                tokens = self.encoder.tokenize([self.split.texts[r] for r in batch.rows])
+                tokens = self.encoder.tokenize(cast(list[str], [self.split.texts[r] for r in batch.rows]))
                 text = self.model.encode_text(tokens["input_ids"], tokens["attention_mask"])
         if with_image and batch.image_slots is not None:
             if self.image_table is not None:

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cxrsearch.errors import ConfigError, ModelError, QueryError
-from cxrsearch.store.base import Filter, Hit, SparseVector, Store
+from cxrsearch.store.base import Filter, Hit, Point, SparseVector, Store
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.text.bm25 import embed_query
 
@@ -225,6 +225,11 @@ def active_components(mode_name: str, vectors: QueryVectors, weights: FusionWeig
     ]
 
 
+def _present(vectors: QueryVectors, key: str) -> np.ndarray | SparseVector:
+    """``vectors[key]`` for an active component's query key: never ``None`` (see :func:`active_components`)."""
+    return cast("np.ndarray | SparseVector", vectors[key])
+
+
 def run_query(
     store: Store,
     collection: str,
@@ -241,10 +246,10 @@ def run_query(
         raise QueryError("nothing to search with: the query has no words left and every other component is off")
     if len(components) == 1:
         (component,) = components
-        return store.search(collection, component.vector, vectors[component.query], flt, limit)
+        return store.search(collection, component.vector, _present(vectors, component.query), flt, limit)
     return store.search_fused(
         collection,
-        [(c.vector, vectors[c.query]) for c in components],
+        [(c.vector, _present(vectors, c.query)) for c in components],
         flt,
         limit,
         weights=[weights.of(c.name) for c in components],
@@ -257,7 +262,7 @@ def component_ranks(
     mode_name: str,
     vectors: QueryVectors,
     flt: Filter | None,
-    hits: Sequence[Hit],
+    hits: Sequence[Hit | Point],
     weights: FusionWeights = EQUAL_WEIGHTS,
     depth: int = 100,
 ) -> list[dict[str, dict[str, float | int | None]]]:
@@ -265,7 +270,7 @@ def component_ranks(
     inputs of the fused score, from the same filtered queries the fusion ran as prefetches."""
     out: list[dict[str, dict[str, float | int | None]]] = [{} for _ in hits]
     for component in active_components(mode_name, vectors, weights):
-        ranked = store.search(collection, component.vector, vectors[component.query], flt, depth)
+        ranked = store.search(collection, component.vector, _present(vectors, component.query), flt, depth)
         where = {hit.id: (rank, hit.score) for rank, hit in enumerate(ranked, start=1)}
         weight = weights.of(component.name)
         for hit, record in zip(hits, out):

@@ -148,8 +148,8 @@ def _scaled_png(path: Path, side: int) -> bytes:
 
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
         if max(image.size) > side:
             image.thumbnail((side, side), Image.Resampling.LANCZOS)
         out = io.BytesIO()
