@@ -190,6 +190,22 @@ def search(
     from cxrsearch.serve.sheet import write_search_sheet
 
     labels = (tuple(label or ()), tuple(any_label or ()), tuple(not_label or ()))
+
+    def make_spec(vocabulary: tuple[str, ...] | None) -> QuerySpec:
+        return QuerySpec(
+            text=text,
+            image=image,
+            like=like,
+            all_labels=labels[0],
+            any_labels=labels[1],
+            not_labels=labels[2],
+            view=view,
+            split=split,
+            truth=truth,
+            k=k,
+            vocabulary=vocabulary,
+        )
+
     server = serving(store, qdrant_url, collection)
     if server is not None:  # a running `cxrsearch serve` holds the embedded collection: ask it
         if image is not None or html is not None or model is not None:
@@ -218,38 +234,14 @@ def search(
             return
         records = answer["hits"] if isinstance(answer, dict) else answer
         rows = [SimpleNamespace(payload=r, score=r["score"], identical=r.get("identical") or ()) for r in records]
-        spec = QuerySpec(
-            text=text,
-            like=like,
-            all_labels=labels[0],
-            any_labels=labels[1],
-            not_labels=labels[2],
-            view=view,
-            split=split,
-            truth=truth,
-            k=k,
-            vocabulary=tuple(sum(labels, ())),
-        )
+        spec = make_spec(tuple(sum(labels, ())))  # for the title only: the server checked the labels
         console.print(hits_table(describe(spec) + f" (via cxrsearch serve at {server.url})", rows, truth=truth))
         if isinstance(answer, dict) and answer.get("facets") is not None:
             console.print(facets_table(answer["facets"], 0, truth=truth))
         return
     with opened_store(store, qdrant_url, api_key, timeout) as backend:
         # label filters are checked against the collection's own vocabulary (its checkpoint's)
-        vocabulary = collection_labels(backend, collection) if any(labels) else None
-        spec = QuerySpec(
-            text=text,
-            image=image,
-            like=like,
-            all_labels=labels[0],
-            any_labels=labels[1],
-            not_labels=labels[2],
-            view=view,
-            split=split,
-            truth=truth,
-            k=k,
-            vocabulary=vocabulary,
-        )
+        spec = make_spec(collection_labels(backend, collection) if any(labels) else None)
         # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
         fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
         if diverse is not None:
