@@ -186,7 +186,7 @@ def search(
     from cxrsearch.search.spec import MAX_K
     from cxrsearch.search.vocabulary import collection_labels
     from cxrsearch.serve.files import collection_image_roots
-    from cxrsearch.serve.registry import api_get
+    from cxrsearch.serve.registry import api_get, api_post_file
     from cxrsearch.serve.sheet import write_search_sheet
 
     labels = (tuple(label or ()), tuple(any_label or ()), tuple(not_label or ()))
@@ -208,8 +208,8 @@ def search(
 
     server = serving(store, qdrant_url, collection)
     if server is not None:  # a running `cxrsearch serve` holds the embedded collection: ask it
-        if image is not None or html is not None or model is not None:
-            given = "--image" if image is not None else "--html" if html is not None else "--model"
+        if html is not None or model is not None:
+            given = "--html" if html is not None else "--model"
             raise ConfigError(
                 f"collection {collection!r} is held by `cxrsearch serve` (pid {server.pid}) at "
                 f"{server.url}: {given} is not sent through it; use its page, or stop it first"
@@ -228,7 +228,11 @@ def search(
         params += [
             (name, value) for name, values in zip(("label", "any_label", "not_label"), labels) for value in values
         ]
-        answer = api_get(server, "/api/search", [(n, v) for n, v in params if v is not None])
+        sent = [(n, v) for n, v in params if v is not None]
+        if image is not None:  # the film goes as an upload, through the server's own decoder and guards
+            answer = api_post_file(server, "/api/search", sent, "image", image)
+        else:
+            answer = api_get(server, "/api/search", sent)
         if json_out:
             print_json(answer)
             return

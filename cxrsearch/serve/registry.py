@@ -111,10 +111,19 @@ def api_get(
 ) -> Any:
     """``GET`` (or ``POST``, the parameters in the query string) the server's JSON API;
     StoreError/QueryError in one line naming the server."""
-    url = f"{record.url}{path}?{urllib.parse.urlencode(list(params))}"
+    query = f"{path}?{urllib.parse.urlencode(list(params))}"
+    return _send(record, query, b"" if method == "POST" else None, None, timeout)
+
+
+def _send(record: ServerRecord, query: str, body: bytes | None, content_type: str | None, timeout: float) -> Any:
     request = urllib.request.Request(
-        url, headers={"Accept": "application/json"}, method=method, data=b"" if method == "POST" else None
+        f"{record.url}{query}",
+        headers={"Accept": "application/json"},
+        data=body,
+        method="GET" if body is None else "POST",
     )
+    if content_type is not None:
+        request.add_header("Content-Type", content_type)
     if record.token:
         token = os.environ.get(TOKEN_ENV)
         if not token:
@@ -139,6 +148,31 @@ def api_get(
             f"({getattr(exc, 'reason', exc)})",
             path=record.url,
         ) from None
+
+
+def api_post_file(
+    record: ServerRecord, path: str, params: Sequence[tuple[str, str]], field: str, file: Path, timeout: float = 120.0
+) -> Any:
+    """``POST`` ``file`` as the multipart form field ``field`` (an upload, as the page sends it), the
+    parameters in the query string; errors as :func:`api_get`."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{Path(file).name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    try:
+        body = head + Path(file).read_bytes() + f"\r\n--{boundary}--\r\n".encode("ascii")
+    except OSError as exc:
+        raise QueryError(f"cannot read the query image: {exc.strerror or exc}", path=file) from None
+    return _send(
+        record,
+        f"{path}?{urllib.parse.urlencode(list(params))}",
+        body,
+        f"multipart/form-data; boundary={boundary}",
+        timeout,
+    )
 
 
 def fetch_file(record: ServerRecord, path: str, target: Path, timeout: float = 60.0) -> Path:

@@ -29,10 +29,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint: Path, reports_tgz: Path, tmp_path_factory: pytest.TempPathFactory):
+def server(tiny_checkpoint: Path, reports_tgz: Path, training_images: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("beside")
-    with EdgeStore(root / "store") as store:
-        index_studies(index_options(reports_tgz, None, None, root / "failures", limit=40), store, tiny_checkpoint)
+    with EdgeStore(root / "store") as store:  # the first 40 reports, with the real radiographs of reports 1-9
+        options = index_options(reports_tgz, training_images, None, root / "failures", limit=40)
+        index_studies(options, store, tiny_checkpoint)
     port = _free_port()
     cli = Path(sys.executable).parent / "cxrsearch"
     process = subprocess.Popen(
@@ -69,6 +70,19 @@ def test_search_in_a_terminal_goes_through_the_running_server(server):
     assert json.loads(result.output) == page  # the page's /api/search and the terminal see the same hits
     table = runner.invoke(app, ["search", "--text", "enlarged heart", "-k", "3", "--store", str(store)])
     assert table.exit_code == 0 and f"via cxrsearch serve at http://127.0.0.1:{port}" in table.output
+
+
+def test_an_image_search_in_a_terminal_is_uploaded_to_the_running_server(server, images_dir: Path):
+    import httpx
+
+    store, port, _ = server
+    film = images_dir / "png" / "nih_00000001_000.png"
+    result = CliRunner().invoke(app, ["search", "--image", str(film), "-k", "4", "--json", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    with film.open("rb") as handle:
+        page = httpx.post(f"http://127.0.0.1:{port}/api/search?k=4", files={"image": (film.name, handle)}, timeout=60)
+    assert page.status_code == 200 and json.loads(result.output) == page.json()
+    assert page.json() and all(hit["kind"] == "image" for hit in page.json())
 
 
 def test_collections_list_and_info_go_through_the_running_server(server):
