@@ -14,9 +14,12 @@ machine out. Targets (issue 14): ``search --text`` <= 3x ``--help``, ``search --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -88,6 +91,42 @@ def _like_id(store: Path, collection: str) -> str:
     return str(point.payload["study_id"])
 
 
+def _learned_images(model: Path | None, store: Path, collection: str) -> bool:
+    """Whether the checkpoint (``--model``, else the one the collection records) learned from films."""
+    from cxrsearch.index.record import recorded_model
+    from cxrsearch.model.checkpoint import read_checkpoint_info
+    from cxrsearch.store.edge import EdgeStore
+
+    if model is None:
+        with EdgeStore(store) as opened:
+            record = recorded_model(opened, collection)
+        model = None if record is None else Path(record.checkpoint)
+    return model is not None and "image" in (read_checkpoint_info(model).trained_modalities or ())
+
+
+@contextlib.contextmanager
+def _serving(store: Path, collection: str, model: Path | None, env: dict[str, str]):
+    """A ``cxrsearch serve`` holding ``collection`` for the duration (its record tells the CLI where)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [*CLI, "serve", "--store", str(store), "--collection", collection, "--port", str(port)]
+    if model is not None:
+        argv += ["--model", str(model)]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record = store / collection / ".serve.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not record.is_file():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("cxrsearch serve did not start")
+            time.sleep(0.2)
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="checkpoint directory (default: build a tiny one)")
@@ -122,25 +161,43 @@ def main() -> None:
             "python -c pass": [sys.executable, "-c", "pass"],
             "cxrsearch --help": [*CLI, "--help"],
             "search --text": [*CLI, "search", "--text", args.text, "--label", args.label, *where],
-            "search --image": [*CLI, "search", "--image", str(args.image), *where],
             "search --like": [*CLI, "search", "--like", like, *where],
         }
+        if _learned_images(model, store, collection):  # a text-only checkpoint refuses image queries
+            commands["search --image"] = [*CLI, "search", "--image", str(args.image), *where]
         results = {name: _timed(argv, args.runs, env) for name, argv in commands.items()}
+        # the warm path for terminal users: the same text search answered by a running `cxrsearch serve`
+        served = [
+            *CLI,
+            "search",
+            "--text",
+            args.text,
+            "--label",
+            args.label,
+            "--store",
+            str(store),
+            "--collection",
+            collection,
+            "-k",
+            "5",
+        ]
+        with _serving(store, collection, model, env):
+            results["search --text via serve"] = _timed(served, args.runs, env)
     help_s = results["cxrsearch --help"]["median_s"]
     print(
         f"cold CLI start-up, median of {args.runs} fresh processes (warm OS cache); {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; model {model}"
     )
-    print(f"{'command':<18} {'median s':>9} {'min s':>7} {'max s':>7} {'x --help':>9}")
+    print(f"{'command':<24} {'median s':>9} {'min s':>7} {'max s':>7} {'x --help':>9}")
     for name, r in results.items():
-        print(f"{name:<18} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f} {r['median_s'] / help_s:9.2f}")
+        print(f"{name:<24} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f} {r['median_s'] / help_s:9.2f}")
     targets = {
         "search --text <= 3x --help": results["search --text"]["median_s"] <= 3 * help_s,
-        "search --image <= 3 s": results["search --image"]["median_s"] <= 3.0,
+        "search --image <= 3 s": results["search --image"]["median_s"] <= 3.0 if "search --image" in results else None,
         "search --like <= 2x --help": results["search --like"]["median_s"] <= 2 * help_s,
     }
     for name, ok in targets.items():
-        print(f"{'met ' if ok else 'MISSED'} {name}")
+        print(f"{'n/a (the checkpoint learned no images)' if ok is None else 'met ' if ok else 'MISSED'} {name}")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "targets": targets}, indent=2) + "\n")
 
