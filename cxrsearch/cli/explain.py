@@ -78,8 +78,6 @@ def explain(
     from cxrsearch.cli.search import serving
     from cxrsearch.explain.explain import explain as run_explain
     from cxrsearch.explain.request import ExplainRequest
-    from cxrsearch.serve.files import collection_image_roots
-    from cxrsearch.serve.sheet import write_explain_sheet
 
     server = serving(store, qdrant_url, collection)
     if server is not None:  # a running `cxrsearch serve` holds the embedded collection: ask it
@@ -104,9 +102,12 @@ def explain(
         if not json_out:
             err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")
         result = run_explain(request, backend, model)
-        roots = collection_image_roots(backend, collection, () if images is None else (images,)) if html else None
-    if html is not None:
-        err_console.print(f"wrote {write_explain_sheet(html, result, image_roots=roots)}")
+        if html is not None:
+            from cxrsearch.serve.files import collection_image_roots
+            from cxrsearch.serve.sheet import write_explain_sheet
+
+            roots = collection_image_roots(backend, collection, () if images is None else (images,))
+            err_console.print(f"wrote {write_explain_sheet(html, result, image_roots=roots)}")
     if json_out:
         print_json(result.to_dict())
         return

@@ -185,9 +185,8 @@ def search(
     from cxrsearch.search.query import search_diverse
     from cxrsearch.search.spec import MAX_K
     from cxrsearch.search.vocabulary import collection_labels
-    from cxrsearch.serve.files import collection_image_roots
+    from cxrsearch.serve.params import SearchParams
     from cxrsearch.serve.registry import api_get, api_post_file
-    from cxrsearch.serve.sheet import write_search_sheet
 
     labels = (tuple(label or ()), tuple(any_label or ()), tuple(not_label or ()))
 
@@ -214,21 +213,20 @@ def search(
                 f"collection {collection!r} is held by `cxrsearch serve` (pid {server.pid}) at "
                 f"{server.url}: {given} is not sent through it; use its page, or stop it first"
             )
-        params = [
-            ("text", text),
-            ("like", like),
-            ("view", view),
-            ("split", split),
-            ("k", str(k)),
-            ("truth", "1" if truth else None),
-            ("collapse", "1" if collapse else "0"),
-            ("facets", "1" if facets else None),
-            ("diverse", None if diverse is None else str(diverse)),
-        ]
-        params += [
-            (name, value) for name, values in zip(("label", "any_label", "not_label"), labels) for value in values
-        ]
-        sent = [(n, v) for n, v in params if v is not None]
+        sent = SearchParams(
+            text=text,
+            like=like,
+            label=labels[0],
+            any_label=labels[1],
+            not_label=labels[2],
+            view=view,
+            split=split,
+            truth=truth,
+            k=k,
+            collapse=collapse,
+            diverse=diverse,
+            facets=facets,
+        ).items()  # the page's own query-string form
         if image is not None:  # the film goes as an upload, through the server's own decoder and guards
             answer = api_post_file(server, "/api/search", sent, "image", image)
         else:
@@ -254,9 +252,15 @@ def search(
             hits = run_search(fetch, backend, collection, model, with_components=json_out)
         counts = count_labels(spec, backend, collection) if facets else None
         total = backend.count(collection, spec.filter()) if facets and (html is not None or not json_out) else 0
-        roots = collection_image_roots(backend, collection) if html is not None else None
+        roots = None
+        if html is not None:
+            from cxrsearch.serve.files import collection_image_roots
+
+            roots = collection_image_roots(backend, collection)
     shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)
     if html is not None:
+        from cxrsearch.serve.sheet import write_search_sheet
+
         written = write_search_sheet(html, shown, describe(spec), image_roots=roots, facets=counts, total=total)
         err_console.print(f"wrote {written}")
     if json_out:
