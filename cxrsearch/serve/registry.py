@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrsearch.errors import QueryError, StoreError
-from cxrsearch.store.edge import SERVER_RECORD
+from cxrsearch.store.edge import SERVER_RECORD, read_server_record
 
 RECORD_FILE = SERVER_RECORD
 TOKEN_ENV = "CXRSEARCH_SERVE_TOKEN"
@@ -80,8 +80,8 @@ def _alive(pid: int) -> bool:
 
 def read_record(store_root: Path, collection: str) -> ServerRecord | None:
     """The record of a live server holding ``collection``, whatever it binds (``None``: none, or stale)."""
+    raw = read_server_record(Path(store_root) / collection)
     try:
-        raw = json.loads(record_path(store_root, collection).read_text(encoding="utf-8"))
         record = ServerRecord(
             pid=int(raw["pid"]),
             url=str(raw["url"]),
@@ -89,7 +89,7 @@ def read_record(store_root: Path, collection: str) -> ServerRecord | None:
             collection=str(raw["collection"]),
             token=bool(raw["token"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     return record if record.pid != os.getpid() and _alive(record.pid) else None
 
@@ -115,6 +115,20 @@ def api_get(
     return _send(record, query, b"" if method == "POST" else None, None, timeout)
 
 
+def _authorize(request: urllib.request.Request, record: ServerRecord) -> None:
+    """Add the bearer token from :data:`TOKEN_ENV` when the server needs one (StoreError if unset)."""
+    if not record.token:
+        return
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise StoreError(
+            f"the collection is served by `cxrsearch serve` (pid {record.pid}) with a token: set "
+            f"{TOKEN_ENV} to use it from the terminal",
+            path=record.url,
+        )
+    request.add_header("Authorization", f"Bearer {token}")
+
+
 def _send(record: ServerRecord, query: str, body: bytes | None, content_type: str | None, timeout: float) -> Any:
     request = urllib.request.Request(
         f"{record.url}{query}",
@@ -124,15 +138,7 @@ def _send(record: ServerRecord, query: str, body: bytes | None, content_type: st
     )
     if content_type is not None:
         request.add_header("Content-Type", content_type)
-    if record.token:
-        token = os.environ.get(TOKEN_ENV)
-        if not token:
-            raise StoreError(
-                f"the collection is served by `cxrsearch serve` (pid {record.pid}) with a token: set "
-                f"{TOKEN_ENV} to use it from the terminal",
-                path=record.url,
-            )
-        request.add_header("Authorization", f"Bearer {token}")
+    _authorize(request, record)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
             return json.loads(response.read().decode("utf-8"))
@@ -178,8 +184,7 @@ def api_post_file(
 def fetch_file(record: ServerRecord, path: str, target: Path, timeout: float = 60.0) -> Path:
     """Download ``path`` (e.g. an explanation PNG the API names) from the server into ``target``."""
     request = urllib.request.Request(f"{record.url}{path}")
-    if record.token and os.environ.get(TOKEN_ENV):
-        request.add_header("Authorization", f"Bearer {os.environ[TOKEN_ENV]}")
+    _authorize(request, record)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
             target.write_bytes(response.read())

@@ -394,7 +394,7 @@ class EdgeStore:
 
     # -- internals ---------------------------------------------------------------------------------
     def _handle(self, collection: str, check: bool = True) -> _Open:
-        if collection in self._open:
+        if collection in self._open:  # opened unchecked (verify, drop) stays so for this store object
             return self._open[collection]
         import qdrant_edge as qe
 
@@ -424,19 +424,23 @@ class EdgeStore:
         handle = _Open(meta, schema, shard, lock)
         if check:
             try:
-                check_counts(
-                    collection,
-                    str(directory),
-                    self.integrity_record(collection),
-                    int(shard.info().points_count),
-                    _vector_counts(handle),
-                )
+                self._check(collection, handle)
             except StoreError:
                 shard.close()
                 lock.close()
                 raise
         self._open[collection] = handle
         return handle
+
+    def _check(self, collection: str, handle: _Open) -> None:
+        """Compare the engine's counts with the integrity record (StoreError on a mismatch)."""
+        check_counts(
+            collection,
+            str(self.root / collection),
+            self.integrity_record(collection),
+            int(handle.shard.info().points_count),
+            _vector_counts(handle),
+        )
 
     def _call(self, collection: str, fn: Any, *args: Any) -> Any:
         try:
@@ -517,12 +521,18 @@ SERVER_RECORD = ".serve.json"
 """Written beside ``.lock`` by a ``cxrsearch serve`` holding the collection (see cxrsearch.serve.registry)."""
 
 
-def _server_holding(directory: Path, holder: str) -> str | None:
-    """The URL of the ``cxrsearch serve`` whose pid ``holder`` holds the lock, if its record says so."""
+def read_server_record(directory: Path) -> dict[str, Any]:
+    """The ``cxrsearch serve`` record beside a collection's lock, as written (``{}``: none, unreadable)."""
     try:
         record = json.loads((directory / SERVER_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _server_holding(directory: Path, holder: str) -> str | None:
+    """The URL of the ``cxrsearch serve`` whose pid ``holder`` holds the lock, if its record says so."""
+    record = read_server_record(directory)
     return str(record.get("url")) if str(record.get("pid")) == holder and record.get("url") else None
 
 
