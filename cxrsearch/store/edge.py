@@ -58,6 +58,7 @@ from cxrsearch.store.checks import (
 )
 from cxrsearch.store.filters import to_edge
 from cxrsearch.store.integrity import check_counts, make_record
+from cxrsearch.store.readahead import read_ahead
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
 
 META_FILE = "collection.json"
@@ -412,6 +413,7 @@ class EdgeStore:
             if meta.get("format") != META_FORMAT:
                 raise StoreError(f"{META_FILE} has format {meta.get('format')!r}; this cxrsearch reads {META_FORMAT}")
             schema = CollectionSchema.from_dict(meta["schema"], source=directory / META_FILE)
+            read_ahead(directory / "shard")  # the engine dropped its page cache at the last close
             shard = qe.EdgeShard.load(str(directory / "shard"))
         except (OSError, KeyError, ValueError, StoreError) as exc:
             lock.close()

@@ -1,0 +1,34 @@
+"""The page-cache read-ahead before qdrant-edge loads a shard reads what the engine loads, not the rest."""
+
+from __future__ import annotations
+
+from cxrsearch.store.readahead import read_ahead
+
+# the layout of an optimised qdrant-edge 0.9 segment (benchmarks/bench_store.py, 100k points)
+READ = (
+    "segments/a/id_tracker.mappings",
+    "segments/a/vector_storage-text/quantized.data",
+    "segments/a/vector_storage-label_probs/matrix.dat",  # exact, no int8 copy: scanned by a query
+    "segments/a/vector_index-bm25/inverted_index.dat",
+    "segments/a/payload_index/x-labels-map/point_to_values.bin",
+)
+SKIPPED = (
+    "segments/a/vector_storage-text/matrix.dat",  # floats beside the int8 copy: rescoring reads a few
+    "segments/a/payload_storage/page_0.dat",  # read only for the hits returned
+    "wal/open-1",
+    "edge_config.json",
+)
+
+
+def test_read_ahead_reads_what_the_engine_loads_not_floats_payloads_or_wal(tmp_path):
+    sizes = {}
+    for i, rel in enumerate(READ + SKIPPED):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * (1000 + 17 * i))
+        sizes[rel] = 1000 + 17 * i
+    assert read_ahead(tmp_path) == sum(sizes[rel] for rel in READ)
+
+
+def test_read_ahead_of_a_shard_without_segments_reads_nothing(tmp_path):
+    assert read_ahead(tmp_path) == 0
