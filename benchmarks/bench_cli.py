@@ -9,6 +9,9 @@ OS file cache is warm, as it is for someone querying all afternoon); the median 
 ``python -c pass`` and ``cxrsearch --help`` run in the same session, so the ratios cancel the
 machine out. Targets (issue 14): ``search --text`` <= 3x ``--help``, ``search --image`` <= 3 s,
 ``search --like`` <= 2x ``--help``. Every search must exit 0. Not a test.
+
+``--image-config cpu-minilm`` adds image queries with a checkpoint of real size (Swin-T), trained one
+epoch here on the real radiographs: once on torch, once on its ONNX export (onnxruntime, no torch).
 """
 
 from __future__ import annotations
@@ -80,6 +83,35 @@ def _build(root: Path) -> tuple[Path, Path, str]:
     return model_dir, store, collection
 
 
+def _build_image_checkpoint(root: Path, config: str) -> tuple[Path, Path, str]:
+    """``config`` trained one epoch (random image tower) on 200 real reports and the real radiographs
+    linked under the Open-i names of reports 1-9, and a store of them: an image-query checkpoint of
+    the real size. Its results mean nothing; its start-up cost is what an image query pays."""
+    from cxrsearch.index import IndexOptions, index_studies
+    from cxrsearch.model.train import TrainOptions, train
+    from cxrsearch.store.edge import EdgeStore
+
+    sys.path.insert(0, str(REPO))
+    from tests.search.layout import LINKS
+
+    images = root / "films"
+    for name, target in LINKS.items():
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        (images / name).symlink_to(DATA / "images" / target)
+    reports = DATA / "openi" / "NLMCXR_reports.tgz"
+    options = TrainOptions(
+        data=reports, config=config, out=root / "image-ckpt", images=images, image_encoder="random",
+        epochs=1, batch_size=16, limit=200, seed=0,
+    )  # fmt: skip
+    checkpoint = train(options).checkpoint
+    store, collection = root / "image-store", "bench-cli-images"
+    with EdgeStore(store) as opened:
+        index_studies(
+            IndexOptions(source=reports, images_dir=images, collection=collection, limit=200), opened, checkpoint
+        )
+    return checkpoint, store, collection
+
+
 def _like_id(store: Path, collection: str) -> str:
     from cxrsearch.store import open_store
 
@@ -136,6 +168,12 @@ def main() -> None:
     parser.add_argument("--text", default="enlarged heart")
     parser.add_argument("--label", default="cardiomegaly")
     parser.add_argument("--like", default=None, help="study id for --like (default: the first point's study)")
+    parser.add_argument(
+        "--image-config",
+        default=None,
+        help="also time image queries with a checkpoint of this config (e.g. cpu-minilm: Swin-T), trained "
+        "one epoch here on the real radiographs, on torch and then on its ONNX export",
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
@@ -166,6 +204,15 @@ def main() -> None:
         if _learned_images(model, store, collection):  # a text-only checkpoint refuses image queries
             commands["search --image"] = [*CLI, "search", "--image", str(args.image), *where]
         results = {name: _timed(argv, args.runs, env) for name, argv in commands.items()}
+        if args.image_config:
+            from cxrsearch.model.checkpoint import export_image_side
+
+            image_model, image_store, image_collection = _build_image_checkpoint(Path(tmp), args.image_config)
+            argv = [*CLI, "search", "--image", str(args.image), "--store", str(image_store)]
+            argv += ["--collection", image_collection, "--model", str(image_model), "-k", "5"]
+            results[f"search --image ({args.image_config}, torch)"] = _timed(argv, args.runs, env)
+            export_image_side(image_model)
+            results[f"search --image ({args.image_config}, onnx)"] = _timed(argv, args.runs, env)
         # the warm path for terminal users: the same text search answered by a running `cxrsearch serve`
         served = [
             *CLI,
@@ -188,12 +235,13 @@ def main() -> None:
         f"cold CLI start-up, median of {args.runs} fresh processes (warm OS cache); {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; model {model}"
     )
-    print(f"{'command':<24} {'median s':>9} {'min s':>7} {'max s':>7} {'x --help':>9}")
+    print(f"{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'x --help':>9}")
     for name, r in results.items():
-        print(f"{name:<24} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f} {r['median_s'] / help_s:9.2f}")
+        print(f"{name:<40} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f} {r['median_s'] / help_s:9.2f}")
+    image_rows = [name for name in results if name.startswith("search --image")]
     targets = {
         "search --text <= 3x --help": results["search --text"]["median_s"] <= 3 * help_s,
-        "search --image <= 3 s": results["search --image"]["median_s"] <= 3.0 if "search --image" in results else None,
+        "search --image <= 3 s": min(results[n]["median_s"] for n in image_rows) <= 3.0 if image_rows else None,
         "search --like <= 2x --help": results["search --like"]["median_s"] <= 2 * help_s,
     }
     for name, ok in targets.items():

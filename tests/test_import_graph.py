@@ -136,7 +136,6 @@ KNOWN_CYCLES = [
     # image.preprocess left this cycle when PreprocessConfig moved to image/preprocess_config.py;
     # what remains is model.config's create_model/FusionModel against the model modules' TowerConfig.
     ["cxrsearch.model.config", "cxrsearch.model.fusion", "cxrsearch.model.hub", "cxrsearch.model.towers"],
-    ["cxrsearch.model.checkpoint", "cxrsearch.model.numpy_text"],
 ]
 
 

@@ -131,6 +131,18 @@ def info_command(
         _print_checkpoint(summary)
 
 
+@app.command("export-onnx")
+def export_onnx_command(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="A checkpoint directory trained with radiographs."),
+) -> None:
+    """Export the image side to ONNX so image queries run on onnxruntime, without torch (needs
+    cxrsearch[onnx]). `cxrsearch train` does this itself; run it for older checkpoints."""
+    from cxrsearch.model.checkpoint import export_image_side
+
+    path = export_image_side(checkpoint)
+    console.print(f"exported the image side for torch-free image queries: {path}")
+
+
 def _print_checkpoint(summary: dict[str, Any]) -> None:
     """The tables of ``models info``: facts, labels with thresholds and validation numbers, metrics,
     training history (nested metrics get tables of their own, never raw dicts)."""

@@ -59,6 +59,25 @@ class _ProgressView:
             )
 
 
+def _export_image_side(checkpoint: Path) -> str | None:
+    """Export the image side to ONNX (torch-free image queries) when the checkpoint learned from
+    radiographs; the line to show, if any."""
+    from cxrsearch.errors import ModelError
+    from cxrsearch.model.checkpoint import export_image_side, read_checkpoint_info
+    from cxrsearch.model.onnx_image import export_missing
+
+    if "image" not in (read_checkpoint_info(checkpoint).trained_modalities or ()):
+        return None
+    missing = export_missing()
+    if missing is not None:
+        return f"image queries will run on torch: {missing}"
+    try:
+        path = export_image_side(checkpoint)
+    except ModelError as exc:
+        return f"image queries will run on torch: {exc.message}"
+    return f"image queries run without torch (onnxruntime): {path}"
+
+
 def _summary(result) -> Table:
     table = Table(title="Training finished", show_header=False)
     table.add_column("field", style="bold")
@@ -178,6 +197,9 @@ def train(
     )
     with Progress(*columns, console=err_console, transient=True) as progress:
         result = run_training(options, progress=_ProgressView(progress))
+    notice = _export_image_side(result.checkpoint)
+    if notice:
+        err_console.print(f"[dim]{notice}[/dim]")
     if json_out:
         print_json(result)
     else:

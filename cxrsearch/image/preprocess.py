@@ -3,15 +3,16 @@
 :func:`preprocess` resizes a grey ``(H, W)`` image in ``[0, 1]`` onto the square ``S x S`` model
 canvas as the :class:`~cxrsearch.model.config.PreprocessConfig` says (``letterbox``: keep the aspect
 ratio, fit the long side, pad; ``center-crop``: fit the short side, crop the centre) and returns the
-``[1, S, S]`` tensor plus a :class:`Geometry`. ``Geometry.to_original`` maps any heatmap over the
+``[1, S, S]`` float32 array (numpy only, :mod:`cxrsearch.image.resize`) plus a :class:`Geometry`. ``Geometry.to_original`` maps any heatmap over the
 canvas (the ``7 x 7`` patch grid, or ``S x S`` pixels) back onto the original ``(H, W)``: padding is
 never drawn, and (for a crop) film the model never saw gets ``fill``.
 
 :func:`normalize` is the channel replication + mean/std step; it runs inside the image tower so the
 model's input stays grey pixels in ``[0, 1]`` (what Integrated Gradients attributes).
 
-Only :mod:`cxrsearch.model.encode` calls :func:`preprocess`; training, indexing, search and explain
-all go through it.
+Only the encoders call :func:`preprocess`: :class:`cxrsearch.model.encode.Encoder` (training,
+indexing, search and explain, as torch tensors) and the ONNX image side of an image query
+(:mod:`cxrsearch.model.onnx_image`, numpy all the way).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrsearch.errors import ImageError
+from cxrsearch.image.resize import resize
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -100,11 +102,11 @@ class Geometry:
         return weights, inside
 
 
-def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> tuple[torch.Tensor, Geometry]:
-    """Grey ``(H, W)`` float pixels in ``[0, 1]`` -> (``[1, S, S]`` float32 tensor, :class:`Geometry`)."""
-    import torch
-    import torch.nn.functional as F
+def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Geometry]:
+    """Grey ``(H, W)`` float pixels in ``[0, 1]`` -> (``[1, S, S]`` float32 array, :class:`Geometry`).
 
+    numpy only (:mod:`cxrsearch.image.resize`, equal to torch's ``F.interpolate``), so that an image
+    query needs no torch; :meth:`cxrsearch.model.encode.Encoder.prepare_images` makes the tensors."""
     array = np.asarray(pixels)
     if array.ndim != 2 or min(array.shape) < 1:
         raise ImageError(f"expected a grey (H, W) image, got shape {array.shape}")
@@ -114,14 +116,9 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> tuple[torch.Tens
     size = config.image_size
     fit = size / max(height, width) if config.resize == "letterbox" else size / min(height, width)
     h, w = max(1, round(height * fit)), max(1, round(width * fit))
-    image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-    smooth = config.interpolation in ("bilinear", "bicubic")
-    resized = F.interpolate(
-        image, size=(h, w), mode=config.interpolation, **({"antialias": True, "align_corners": False} if smooth else {})
-    )
-    resized = resized.clamp_(0.0, 1.0)[0, 0]
+    resized = np.clip(resize(array, (h, w), config.interpolation), 0.0, 1.0)
     top, left = (size - h) // 2, (size - w) // 2
-    canvas = torch.full((size, size), float(config.pad_value), dtype=torch.float32)
+    canvas = np.full((size, size), float(config.pad_value), dtype=np.float32)
     src_t, src_l = max(-top, 0), max(-left, 0)
     dst_t, dst_l = max(top, 0), max(left, 0)
     rows, cols = min(h - src_t, size - dst_t), min(w - src_l, size - dst_l)
@@ -136,14 +133,12 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> tuple[torch.Tens
     return canvas[None], geometry
 
 
-def preprocess_batch(images: Sequence[np.ndarray], config: PreprocessConfig) -> tuple[torch.Tensor, list[Geometry]]:
-    """Several grey images -> (``[B, 1, S, S]`` tensor, one :class:`Geometry` each)."""
-    import torch
-
+def preprocess_batch(images: Sequence[np.ndarray], config: PreprocessConfig) -> tuple[np.ndarray, list[Geometry]]:
+    """Several grey images -> (``[B, 1, S, S]`` float32 array, one :class:`Geometry` each)."""
     if not images:
         raise ImageError("no images to preprocess")
     pairs = [preprocess(image, config) for image in images]
-    return torch.stack([tensor for tensor, _ in pairs]), [geometry for _, geometry in pairs]
+    return np.stack([array for array, _ in pairs]), [geometry for _, geometry in pairs]
 
 
 def normalize(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

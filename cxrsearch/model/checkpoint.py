@@ -24,6 +24,7 @@ Public API::
     read_checkpoint_info(directory) -> CheckpointInfo      # config.json only: no torch, instant
     load_checkpoint(directory, device="cpu", verify=True, towers=("image", "text"), runtime="torch")
         -> Checkpoint
+    export_image_side(directory) -> Path                   # ONNX image side, for torch-free image queries
 """
 
 from __future__ import annotations
@@ -31,113 +32,52 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cxrsearch.errors import ModelError
+from cxrsearch.model.checkpoint_info import (
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    TOKENIZER_DIR,
+    WEIGHTS_FILE,
+    CheckpointInfo,
+    read_checkpoint_info,
+    thresholds_in_order,
+)
 from cxrsearch.model.config import ModelConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.numpy_text import NumpyTextModel
+    from cxrsearch.model.onnx_image import OnnxImageModel
     from cxrsearch.model.towers import TextTower
 
-FORMAT = "cxrsearch-checkpoint"
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-TOKENIZER_DIR = "tokenizer"
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What ``config.json`` says about a checkpoint (no weights loaded).
-
-    Attributes:
-        path: the checkpoint directory.
-        config: the :class:`ModelConfig` (architecture, tower sources/revisions, preprocessing).
-        labels: label names in head order (``logits[:, i]`` is ``labels[i]``).
-        thresholds: per-label decision thresholds on probabilities, same order as ``labels``.
-        fingerprint: sha256 (hex) of ``model.safetensors``: identifies the weights.
-        weights_bytes: size of ``model.safetensors``.
-        data_fingerprint: fingerprint of the training data (set by training), or ``None``.
-        metrics: JSON metrics recorded by training (validation AUROC, ...).
-        text_tower_config: the text backbone's transformers config (``model_type`` included).
-        created: ISO-8601 UTC time of saving.
-        versions: library versions at saving time.
-        extra: free-form JSON from the caller (training settings, epoch, ...).
-    """
-
-    path: Path
-    config: ModelConfig
-    labels: tuple[str, ...]
-    thresholds: tuple[float, ...]
-    fingerprint: str
-    weights_bytes: int
-    data_fingerprint: str | None
-    metrics: Mapping[str, Any]
-    text_tower_config: Mapping[str, Any]
-    created: str
-    versions: Mapping[str, str]
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def trained_modalities(self) -> tuple[str, ...] | None:
-        """What training taught the model: ``("text",)`` or ``("image", "text")``; ``None`` when the
-        checkpoint has no training record (an untrained baseline, an older checkpoint).
-
-        The image side counts as trained when training saw radiographs (``n_train_with_images``) and
-        the image tower was either trained or pretrained: a random tower frozen during training
-        (``--image-encoder random --freeze-encoders``, the demo's set-up) gives random image features."""
-        if "n_train_with_images" not in self.metrics:
-            return None
-        training = self.extra.get("training") or {}
-        random_frozen = self.config.image.source == "random" and bool(training.get("freeze_encoders"))
-        if int(self.metrics["n_train_with_images"]) > 0 and not random_frozen:
-            return ("image", "text")
-        return ("text",)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready description (what ``cxrsearch models info --json`` prints)."""
-        cfg = self.config
-        return {
-            "path": str(self.path),
-            "model": cfg.name,
-            "fingerprint": self.fingerprint,
-            "weights_bytes": self.weights_bytes,
-            "joint_dim": cfg.fusion.joint_dim,
-            "labels": list(self.labels),
-            "thresholds": dict(zip(self.labels, self.thresholds)),
-            "towers": {
-                "image": {
-                    "arch": cfg.image.arch,
-                    "source": cfg.image.source,
-                    "hub_id": cfg.image.hub_id,
-                    "revision": cfg.image.revision,
-                },
-                "text": {
-                    "model_type": self.text_tower_config.get("model_type"),
-                    "source": cfg.text.source,
-                    "hub_id": cfg.text.hub_id,
-                    "revision": cfg.text.revision,
-                },
-            },
-            "fusion": cfg.to_dict()["fusion"],
-            "preprocess": cfg.to_dict()["preprocess"],
-            "data_fingerprint": self.data_fingerprint,
-            "trained_modalities": None if self.trained_modalities is None else list(self.trained_modalities),
-            "metrics": dict(self.metrics),
-            "created": self.created,
-            "versions": dict(self.versions),
-            "extra": dict(self.extra),
-        }
+__all__ = [  # the checkpoint API is one import; what config.json says lives in checkpoint_info
+    "CONFIG_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "RUNTIMES",
+    "STAMP_FILE",
+    "TOKENIZER_DIR",
+    "TOWERS",
+    "WEIGHTS_FILE",
+    "Checkpoint",
+    "CheckpointInfo",
+    "export_image_side",
+    "file_sha256",
+    "load_checkpoint",
+    "read_checkpoint_info",
+    "save_checkpoint",
+    "stamp_paths",
+]
 
 
 @dataclass(frozen=True)
@@ -145,14 +85,15 @@ class Checkpoint:
     """A loaded checkpoint: the model (eval mode) plus everything in :class:`CheckpointInfo`.
 
     ``model`` is a :class:`FusionModel`, or for a text-only load with the numpy runtime a
-    :class:`~cxrsearch.model.numpy_text.NumpyTextModel`.
+    :class:`~cxrsearch.model.numpy_text.NumpyTextModel`, or for an image-only load with the onnx
+    runtime an :class:`~cxrsearch.model.onnx_image.OnnxImageModel`.
 
     ``path``, ``config``, ``labels``, ``thresholds``, ``fingerprint`` and ``metrics`` read through
     to ``info``.
     """
 
     info: CheckpointInfo
-    model: FusionModel | NumpyTextModel
+    model: FusionModel | NumpyTextModel | OnnxImageModel
 
     path = property(lambda self: self.info.path)
     config = property(lambda self: self.info.config)
@@ -169,25 +110,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _thresholds_in_order(
-    labels: tuple[str, ...], thresholds: Sequence[float] | Mapping[str, float]
-) -> tuple[float, ...]:
-    if isinstance(thresholds, Mapping):
-        missing = [label for label in labels if label not in thresholds]
-        if missing or len(thresholds) != len(labels):
-            raise ModelError(
-                f"thresholds must name exactly the model's labels (missing {missing}, extra {sorted(set(thresholds) - set(labels))})"
-            )
-        values = tuple(float(thresholds[label]) for label in labels)
-    else:
-        values = tuple(float(t) for t in thresholds)
-        if len(values) != len(labels):
-            raise ModelError(f"{len(values)} thresholds for {len(labels)} labels")
-    if not all(0.0 <= t <= 1.0 and math.isfinite(t) for t in values):
-        raise ModelError("thresholds must be probabilities in [0, 1]")
-    return values
 
 
 def _json_ready(value: Any, what: str) -> Any:
@@ -244,7 +166,7 @@ def save_checkpoint(
 
     target = Path(directory).expanduser()
     target.mkdir(parents=True, exist_ok=True)
-    ordered = _thresholds_in_order(model.labels, thresholds)
+    ordered = thresholds_in_order(model.labels, thresholds)
     weights_tmp = target / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
     # One metadata key only: safetensors writes the metadata map in hash order, so two keys would make
     # the bytes (and the fingerprint) of identical weights differ from one save to the next.
@@ -278,48 +200,6 @@ def save_checkpoint(
     return read_checkpoint_info(target)
 
 
-def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
-    """Parse ``config.json`` of a checkpoint (fast; imports no torch)."""
-    path = Path(directory).expanduser()
-    config_path = path / CONFIG_FILE
-    if not path.is_dir():
-        raise ModelError("checkpoint directory not found", path=path)
-    if not config_path.is_file():
-        raise ModelError(f"not a checkpoint: {CONFIG_FILE} is missing", path=path)
-    try:
-        doc = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"corrupt checkpoint config: {exc}", path=config_path) from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ModelError(f"not a cxrsearch checkpoint (format is not {FORMAT!r})", path=config_path)
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise ModelError(
-            f"checkpoint format version {doc.get('format_version')} is not supported (expected {FORMAT_VERSION})",
-            path=config_path,
-        )
-    try:
-        labels = tuple(str(label) for label in doc["labels"])
-        info = CheckpointInfo(
-            path=path,
-            config=ModelConfig.from_dict(doc["model"], where=config_path),
-            labels=labels,
-            thresholds=_thresholds_in_order(labels, doc["thresholds"]),
-            fingerprint=str(doc["fingerprint"]),
-            weights_bytes=int(doc["weights_bytes"]),
-            data_fingerprint=doc.get("data_fingerprint"),
-            metrics=dict(doc.get("metrics") or {}),
-            text_tower_config=dict(doc["text_tower_config"]),
-            created=str(doc.get("created", "")),
-            versions=dict(doc.get("versions") or {}),
-            extra=dict(doc.get("extra") or {}),
-        )
-    except ModelError as exc:
-        raise ModelError(exc.message, path=config_path) from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"corrupt checkpoint config: {type(exc).__name__}: {exc}", path=config_path) from None
-    return info
-
-
 TOWERS = ("image", "text")
 """The towers a checkpoint holds; :func:`load_checkpoint` builds the ones asked for."""
 
@@ -328,7 +208,7 @@ STAMP_FILE = ".verified.json"
 its sha256 matched ``config.json``: the file's identity then, so that later loads skip the hash."""
 
 
-RUNTIMES = ("torch", "numpy", "auto")
+RUNTIMES = ("torch", "numpy", "onnx", "auto")
 
 
 def load_checkpoint(
@@ -351,8 +231,11 @@ def load_checkpoint(
 
     ``runtime``: ``"torch"`` (the reference), ``"numpy"`` (text only: the text side of the model in
     numpy, :mod:`cxrsearch.model.numpy_text`, no torch import; ``model`` is then a
-    :class:`~cxrsearch.model.numpy_text.NumpyTextModel`), or ``"auto"``: numpy for a text-only load
-    of an architecture it implements, else torch.
+    :class:`~cxrsearch.model.numpy_text.NumpyTextModel`), ``"onnx"`` (image only: the checkpoint's
+    ONNX export on onnxruntime, :mod:`cxrsearch.model.onnx_image`, no torch import; ``model`` is an
+    :class:`~cxrsearch.model.onnx_image.OnnxImageModel`), or ``"auto"``: numpy for a text-only load
+    of an architecture it implements, onnx for an image-only load with an export of these weights,
+    else torch.
     """
     wanted = tuple(name for name in TOWERS if name in towers)
     if not wanted or len(wanted) != len(set(towers)):
@@ -361,6 +244,8 @@ def load_checkpoint(
         raise ModelError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if runtime == "numpy" and wanted != ("text",):
         raise ModelError("the numpy runtime serves text-only loads (towers=('text',))")
+    if runtime == "onnx" and wanted != ("image",):
+        raise ModelError("the onnx runtime serves image-only loads (towers=('image',))")
     info = read_checkpoint_info(directory)
     weights = info.path / WEIGHTS_FILE
     if not weights.is_file():
@@ -377,6 +262,17 @@ def load_checkpoint(
 
         if runtime == "numpy" or supported(info) is None:
             return Checkpoint(info=info, model=NumpyTextModel.load(info))
+    if runtime in ("auto", "onnx") and wanted == ("image",):
+        from cxrsearch.model.onnx_image import OnnxImageModel, runtime_missing
+
+        onnx_model = OnnxImageModel.load(info)
+        if onnx_model is not None:
+            return Checkpoint(info=info, model=onnx_model)
+        if runtime == "onnx":
+            why = (
+                runtime_missing() or "the checkpoint has no ONNX export of these weights (cxrsearch models export-onnx)"
+            )
+            raise ModelError(f"no ONNX image side: {why}", path=info.path)
     from cxrsearch.model.fusion import FusionModel
 
     config = info.config
@@ -399,6 +295,21 @@ def load_checkpoint(
         first = " ".join(str(exc).split())[:300]
         raise ModelError(f"cannot load checkpoint weights: {first}", path=weights) from None
     return Checkpoint(info=info, model=model.to(device).eval())
+
+
+def export_image_side(directory: str | Path) -> Path:
+    """Load the checkpoint in ``directory`` with torch (image side) and export that side to ONNX
+    (:func:`cxrsearch.model.onnx_image.export`): image queries then run without torch.
+
+    Refuses a checkpoint that never learned from radiographs: its image queries are refused too."""
+    from cxrsearch.model.onnx_image import export
+
+    info = read_checkpoint_info(directory)
+    if info.trained_modalities == ("text",):
+        raise ModelError(
+            "this checkpoint learned from reports only: it answers no image queries to export", path=info.path
+        )
+    return export(info, load_checkpoint(directory, towers=("image",), runtime="torch").model)
 
 
 def _part_of(key: str) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from cxrsearch.errors import ModelError
+from cxrsearch.image.preprocess import preprocess_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.numpy_text import NumpyTextModel
+    from cxrsearch.model.onnx_image import OnnxImageModel
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Encoder:
     ) -> None:
         from cxrsearch.model.checkpoint import TOWERS, Checkpoint, load_checkpoint
         from cxrsearch.model.numpy_text import NumpyTextModel
+        from cxrsearch.model.onnx_image import OnnxImageModel
 
         if isinstance(source, (str, Path)):
             source = load_checkpoint(
@@ -93,7 +96,8 @@ class Encoder:
             )
         self.device = str(device)
         self.numpy = isinstance(self.model, NumpyTextModel)
-        if not self.numpy:
+        self.onnx = isinstance(self.model, OnnxImageModel)
+        if not (self.numpy or self.onnx):
             cast("FusionModel", self.model).to(self.device)
         self.config = self.model.config
         self.labels: tuple[str, ...] = self.model.labels
@@ -111,11 +115,11 @@ class Encoder:
 
     def prepare_images(self, images: Sequence[DecodedImage | np.ndarray]) -> tuple[torch.Tensor, list[Geometry]]:
         """Decoded images (or grey ``(H, W)`` arrays in ``[0, 1]``) -> (``[B, 1, S, S]`` on device, geometries)."""
-        from cxrsearch.image.preprocess import preprocess_batch
+        import torch
 
         arrays = cast(list[np.ndarray], [getattr(image, "pixels", image) for image in images])
         pixels, geometries = preprocess_batch(arrays, self.config.preprocess)
-        return pixels.to(self.device), geometries
+        return torch.from_numpy(pixels).to(self.device), geometries
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Report texts -> ``{"input_ids", "attention_mask"}`` ``[B, T]`` on device.
@@ -126,11 +130,11 @@ class Encoder:
             raise ModelError("tokenize needs a non-empty list of texts")
         if not all(isinstance(text, str) for text in texts):
             raise ModelError("every text must be a string (a study without a report has no text input)")
-        if self.numpy:
+        if self.numpy or self.onnx:
             raise ModelError(
-                "a numpy-runtime encoder makes no torch tensors (load the checkpoint with runtime='torch')"
+                "a numpy- or onnx-runtime encoder makes no torch tensors (load the checkpoint with runtime='torch')"
             )
-        batch = self.model.tokenizer(
+        batch = cast("FusionModel", self.model).tokenizer(
             list(texts),
             padding="longest",
             truncation=True,
@@ -170,6 +174,8 @@ class Encoder:
             raise ModelError("nothing to encode (empty input)")
         if self.numpy:
             return self._encode_numpy(list(texts or ()), batch_size)
+        if self.onnx:
+            return self._encode_onnx(list(images or ()), batch_size)
         import torch
 
         model = cast("FusionModel", self.model)  # not numpy: a torch model
@@ -207,6 +213,19 @@ class Encoder:
         for start in range(0, len(texts), batch_size):
             text, joint, logits = cast("NumpyTextModel", self.model).forward(texts[start : start + batch_size])
             parts["text"].append(text)
+            parts["joint"].append(joint)
+            parts["probs"].append((1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32))
+        return self._encoded(parts)
+
+    def _encode_onnx(self, images: list[DecodedImage | np.ndarray], batch_size: int) -> Encoded:
+        """Films through the ONNX image side (:mod:`cxrsearch.model.onnx_image`): no torch."""
+        parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            arrays = cast(list[np.ndarray], [getattr(image, "pixels", image) for image in batch])
+            pixels, _ = preprocess_batch(arrays, self.config.preprocess)
+            image, joint, logits = cast("OnnxImageModel", self.model).forward(pixels)
+            parts["image"].append(image)
             parts["joint"].append(joint)
             parts["probs"].append((1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32))
         return self._encoded(parts)

@@ -28,7 +28,7 @@ import numpy as np
 from cxrsearch.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cxrsearch.model.checkpoint import CheckpointInfo
+    from cxrsearch.model.checkpoint_info import CheckpointInfo
 
 TOKENIZER_JSON = "tokenizer.json"
 _BACKBONE = "text_tower.backbone."

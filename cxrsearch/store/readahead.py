@@ -15,6 +15,7 @@ it rescores), the payload storage (read only for the hits returned) and the WAL.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CHUNK = 1 << 22
@@ -27,8 +28,25 @@ def _wanted(path: Path, shard: Path) -> bool:
     return not (path.name == "matrix.dat" and (path.parent / "quantized.data").exists())
 
 
+def _extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` byte ranges of a file that hold data: the engine preallocates its
+    appendable storages as sparse 32 MB files, and reading their holes would only copy zeros."""
+    if not hasattr(os, "SEEK_DATA"):
+        return [(0, size)]
+    extents, offset = [], 0
+    try:
+        while offset < size:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+            stop = os.lseek(fd, start, os.SEEK_HOLE)
+            extents.append((start, stop))
+            offset = stop
+    except OSError:  # ENXIO: no data after offset; EINVAL: the file system cannot tell
+        return extents if offset else [(0, size)]
+    return extents
+
+
 def read_ahead(shard: Path) -> int:
-    """Read the files of ``shard`` the engine will load into the page cache; the bytes read.
+    """Read the data of ``shard``'s files the engine will load into the page cache; the bytes read.
 
     Best effort: a file that cannot be read here is left for the engine to report."""
     total = 0
@@ -37,9 +55,17 @@ def read_ahead(shard: Path) -> int:
         if not path.is_file() or not _wanted(path, shard):
             continue
         try:
-            with path.open("rb", buffering=0) as handle:
-                while read := handle.readinto(buffer):
-                    total += read
+            fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue
+        try:
+            for start, stop in _extents(fd, os.fstat(fd).st_size):
+                os.lseek(fd, start, os.SEEK_SET)
+                while start < stop and (read := os.readv(fd, [memoryview(buffer)[: min(CHUNK, stop - start)]])):
+                    total += read
+                    start += read
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
     return total

@@ -1,8 +1,10 @@
 """The fast query path: a text query runs the checkpoint's text side in numpy (no torch), an image
-query loads only the image tower; both give what the full torch model gives (torch is the reference)."""
+query loads only the image tower, or with an ONNX export runs it on onnxruntime (no torch); each gives
+what the full torch model gives (torch is the reference)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 from cxrsearch.data.openi import load_studies
+from cxrsearch.errors import ModelError
 from cxrsearch.index import index_studies
 from cxrsearch.model.encode import Encoder
 from cxrsearch.model.numpy_text import NumpyTextModel, supported
@@ -150,3 +153,104 @@ def test_a_text_search_imports_no_torch_timm_or_torchvision(edge_store, tiny_che
     )
     assert done.returncode == 0, done.stderr + done.stdout
     assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"a text search imported {done.stdout.strip()}"
+
+
+# ---------------------------------------------------------------- image queries on onnxruntime
+
+
+@pytest.fixture(scope="module")
+def onnx_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny checkpoint (same weights, same fingerprint) with its image side exported."""
+    import shutil
+
+    from cxrsearch.model.checkpoint import export_image_side
+    from cxrsearch.model.onnx_image import ONNX_FILE, RECORD_FILE
+
+    copy = tmp_path_factory.mktemp("onnx") / "ckpt"
+    shutil.copytree(tiny_checkpoint, copy)
+    assert export_image_side(copy) == copy / ONNX_FILE
+    record = json.loads((copy / RECORD_FILE).read_text())
+    assert record["checked"]["joint_cosine"] >= 0.9999
+    return copy
+
+
+def _films(images_dir: Path) -> list:
+    """Every real radiograph of the shared data (PNG, JPEG, DICOM incl. MONOCHROME1 and JPEG-compressed)."""
+    from cxrsearch.image import decode_image
+
+    paths = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in (".png", ".dcm", ".jpg", ".jpeg"))
+    assert len(paths) >= 3, images_dir
+    return [decode_image(p) for p in paths]
+
+
+def test_onnx_image_side_matches_torch_on_real_radiographs(onnx_checkpoint, images_dir):
+    from cxrsearch.model.onnx_image import OnnxImageModel
+
+    fast = Encoder(onnx_checkpoint, towers=("image",), runtime="auto")
+    assert fast.onnx and isinstance(fast.model, OnnxImageModel)
+    films = _films(images_dir)
+    got, want = fast.encode(images=films, batch_size=4), Encoder(onnx_checkpoint).encode(images=films, batch_size=4)
+    assert _cosine(got.image, want.image).min() >= 0.9999
+    assert _cosine(got.joint, want.joint).min() >= 0.9999
+    assert np.abs(got.probs - want.probs).max() <= 1e-4
+
+
+def test_onnx_image_search_returns_the_torch_paths_hits(indexed, onnx_checkpoint, openi_images):
+    """Same hits as torch; hits whose fused scores tie (RRF rank points) may trade places, not leave."""
+    image = openi_images / "png" / "CXR1_1_IM-0001-3001.png"
+    for label in ((), ("normal",)):
+        spec = QuerySpec(image=image, all_labels=label, k=10)
+        fast = search(spec, indexed.store, indexed.collection, onnx_checkpoint, runtime="auto")
+        reference = search(spec, indexed.store, indexed.collection, onnx_checkpoint, runtime="torch")
+        assert [round(h.score, 4) for h in fast] == [round(h.score, 4) for h in reference]
+        assert {h.id for h in fast} == {h.id for h in reference}
+
+
+def test_an_export_of_other_weights_is_ignored(onnx_checkpoint, tmp_path):
+    import shutil
+
+    from cxrsearch.model.checkpoint import load_checkpoint
+    from cxrsearch.model.onnx_image import RECORD_FILE
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(onnx_checkpoint, copy)
+    record = json.loads((copy / RECORD_FILE).read_text())
+    (copy / RECORD_FILE).write_text(json.dumps({**record, "fingerprint": "0" * 64}))
+    assert type(load_checkpoint(copy, towers=("image",), runtime="auto").model).__name__ == "FusionModel"
+    with pytest.raises(ModelError, match="no ONNX export of these weights"):
+        load_checkpoint(copy, towers=("image",), runtime="onnx")
+
+
+def test_exporting_a_text_only_checkpoint_is_refused(text_only_checkpoint):
+    from cxrsearch.model.checkpoint import export_image_side
+
+    with pytest.raises(ModelError, match="reports only"):
+        export_image_side(text_only_checkpoint)
+
+
+def test_an_image_search_with_an_export_imports_no_torch_timm_or_torchvision(
+    onnx_checkpoint, openi_images, reports_tgz, tmp_path
+):
+    store = EdgeStore(tmp_path / "store")
+    try:
+        index_studies(
+            index_options(reports_tgz, openi_images, None, tmp_path / "failures", limit=12), store, onnx_checkpoint
+        )
+    finally:
+        store.close()
+    image = openi_images / "png" / "CXR1_1_IM-0001-3001.png"
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from cxrsearch.cli.main import app\n"
+        f"args = ['search', '--image', {str(image)!r}, '-k', '3', '--json', '--store', {str(tmp_path / 'store')!r}]\n"
+        "result = CliRunner().invoke(app, args)\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert '\"study_id\"' in result.output, result.output\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"an image search imported {done.stdout.strip()}"
