@@ -9,7 +9,7 @@ torch is imported only when the command runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 import typer
 from rich import box
@@ -17,6 +17,10 @@ from rich.table import Table
 
 from cxrsearch.cli.progress import StageProgress
 from cxrsearch.cli.render import console, err_console, print_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.evaluate.retrieval import RetrievalResult, RetrievalRow
+    from cxrsearch.evaluate.run import EvaluationResult
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -38,10 +42,19 @@ def _fmt(value) -> str:
     return fmt(value)
 
 
-def _tables(result, report_path: Path, plot_path: Path) -> None:
-    from cxrsearch.evaluate.retrieval import METHODS, MODES
+def _tables(result: EvaluationResult, report_path: Path, plot_path: Path) -> None:
+    """The run on stdout: a summary, one retrieval table per setting, the short queries (notes on stderr)."""
+    console.print(_summary_table(result, report_path, plot_path), highlight=False)
+    for note in result.settings.get("notes", []):
+        err_console.print(f"note: {note}")
+    for setting in result.retrieval.pools:
+        console.print(_retrieval_table(result, setting))
+    console.print(_short_queries_table(result))
 
-    cls, r = result.classification, result.retrieval
+
+def _summary_table(result: EvaluationResult, report_path: Path, plot_path: Path) -> Table:
+    """What was evaluated, the classification and cross-modal numbers, where the report is, how long it took."""
+    cls = result.classification
     head = Table(
         title=f"cxrsearch evaluate: {result.checkpoint['model']} on {result.settings['split']}", show_header=False
     )
@@ -67,52 +80,64 @@ def _tables(result, report_path: Path, plot_path: Path) -> None:
         head.add_row(f"CXR-CLIP protocol ({cm.method})", value)
     head.add_row("report", f"{report_path} (plot {plot_path.name})")
     head.add_row("time", f"{result.timings['total']:.1f} s")
-    console.print(head, highlight=False)
-    for note in result.settings.get("notes", []):
-        err_console.print(f"note: {note}")
+    return head
+
+
+def _retrieval_table(result: EvaluationResult, setting: str) -> Table:
+    """One setting: per mode, each method's strict metrics and its lenient ``P@max(k)`` (or why the mode did not run)."""
+    from cxrsearch.evaluate.retrieval import MODES
+
+    r = result.retrieval
+    split, size = r.pools[setting]
     top = max(r.ks)
-    for setting, (split, size) in r.pools.items():
-        table = Table(
-            title=f"Retrieval {setting}: {result.settings['split']} queries -> {size:,} {split} cases "
-            f"(strict relevance; * lenient)",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            collapse_padding=True,
+    table = Table(
+        title=f"Retrieval {setting}: {result.settings['split']} queries -> {size:,} {split} cases "
+        f"(strict relevance; * lenient)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for name in ("query", "method", "n", *[f"P@{k}" for k in r.ks], f"mAP@{top}", f"nDCG@{top}", "MRR", f"P@{top}*"):
+        text = name in ("query", "method")
+        table.add_column(name, justify="left" if text else "right", no_wrap=True, min_width=None if text else 5)
+    for mode in MODES:
+        status = next(s for s in r.modes if s.setting == setting and s.mode == mode)
+        if status.note:
+            table.add_row(mode.removesuffix("->case"), status.note, "0", *["-"] * (len(r.ks) + 4), end_section=True)
+        else:
+            _add_mode_rows(table, r, setting, mode)
+    return table
+
+
+def _add_mode_rows(table: Table, r: RetrievalResult, setting: str, mode: str) -> None:
+    """The rows of the methods that ran in (setting, mode), the mode named on the first, a section line after the last."""
+    from cxrsearch.evaluate.retrieval import METHODS
+
+    top = max(r.ks)
+    methods = [m for m in METHODS if r.row(setting, mode, m, "strict") is not None]
+    for i, method in enumerate(methods):
+        strict = cast("RetrievalRow", r.row(setting, mode, method, "strict"))
+        lenient = cast("RetrievalRow", r.row(setting, mode, method, "lenient"))
+        m = strict.metrics
+        table.add_row(
+            mode.removesuffix("->case") if i == 0 else "",
+            method,
+            str(strict.queries),
+            *[_fmt(m[f"P@{k}"]) for k in r.ks],
+            _fmt(m[f"mAP@{top}"]),
+            _fmt(m[f"nDCG@{top}"]),
+            _fmt(m["MRR"]),
+            _fmt(lenient.metrics[f"P@{top}"]),
+            end_section=i == len(methods) - 1,
         )
-        for name in (
-            "query",
-            "method",
-            "n",
-            *[f"P@{k}" for k in r.ks],
-            f"mAP@{top}",
-            f"nDCG@{top}",
-            "MRR",
-            f"P@{top}*",
-        ):
-            text = name in ("query", "method")
-            table.add_column(name, justify="left" if text else "right", no_wrap=True, min_width=None if text else 5)
-        for mode in MODES:
-            status = next(s for s in r.modes if s.setting == setting and s.mode == mode)
-            if status.note:
-                table.add_row(mode.removesuffix("->case"), status.note, "0", *["-"] * (len(r.ks) + 4), end_section=True)
-                continue
-            methods = [m for m in METHODS if r.row(setting, mode, m, "strict") is not None]
-            for i, method in enumerate(methods):
-                strict, lenient = r.row(setting, mode, method, "strict"), r.row(setting, mode, method, "lenient")
-                m = strict.metrics
-                table.add_row(
-                    mode.removesuffix("->case") if i == 0 else "",
-                    method,
-                    str(strict.queries),
-                    *[_fmt(m[f"P@{k}"]) for k in r.ks],
-                    _fmt(m[f"mAP@{top}"]),
-                    _fmt(m[f"nDCG@{top}"]),
-                    _fmt(m["MRR"]),
-                    _fmt(lenient.metrics[f"P@{top}"]),
-                    end_section=i == len(methods) - 1,
-                )
-        console.print(table)
-    sq = result.short_queries
+
+
+def _short_queries_table(result: EvaluationResult) -> Table:
+    """The short-query protocol: each method's strict metrics."""
+    from cxrsearch.evaluate.retrieval import METHODS
+
+    sq, ks = result.short_queries, result.retrieval.ks
+    top = max(ks)
     table = Table(
         title=f"Short queries ({sq.version}, {sq.half} half) -> every indexed case (strict; "
         f"novel / non-normal subsets of the full-report queries are in the report)",
@@ -120,16 +145,16 @@ def _tables(result, report_path: Path, plot_path: Path) -> None:
         pad_edge=False,
         collapse_padding=True,
     )
-    for name in ("method", "n", *[f"P@{k}" for k in r.ks], f"mAP@{top}", "MRR"):
+    for name in ("method", "n", *[f"P@{k}" for k in ks], f"mAP@{top}", "MRR"):
         table.add_column(name, justify="left" if name == "method" else "right", no_wrap=True)
     for method in METHODS:
         row = sq.row(method)
         if row is not None:
             m = row.metrics
             table.add_row(
-                method, str(row.queries), *[_fmt(m[f"P@{k}"]) for k in r.ks], _fmt(m[f"mAP@{top}"]), _fmt(m["MRR"])
+                method, str(row.queries), *[_fmt(m[f"P@{k}"]) for k in ks], _fmt(m[f"mAP@{top}"]), _fmt(m["MRR"])
             )
-    console.print(table)
+    return table
 
 
 def evaluate(

@@ -31,8 +31,9 @@ one strictly relevant study in the pool; every method of a (setting, mode) answe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -262,6 +263,64 @@ def _rows(
     return rows
 
 
+def _study_order(uids: Iterable[str]) -> list[str]:
+    """Study ids (``CXR<n>``) in report-number order."""
+    return sorted(uids, key=lambda u: int(u[3:]))
+
+
+def _depth_and_fetch(ks: tuple[int, ...], cases: Mapping[str, Case]) -> tuple[int, int]:
+    """The ranking depth (the largest k) and the points to fetch for it: enough for ``depth``
+    distinct studies when a study has several points (radiographs), at most 1000."""
+    depth = max(ks)
+    per_study = max((len(case.points) for case in cases.values()), default=1)
+    return depth, min(1000, depth * per_study)
+
+
+@dataclass(frozen=True)
+class _SearchPool:
+    """The studies one setting searches: its ``uids`` (report order) and their report ``texts``,
+    ``split`` (the search filter; ``""``: none) and the relevance ``judge`` over them."""
+
+    setting: str
+    split: str
+    uids: list[str]
+    texts: list[str]
+    judge: Pool
+
+
+def _text_baseline_rows(
+    pool: _SearchPool,
+    mode: str,
+    queries: Sequence[QueryCase],
+    label_model: Callable[[], Any],
+    ks: tuple[int, ...],
+    subsets: Mapping[str, np.ndarray] | None = None,
+) -> list[RetrievalRow]:
+    """``bm25`` rows, then ``tfidf-lr`` rows when ``label_model()`` (asked after BM25 ranked) gives a
+    model, for queries that all have a report text."""
+    depth = max(ks)
+    query_uids, query_texts = [q.uid for q in queries], [q.text or "" for q in queries]
+    ranked = bm25_rankings(pool.uids, pool.texts, query_uids, query_texts, depth)
+    rows = _rows(pool.setting, mode, "bm25", pool.judge, queries, ranked, ks, subsets)
+    model = label_model()
+    if model is not None:
+        ranked = cosine_rankings(pool.uids, model.predict(pool.texts), query_uids, model.predict(query_texts), depth)
+        rows += _rows(pool.setting, mode, "tfidf-lr", pool.judge, queries, ranked, ks, subsets)
+    return rows
+
+
+def _random_rows(
+    pool: _SearchPool,
+    mode: str,
+    queries: Sequence[QueryCase],
+    ks: tuple[int, ...],
+    subsets: Mapping[str, np.ndarray] | None = None,
+) -> list[RetrievalRow]:
+    """The ``random`` baseline's rows."""
+    ranked = random_rankings(pool.uids, [q.uid for q in queries], max(ks))
+    return _rows(pool.setting, mode, "random", pool.judge, queries, ranked, ks, subsets)
+
+
 def evaluate_retrieval(
     split: str,
     queries: Sequence[QueryCase],
@@ -284,76 +343,122 @@ def evaluate_retrieval(
     ks = tuple(sorted(set(int(k) for k in ks)))
     if not ks or ks[0] < 1:
         raise ConfigError(f"--k values must be positive integers, got {list(ks)}")
-    depth = max(ks)
-    per_study = max((len(case.points) for case in cases.values()), default=1)
-    fetch = min(1000, depth * per_study)
-    vectors: dict[tuple[int, str], dict[str, Mapping[str, np.ndarray]]] = {}  # (encoder, mode) -> uid -> query vectors
-    label_models: dict[str, Any] = {}  # the tfidf-lr model, fitted once on the train split
+    run = _RetrievalRun(queries, cases, label_sets, texts, vocabulary, searchers, ks, progress, finding_sentences)
     settings = [("historical", "train")] + ([("within", split)] if split != "train" else [])
     pools, statuses, rows, no_relevant = {}, [], [], {}
-    notes: list[str] = []
     for setting, pool_split in settings:
-        pool_uids = sorted((uid for uid, case in cases.items() if case.split == pool_split), key=lambda u: int(u[3:]))
-        pool = Pool(pool_uids, [label_sets[uid] for uid in pool_uids], vocabulary)
-        pools[setting] = (pool_split, len(pool_uids))
-        answerable = [q for q in queries if pool.gains(Query(q.uid, q.labels, q.primary), "strict").any()]
+        uids = _study_order(uid for uid, case in cases.items() if case.split == pool_split)
+        pool = _SearchPool(
+            setting,
+            pool_split,
+            uids,
+            [texts[uid] for uid in uids],
+            Pool(uids, [label_sets[u] for u in uids], vocabulary),
+        )
+        pools[setting] = (pool_split, len(uids))
+        answerable = [q for q in queries if pool.judge.gains(Query(q.uid, q.labels, q.primary), "strict").any()]
         no_relevant[setting] = len(queries) - len(answerable)
-        pool_texts = [texts[uid] for uid in pool_uids]
         for mode in MODES:
-            asked = [q for q in answerable if all(_has(q, need) for need in _NEEDS[mode])]
-            if not asked:
-                with_inputs = any(all(_has(q, need) for need in _NEEDS[mode]) for q in queries)
-                note = _no_inputs_note(mode) if not with_inputs else "no query has a relevant study in this pool"
-                statuses.append(ModeStatus(setting, mode, 0, note))
-                continue
-            statuses.append(ModeStatus(setting, mode, len(asked), None))
-            fused = len(search_mode(mode).components) > 1
-            running = {m: s for m, s in searchers.items() if fused or s.weights is None}  # weight variants: fused only
-            subsets = subset_masks(
-                [q.uid for q in asked], [q.text for q in asked], [q.labels for q in asked], pool_texts
+            status, mode_rows = run.mode(pool, mode, answerable)
+            statuses.append(status)
+            rows += mode_rows
+    return RetrievalResult(ks, pools, tuple(statuses), tuple(rows), unlabelled, no_relevant, tuple(run.notes))
+
+
+def _answers(query: QueryCase, mode: str) -> bool:
+    """Whether the query has every input ``mode`` needs."""
+    return all(_has(query, need) for need in _NEEDS[mode])
+
+
+_UNFITTED = object()
+
+
+class _RetrievalRun:
+    """One :func:`evaluate_retrieval` call: its inputs, and what it computes once for all settings
+    (query vectors per encoder and mode, the tfidf-lr model, the ``notes`` of what could not run)."""
+
+    def __init__(
+        self,
+        queries: Sequence[QueryCase],
+        cases: Mapping[str, Case],
+        label_sets: Mapping[str, tuple[str, ...]],
+        texts: Mapping[str, str],
+        vocabulary: Sequence[str],
+        searchers: Mapping[str, Searcher],
+        ks: tuple[int, ...],
+        progress: Progress | None,
+        finding_sentences: bool,
+    ) -> None:
+        self.queries, self.cases, self.label_sets, self.texts = queries, cases, label_sets, texts
+        self.vocabulary, self.searchers, self.ks = vocabulary, searchers, ks
+        self.progress, self.finding_sentences = progress, finding_sentences
+        self.depth, self.fetch = _depth_and_fetch(ks, cases)
+        self.notes: list[str] = []
+        self._vectors: dict[
+            tuple[int, str], dict[str, Mapping[str, np.ndarray]]
+        ] = {}  # (encoder, mode) -> uid -> vectors
+        self._label_model: Any = _UNFITTED
+
+    def mode(
+        self, pool: _SearchPool, mode: str, answerable: Sequence[QueryCase]
+    ) -> tuple[ModeStatus, list[RetrievalRow]]:
+        """Every method of one (setting, mode) on the answerable queries that have the mode's inputs."""
+        asked = [q for q in answerable if _answers(q, mode)]
+        if not asked:
+            with_inputs = any(_answers(q, mode) for q in self.queries)
+            note = _no_inputs_note(mode) if not with_inputs else "no query has a relevant study in this pool"
+            return ModeStatus(pool.setting, mode, 0, note), []
+        subsets = subset_masks([q.uid for q in asked], [q.text for q in asked], [q.labels for q in asked], pool.texts)
+        rows = self._searched_rows(pool, mode, asked, subsets)
+        if ("text" in _NEEDS[mode] or mode == "case->case") and all(q.text is not None for q in asked):
+            rows += _text_baseline_rows(pool, mode, asked, self.label_model, self.ks, subsets)
+        rows += _random_rows(pool, mode, asked, self.ks, subsets)
+        return ModeStatus(pool.setting, mode, len(asked), None), rows
+
+    def _searched_rows(
+        self, pool: _SearchPool, mode: str, asked: Sequence[QueryCase], subsets: Mapping[str, np.ndarray]
+    ) -> list[RetrievalRow]:
+        """The rows of the methods that search a case base (the component-alone variants: fused modes only)."""
+        fused = len(search_mode(mode).components) > 1
+        running = {m: s for m, s in self.searchers.items() if fused or s.weights is None}
+        tick = self._ticker(f"{pool.setting} {mode}", len(asked) * len(running))
+        rows = []
+        for method, searcher in running.items():
+            vectors = None if mode == "case->case" else self._query_vectors(searcher, mode, asked)
+            ranked = search_rankings(searcher, mode, asked, pool.split, self.depth, self.fetch, vectors, tick)
+            rows += _rows(pool.setting, mode, method, pool.judge, asked, ranked, self.ks, subsets)
+        return rows
+
+    def _ticker(self, stage: str, total: int) -> Callable[[], None]:
+        """A callback counting one searched query of ``stage`` (reported to ``progress``)."""
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if self.progress is not None:
+                self.progress(stage, done, total)
+
+        return tick
+
+    def _query_vectors(
+        self, searcher: Searcher, mode: str, asked: Sequence[QueryCase]
+    ) -> list[Mapping[str, np.ndarray]]:
+        """The query vectors of ``asked``, encoded once per (encoder, mode) for every query with the mode's inputs."""
+        key = (id(searcher.encoder), mode)
+        if key not in self._vectors:
+            encodable = [q for q in self.queries if _answers(q, mode)]
+            encoded = encode_queries(searcher.encoder, mode, encodable, bm25=searcher.bm25(mode))
+            self._vectors[key] = dict(zip((q.uid for q in encodable), encoded))
+        return [self._vectors[key][q.uid] for q in asked]
+
+    def label_model(self) -> Any:
+        """The tfidf-lr model, fitted on the train split once (as the checkpoint was), or ``None``."""
+        if self._label_model is _UNFITTED:
+            self._label_model = _train_label_model(
+                self.cases, self.label_sets, self.texts, self.vocabulary, self.notes, self.finding_sentences
             )
-            total = len(asked) * len(running)
-            done = [0]
-
-            def tick(stage=f"{setting} {mode}") -> None:
-                done[0] += 1  # noqa: B023  (called within this iteration)
-                if progress is not None:
-                    progress(stage, done[0], total)  # noqa: B023  (called within this iteration)
-
-            for method, searcher in running.items():
-                vecs = None
-                if mode != "case->case":
-                    key = (id(searcher.encoder), mode)
-                    if key not in vectors:
-                        encodable = [q for q in queries if all(_has(q, need) for need in _NEEDS[mode])]
-                        vectors[key] = dict(
-                            zip(
-                                (q.uid for q in encodable),
-                                encode_queries(searcher.encoder, mode, encodable, bm25=searcher.bm25(mode)),
-                            )
-                        )
-                    vecs = [vectors[key][q.uid] for q in asked]
-                ranked = search_rankings(searcher, mode, asked, pool_split, depth, fetch, vecs, tick)
-                rows += _rows(setting, mode, method, pool, asked, ranked, ks, subsets)
-            if "text" in _NEEDS[mode] or mode == "case->case":
-                with_text = [q for q in asked if q.text is not None]
-                if len(with_text) == len(asked):
-                    query_uids, query_texts = [q.uid for q in asked], [q.text or "" for q in asked]
-                    ranked = bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth)
-                    rows += _rows(setting, mode, "bm25", pool, asked, ranked, ks, subsets)
-                    if "train" not in label_models:  # fitted on train only, as the checkpoint was
-                        label_models["train"] = _train_label_model(
-                            cases, label_sets, texts, vocabulary, notes, finding_sentences
-                        )
-                    model = label_models["train"]
-                    if model is not None:
-                        ranked = cosine_rankings(
-                            pool_uids, model.predict(pool_texts), query_uids, model.predict(query_texts), depth
-                        )
-                        rows += _rows(setting, mode, "tfidf-lr", pool, asked, ranked, ks, subsets)
-            ranked = random_rankings(pool_uids, [q.uid for q in asked], depth)
-            rows += _rows(setting, mode, "random", pool, asked, ranked, ks, subsets)
-    return RetrievalResult(ks, pools, tuple(statuses), tuple(rows), unlabelled, no_relevant, tuple(notes))
+        return self._label_model
 
 
 def _train_label_model(
@@ -367,7 +472,7 @@ def _train_label_model(
     """The tfidf-lr model fitted on the train split (plus its finding sentences when the checkpoint
     was trained with them: the baseline reads what the model read), or ``None`` (with a note) when
     it cannot be fitted."""
-    train = sorted((u for u, case in cases.items() if case.split == "train"), key=lambda u: int(u[3:]))
+    train = _study_order(u for u, case in cases.items() if case.split == "train")
     train_texts: list[str | None] = [texts[u] for u in train]
     train_labels = [label_sets[u] for u in train]
     if sentences:
@@ -395,45 +500,29 @@ def evaluate_short_queries(
     **test** half otherwise. Returns the half and one row per method (``setting`` ``"short"``)."""
     half = "dev" if split == "val" else "test"
     ks = tuple(sorted(set(int(k) for k in ks)))
-    depth = max(ks)
-    per_study = max((len(case.points) for case in cases.values()), default=1)
-    fetch = min(1000, depth * per_study)
-    pool_uids = sorted(cases, key=lambda u: int(u[3:]))
-    pool = Pool(pool_uids, [label_sets[uid] for uid in pool_uids], vocabulary)
+    depth, fetch = _depth_and_fetch(ks, cases)
+    uids = _study_order(cases)
+    judge = Pool(uids, [label_sets[uid] for uid in uids], vocabulary)
+    queries = _short_query_cases(half, vocabulary, judge)
+    if not queries:
+        return half, ()
+    pool = _SearchPool("short", "", uids, [texts[uid] for uid in uids], judge)
+    rows: list[RetrievalRow] = []
+    for method, searcher in searchers.items():
+        ranked = search_rankings(searcher, "text->case", queries, pool.split, depth, fetch)
+        rows += _rows(pool.setting, "text->case", method, judge, queries, ranked, ks)
+    label_model = partial(_train_label_model, cases, label_sets, texts, vocabulary, [], finding_sentences)
+    rows += _text_baseline_rows(pool, "text->case", queries, label_model, ks)
+    rows += _random_rows(pool, "text->case", queries, ks)
+    return half, tuple(rows)
+
+
+def _short_query_cases(half: str, vocabulary: Sequence[str], judge: Pool) -> list[QueryCase]:
+    """The short queries of ``half`` as query cases, those whose label no pool study carries left out
+    (a small or synthetic data set has nothing to find for them, as :func:`evaluate_retrieval` leaves
+    out queries without a relevant study)."""
     queries = [
         QueryCase(f"short:{q.id}", (q.label,), q.label, query_text(q.text), None)
         for q in load_short_queries(half, vocabulary)
     ]
-    # a label no indexed study carries (a small or synthetic data set) has nothing to find: left out,
-    # as evaluate_retrieval leaves out queries without a relevant study
-    queries = [q for q in queries if pool.gains(Query(q.uid, q.labels, q.primary), "strict").any()]
-    rows: list[RetrievalRow] = []
-    if not queries:
-        return half, ()
-    for method, searcher in searchers.items():
-        ranked = search_rankings(searcher, "text->case", queries, "", depth, fetch)
-        rows += _rows("short", "text->case", method, pool, queries, ranked, ks)
-    query_uids, query_texts = [q.uid for q in queries], [q.text or "" for q in queries]
-    pool_texts = [texts[uid] for uid in pool_uids]
-    rows += _rows(
-        "short",
-        "text->case",
-        "bm25",
-        pool,
-        queries,
-        bm25_rankings(pool_uids, pool_texts, query_uids, query_texts, depth),
-        ks,
-    )
-    model = _train_label_model(cases, label_sets, texts, vocabulary, [], finding_sentences)
-    if model is not None:
-        rows += _rows(
-            "short",
-            "text->case",
-            "tfidf-lr",
-            pool,
-            queries,
-            cosine_rankings(pool_uids, model.predict(pool_texts), query_uids, model.predict(query_texts), depth),
-            ks,
-        )
-    rows += _rows("short", "text->case", "random", pool, queries, random_rankings(pool_uids, query_uids, depth), ks)
-    return half, tuple(rows)
+    return [q for q in queries if judge.gains(Query(q.uid, q.labels, q.primary), "strict").any()]

@@ -23,6 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cxrsearch.data.labels import label_names
+from cxrsearch.data.openi import Study, load_studies, locate_reports
+from cxrsearch.data.pairing import ImageIdMap, index_images
+from cxrsearch.data.splits import SPLITS
 from cxrsearch.errors import ConfigError, ModelError
 from cxrsearch.evaluate.baselines import BM25_SETTINGS, RANDOM_SEED, UNTRAINED_SEED, towers_frozen, untrained_checkpoint
 from cxrsearch.evaluate.casebase import build_case_base, collection_name, data_fingerprint, load_cases, store_root
@@ -40,12 +44,14 @@ from cxrsearch.evaluate.retrieval import (
 )
 from cxrsearch.evaluate.short_queries import SHORT_QUERY_SET
 from cxrsearch.index.record import check_images_trained
+from cxrsearch.model.checkpoint import Checkpoint, load_checkpoint
+from cxrsearch.model.encode import Encoder
 from cxrsearch.search.modes import FusionWeights, fusion_weights
+from cxrsearch.store import open_store
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cxrsearch.data.openi import Study
     from cxrsearch.evaluate.casebase import Case
-    from cxrsearch.model.encode import Encoder
+    from cxrsearch.index.report import IndexReport
     from cxrsearch.store.base import Store
 
 DEFAULT_KS = (1, 5, 10)
@@ -68,8 +74,6 @@ class EvaluationOptions:
     cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        from cxrsearch.data.splits import SPLITS
-
         if self.split not in SPLITS:
             raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         ks = tuple(sorted(set(self.ks)))
@@ -127,23 +131,95 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What a run reads before it indexes: the reports (``source``, ``studies``), the radiographs
+    found (``images``), the label ``vocabulary`` with the train split's label counts, the checkpoint
+    and the untrained baseline saved beside the case bases (``cache``), and one encoder per method."""
+
+    source: Path
+    studies: list[Study]
+    images: ImageIdMap | None
+    data_fp: str
+    vocabulary: tuple[str, ...]
+    train_counts: dict[str, int]
+    checkpoint: Checkpoint
+    cache: Path
+    untrained_path: Path
+    encoders: dict[str, Encoder]
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What a run measured with the store open: the ``index`` facts per method, the ``split_uids``
+    indexed (the candidate queries) and the typed results."""
+
+    index: dict[str, dict[str, Any]]
+    split_uids: list[str]
+    classification: ClassificationResult
+    retrieval: RetrievalResult
+    short_queries: ShortQueryResult
+    crossmodal: tuple[CrossModalResult, ...]
+
+
 def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> EvaluationResult:
     """Run the whole evaluation (see the module docstring)."""
-    from cxrsearch.data.labels import label_names
-    from cxrsearch.data.openi import load_studies, locate_reports
-    from cxrsearch.data.pairing import index_images
-    from cxrsearch.model.checkpoint import load_checkpoint
-    from cxrsearch.model.encode import Encoder
-    from cxrsearch.store import open_store
-
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    inputs = _load_inputs(options)
+    timings["load"] = time.perf_counter() - started
+
+    store = open_store(store_dir=store_root(options.cache_dir))
+    try:
+        measured = _measure(store, inputs, options, progress, timings)
+    finally:
+        store.close()
+    timings["total"] = time.perf_counter() - started
+
+    return EvaluationResult(
+        settings=_settings_facts(options, fusion_weights(inputs.encoders["model"]).source),
+        data=_data_facts(inputs, len(measured.split_uids)),
+        checkpoint=_checkpoint_facts(inputs.checkpoint, inputs.untrained_path),
+        index=measured.index,
+        classification=measured.classification,
+        retrieval=measured.retrieval,
+        short_queries=measured.short_queries,
+        crossmodal=measured.crossmodal,
+        timings={key: round(value, 2) for key, value in timings.items()},
+        machine=machine_facts(),
+    )
+
+
+def _load_inputs(options: EvaluationOptions) -> _Inputs:
+    """Steps 1-2: read the reports and radiographs, load and check the checkpoint, build its untrained twin."""
     source = locate_reports(options.data)
     studies = load_studies(source)
     images = index_images(options.images) if options.images is not None else None
     data_fp = data_fingerprint(studies, images)
     vocabulary = label_names()
     checkpoint = load_checkpoint(options.model)
+    _check_checkpoint(checkpoint, vocabulary, options)
+    cache = store_root(options.cache_dir).parent
+    untrained_path = untrained_checkpoint(
+        checkpoint, cache / f"untrained-{checkpoint.fingerprint[:12]}-seed{UNTRAINED_SEED}"
+    )
+    return _Inputs(
+        source=source,
+        studies=studies,
+        images=images,
+        data_fp=data_fp,
+        vocabulary=vocabulary,
+        train_counts=label_counts(s.labels for s in studies if s.split == "train"),
+        checkpoint=checkpoint,
+        cache=cache,
+        untrained_path=untrained_path,
+        encoders={"model": Encoder(checkpoint), "untrained": Encoder(untrained_path)},
+    )
+
+
+def _check_checkpoint(checkpoint: Checkpoint, vocabulary: Sequence[str], options: EvaluationOptions) -> None:
+    """ModelError when the checkpoint cannot be evaluated here: no image training while radiographs
+    are given, or labels other than the vocabulary's."""
     if options.images is not None:
         check_images_trained(checkpoint.info, "evaluating with radiographs")
     if set(checkpoint.labels) != set(vocabulary):
@@ -152,118 +228,139 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
             f"{len(vocabulary)}): it was trained with another vocabulary",
             path=options.model,
         )
-    cache = store_root(options.cache_dir).parent
-    untrained_path = untrained_checkpoint(
-        checkpoint, cache / f"untrained-{checkpoint.fingerprint[:12]}-seed{UNTRAINED_SEED}"
+
+
+def _measure(
+    store: Store, inputs: _Inputs, options: EvaluationOptions, progress: Progress | None, timings: dict[str, float]
+) -> _Measured:
+    """Steps 3-6: index (or reuse) the case bases, then classification, retrieval, short queries and
+    the cross-modal protocol (``timings`` gets one entry per step)."""
+    searchers, index_facts, cases_by_method = _case_bases(
+        store, inputs.encoders, inputs.data_fp, inputs.source, options, inputs.cache, progress, timings
     )
-    encoders = {"model": Encoder(checkpoint), "untrained": Encoder(untrained_path)}
-    timings["load"] = time.perf_counter() - started
+    searchers = _with_component_methods(searchers)
+    cases = cases_by_method["model"]
+    split_uids = _split_uids(inputs, cases, options.split)
+    by_uid = {study.uid: study for study in inputs.studies}
+    split_studies = [by_uid[uid] for uid in split_uids]
 
-    store = open_store(store_dir=store_root(options.cache_dir))
-    try:
-        searchers, index_facts, cases_by_method = _case_bases(
-            store, encoders, data_fp, source, options, cache, progress, timings
-        )
-        searchers = _with_component_methods(searchers)
-        cases = cases_by_method["model"]
-        by_uid = {study.uid: study for study in studies}
-        split_uids = [s.uid for s in studies if s.split == options.split and s.uid in cases]
-        if not split_uids:
-            raise ConfigError(
-                f"the {options.split} split has no study with a report text or radiograph to evaluate", path=source
-            )
+    tick = time.perf_counter()
+    classification = _classification(inputs.checkpoint, split_studies, cases)
+    timings["classification"] = time.perf_counter() - tick
 
-        tick = time.perf_counter()
-        classification = evaluate_classification(
-            [by_uid[uid].labels for uid in split_uids],
-            np.array([cases[uid].probs() for uid in split_uids]),
-            checkpoint.labels,
-            checkpoint.thresholds,
-        )
-        timings["classification"] = time.perf_counter() - tick
-
-        tick = time.perf_counter()
-        training = checkpoint.info.extra.get("training")
-        sentences = bool(training.get("finding_sentences")) if isinstance(training, dict) else False
-        train_counts = label_counts(s.labels for s in studies if s.split == "train")
-        queries = _queries([by_uid[uid] for uid in split_uids], cases, train_counts, vocabulary)
-        retrieval = evaluate_retrieval(
-            options.split,
-            queries,
-            cases,
-            {s.uid: s.labels for s in studies},
-            {s.uid: s.report_text() for s in studies},
-            vocabulary,
-            searchers,
-            options.ks,
-            unlabelled=len(split_uids) - len(queries),
-            progress=progress,
-            finding_sentences=sentences,
-        )
-        timings["retrieval"] = time.perf_counter() - tick
-
-        tick = time.perf_counter()
-        short_half, short_rows = evaluate_short_queries(
-            options.split,
-            cases,
-            {s.uid: s.labels for s in studies},
-            {s.uid: s.report_text() for s in studies},
-            vocabulary,
-            searchers,
-            options.ks,
-            finding_sentences=sentences,
-        )
-        timings["short_queries"] = time.perf_counter() - tick
-
-        crossmodal = tuple(evaluate_crossmodal(method, cases_by_method[method], options.split) for method in encoders)
-    finally:
-        store.close()
-    timings["total"] = time.perf_counter() - started
-
-    split_sizes = {name: sum(1 for s in studies if s.split == name) for name in ("train", "val", "test")}
-    return EvaluationResult(
-        settings={
-            "data": str(options.data),
-            "images": None if options.images is None else str(options.images),
-            "metadata": None if options.metadata is None else str(options.metadata),
-            "model": str(options.model),
-            "split": options.split,
-            "ks": list(options.ks),
-            "relevance": ["strict", "lenient"],
-            "primary_label": "rarest of the query's labels in the train split (ties: vocabulary order)",
-            "min_positives": MIN_POSITIVES,
-            "bm25": BM25_SETTINGS,
-            "random_seed": RANDOM_SEED,
-            "untrained_seed": UNTRAINED_SEED,
-            "fusion": fusion_weights(encoders["model"]).source,
-            "notes": _notes(options.split),
-        },
-        data={
-            "source": str(source),
-            "fingerprint": data_fp,
-            "studies": len(studies),
-            "split_sizes": split_sizes,
-            "split_studies_indexed": len(split_uids),
-            "images_found": 0 if images is None else sum(1 for s in studies for i in s.image_ids if i in images),
-            "train_label_counts": {label: train_counts.get(label, 0) for label in vocabulary},
-        },
-        checkpoint={
-            "path": str(checkpoint.path),
-            "model": checkpoint.config.name,
-            "fingerprint": checkpoint.fingerprint,
-            "data_fingerprint": checkpoint.info.data_fingerprint,
-            "towers_frozen": towers_frozen(checkpoint),
-            "created": checkpoint.info.created,
-            "untrained_baseline": str(untrained_path),
-        },
-        index=index_facts,
-        classification=classification,
-        retrieval=retrieval,
-        short_queries=ShortQueryResult(SHORT_QUERY_SET, short_half, short_rows),
-        crossmodal=crossmodal,
-        timings={key: round(value, 2) for key, value in timings.items()},
-        machine=machine_facts(),
+    tick = time.perf_counter()
+    sentences = _trained_on_finding_sentences(inputs.checkpoint)
+    label_sets = {s.uid: s.labels for s in inputs.studies}
+    texts = {s.uid: s.report_text() for s in inputs.studies}
+    queries = _queries(split_studies, cases, inputs.train_counts, inputs.vocabulary)
+    retrieval = evaluate_retrieval(
+        options.split,
+        queries,
+        cases,
+        label_sets,
+        texts,
+        inputs.vocabulary,
+        searchers,
+        options.ks,
+        unlabelled=len(split_uids) - len(queries),
+        progress=progress,
+        finding_sentences=sentences,
     )
+    timings["retrieval"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    short_half, short_rows = evaluate_short_queries(
+        options.split, cases, label_sets, texts, inputs.vocabulary, searchers, options.ks, finding_sentences=sentences
+    )
+    timings["short_queries"] = time.perf_counter() - tick
+
+    crossmodal = tuple(
+        evaluate_crossmodal(method, cases_by_method[method], options.split) for method in inputs.encoders
+    )
+    return _Measured(
+        index_facts,
+        split_uids,
+        classification,
+        retrieval,
+        ShortQueryResult(SHORT_QUERY_SET, short_half, short_rows),
+        crossmodal,
+    )
+
+
+def _classification(
+    checkpoint: Checkpoint, studies: Sequence[Study], cases: Mapping[str, Case]
+) -> ClassificationResult:
+    """Step 4: the stored predictions of the split's studies against their labels, at the checkpoint's thresholds."""
+    return evaluate_classification(
+        [study.labels for study in studies],
+        np.array([cases[study.uid].probs() for study in studies]),
+        checkpoint.labels,
+        checkpoint.thresholds,
+    )
+
+
+def _split_uids(inputs: _Inputs, cases: Mapping[str, Case], split: str) -> list[str]:
+    """The evaluated split's studies that were indexed (in report order); ConfigError when there is none."""
+    split_uids = [s.uid for s in inputs.studies if s.split == split and s.uid in cases]
+    if not split_uids:
+        raise ConfigError(
+            f"the {split} split has no study with a report text or radiograph to evaluate", path=inputs.source
+        )
+    return split_uids
+
+
+def _trained_on_finding_sentences(checkpoint: Checkpoint) -> bool:
+    """Whether the checkpoint was trained with finding sentences (the tfidf-lr baseline then is too)."""
+    training = checkpoint.info.extra.get("training")
+    return bool(training.get("finding_sentences")) if isinstance(training, dict) else False
+
+
+def _settings_facts(options: EvaluationOptions, fusion: str) -> dict[str, Any]:
+    """``settings`` of the result: what was run, with which fixed baseline settings (``fusion``: where
+    the model's fusion weights come from)."""
+    return {
+        "data": str(options.data),
+        "images": None if options.images is None else str(options.images),
+        "metadata": None if options.metadata is None else str(options.metadata),
+        "model": str(options.model),
+        "split": options.split,
+        "ks": list(options.ks),
+        "relevance": ["strict", "lenient"],
+        "primary_label": "rarest of the query's labels in the train split (ties: vocabulary order)",
+        "min_positives": MIN_POSITIVES,
+        "bm25": BM25_SETTINGS,
+        "random_seed": RANDOM_SEED,
+        "untrained_seed": UNTRAINED_SEED,
+        "fusion": fusion,
+        "notes": _notes(options.split),
+    }
+
+
+def _data_facts(inputs: _Inputs, split_studies_indexed: int) -> dict[str, Any]:
+    """``data`` of the result: the reports read, split sizes, radiographs found, train label counts."""
+    studies, images = inputs.studies, inputs.images
+    return {
+        "source": str(inputs.source),
+        "fingerprint": inputs.data_fp,
+        "studies": len(studies),
+        "split_sizes": {name: sum(1 for s in studies if s.split == name) for name in ("train", "val", "test")},
+        "split_studies_indexed": split_studies_indexed,
+        "images_found": 0 if images is None else sum(1 for s in studies for i in s.image_ids if i in images),
+        "train_label_counts": {label: inputs.train_counts.get(label, 0) for label in inputs.vocabulary},
+    }
+
+
+def _checkpoint_facts(checkpoint: Checkpoint, untrained_path: Path) -> dict[str, Any]:
+    """``checkpoint`` of the result: the evaluated checkpoint and where its untrained baseline is."""
+    return {
+        "path": str(checkpoint.path),
+        "model": checkpoint.config.name,
+        "fingerprint": checkpoint.fingerprint,
+        "data_fingerprint": checkpoint.info.data_fingerprint,
+        "towers_frozen": towers_frozen(checkpoint),
+        "created": checkpoint.info.created,
+        "untrained_baseline": str(untrained_path),
+    }
 
 
 def _notes(split: str) -> list[str]:
@@ -315,21 +412,26 @@ def _case_bases(
             cache / "failures",
             progress=on_progress,
         )
-        facts[method] = {
-            "collection": collection,
-            "store": store.location,
-            "points": report.count,
-            "encoded_now": report.indexed,
-            "reused": report.skipped_existing,
-            "failed": report.failed,
-            "empty_reports": report.empty,
-            "failures_file": report.failures_path,
-            "seconds": round(time.perf_counter() - tick, 2),
-        }
+        facts[method] = _index_facts(collection, store, report, time.perf_counter() - tick)
         searchers[method] = Searcher(store, collection, encoder)
         cases[method] = load_cases(store, collection, encoder.labels, options.images)
         timings[f"index_{method}"] = time.perf_counter() - tick
     return searchers, facts, cases
+
+
+def _index_facts(collection: str, store: Store, report: IndexReport, seconds: float) -> dict[str, Any]:
+    """``index[method]`` of the result: the collection one method searched and how it was built."""
+    return {
+        "collection": collection,
+        "store": store.location,
+        "points": report.count,
+        "encoded_now": report.indexed,
+        "reused": report.skipped_existing,
+        "failed": report.failed,
+        "empty_reports": report.empty,
+        "failures_file": report.failures_path,
+        "seconds": round(seconds, 2),
+    }
 
 
 def _queries(

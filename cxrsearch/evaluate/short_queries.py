@@ -46,6 +46,32 @@ class ShortQuery:
 
 
 def _parse(raw: object, where: Path, vocabulary: Sequence[str] | None) -> list[ShortQuery]:
+    """The queries of a parsed query-set file, validated (ConfigError naming ``where`` on any problem)."""
+    entries = _check_top(raw, where)
+    known = None if vocabulary is None else set(vocabulary)
+    queries: list[ShortQuery] = []
+    ids: set[str] = set()
+    texts: dict[str, str] = {}  # casefolded text -> query id
+    for number, entry in enumerate(entries, 1):
+        query = _query(entry, number, where)
+        if not query.id:
+            raise ConfigError(f"query #{number}: empty id", path=where)
+        if query.id in ids:
+            raise ConfigError(f"duplicate query id {query.id!r}", path=where)
+        ids.add(query.id)
+        if not query.text:
+            raise ConfigError(f"query {query.id!r}: empty text", path=where)
+        key = query.text.casefold()
+        if key in texts:
+            raise ConfigError(f"query {query.id!r}: text {query.text!r} duplicates query {texts[key]!r}", path=where)
+        texts[key] = query.id
+        _check_split_and_label(query, known, where)
+        queries.append(query)
+    return queries
+
+
+def _check_top(raw: object, where: Path) -> list[object]:
+    """The file's ``queries`` list, after checking the top-level object's keys and types."""
     if not isinstance(raw, dict):
         raise ConfigError("expected a JSON object with a 'queries' list", path=where)
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -59,47 +85,38 @@ def _parse(raw: object, where: Path, vocabulary: Sequence[str] | None) -> list[S
     entries = raw.get("queries")
     if not isinstance(entries, list) or not entries:
         raise ConfigError("'queries' must be a non-empty list", path=where)
-    known = None if vocabulary is None else set(vocabulary)
-    queries: list[ShortQuery] = []
-    ids: set[str] = set()
-    texts: dict[str, str] = {}
-    for number, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict):
-            raise ConfigError(f"query #{number} is not an object: {entry!r}", path=where)
-        unknown = sorted(set(entry) - _QUERY_KEYS)
-        missing = sorted(_QUERY_KEYS - set(entry))
-        if unknown or missing:
-            problems = [f"unknown keys {unknown}"] if unknown else []
-            problems += [f"missing keys {missing}"] if missing else []
-            raise ConfigError(f"query #{number}: {', '.join(problems)}", path=where)
-        bad = sorted(key for key in _QUERY_KEYS if not isinstance(entry[key], str))
-        if bad:
-            raise ConfigError(f"query #{number}: {bad} must be strings", path=where)
-        query = ShortQuery(
-            id=entry["id"].strip(),
-            label=entry["label"].strip(),
-            text=" ".join(entry["text"].split()),
-            split=entry["split"].strip(),
-        )
-        if not query.id:
-            raise ConfigError(f"query #{number}: empty id", path=where)
-        if query.id in ids:
-            raise ConfigError(f"duplicate query id {query.id!r}", path=where)
-        ids.add(query.id)
-        if not query.text:
-            raise ConfigError(f"query {query.id!r}: empty text", path=where)
-        key = query.text.casefold()
-        if key in texts:
-            raise ConfigError(f"query {query.id!r}: text {query.text!r} duplicates query {texts[key]!r}", path=where)
-        texts[key] = query.id
-        if query.split not in SPLITS:
-            raise ConfigError(f"query {query.id!r}: split {query.split!r} is not one of {list(SPLITS)}", path=where)
-        if not query.label:
-            raise ConfigError(f"query {query.id!r}: empty label", path=where)
-        if known is not None and query.label not in known:
-            raise ConfigError(f"query {query.id!r}: label {query.label!r} is not in the vocabulary", path=where)
-        queries.append(query)
-    return queries
+    return entries
+
+
+def _query(entry: object, number: int, where: Path) -> ShortQuery:
+    """Query #``number`` with exactly the query keys, all strings (whitespace normalised)."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"query #{number} is not an object: {entry!r}", path=where)
+    unknown = sorted(set(entry) - _QUERY_KEYS)
+    missing = sorted(_QUERY_KEYS - set(entry))
+    if unknown or missing:
+        problems = [f"unknown keys {unknown}"] if unknown else []
+        problems += [f"missing keys {missing}"] if missing else []
+        raise ConfigError(f"query #{number}: {', '.join(problems)}", path=where)
+    bad = sorted(key for key in _QUERY_KEYS if not isinstance(entry[key], str))
+    if bad:
+        raise ConfigError(f"query #{number}: {bad} must be strings", path=where)
+    return ShortQuery(
+        id=entry["id"].strip(),
+        label=entry["label"].strip(),
+        text=" ".join(entry["text"].split()),
+        split=entry["split"].strip(),
+    )
+
+
+def _check_split_and_label(query: ShortQuery, known: set[str] | None, where: Path) -> None:
+    """ConfigError when the query's split is not dev/test or its label is empty or outside ``known``."""
+    if query.split not in SPLITS:
+        raise ConfigError(f"query {query.id!r}: split {query.split!r} is not one of {list(SPLITS)}", path=where)
+    if not query.label:
+        raise ConfigError(f"query {query.id!r}: empty label", path=where)
+    if known is not None and query.label not in known:
+        raise ConfigError(f"query {query.id!r}: label {query.label!r} is not in the vocabulary", path=where)
 
 
 def load_short_queries(
