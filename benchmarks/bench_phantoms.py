@@ -94,6 +94,7 @@ def _ratio(heat: np.ndarray, mask: np.ndarray) -> float:
 
 def _explain_ratios(phantoms, checkpoint: Path, store_dir: Path, split: str, out: Path) -> list[dict]:
     from cxrsearch.explain.explain import explain
+    from cxrsearch.explain.output import write_explanation
     from cxrsearch.explain.request import ExplainRequest
     from cxrsearch.search.query import search
     from cxrsearch.search.spec import QuerySpec
@@ -113,11 +114,10 @@ def _explain_ratios(phantoms, checkpoint: Path, store_dir: Path, split: str, out
             for hit in chosen:
                 study = by_image[hit.payload["image_id"]]
                 finding = next(f for f in study.findings if f.label == label)
-                result = explain(
-                    ExplainRequest(hit=hit.id, collection="cases", text=phrase, steps=32, out_dir=out / study.image_id),
-                    store,
-                    checkpoint,
+                request = ExplainRequest(
+                    hit=hit.id, collection="cases", text=phrase, steps=32, out_dir=out / study.image_id
                 )
+                result = write_explanation(explain(request, store, checkpoint), request)
                 pixels = result.pixels.attributions
                 mask = _canvas_mask(phantoms.mask(finding), pixels.shape[0])
                 rollout = result.attention.rollout

@@ -76,7 +76,8 @@ def explain(
 ) -> None:
     """Explain why HIT matched the query (--text / --image / both / --like), or why its --label was predicted."""
     from cxrsearch.cli.search import serving
-    from cxrsearch.explain.explain import explain as run_explain
+    from cxrsearch.explain.explain import explain as explain_hit
+    from cxrsearch.explain.output import write_explanation
     from cxrsearch.explain.request import ExplainRequest
 
     server = serving(store, qdrant_url, collection)
@@ -101,7 +102,7 @@ def explain(
     with opened_store(store, qdrant_url, api_key, timeout) as backend:
         if not json_out:
             err_console.print(f"[dim]explaining {hit} ({steps} Integrated Gradients steps)...[/dim]")
-        result = run_explain(request, backend, model)
+        result = write_explanation(explain_hit(request, backend, model), request)
         if html is not None:
             from cxrsearch.serve.files import collection_image_roots
             from cxrsearch.serve.sheet import write_explain_sheet
@@ -166,8 +167,31 @@ def _explain_via_server(
 
 
 def _print_report(result) -> None:
-    from cxrsearch.explain.render import coloured_report
+    _print_scores(result)
+    for notice in result.notices:
+        console.print(f"[yellow]notice:[/yellow] {escape(notice)}")
+    if result.pixels is not None:
+        _print_pixels(result.pixels, result.pixel_stats)
+    if result.attention is not None:
+        a = result.attention_stats
+        console.print(
+            f"[bold]Cross-attention[/bold] (attention, not attribution; rollout over "
+            f"{len(result.attention.per_layer)} fusion layers): peak at (y={a.peak[0]}, x={a.peak[1]})"
+        )
+    if result.tokens is not None:
+        _print_tokens(result.tokens, result.top_words())
+    if result.fusion is not None:
+        _print_fusion(result.fusion)
+    if result.files:
+        console.print("\n[bold]Files[/bold]")
+        for key in ("figure", "ig_overlay", "attention_overlay", "json"):
+            if key in result.files:
+                console.print(f"  {key:<18} {escape(str(result.files[key]))}", soft_wrap=True)
+    console.print(f"[dim]time {result.timing.get('total', 0.0):.1f}s[/dim]")
 
+
+def _print_scores(result) -> None:
+    """The hit, the query, the explained score and the stored vectors' cosines."""
     hit, query = result.hit, result.query
     name = hit.get("image_id") or hit.get("study_id") or hit["id"]
     view = f", {hit['view']}" if hit.get("view") else ""
@@ -182,49 +206,39 @@ def _print_report(result) -> None:
     if result.vector_scores:
         stored = ", ".join(f"{k} {v:.4f}" for k, v in result.vector_scores.items())
         console.print(f"[dim]cosine with the hit's stored vectors (what search ranked by): {stored}[/dim]")
-    for notice in result.notices:
-        console.print(f"[yellow]notice:[/yellow] {escape(notice)}")
-    if result.pixels is not None:
-        p, s = result.pixels, result.pixel_stats
-        console.print(
-            f"\n[bold]Integrated Gradients on pixels[/bold] ({p.baseline} baseline, {p.steps} steps, {p.precision}, {p.seconds:.1f}s): "
-            f"f(hit) {p.score:.4f} - f(baseline) {p.baseline_score:.4f} = {p.score - p.baseline_score:.4f}; "
-            f"attributions sum to {p.score - p.baseline_score + p.delta:.4f} (convergence delta {p.delta:+.2e})"
-        )
-        console.print(
-            f"  peak at (y={s.peak[0]}, x={s.peak[1]}) of {s.original_size[0]}x{s.original_size[1]}; "
-            f"top 5% of pixels carry {100 * s.top5_share:.0f}% of |attribution|"
-        )
-    if result.attention is not None:
-        a = result.attention_stats
-        console.print(
-            f"[bold]Cross-attention[/bold] (attention, not attribution; rollout over "
-            f"{len(result.attention.per_layer)} fusion layers): peak at (y={a.peak[0]}, x={a.peak[1]})"
-        )
-    if result.tokens is not None:
-        t = result.tokens
-        console.print(
-            f"\n[bold]Report, coloured by attribution[/bold] (green raised the score, pink lowered it; "
-            f"{t.steps} steps, {t.precision}, convergence delta {t.delta:+.2e}"
-            + (", report truncated" if t.truncated else "")
-            + ")"
-        )
-        console.print(coloured_report(t.text, t.words))
-        table = Table(title="Top words", show_lines=False)
-        table.add_column("word")
-        table.add_column("attribution", justify="right")
-        for word in result.top_words():
-            colour = "green" if word.attribution > 0 else "magenta"
-            table.add_row(escape(word.word), f"[{colour}]{word.attribution:+.4f}[/{colour}]")
-        console.print(table)
-    if result.fusion is not None:
-        _print_fusion(result.fusion)
-    if result.files:
-        console.print("\n[bold]Files[/bold]")
-        for key in ("figure", "ig_overlay", "attention_overlay", "json"):
-            if key in result.files:
-                console.print(f"  {key:<18} {escape(str(result.files[key]))}", soft_wrap=True)
-    console.print(f"[dim]time {result.timing.get('total', 0.0):.1f}s[/dim]")
+
+
+def _print_pixels(p, s) -> None:
+    """Integrated Gradients on the pixels: completeness and where the map peaks."""
+    console.print(
+        f"\n[bold]Integrated Gradients on pixels[/bold] ({p.baseline} baseline, {p.steps} steps, {p.precision}, {p.seconds:.1f}s): "
+        f"f(hit) {p.score:.4f} - f(baseline) {p.baseline_score:.4f} = {p.score - p.baseline_score:.4f}; "
+        f"attributions sum to {p.score - p.baseline_score + p.delta:.4f} (convergence delta {p.delta:+.2e})"
+    )
+    console.print(
+        f"  peak at (y={s.peak[0]}, x={s.peak[1]}) of {s.original_size[0]}x{s.original_size[1]}; "
+        f"top 5% of pixels carry {100 * s.top5_share:.0f}% of |attribution|"
+    )
+
+
+def _print_tokens(t, top_words) -> None:
+    """The report coloured by token attribution, and the top words."""
+    from cxrsearch.explain.render import coloured_report
+
+    console.print(
+        f"\n[bold]Report, coloured by attribution[/bold] (green raised the score, pink lowered it; "
+        f"{t.steps} steps, {t.precision}, convergence delta {t.delta:+.2e}"
+        + (", report truncated" if t.truncated else "")
+        + ")"
+    )
+    console.print(coloured_report(t.text, t.words))
+    table = Table(title="Top words", show_lines=False)
+    table.add_column("word")
+    table.add_column("attribution", justify="right")
+    for word in top_words:
+        colour = "green" if word.attribution > 0 else "magenta"
+        table.add_row(escape(word.word), f"[{colour}]{word.attribution:+.4f}[/{colour}]")
+    console.print(table)
 
 
 def _print_fusion(fusion) -> None:

@@ -8,8 +8,11 @@ hit's radiograph (same pipeline as indexing) and rebuild its report text, then
 2. Integrated Gradients on the radiograph's pixels (:mod:`~cxrsearch.explain.attribution`);
 3. Layer Integrated Gradients on the report's word embeddings, merged into words
    (:mod:`~cxrsearch.explain.tokens`);
-4. maps back onto the original film (:mod:`~cxrsearch.explain.heatmap`) and PNGs
-   (:mod:`~cxrsearch.explain.render`).
+4. the statistics of each map on the original film (:mod:`~cxrsearch.explain.heatmap`).
+
+:func:`explain` writes nothing: :func:`~cxrsearch.explain.output.write_explanation`
+writes the PNGs (:mod:`~cxrsearch.explain.render`) and the JSON. :func:`explain` does both, in
+that order.
 
 A hit without a radiograph gets token attributions only; a hit without report text gets pixels
 only (and no attention view, which needs text). Each such case adds a notice.
@@ -25,11 +28,25 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from cxrsearch.errors import QueryError
+from cxrsearch.explain.attention import AttentionMap, attention_rollout
+from cxrsearch.explain.attribution import (
+    PixelAttribution,
+    attribution_mode,
+    default_batches,
+    pixel_attributions,
+    resolve_precision,
+)
 from cxrsearch.explain.explanation import Explanation
-from cxrsearch.explain.fusion import fusion_evidence
+from cxrsearch.explain.fusion import FusionEvidence, fusion_evidence
+from cxrsearch.explain.heatmap import HeatmapStats, grid_to_canvas, heatmap_stats
 from cxrsearch.explain.request import ExplainRequest, build_target, resolve_hit, vector_scores
+from cxrsearch.explain.target import Target
+from cxrsearch.explain.tokens import TokenAttribution, token_attributions
+from cxrsearch.image.decode import decode_image
 from cxrsearch.index.record import image_file
 from cxrsearch.search.modes import bm25_params, fusion_weights, query_text
+from cxrsearch.search.query import encoder_for
+from cxrsearch.text.report import report_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -40,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.encode import Encoder
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.output import ImageFeatures, ModelOutput, TextFeatures
-    from cxrsearch.store.base import Store
+    from cxrsearch.store.base import Point, Store
 
 REPRODUCED_MIN = 0.999
 """Below this cosine between the stored and the recomputed joint embedding, a notice is added."""
@@ -62,6 +79,17 @@ class _Stopwatch:
 
 
 @dataclass(frozen=True)
+class _Hit:
+    """The hit as stored: its point, payload, report text (``""`` without one) and decoded
+    radiograph (``None`` without one)."""
+
+    point: Point
+    payload: dict[str, Any]
+    text: str
+    decoded: DecodedImage | None
+
+
+@dataclass(frozen=True)
 class _HitPass:
     """The hit through the model once, without gradients.
 
@@ -74,6 +102,72 @@ class _HitPass:
     image_features: ImageFeatures | None
     text_features: TextFeatures | None
     out: ModelOutput
+
+
+@dataclass(frozen=True)
+class _Maps:
+    """The three views of the hit, each ``None`` where the hit lacks what it needs, with the
+    statistics of the two maps on the film."""
+
+    attention: AttentionMap | None
+    attention_stats: HeatmapStats | None
+    pixels: PixelAttribution | None
+    pixel_stats: HeatmapStats | None
+    tokens: TokenAttribution | None
+
+
+def explain(
+    request: ExplainRequest, store: Store, checkpoint: Checkpoint | Encoder | str | Path | None = None
+) -> Explanation:
+    """Explain ``request.hit`` against the request's query (see the module docstring); writes nothing.
+
+    ``checkpoint``: the one the collection was indexed with (``None``: the one its points record).
+    """
+    clock = _Stopwatch()
+    encoder = encoder_for(store, request.collection, checkpoint)
+    point, notices = resolve_hit(store, request)
+    target, query_vectors = build_target(request, encoder, store)
+    hit = _load_hit(point, request, store)
+    notes = [*notices, *_missing_notices(hit)]
+    clock.lap("load")
+
+    passed, score = _forward(encoder, hit, target)
+    reproduced = _reproduced(point.vectors.get("joint"), passed.out.joint_embedding[0].double().cpu().numpy())
+    notes += _reproduced_notices(reproduced)
+    clock.lap("forward")
+
+    maps = _attribute(request, encoder, hit, passed, target, clock)
+    fusion = _fusion(request, store, encoder, point, query_vectors)
+    clock.lap("fusion")
+    return _explanation(request, hit, passed, target, score, reproduced, maps, fusion, notes, clock.done())
+
+
+def _load_hit(point: Point, request: ExplainRequest, store: Store) -> _Hit:
+    """The hit's payload, report text and radiograph."""
+    payload = dict(point.payload)
+    text = report_text(payload.get("findings"), payload.get("impression"))
+    decoded = _hit_image(payload, request, store.roots(request.collection))
+    return _Hit(point, payload, text, decoded)
+
+
+def _missing_notices(hit: _Hit) -> list[str]:
+    """A notice per missing modality."""
+    notes = []
+    if hit.decoded is None:
+        notes.append("this hit has no radiograph: token attributions only (no pixel or attention maps)")
+    if not hit.text:
+        notes.append("this hit has no report text: no token attributions and no text -> image attention")
+    return notes
+
+
+def _forward(encoder: Encoder, hit: _Hit, target: Target) -> tuple[_HitPass, float]:
+    """The hit through the model in eval mode, without gradients, and its explained score."""
+    import torch
+
+    with attribution_mode(cast("FusionModel", encoder.model)), torch.no_grad():
+        passed = _forward_hit(encoder, hit.decoded, hit.text)
+        score = float(target(passed.out)[0])
+    return passed, score
 
 
 def _forward_hit(encoder: Encoder, decoded: DecodedImage | None, text: str) -> _HitPass:
@@ -90,120 +184,95 @@ def _forward_hit(encoder: Encoder, decoded: DecodedImage | None, text: str) -> _
     return _HitPass(pixels, geometry, image_features, text_features, model.fuse(image_features, text_features))
 
 
-def explain(
-    request: ExplainRequest, store: Store, checkpoint: Checkpoint | Encoder | str | Path | None = None
-) -> Explanation:
-    """Explain ``request.hit`` against the request's query (see the module docstring).
+def _reproduced_notices(reproduced: float | None) -> list[str]:
+    """A notice when the recomputed joint embedding is not the stored one."""
+    if reproduced is None or reproduced >= REPRODUCED_MIN:
+        return []
+    return [
+        f"the hit's stored embedding differs from the one recomputed now (cosine {reproduced:.4f}): "
+        "its image file or report changed since indexing, or the collection was indexed with other weights"
+    ]
 
-    ``checkpoint``: the one the collection was indexed with (``None``: the one its points record).
-    """
+
+def _attribute(
+    request: ExplainRequest, encoder: Encoder, hit: _Hit, passed: _HitPass, target: Target, clock: _Stopwatch
+) -> _Maps:
+    """Attention rollout, pixel and token attributions (each timed as its own stage)."""
     import torch
 
-    from cxrsearch.explain.attribution import attribution_mode
-    from cxrsearch.explain.output import write_json, write_outputs
-    from cxrsearch.search.query import encoder_for
-    from cxrsearch.text.report import report_text
-
-    clock = _Stopwatch()
-    encoder = encoder_for(store, request.collection, checkpoint)
     model = cast("FusionModel", encoder.model)  # explanations need the torch model
-    point, notices = resolve_hit(store, request)
-    target, query_vectors = build_target(request, encoder, store)
-    payload = dict(point.payload)
-    text = report_text(payload.get("findings"), payload.get("impression"))
-    decoded = _hit_image(payload, request, store.roots(request.collection))
-    notes = list(notices)
-    if decoded is None:
-        notes.append("this hit has no radiograph: token attributions only (no pixel or attention maps)")
-    if not text:
-        notes.append("this hit has no report text: no token attributions and no text -> image attention")
-    clock.lap("load")
-
-    with attribution_mode(model), torch.no_grad():
-        hit = _forward_hit(encoder, decoded, text)
-        score = float(target(hit.out)[0])
-    reproduced = _reproduced(point.vectors.get("joint"), hit.out.joint_embedding[0].double().cpu().numpy())
-    if reproduced is not None and reproduced < REPRODUCED_MIN:
-        notes.append(
-            f"the hit's stored embedding differs from the one recomputed now (cosine {reproduced:.4f}): "
-            "its image file or report changed since indexing, or the collection was indexed with other weights"
-        )
-    clock.lap("forward")
-
-    from cxrsearch.explain.attribution import default_batches, resolve_precision
-
     precision = resolve_precision(request.precision, torch.device(encoder.device))
     pixel_batch, token_batch = default_batches(precision, request.steps)
     if request.internal_batch_size is not None:
         pixel_batch = token_batch = request.internal_batch_size
-    attention = pixel_result = token_result = None
-    if decoded is not None and text:
-        from cxrsearch.explain.attention import attention_rollout
-
-        attention = attention_rollout(hit.out)
+    attention = attention_stats = pixels = pixel_stats = tokens = None
+    geometry = cast("Geometry", passed.geometry)  # set with a radiograph
+    if hit.decoded is not None and hit.text:
+        attention = attention_rollout(passed.out)
+        attention_stats = heatmap_stats(grid_to_canvas(attention.rollout, geometry.canvas_size), geometry)
     clock.lap("attention")
-    if decoded is not None:
-        from cxrsearch.explain.attribution import pixel_attributions
-
-        pixel_result = pixel_attributions(
+    if hit.decoded is not None:
+        pixels = pixel_attributions(
             model,
-            cast("torch.Tensor", hit.pixels),  # set with a radiograph
+            cast("torch.Tensor", passed.pixels),  # set with a radiograph
             target,
-            text=hit.text_features,
-            film_box=cast("Geometry", hit.geometry).image_box(),
+            text=passed.text_features,
+            film_box=geometry.image_box(),
             steps=request.steps,
             baseline=request.baseline,
             internal_batch_size=pixel_batch,
             precision=precision,
         )
+        pixel_stats = heatmap_stats(pixels.attributions, geometry)
     clock.lap("pixels")
-    if text:
-        from cxrsearch.explain.tokens import token_attributions
-
-        token_result = token_attributions(
+    if hit.text:
+        tokens = token_attributions(
             model,
-            text,
+            hit.text,
             target,
-            image=hit.image_features,
+            image=passed.image_features,
             steps=request.steps,
             internal_batch_size=token_batch,
             precision=precision,
         )
     clock.lap("tokens")
-    fusion = None
-    if query_vectors is not None:
-        fusion = fusion_evidence(
-            store,
-            request.collection,
-            request.mode,
-            query_vectors,
-            point,
-            fusion_weights(encoder),
-            None if request.text is None else query_text(request.text),
-            bm25_params(store, request.collection, request.mode),
-            tuple(encoder.labels),
-        )
-    clock.lap("fusion")
+    return _Maps(attention, attention_stats, pixels, pixel_stats, tokens)
 
-    key = _file_key(payload, point.id)
-    folder = request.out_dir if request.out_dir is not None else new_output_dir(key)
-    title = f"{key} | query: {request.describe_query()} | {target.describe()} = {score:.3f}"
-    files, pixel_stats, attention_stats = write_outputs(
-        folder, key, title, decoded, hit.geometry, pixel_result, attention
+
+def _fusion(
+    request: ExplainRequest, store: Store, encoder: Encoder, point: Point, query_vectors: dict | None
+) -> FusionEvidence | None:
+    """What the fused score of a hybrid text query was made of (``None`` for other queries)."""
+    if query_vectors is None:
+        return None
+    return fusion_evidence(
+        store,
+        request.collection,
+        request.mode,
+        query_vectors,
+        point,
+        fusion_weights(encoder),
+        None if request.text is None else query_text(request.text),
+        bm25_params(store, request.collection, request.mode),
+        tuple(encoder.labels),
     )
-    files["json"] = folder / f"{key}.json"
-    clock.lap("render")
-    explanation = Explanation(
-        hit={
-            "id": point.id,
-            "study_id": payload.get("study_id"),
-            "image_id": payload.get("image_id"),
-            "kind": payload.get("kind"),
-            "view": payload.get("view"),
-            "labels": list(payload.get("labels") or []),
-            "image_path": payload.get("image_path"),
-            "original_size": None if decoded is None else [decoded.height, decoded.width],
-        },
+
+
+def _explanation(
+    request: ExplainRequest,
+    hit: _Hit,
+    passed: _HitPass,
+    target: Target,
+    score: float,
+    reproduced: float | None,
+    maps: _Maps,
+    fusion: FusionEvidence | None,
+    notes: list[str],
+    timing: dict[str, float],
+) -> Explanation:
+    """The :class:`Explanation` of the computed parts (no files yet)."""
+    return Explanation(
+        hit=_hit_facts(hit),
         query={
             "mode": request.mode,
             "text": request.text,
@@ -214,21 +283,35 @@ def explain(
         target=target.describe(),
         score=score,
         probability=float(1.0 / (1.0 + np.exp(-score))) if target.kind == "label" else None,
-        vector_scores=vector_scores(target, point),
+        vector_scores=vector_scores(target, hit.point),
         reproduced=reproduced,
-        pixels=pixel_result,
-        pixel_stats=pixel_stats,
-        attention=attention,
-        attention_stats=attention_stats,
-        tokens=token_result,
+        pixels=maps.pixels,
+        pixel_stats=maps.pixel_stats,
+        attention=maps.attention,
+        attention_stats=maps.attention_stats,
+        tokens=maps.tokens,
         fusion=fusion,
-        files=files,
         notices=tuple(notes),
-        timing=clock.done(),
+        timing=timing,
         top_k=request.top_k,
+        film=hit.decoded,
+        geometry=passed.geometry,
     )
-    write_json(files["json"], explanation.to_dict())
-    return explanation
+
+
+def _hit_facts(hit: _Hit) -> dict[str, Any]:
+    """``Explanation.hit``: the hit's ids and facts."""
+    payload, decoded = hit.payload, hit.decoded
+    return {
+        "id": hit.point.id,
+        "study_id": payload.get("study_id"),
+        "image_id": payload.get("image_id"),
+        "kind": payload.get("kind"),
+        "view": payload.get("view"),
+        "labels": list(payload.get("labels") or []),
+        "image_path": payload.get("image_path"),
+        "original_size": None if decoded is None else [decoded.height, decoded.width],
+    }
 
 
 def _reproduced(stored: Any, joint: np.ndarray) -> float | None:
@@ -251,24 +334,4 @@ def _hit_image(payload: dict[str, Any], request: ExplainRequest, roots: dict[str
             f"the radiograph of hit {request.hit} is no longer at {path} (moved since indexing?)",
             path=request.collection,
         )
-    from cxrsearch.image.decode import decode_image
-
     return decode_image(path)
-
-
-def _file_key(payload: dict[str, Any], point_id: str) -> str:
-    """A filename-safe name for the hit: its image id, else its study id, else the point id."""
-    raw = str(payload.get("image_id") or payload.get("study_id") or point_id)
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in raw)
-
-
-def new_output_dir(key: str) -> Path:
-    """A folder that does not exist yet: ``<output dir>/explain/<YYYYmmdd-HHMMSS>-<key>[-n]``."""
-    from cxrsearch import paths
-
-    base = paths.output_dir() / "explain" / f"{time.strftime('%Y%m%d-%H%M%S')}-{key}"
-    folder, n = base, 1
-    while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
-    return folder

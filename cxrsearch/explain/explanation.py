@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.explain.attribution import PixelAttribution
     from cxrsearch.explain.fusion import FusionEvidence
     from cxrsearch.explain.tokens import TokenAttribution
+    from cxrsearch.image.decoded import DecodedImage
+    from cxrsearch.image.preprocess import Geometry
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,13 @@ class Explanation:
             rank, score, weight and evidence (:mod:`~cxrsearch.explain.fusion`); the attributions
             above explain its dense part. ``None`` for single-vector queries.
         files: name -> path of every file written (``figure``, ``ig_overlay``,
-            ``attention_overlay``, ``json``).
+            ``attention_overlay``, ``json``); empty until the explanation is written.
         notices: things the user should know (a missing modality, a choice made for them).
         timing: seconds per stage and ``total``.
+        top_k: how many words :meth:`top_words` lists.
+        film / geometry: the decoded radiograph and how it was fitted onto the model canvas, what
+            :func:`~cxrsearch.explain.output.write_explanation` draws the maps on (``None`` without
+            a radiograph; ``film`` is ``None`` again once written). Not part of ``to_dict()``.
     """
 
     hit: dict[str, Any]
@@ -63,55 +69,14 @@ class Explanation:
     notices: tuple[str, ...] = ()
     timing: dict[str, float] = field(default_factory=dict)
     top_k: int = 10
+    film: DecodedImage | None = field(default=None, repr=False, compare=False)
+    geometry: Geometry | None = field(default=None, repr=False, compare=False)
 
     def top_words(self) -> tuple[WordAttribution, ...]:
         return () if self.tokens is None else self.tokens.top_words(self.top_k)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: scores, top words, heatmap statistics, files, convergence deltas, timing."""
-        pixels = None
-        if self.pixels is not None:
-            p = self.pixels
-            pixels = {
-                "method": "integrated_gradients",
-                "baseline": p.baseline,
-                "steps": p.steps,
-                "precision": p.precision,
-                "internal_batch_size": p.internal_batch_size,
-                "score": p.score,
-                "baseline_score": p.baseline_score,
-                "attribution_sum": p.score - p.baseline_score + p.delta,
-                "convergence_delta": p.delta,
-                "relative_delta": p.relative_delta if np.isfinite(p.relative_delta) else None,
-                "stats": _stats(self.pixel_stats),
-            }
-        attention = None
-        if self.attention is not None:
-            a = self.attention
-            attention = {
-                "method": "attention_rollout",
-                "kind": "attention (not attribution)",
-                "layers": len(a.per_layer),
-                "heads": a.heads,
-                "text_tokens": a.text_tokens,
-                "grid": list(a.grid),
-                "stats": _stats(self.attention_stats),
-            }
-        tokens = None
-        if self.tokens is not None:
-            t = self.tokens
-            tokens = {
-                "method": "layer_integrated_gradients",
-                "baseline": "pad tokens",
-                "steps": t.steps,
-                "precision": t.precision,
-                "internal_batch_size": t.internal_batch_size,
-                "score": t.score,
-                "baseline_score": t.baseline_score,
-                "convergence_delta": t.delta,
-                "truncated": t.truncated,
-                "words": [_word(w) for w in t.words],
-            }
         return {
             "hit": self.hit,
             "query": self.query,
@@ -121,14 +86,57 @@ class Explanation:
             "vector_scores": self.vector_scores,
             "reproduced": self.reproduced,
             "top_words": [_word(w) for w in self.top_words()],
-            "pixels": pixels,
-            "attention": attention,
-            "tokens": tokens,
+            "pixels": None if self.pixels is None else _pixels(self.pixels, self.pixel_stats),
+            "attention": None if self.attention is None else _attention(self.attention, self.attention_stats),
+            "tokens": None if self.tokens is None else _tokens(self.tokens),
             "fusion": None if self.fusion is None else self.fusion.to_dict(),
             "files": {k: str(v) for k, v in self.files.items()},
             "notices": list(self.notices),
             "timing": dict(self.timing),
         }
+
+
+def _pixels(p: PixelAttribution, stats: HeatmapStats | None) -> dict[str, Any]:
+    return {
+        "method": "integrated_gradients",
+        "baseline": p.baseline,
+        "steps": p.steps,
+        "precision": p.precision,
+        "internal_batch_size": p.internal_batch_size,
+        "score": p.score,
+        "baseline_score": p.baseline_score,
+        "attribution_sum": p.score - p.baseline_score + p.delta,
+        "convergence_delta": p.delta,
+        "relative_delta": p.relative_delta if np.isfinite(p.relative_delta) else None,
+        "stats": _stats(stats),
+    }
+
+
+def _attention(a: AttentionMap, stats: HeatmapStats | None) -> dict[str, Any]:
+    return {
+        "method": "attention_rollout",
+        "kind": "attention (not attribution)",
+        "layers": len(a.per_layer),
+        "heads": a.heads,
+        "text_tokens": a.text_tokens,
+        "grid": list(a.grid),
+        "stats": _stats(stats),
+    }
+
+
+def _tokens(t: TokenAttribution) -> dict[str, Any]:
+    return {
+        "method": "layer_integrated_gradients",
+        "baseline": "pad tokens",
+        "steps": t.steps,
+        "precision": t.precision,
+        "internal_batch_size": t.internal_batch_size,
+        "score": t.score,
+        "baseline_score": t.baseline_score,
+        "convergence_delta": t.delta,
+        "truncated": t.truncated,
+        "words": [_word(w) for w in t.words],
+    }
 
 
 def _stats(stats: HeatmapStats | None) -> dict[str, Any] | None:

@@ -177,9 +177,6 @@ def token_attributions(
 
     ``image``: the hit's radiograph through the image tower (``None`` for a report-only hit).
     """
-    import torch
-    from captum.attr import LayerIntegratedGradients
-
     check_steps(steps, internal_batch_size)
     if not text.strip():
         raise QueryError("the hit has no report text to attribute")
@@ -189,34 +186,16 @@ def token_attributions(
     encoded = tokenizer(
         [text], truncation=True, max_length=max_tokens, return_tensors="pt", return_offsets_mapping=fast
     )
-    specials = tokenizer.num_special_tokens_to_add(pair=False)
-    full_length = len(tokenizer.tokenize(text)) + specials
+    full_length = len(tokenizer.tokenize(text)) + tokenizer.num_special_tokens_to_add(pair=False)
     device = next(model.parameters()).device
     input_ids = encoded["input_ids"].to(device)
     mask = encoded["attention_mask"].to(device)
     started = time.perf_counter()
-    with attribution_mode(model):
-        reference = baseline_ids(input_ids, tokenizer)
-
-        def forward(ids: torch.Tensor) -> torch.Tensor:
-            n = ids.shape[0]
-            picture = None if image is None else repeat_image(image, n)
-            return target(model.fuse(picture, text_tower(model, ids, mask.expand(n, -1), precision)))
-
-        lig = LayerIntegratedGradients(forward, cast("TextTower", model.text_tower).input_embeddings)
-        attributions = lig.attribute(
-            input_ids, baselines=reference, n_steps=steps, internal_batch_size=internal_batch_size
-        )
-        with torch.no_grad():
-            score, baseline_score = (float(v) for v in forward(torch.cat([input_ids, reference])))
-    per_token = attributions.detach()[0].double().sum(-1).cpu().numpy()
-    tokens = tuple(tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist()))
-    word_ids = encoded.word_ids(0) if fast else None
-    offsets = (
-        cast(list[tuple[int, int]], [tuple(int(v) for v in pair) for pair in encoded["offset_mapping"][0].tolist()])
-        if fast
-        else None
+    per_token, score, baseline_score = _integrate(
+        model, input_ids, mask, target, image, steps, internal_batch_size, precision
     )
+    tokens = tuple(tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist()))
+    word_ids, offsets = _word_spans(encoded, fast)
     return TokenAttribution(
         text=text,
         tokens=tokens,
@@ -231,3 +210,44 @@ def token_attributions(
         precision=precision,
         internal_batch_size=internal_batch_size,
     )
+
+
+def _integrate(
+    model: FusionModel,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    target: Target,
+    image: ImageFeatures | None,
+    steps: int,
+    internal_batch_size: int,
+    precision: str,
+) -> tuple[np.ndarray, float, float]:
+    """Layer Integrated Gradients from the pad baseline: ``(per-token attributions [T], f(report),
+    f(baseline))``."""
+    import torch
+    from captum.attr import LayerIntegratedGradients
+
+    with attribution_mode(model):
+        reference = baseline_ids(input_ids, model.tokenizer)
+
+        def forward(ids: torch.Tensor) -> torch.Tensor:
+            n = ids.shape[0]
+            picture = None if image is None else repeat_image(image, n)
+            return target(model.fuse(picture, text_tower(model, ids, mask.expand(n, -1), precision)))
+
+        lig = LayerIntegratedGradients(forward, cast("TextTower", model.text_tower).input_embeddings)
+        attributions = lig.attribute(
+            input_ids, baselines=reference, n_steps=steps, internal_batch_size=internal_batch_size
+        )
+        with torch.no_grad():
+            score, baseline_score = (float(v) for v in forward(torch.cat([input_ids, reference])))
+    return attributions.detach()[0].double().sum(-1).cpu().numpy(), score, baseline_score
+
+
+def _word_spans(encoded: Any, fast: bool) -> tuple[list[int | None] | None, list[tuple[int, int]] | None]:
+    """Per token, its word id and character span in the report (``None``, ``None`` without a fast
+    tokenizer)."""
+    if not fast:
+        return None, None
+    offsets = [tuple(int(v) for v in pair) for pair in encoded["offset_mapping"][0].tolist()]
+    return encoded.word_ids(0), cast(list[tuple[int, int]], offsets)

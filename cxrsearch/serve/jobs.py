@@ -114,10 +114,13 @@ class ExplainJobs:
 
     def _run(self, job: Job, request: Any) -> None:
         from cxrsearch.explain.explain import explain
+        from cxrsearch.explain.output import write_explanation
 
         job.state, job.started = "running", time.time()
         try:
-            job.result = explain(request, self.service.store, self.service.encoder("explain"))
+            job.result = write_explanation(
+                explain(request, self.service.store, self.service.encoder("explain")), request
+            )
             job.state = "done"
         except CxrSearchError as exc:
             job.error, job.state = str(exc.message), "failed"

@@ -64,12 +64,13 @@ def test_text_is_escaped(served) -> None:
 
 def test_explain_sheet_embeds_the_film_and_the_overlays(served, tmp_path) -> None:
     from cxrsearch.explain.explain import explain
+    from cxrsearch.explain.output import write_explanation
     from cxrsearch.explain.request import ExplainRequest
 
     hits = served.service.search(served.service.spec(text=TEXT, k=100), collapse=False).records
     film = next(h for h in hits if h["kind"] == "image")
     request = ExplainRequest(hit=film["id"], collection=COLLECTION, text=TEXT, steps=4, out_dir=tmp_path / "x")
-    result = explain(request, served.service.store, served.service.encoder("explain"))
+    result = write_explanation(explain(request, served.service.store, served.service.encoder("explain")), request)
     html = explain_sheet(result, image_roots=served.service.image_roots())
     images = _self_contained(html)
     assert len(images) == 3  # film, IG overlay, attention overlay
