@@ -27,14 +27,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch  # already loaded with cxrsearch.model.losses
+
+from cxrsearch import paths
 from cxrsearch.errors import ConfigError
-from cxrsearch.model.losses import LossConfig
+from cxrsearch.model.checkpoint import save_checkpoint
+from cxrsearch.model.config import create_model, get_config
+from cxrsearch.model.feature_cache import module_fingerprint
+from cxrsearch.model.losses import FusionLoss, LossConfig
+from cxrsearch.model.metrics import macro_auroc, tune_thresholds
+from cxrsearch.model.train_data import load_training_data
+from cxrsearch.model.train_loop import (
+    EpochLosses,
+    SplitInputs,
+    plan_batches,
+    predict,
+    predict_image_only,
+    train_epoch,
+)
 from cxrsearch.model.train_report import EpochReport, TrainEvent, TrainResult, checkpoint_metrics
+from cxrsearch.model.train_state import (
+    SavedState,
+    TrainState,
+    load_train_state,
+    read_train_state_meta,
+    save_train_state,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.model.config import ModelConfig
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.train_data import TrainingData
-    from cxrsearch.model.train_loop import SplitInputs
 
 _RESUME_KEYS = (
     "config",
@@ -118,6 +142,10 @@ class TrainOptions:
         return {**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}, **self.identity()}
 
 
+_MIN_IMPROVEMENT = 1e-4
+"""A val selection score must beat the best so far by more than this to count as an improvement."""
+
+
 def _param_groups(model, loss_fn, options: TrainOptions) -> list[dict]:
     towers = {id(p) for p in model.tower_parameters()}
     decay, plain, tower = [], [], []
@@ -160,9 +188,6 @@ def selection_score(
     val it is the mean of the fused and the image-only macro AUROC: templated or informative reports
     let the fused prediction saturate early while the image side is still learning, and image
     queries rest on the image side alone. Without radiographs, the fused AUROC."""
-    from cxrsearch.model.metrics import macro_auroc
-    from cxrsearch.model.train_loop import predict_image_only
-
     if not any(data.val.images):
         return auroc, None
     rows, image_probs = predict_image_only(model, val_inputs, batch_size)
@@ -180,22 +205,43 @@ def _trainable(model, loss_fn) -> dict:
 
 def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None = None) -> TrainResult:
     """Train as ``options`` say; see the module docstring. Raises ``ConfigError`` for bad options."""
-    import numpy as np
-    import torch
-
-    from cxrsearch import paths
-    from cxrsearch.model.checkpoint import save_checkpoint
-    from cxrsearch.model.config import create_model, get_config
-    from cxrsearch.model.feature_cache import module_fingerprint
-    from cxrsearch.model.losses import FusionLoss
-    from cxrsearch.model.metrics import macro_auroc, tune_thresholds
-    from cxrsearch.model.train_data import load_training_data
-    from cxrsearch.model.train_loop import SplitInputs, plan_batches, predict, train_epoch
-    from cxrsearch.model.train_state import load_train_state, read_train_state_meta, save_train_state
-
     options.check()
     emit = progress or (lambda event: None)
     started = time.perf_counter()
+    saved = _preflight(options)
+    data, config = _prepare_data(options, emit)
+    run = _start_run(options, data, config, emit)
+    state = TrainState(options.identity(), data.fingerprint, run.tower_fingerprint)
+    resumed_from = None if saved is None else _resume(run, state, saved)
+    _train_epochs(run, state, prior_seconds=float(saved.meta.get("seconds", 0.0) if saved else 0.0))
+    result = _result(run, state, resumed_from, time.perf_counter() - started)
+    emit(TrainEvent("done", epoch=result.last_epoch, message=str(run.out)))
+    return result
+
+
+@dataclass
+class _Run:
+    """What one training session works with, set up before its first epoch."""
+
+    options: TrainOptions
+    out: Path
+    data: TrainingData
+    model: FusionModel
+    loss_fn: FusionLoss
+    tower_fingerprint: str | None
+    """Of the frozen towers (``freeze_encoders``), else ``None``."""
+    train_inputs: SplitInputs
+    val_inputs: SplitInputs
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+    lr_at: Callable[[int], float]
+    """Learning-rate factor of a global step."""
+    emit: Callable[[TrainEvent], None]
+
+
+def _preflight(options: TrainOptions) -> SavedState | None:
+    """The saved training state of ``options.out`` (``None``: none), after refusing an ``out`` that
+    does not fit ``resume`` and a CUDA device that is not there."""
     out = Path(options.out)
     saved = read_train_state_meta(out) if out.is_dir() else None
     if options.resume and saved is None:
@@ -208,7 +254,11 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         )
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
+    return saved
 
+
+def _prepare_data(options: TrainOptions, emit: Callable[[TrainEvent], None]) -> tuple[TrainingData, ModelConfig]:
+    """The training data (refused when val AUROC is undefined) and the model config to train."""
     emit(TrainEvent("data", message=f"reading reports from {options.data}"))
     data = load_training_data(options.data, options.images, options.limit, sentences=options.finding_sentences)
     if math.isnan(macro_auroc(data.val.targets, np.zeros_like(data.val.targets))):
@@ -220,16 +270,31 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         config = config.with_text_source(options.text_encoder)
     if options.image_encoder:
         config = config.with_image_source(options.image_encoder)
+    return data, config
 
-    emit(TrainEvent("model", message=f"building {config.name}"))
+
+def _build_model(options: TrainOptions, data: TrainingData, config: ModelConfig) -> tuple[FusionModel, FusionLoss]:
     torch.manual_seed(options.seed)
     model = create_model(config, data.labels).to(options.device)
     loss_fn = FusionLoss(options.loss).to(options.device)
     if options.freeze_encoders:
         model.freeze_towers(True)
+    return model, loss_fn
+
+
+def _frozen_tower_fingerprint(model: FusionModel, options: TrainOptions) -> str | None:
     image_tower, text_tower = model.image_tower, model.text_tower
     assert image_tower is not None and text_tower is not None  # create_model builds both towers
-    towers = module_fingerprint(image_tower) + module_fingerprint(text_tower) if options.freeze_encoders else None
+    return module_fingerprint(image_tower) + module_fingerprint(text_tower) if options.freeze_encoders else None
+
+
+def _start_run(
+    options: TrainOptions, data: TrainingData, config: ModelConfig, emit: Callable[[TrainEvent], None]
+) -> _Run:
+    """Model, loss, tower inputs of train and val (frozen: cached features), optimizer, schedule."""
+    emit(TrainEvent("model", message=f"building {config.name}"))
+    model, loss_fn = _build_model(options, data, config)
+    towers = _frozen_tower_fingerprint(model, options)
 
     def report(what: str, done: int, total: int) -> None:
         emit(TrainEvent("features", done=done, total=total, message=what))
@@ -246,125 +311,43 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
     optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, options), lr=options.lr)
     steps_per_epoch = len(plan_batches(data.train, options.batch_size, options.seed, 1))
     lr_at = _schedule(options.epochs * steps_per_epoch, options.warmup_fraction)
-    meta: dict[str, Any] = {
-        "epoch": 0,
-        "best_metric": None,
-        "best_epoch": 0,
-        "bad_epochs": 0,
-        "stopped_early": False,
-        "history": [],
-        "seconds": 0.0,
-        "options": options.identity(),
-        "data_fingerprint": data.fingerprint,
-        "tower_fingerprint": towers,
-    }
-    resumed_from = None
-    if saved is not None:
-        _check_resumable(saved, meta)
-        weights = load_train_state(saved, optimizer)
-        current = _trainable(model, loss_fn)
-        if set(weights) != set(current):
-            raise ConfigError(
-                "training state does not match this model (different config or freezing)", path=saved.path
-            )
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                current[name].copy_(tensor)
-        meta.update(
-            {
-                k: saved.meta[k]
-                for k in ("epoch", "best_metric", "best_epoch", "bad_epochs", "stopped_early", "history", "seconds")
-            }
-        )
-        meta.update({k: saved.meta[k] for k in ("best_auroc", "best_image_auroc") if k in saved.meta})
-        resumed_from = int(meta["epoch"])
-
-    session_start = time.perf_counter()
-    for epoch in range(int(meta["epoch"]) + 1, options.epochs + 1):
-        if meta["stopped_early"]:
-            break
-        epoch_start = time.perf_counter()
-        batches = plan_batches(data.train, options.batch_size, options.seed, epoch)
-        emit(TrainEvent("epoch_start", epoch=epoch, total=len(batches)))
-        losses = train_epoch(
-            model,
-            loss_fn,
-            optimizer,
-            train_inputs,
-            batches,
-            lr_at=lr_at,
-            first_step=(epoch - 1) * steps_per_epoch,
-            seed=options.seed,
-            epoch=epoch,
-            modality_dropout=options.modality_dropout,
-            grad_clip=options.grad_clip,
-            on_step=lambda done, total, value: emit(
-                TrainEvent("step", epoch=epoch, done=done, total=total, loss=value)  # noqa: B023  (called within this iteration)
-            ),
-        )
-        emit(TrainEvent("validate", epoch=epoch))
-        probs = predict(model, val_inputs, options.eval_batch_size)
-        auroc = macro_auroc(data.val.targets, probs)
-        score, image_auroc = selection_score(model, val_inputs, data, options.eval_batch_size, auroc)
-        best = meta["best_metric"]
-        improved = best is None or score > best + 1e-4
-        epoch_report = EpochReport.build(
-            epoch,
-            losses,
-            auroc,
-            improved,
-            lr_at(epoch * steps_per_epoch - 1) * options.lr,
-            time.perf_counter() - epoch_start,
-            image_auroc,
-        )
-        meta["history"].append(dataclasses.asdict(epoch_report))
-        if improved:
-            meta.update(
-                best_metric=score, best_auroc=auroc, best_image_auroc=image_auroc, best_epoch=epoch, bad_epochs=0
-            )
-            thresholds = tune_thresholds(data.val.targets, probs, data.labels)
-            save_checkpoint(
-                out,
-                model,
-                thresholds=thresholds.values,
-                data_fingerprint=data.fingerprint,
-                metrics=checkpoint_metrics(data, probs, thresholds, meta),
-                extra={"training": options.describe(), "epoch": epoch},
-            )
-        else:
-            meta["bad_epochs"] += 1
-            meta["stopped_early"] = meta["bad_epochs"] >= options.patience
-        meta["epoch"] = epoch
-        meta["seconds"] = float(saved.meta.get("seconds", 0.0) if saved else 0.0) + time.perf_counter() - session_start
-        save_train_state(out, _trainable(model, loss_fn), optimizer, meta)
-        emit(TrainEvent("epoch_end", epoch=epoch, report=epoch_report))
-
-    result = TrainResult(
-        checkpoint=out,
-        best_epoch=int(meta["best_epoch"]),
-        best_val_macro_auroc=float(meta.get("best_auroc", meta["best_metric"])),
-        last_epoch=int(meta["epoch"]),
-        stopped_early=bool(meta["stopped_early"]),
-        resumed_from=resumed_from,
-        history=tuple(EpochReport.from_dict(h) for h in meta["history"]),
-        n_train=len(data.train),
-        n_val=len(data.val),
-        n_skipped=data.skipped,
-        n_train_with_images=data.train.n_with_images,
-        data_fingerprint=data.fingerprint,
-        seconds=time.perf_counter() - started,
+    return _Run(
+        options=options,
+        out=Path(options.out),
+        data=data,
+        model=model,
+        loss_fn=loss_fn,
+        tower_fingerprint=towers,
+        train_inputs=train_inputs,
+        val_inputs=val_inputs,
+        optimizer=optimizer,
+        steps_per_epoch=steps_per_epoch,
+        lr_at=lr_at,
+        emit=emit,
     )
-    emit(TrainEvent("done", epoch=result.last_epoch, message=str(out)))
-    return result
 
 
-def _check_resumable(saved, meta: dict[str, Any]) -> None:
+def _resume(run: _Run, state: TrainState, saved: SavedState) -> int:
+    """Continue from ``saved``: weights, optimizer, RNG and progress; returns the epoch resumed after."""
+    _check_resumable(saved, state)
+    weights = load_train_state(saved, run.optimizer)
+    current = _trainable(run.model, run.loss_fn)
+    if set(weights) != set(current):
+        raise ConfigError("training state does not match this model (different config or freezing)", path=saved.path)
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            current[name].copy_(tensor)
+    state.restore_progress(saved)
+    return int(state.epoch)
+
+
+def _check_resumable(saved: SavedState, state: TrainState) -> None:
     for key, what in (
         ("options", "options"),
         ("data_fingerprint", "training data"),
         ("tower_fingerprint", "frozen tower weights"),
     ):
-        before, now = saved.meta.get(key), meta[key]
+        before, now = saved.meta.get(key), getattr(state, key)
         if key == "options":
             changed = sorted(k for k in set(before or {}) | set(now) if (before or {}).get(k) != now.get(k))
             if changed:
@@ -373,3 +356,99 @@ def _check_resumable(saved, meta: dict[str, Any]) -> None:
                 )
         elif before != now:
             raise ConfigError(f"--resume: the {what} changed since the saved run", path=saved.path)
+
+
+def _train_epochs(run: _Run, state: TrainState, prior_seconds: float) -> None:
+    """The epochs after ``state.epoch`` up to ``epochs`` or early stopping, the state saved after each
+    (``prior_seconds``: of the sessions before this one)."""
+    session_start = time.perf_counter()
+    for epoch in range(int(state.epoch) + 1, run.options.epochs + 1):
+        if state.stopped_early:
+            break
+        report = _run_epoch(run, state, epoch)
+        state.epoch = epoch
+        state.seconds = prior_seconds + time.perf_counter() - session_start
+        save_train_state(run.out, _trainable(run.model, run.loss_fn), run.optimizer, state.to_meta())
+        run.emit(TrainEvent("epoch_end", epoch=epoch, report=report))
+
+
+def _run_epoch(run: _Run, state: TrainState, epoch: int) -> EpochReport:
+    """Train ``epoch``, score it on val, and save the checkpoint when it is the best so far."""
+    epoch_start = time.perf_counter()
+    losses = _fit_epoch(run, epoch)
+    run.emit(TrainEvent("validate", epoch=epoch))
+    probs = predict(run.model, run.val_inputs, run.options.eval_batch_size)
+    auroc = macro_auroc(run.data.val.targets, probs)
+    score, image_auroc = selection_score(run.model, run.val_inputs, run.data, run.options.eval_batch_size, auroc)
+    improved = state.best_metric is None or score > state.best_metric + _MIN_IMPROVEMENT
+    report = EpochReport.build(
+        epoch,
+        losses,
+        auroc,
+        improved,
+        run.lr_at(epoch * run.steps_per_epoch - 1) * run.options.lr,
+        time.perf_counter() - epoch_start,
+        image_auroc,
+    )
+    state.history.append(dataclasses.asdict(report))
+    if improved:
+        state.record_best(epoch, score, auroc, image_auroc)
+        _save_best(run, state, probs, epoch)
+    else:
+        state.record_no_improvement(run.options.patience)
+    return report
+
+
+def _fit_epoch(run: _Run, epoch: int) -> EpochLosses:
+    options = run.options
+    batches = plan_batches(run.data.train, options.batch_size, options.seed, epoch)
+    run.emit(TrainEvent("epoch_start", epoch=epoch, total=len(batches)))
+    return train_epoch(
+        run.model,
+        run.loss_fn,
+        run.optimizer,
+        run.train_inputs,
+        batches,
+        lr_at=run.lr_at,
+        first_step=(epoch - 1) * run.steps_per_epoch,
+        seed=options.seed,
+        epoch=epoch,
+        modality_dropout=options.modality_dropout,
+        grad_clip=options.grad_clip,
+        on_step=lambda done, total, value: run.emit(
+            TrainEvent("step", epoch=epoch, done=done, total=total, loss=value)
+        ),
+    )
+
+
+def _save_best(run: _Run, state: TrainState, probs: np.ndarray, epoch: int) -> None:
+    """Write the checkpoint of the best epoch ``epoch``, its thresholds tuned on its val ``probs``."""
+    data = run.data
+    thresholds = tune_thresholds(data.val.targets, probs, data.labels)
+    save_checkpoint(
+        run.out,
+        run.model,
+        thresholds=thresholds.values,
+        data_fingerprint=data.fingerprint,
+        metrics=checkpoint_metrics(data, probs, thresholds, state),
+        extra={"training": run.options.describe(), "epoch": epoch},
+    )
+
+
+def _result(run: _Run, state: TrainState, resumed_from: int | None, seconds: float) -> TrainResult:
+    data = run.data
+    return TrainResult(
+        checkpoint=run.out,
+        best_epoch=int(state.best_epoch),
+        best_val_macro_auroc=float(state.best_val_auroc),  # type: ignore[arg-type]  # an epoch has finished
+        last_epoch=int(state.epoch),
+        stopped_early=bool(state.stopped_early),
+        resumed_from=resumed_from,
+        history=tuple(EpochReport.from_dict(h) for h in state.history),
+        n_train=len(data.train),
+        n_val=len(data.val),
+        n_skipped=data.skipped,
+        n_train_with_images=data.train.n_with_images,
+        data_fingerprint=data.fingerprint,
+        seconds=seconds,
+    )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.metrics import Thresholds
     from cxrsearch.model.train_data import TrainingData
     from cxrsearch.model.train_loop import EpochLosses
+    from cxrsearch.model.train_state import TrainState
 
 
 @dataclass(frozen=True)
@@ -118,22 +119,23 @@ def _clean(value: float) -> float | None:
 
 
 def checkpoint_metrics(
-    data: TrainingData, probs: np.ndarray, thresholds: Thresholds, meta: dict[str, Any]
+    data: TrainingData, probs: np.ndarray, thresholds: Thresholds, state: TrainState
 ) -> dict[str, Any]:
     """The ``metrics`` block of a checkpoint saved at the best epoch (val numbers only)."""
     from cxrsearch.model.metrics import f1_at, per_label_metrics
 
     per_label = per_label_metrics(data.val.targets, probs, data.labels)
     f1 = f1_at(data.val.targets, probs, thresholds.values)
+    image_auroc = state.best_image_auroc
     return {
-        "val_macro_auroc": meta.get("best_auroc", meta["best_metric"]),
-        "val_image_macro_auroc": _clean(meta["best_image_auroc"]) if meta.get("best_image_auroc") is not None else None,
+        "val_macro_auroc": state.best_val_auroc,
+        "val_image_macro_auroc": _clean(image_auroc) if image_auroc is not None else None,
         "best_epoch_chosen_by": (
             "mean of the fused and the image-only val macro AUROC"
-            if meta.get("best_image_auroc") is not None
+            if image_auroc is not None
             else "fused val macro AUROC"
         ),
-        "best_epoch": meta["best_epoch"],
+        "best_epoch": state.best_epoch,
         "thresholds_tuned_on": "val",
         "threshold_rule": "predict a label when prob >= threshold; threshold maximises val F1 per label",
         "threshold_fallback_labels": list(thresholds.fallback),
@@ -151,5 +153,5 @@ def checkpoint_metrics(
         "n_val": len(data.val),
         "n_skipped": data.skipped,
         "n_train_with_images": data.train.n_with_images,
-        "history": [{k: _clean(v) if isinstance(v, float) else v for k, v in h.items()} for h in meta["history"]],
+        "history": [{k: _clean(v) if isinstance(v, float) else v for k, v in h.items()} for h in state.history],
     }

@@ -8,7 +8,8 @@ After every epoch the trainer writes
   ``exp_avg_sq``, ``step``) and the torch RNG state (``rng.torch``, ``rng.cuda`` on a GPU);
 - ``state.json``: the epoch just finished, the best validation metric so far and its epoch, the
   epochs without improvement, the per-epoch history, the options and data fingerprint the run was
-  started with, and the name of the safetensors file above.
+  started with, and the name of the safetensors file above (:meth:`TrainState.to_meta`: the JSON of
+  :class:`TrainState`, the trainer's mutable state).
 
 ``state.json`` is replaced atomically *after* its safetensors file is complete, so an interruption at
 any moment leaves a consistent state (the previous epoch's, at worst). The learning-rate schedule is a
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,83 @@ class SavedState:
     path: Path
 
 
+@dataclass
+class TrainState:
+    """The mutable state of a training run: what ``state.json`` holds (:meth:`to_meta`), and what
+    ``--resume`` restores (:meth:`restore_progress`).
+
+    ``options``, ``data_fingerprint`` and ``tower_fingerprint`` identify the run (``--resume`` refuses
+    a state whose identity differs); the others track its progress: the last finished ``epoch``, the
+    best selection score so far (``best_metric``) with its epoch, fused val AUROC (``best_auroc``)
+    and image-only val AUROC (``best_image_auroc``), the epochs since the last improvement
+    (``bad_epochs``), whether early stopping ended the run, every epoch's
+    :class:`~cxrsearch.model.train_report.EpochReport` as JSON (``history``) and the wall seconds of
+    all sessions so far. ``best_auroc is None``: not recorded (no epoch finished yet, or a state
+    written before these were saved; then ``best_metric`` is the fused val AUROC).
+    """
+
+    options: dict[str, Any]
+    data_fingerprint: str
+    tower_fingerprint: str | None
+    epoch: int = 0
+    best_metric: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    best_auroc: float | None = None
+    best_image_auroc: float | None = None
+
+    @property
+    def best_val_auroc(self) -> float | None:
+        """The fused val macro AUROC of the best epoch (``None`` before the first epoch)."""
+        return self.best_auroc if self.best_auroc is not None else self.best_metric
+
+    def record_best(self, epoch: int, score: float, auroc: float, image_auroc: float | None) -> None:
+        """``epoch`` improved on the best so far (``score``: its selection score)."""
+        self.best_metric, self.best_auroc, self.best_image_auroc = score, auroc, image_auroc
+        self.best_epoch, self.bad_epochs = epoch, 0
+
+    def record_no_improvement(self, patience: int) -> None:
+        """An epoch did not improve; early stopping after ``patience`` such epochs in a row."""
+        self.bad_epochs += 1
+        self.stopped_early = self.bad_epochs >= patience
+
+    def to_meta(self) -> dict[str, Any]:
+        """The JSON of ``state.json`` (less the weights file name, which :func:`save_train_state` adds)."""
+        meta: dict[str, Any] = {
+            "epoch": self.epoch,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+            "seconds": self.seconds,
+            "options": self.options,
+            "data_fingerprint": self.data_fingerprint,
+            "tower_fingerprint": self.tower_fingerprint,
+        }
+        if self.best_auroc is not None:  # both recorded together; absent from older states until an improvement
+            meta.update(best_auroc=self.best_auroc, best_image_auroc=self.best_image_auroc)
+        return meta
+
+    def restore_progress(self, saved: SavedState) -> None:
+        """Take the progress of ``saved`` (its identity is the caller's to check first)."""
+        meta = saved.meta
+        self.epoch = meta["epoch"]
+        self.best_metric = meta["best_metric"]
+        self.best_epoch = meta["best_epoch"]
+        self.bad_epochs = meta["bad_epochs"]
+        self.stopped_early = meta["stopped_early"]
+        self.history = meta["history"]
+        self.seconds = meta["seconds"]
+        if "best_auroc" in meta:
+            self.best_auroc = meta["best_auroc"]
+        if "best_image_auroc" in meta:
+            self.best_image_auroc = meta["best_image_auroc"]
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -46,6 +124,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def save_train_state(out_dir: Path, weights: dict, optimizer, meta: dict[str, Any]) -> Path:
     """Write the state after epoch ``meta["epoch"]``; returns the ``state.json`` path.
+
+    ``meta``: the JSON to write (the trainer's :meth:`TrainState.to_meta`).
 
     ``weights``: name -> tensor of everything trainable the trainer must restore (e.g.
     ``model.<param>``, ``loss.<param>``); ``optimizer``: a ``torch.optim.Optimizer``.
