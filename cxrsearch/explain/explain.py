@@ -11,8 +11,8 @@ hit's radiograph (same pipeline as indexing) and rebuild its report text, then
 4. the statistics of each map on the original film (:mod:`~cxrsearch.explain.heatmap`).
 
 :func:`explain` writes nothing: :func:`~cxrsearch.explain.output.write_explanation`
-writes the PNGs (:mod:`~cxrsearch.explain.render`) and the JSON. :func:`explain` does both, in
-that order.
+writes the PNGs (:mod:`~cxrsearch.explain.render`) and the JSON (the CLI and the server call it
+after :func:`explain`).
 
 A hit without a radiograph gets token attributions only; a hit without report text gets pixels
 only (and no attention view, which needs text). Each such case adds a notice.
