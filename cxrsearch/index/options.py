@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrsearch.errors import ConfigError
-from cxrsearch.store.schema import DEFAULT_SCHEMA
+from cxrsearch.store.schema import DEFAULT_COLLECTION, DEFAULT_SCHEMA
 
-DEFAULT_COLLECTION = "cases"
 DEFAULT_BATCH_SIZE = 32
 
 

@@ -24,6 +24,9 @@ from cxrsearch.errors import StoreError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "collections"
 DEFAULT_SCHEMA = "cases"
+DEFAULT_COLLECTION = "cases"
+"""The collection every command reads and writes unless given ``--collection`` (created from
+:data:`DEFAULT_SCHEMA`); the one place this name is written."""
 
 DISTANCES = ("cosine", "dot", "euclid")
 VECTOR_SIZES = ("embedding", "labels")
