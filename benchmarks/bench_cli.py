@@ -54,8 +54,9 @@ def _build(root: Path) -> tuple[Path, Path, str]:
     import torch
 
     from cxrsearch.data.labels import label_names
+    from cxrsearch.model.build import create_model
     from cxrsearch.model.checkpoint import save_checkpoint
-    from cxrsearch.model.config import create_model, get_config
+    from cxrsearch.model.config import get_config
 
     torch.manual_seed(0)
     labels = label_names()

@@ -59,7 +59,8 @@ def random_model(name: str):
     becomes a random BERT-base (Bio_ClinicalBERT's shape), one shipped in a Python package
     (``cpu-minilm``'s MiniLM) is loaded as configured. Nothing is downloaded."""
     from cxrsearch.data.labels import label_names
-    from cxrsearch.model.config import TowerConfig, create_model, get_config
+    from cxrsearch.model.build import create_model
+    from cxrsearch.model.config import TowerConfig, get_config
 
     config = get_config(name).with_image_source("random")
     if config.text.source_kind == "hub":

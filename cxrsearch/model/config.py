@@ -24,24 +24,23 @@ Public API::
     parse_source(text) -> tuple[str, str | None, str | None]   # (source, hub_id, revision)
     ModelConfig.with_image_source(text) / .with_text_source(text) -> ModelConfig
     ModelConfig.to_dict() / ModelConfig.from_dict(d)
-    create_model(config, labels) -> FusionModel       # loads/initialises towers (see towers.py)
+
+Building the model from a config is :func:`cxrsearch.model.build.create_model` (the model modules
+import these configs, so this module imports none of them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cxrsearch.errors import ModelError
 from cxrsearch.image.preprocess_config import PreprocessConfig  # re-exported: its home before image/ held it
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cxrsearch.model.fusion import FusionModel
 
 _CONFIG_PACKAGE = "cxrsearch"
 _CONFIG_DIR = "model_configs"
@@ -251,15 +250,3 @@ def get_config(name: str | Path) -> ModelConfig:
     except json.JSONDecodeError as exc:
         raise ModelError(f"not valid JSON: {exc}", path=where) from None
     return ModelConfig.from_dict(data, where=where)
-
-
-def create_model(config: ModelConfig, labels: Sequence[str]) -> FusionModel:
-    """Build the :class:`~cxrsearch.model.fusion.FusionModel` for ``config`` with one logit per label.
-
-    Tower weights are loaded from each tower's ``source`` (may read large files, or download when
-    the source is ``hub``); failures raise :class:`ModelError` in one line.
-    """
-    from cxrsearch.model.fusion import FusionModel
-    from cxrsearch.model.towers import build_image_tower, build_text_tower
-
-    return FusionModel(config, labels, build_image_tower(config), build_text_tower(config))

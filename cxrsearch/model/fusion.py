@@ -94,7 +94,7 @@ class CrossModalLayer(nn.Module):
 class FusionModel(nn.Module):
     """Image tower + text tower + projections + cross-modal fusion + label head.
 
-    Build with :func:`cxrsearch.model.config.create_model` (or load with
+    Build with :func:`cxrsearch.model.build.create_model` (or load with
     :func:`cxrsearch.model.checkpoint.load_checkpoint`). Attributes: ``config`` (ModelConfig),
     ``labels`` (tuple of label names, the head order), ``image_tower``, ``text_tower`` (which holds
     the ``tokenizer``).

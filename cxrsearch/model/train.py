@@ -32,8 +32,9 @@ import torch  # already loaded with cxrsearch.model.losses
 
 from cxrsearch import paths
 from cxrsearch.errors import ConfigError
+from cxrsearch.model.build import create_model
 from cxrsearch.model.checkpoint import save_checkpoint
-from cxrsearch.model.config import create_model, get_config
+from cxrsearch.model.config import get_config
 from cxrsearch.model.feature_cache import module_fingerprint
 from cxrsearch.model.losses import FusionLoss, LossConfig
 from cxrsearch.model.metrics import macro_auroc, tune_thresholds

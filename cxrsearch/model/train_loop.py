@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from cxrsearch.model.fusion import FusionModel
-    from cxrsearch.model.losses import FusionLoss
+    from cxrsearch.model.losses import FusionLoss, LossParts
     from cxrsearch.model.output import ImageFeatures, TextFeatures
 
 
@@ -162,6 +162,9 @@ class EpochLosses:
     text_supcon: float | None
 
 
+_TERMS = ("total", "classification", "contrastive", "alignment", "text_supcon")
+
+
 def train_epoch(
     model: FusionModel,
     loss_fn: FusionLoss,
@@ -178,52 +181,69 @@ def train_epoch(
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> EpochLosses:
     """One pass over ``batches``; the learning-rate factor of global step ``s`` is ``lr_at(s)``."""
-    import torch
-
     rng = np.random.default_rng([seed, epoch, 1])
-    sums: dict[str, list[float]] = {
-        "total": [],
-        "classification": [],
-        "contrastive": [],
-        "alignment": [],
-        "text_supcon": [],
-    }
+    sums: dict[str, list[float]] = {term: [] for term in _TERMS}
     params = [p for group in optimizer.param_groups for p in group["params"]]
     model.train()
     for index, batch in enumerate(batches):
-        factor = lr_at(first_step + index)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        targets = torch.from_numpy(inputs.split.targets[list(batch.rows)]).to(inputs.device)
-        same = inputs.same_mask(batch)
-        image, text = inputs.features(batch)
-        parts = loss_fn(model.fuse(image, text), targets, same)
-        total = parts.total
-        if image is not None and text is not None and rng.random() < modality_dropout:
-            keep_image = bool(rng.random() < 0.5)
-            single = model.fuse(image if keep_image else None, None if keep_image else text)
-            total = total + loss_fn(single, targets, same).total
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
+        _set_lr(optimizer, lr_at(first_step + index))
+        total, parts = _batch_loss(model, loss_fn, inputs, batch, rng, modality_dropout)
+        _step(optimizer, total, params, grad_clip)
         value = float(total.detach())
-        for key, item in (
-            ("total", value),
-            ("classification", parts.classification),
-            ("contrastive", parts.contrastive),
-            ("alignment", parts.alignment),
-            ("text_supcon", parts.text_supcon),
-        ):
-            if item is not None:
-                sums[key].append(item)
+        _record(sums, value, parts)
         if on_step is not None:
             on_step(index + 1, len(batches), value)
     mean = {k: (float(np.mean(v)) if v else None) for k, v in sums.items()}
     return EpochLosses(
         mean["total"] or 0.0, mean["classification"] or 0.0, mean["contrastive"], mean["alignment"], mean["text_supcon"]
     )
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
+def _batch_loss(
+    model: FusionModel,
+    loss_fn: FusionLoss,
+    inputs: SplitInputs,
+    batch: Batch,
+    rng: np.random.Generator,
+    modality_dropout: float,
+) -> tuple[torch.Tensor, LossParts]:
+    """``(total, parts)`` of one batch: ``parts`` of the full pass; ``total`` adds, on a modality
+    dropout draw (paired batches only), the loss of the image-only or text-only pass."""
+    import torch
+
+    targets = torch.from_numpy(inputs.split.targets[list(batch.rows)]).to(inputs.device)
+    same = inputs.same_mask(batch)
+    image, text = inputs.features(batch)
+    parts = loss_fn(model.fuse(image, text), targets, same)
+    total = parts.total
+    if image is not None and text is not None and rng.random() < modality_dropout:
+        keep_image = bool(rng.random() < 0.5)
+        single = model.fuse(image if keep_image else None, None if keep_image else text)
+        total = total + loss_fn(single, targets, same).total
+    return total, parts
+
+
+def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor, params: list[torch.Tensor], grad_clip: float) -> None:
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+
+def _record(sums: dict[str, list[float]], total: float, parts: LossParts) -> None:
+    """Append this batch's value of each loss term that applied (``total``: the one backpropagated)."""
+    values = (total, parts.classification, parts.contrastive, parts.alignment, parts.text_supcon)
+    for term, value in zip(_TERMS, values):
+        if value is not None:
+            sums[term].append(value)
 
 
 def _study_means(

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from cxrsearch.cli.main import app
 from cxrsearch.errors import ModelError
+from cxrsearch.model.build import create_model
 from cxrsearch.model.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
-from cxrsearch.model.config import create_model, get_config, list_models
+from cxrsearch.model.config import get_config, list_models
 from cxrsearch.model.encode import Encoder
 
 LABELS = ("cardiomegaly", "effusion", "normal")

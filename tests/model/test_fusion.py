@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cxrsearch.errors import ModelError
-from cxrsearch.model.config import create_model, get_config
+from cxrsearch.model.build import create_model
+from cxrsearch.model.config import get_config
 
 LABELS = ("cardiomegaly", "effusion", "normal")
 REPORTS = [

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from cxrsearch.errors import ModelError
+from cxrsearch.model.build import create_model
 from cxrsearch.model.checkpoint import read_checkpoint_info, save_checkpoint
-from cxrsearch.model.config import ModelConfig, create_model, get_config
+from cxrsearch.model.config import ModelConfig, get_config
 from cxrsearch.model.towers import build_image_tower, build_text_tower
 from tests.model.fake_hub import FakeHub, serving_hub, use_hub
 

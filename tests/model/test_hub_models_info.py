@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cxrsearch.cli.main import app
+from cxrsearch.model.build import create_model
 from cxrsearch.model.checkpoint import save_checkpoint
-from cxrsearch.model.config import create_model, get_config, list_models
+from cxrsearch.model.config import get_config, list_models
 
 LABELS = ("cardiomegaly", "effusion", "normal")
 

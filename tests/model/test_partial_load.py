@@ -13,8 +13,9 @@ import torch
 
 from cxrsearch.errors import ModelError
 from cxrsearch.model import checkpoint as checkpoint_module
+from cxrsearch.model.build import create_model
 from cxrsearch.model.checkpoint import STAMP_FILE, load_checkpoint, save_checkpoint, stamp_paths
-from cxrsearch.model.config import create_model, get_config
+from cxrsearch.model.config import get_config
 from cxrsearch.model.encode import Encoder
 
 LABELS = ("cardiomegaly", "effusion", "normal")

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cxrsearch.model.config import create_model, get_config
+from cxrsearch.model.build import create_model
+from cxrsearch.model.config import get_config
 from cxrsearch.model.encode import Encoder
 from cxrsearch.model.train_data import SplitData
 from cxrsearch.model.train_loop import SplitInputs, predict

@@ -182,8 +182,9 @@ def test_unknown_example_and_foreign_checkpoint_are_refused(indexed, tmp_path):
     import torch
 
     from cxrsearch.data.labels import label_names
+    from cxrsearch.model.build import create_model
     from cxrsearch.model.checkpoint import save_checkpoint
-    from cxrsearch.model.config import create_model, get_config
+    from cxrsearch.model.config import get_config
 
     with pytest.raises(QueryError, match="no indexed case 'CXR99999'"):
         search(QuerySpec(like="CXR99999"), indexed.store, indexed.collection)

@@ -10,7 +10,7 @@ import torch
 
 from cxrsearch.errors import ImageError
 from cxrsearch.image.preprocess import normalize, preprocess
-from cxrsearch.model.config import PreprocessConfig
+from cxrsearch.image.preprocess_config import PreprocessConfig
 
 LETTERBOX = PreprocessConfig(image_size=64, resize="letterbox", pad_value=0.0)
 CROP = dataclasses.replace(LETTERBOX, resize="center-crop")
