@@ -24,6 +24,8 @@ RRF_K = 60
 """Reciprocal-rank-fusion constant (score = sum 1/(k + rank0)); the value of Cormack et al. 2009."""
 
 VIEWS = ("PA", "AP", "LATERAL")
+"""The payload ``view`` values :func:`cxrsearch.store.integrity.verify_collection` accepts: the same as
+:data:`cxrsearch.image.view.VIEWS`, which the store may not import (same layer, see tests/test_layers.py)."""
 
 
 def point_id(collection: str, key: str) -> str:

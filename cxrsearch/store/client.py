@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 
 from cxrsearch.errors import StoreError
+from cxrsearch.store import client_config
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
     as_query_vector,
@@ -114,8 +115,6 @@ class ClientStore:
     def create_collection(
         self, collection: str, schema: CollectionSchema, vector_size: int, label_size: int | None = None
     ) -> bool:
-        from qdrant_client import models
-
         check_collection_name(collection)
         check_vector_size(vector_size)
         sizes = schema.vector_sizes(vector_size, label_size)
@@ -125,55 +124,14 @@ class ClientStore:
             info = self.collection_info(collection)
             check_same_collection(collection, self.location, info.schema, info.vector_sizes, schema, sizes)
             return False
-        distance = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
-        sparse = {
-            name: models.SparseVectorParams(modifier=models.Modifier.IDF if modifier == "idf" else None)
-            for name, modifier in (schema.sparse_vectors or {}).items()
-        }
-        hnsw = models.HnswConfigDiff(
-            m=schema.hnsw.m,
-            ef_construct=schema.hnsw.ef_construct,
-            payload_m=schema.hnsw.payload_m or None,
-            full_scan_threshold=schema.hnsw.full_scan_threshold_kb,
-        )
-        quant = None
-        if schema.quantization is not None:
-            quant = models.ScalarQuantization(
-                scalar=models.ScalarQuantizationConfig(
-                    type=models.ScalarType.INT8,
-                    quantile=schema.quantization.quantile,
-                    always_ram=schema.quantization.always_ram,
-                )
-            )
-        vectors = {
-            name: models.VectorParams(
-                size=sizes[name],
-                distance=distance[dist],
-                on_disk=schema.on_disk_vectors and name not in schema.unquantized,
-                quantization_config=None if name in schema.unquantized else quant,
-            )
-            for name, dist in schema.vectors.items()
-        }  # quantisation per vector: unquantised ones stay exact
+        config = client_config.collection_config(schema, sizes)
+        indexes = client_config.payload_index_types(schema)
         metadata = {"cxrsearch": {"schema": schema.to_dict(), "vector_size": vector_size, "vector_sizes": sizes}}
-        kinds = {
-            "keyword": models.PayloadSchemaType.KEYWORD,
-            "float": models.PayloadSchemaType.FLOAT,
-            "integer": models.PayloadSchemaType.INTEGER,
-            "bool": models.PayloadSchemaType.BOOL,
-        }
         with self._errors(None):
-            self._client.create_collection(
-                collection,
-                vectors_config=vectors,
-                sparse_vectors_config=sparse or None,
-                hnsw_config=hnsw,
-                metadata=metadata,
-                shard_number=schema.shard_number,
-                replication_factor=schema.replication_factor,
-            )
+            self._client.create_collection(collection, **config, metadata=metadata)
             if not self._local:  # the in-memory client has no payload indexes (it warns and ignores them)
-                for field, kind in schema.payload_indexes.items():
-                    self._client.create_payload_index(collection, field, field_schema=kinds[kind], wait=True)
+                for field, kind in indexes.items():
+                    self._client.create_payload_index(collection, field, field_schema=kind, wait=True)
         return True
 
     def drop_collection(self, collection: str) -> None:
@@ -245,7 +203,7 @@ class ClientStore:
                 using=vector_name,
                 query_filter=to_client(filter),
                 limit=limit,
-                search_params=_search_params(schema, self._local),
+                search_params=self._search_params(schema),
                 with_payload=True,
                 with_vectors=with_vectors,
             )
@@ -265,7 +223,7 @@ class ClientStore:
         weights = check_fusion(collection, queries, weights)
         schema, sizes = self._layout(collection)
         client_filter = to_client(filter)
-        params = _search_params(schema, self._local)
+        params = self._search_params(schema)
         sparse = schema.sparse_names
         # the filter is given once, on the fusion: the engine applies it inside every prefetch
         prefetch = [
@@ -413,6 +371,10 @@ class ClientStore:
             self._checked.add(collection)
         return schema, sizes
 
+    def _search_params(self, schema: CollectionSchema) -> Any:
+        """Quantisation rescoring and graph ``ef`` (``None`` in-memory: it searches exactly and warns)."""
+        return None if self._local else client_config.search_params(schema)
+
     @contextmanager
     def _errors(self, collection: str | None) -> Iterator[None]:
         """Turn qdrant-client/httpx exceptions into one-line StoreErrors (and name what was missing)."""
@@ -491,7 +453,7 @@ class ClientStore:
                 using=vector_name,
                 query_filter=to_client(filter),
                 limit=limit,
-                search_params=_search_params(schema, self._local),
+                search_params=self._search_params(schema),
                 with_payload=True,
             )
         return [scored_hit(p, False) for p in response.points]
@@ -516,18 +478,3 @@ def _reason(exc: Any) -> str:
     except Exception:  # not JSON: show the raw start
         raw = " ".join(exc.content[:200].decode("utf-8", "replace").split())
         return raw or f"an empty {exc.reason_phrase or 'reply'} (is this URL a Qdrant server?)"
-
-
-def _search_params(schema: CollectionSchema, local: bool) -> Any:
-    """Quantisation rescoring and graph ``ef`` (``None`` in-memory: it searches exactly and warns)."""
-    from qdrant_client import models
-
-    if local:
-        return None
-
-    quant = None
-    if schema.quantization is not None:
-        quant = models.QuantizationSearchParams(
-            rescore=schema.quantization.rescore, oversampling=schema.quantization.oversampling
-        )
-    return models.SearchParams(hnsw_ef=schema.hnsw.ef, quantization=quant)

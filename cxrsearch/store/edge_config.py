@@ -1,5 +1,6 @@
 """A :class:`~cxrsearch.store.schema.CollectionSchema` in qdrant-edge terms (config, indexes, search
-parameters). Imported only by :mod:`cxrsearch.store.edge`, which imports ``qdrant_edge`` lazily too."""
+parameters); :mod:`cxrsearch.store.client_config` is the server's counterpart, function for function.
+Imported only by :mod:`cxrsearch.store.edge`, which imports ``qdrant_edge`` lazily too."""
 
 from __future__ import annotations
 

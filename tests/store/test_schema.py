@@ -44,6 +44,12 @@ def test_shipped_schemas_load_and_round_trip():
         (lambda d: d["hnsw"].update(m=-1), "hnsw.m must be an integer >= 0"),
         (lambda d: d["quantization"].update(type="binary"), "quantization.type must be 'int8'"),
         (lambda d: d["payload_indexes"].update(labels="text"), "payload_indexes.labels must be one of"),
+        (lambda d: d.update(name="-cases"), "'name' must be 1-64"),
+        (lambda d: d["sparse_vectors"].update(image={"modifier": None}), "bad sparse vector name 'image'"),
+        (lambda d: d["hnsw"].update(ef=0), "hnsw.ef must be >= 1"),
+        (lambda d: d["quantization"].update(quantile=0.1), "quantization.quantile must be in"),
+        (lambda d: d.update(shard_number=0), "'shard_number' must be null or an integer >= 1"),
+        (lambda d: d.update(on_disk_vectors="yes"), "'on_disk_vectors' must be true or false"),
     ],
 )
 def test_bad_schema_files_name_the_file_and_problem(tmp_path: Path, mutate, message):
@@ -54,6 +60,30 @@ def test_bad_schema_files_name_the_file_and_problem(tmp_path: Path, mutate, mess
     with pytest.raises(StoreError, match=message) as err:
         load_schema(str(path))
     assert str(path) in str(err.value)
+
+
+def test_schema_sections_are_checked_in_file_order():
+    """With several sections wrong, the error is about the first one checked (vectors before hnsw...)."""
+    data = load_schema("cases").to_dict()
+    data["vectors"]["image"]["distance"] = "manhattan"
+    data["hnsw"]["m"] = -1
+    data["payload_indexes"]["labels"] = "text"
+    with pytest.raises(StoreError, match="distance must be one of"):
+        CollectionSchema.from_dict(data)
+    data["vectors"]["image"]["distance"] = "cosine"
+    with pytest.raises(StoreError, match="hnsw.m must be"):
+        CollectionSchema.from_dict(data)
+
+
+def test_shipped_schemas_are_package_resources():
+    """Found through importlib.resources (in a checkout, the cxrsearch/collections symlink to the
+    repository's collections/; in a wheel, its package data)."""
+    from importlib import resources
+
+    shipped = resources.files("cxrsearch").joinpath("collections")
+    assert shipped.joinpath("cases.json").is_file()
+    repository = Path(__file__).resolve().parents[2] / "collections"
+    assert list_schemas() == sorted(p.stem for p in repository.glob("*.json"))
 
 
 def test_unknown_schema_lists_the_available_ones():
