@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cxrsearch.cli.main import app
 
-HEAVY = ("torch", "transformers", "timm", "captum", "qdrant_client", "qdrant_edge", "pydicom", "matplotlib")
+HEAVY = ("torch", "transformers", "timm", "captum", "qdrant_client", "qdrant_edge", "pydicom", "matplotlib", "numpy")
 
 
 def test_help_imports_no_heavy_library() -> None:

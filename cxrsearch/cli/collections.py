@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cxrsearch.cli.render import console, err_console, print_json
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
+from cxrsearch.defaults import DEFAULT_SCHEMA
 
 OPENI_AVG_LEN = 28.0
 """Mean BM25 length (tokens without stopwords) of the 3,955 Open-i reports, measured with
@@ -203,7 +204,9 @@ def verify_command(
 def create_command(
     name: str = typer.Argument(..., help="Collection name."),
     dim: int = typer.Option(..., "--dim", min=1, help="Vector size (the model checkpoint's embedding size)."),
-    schema: str = typer.Option("cases", "--schema", help="Schema name in collections/ or a path to a .json file."),
+    schema: str = typer.Option(
+        DEFAULT_SCHEMA, "--schema", help="Schema name in collections/ or a path to a .json file."
+    ),
     labels: Optional[int] = typer.Option(
         None,
         "--labels",

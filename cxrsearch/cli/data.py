@@ -41,28 +41,24 @@ def info_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Count reports, image references, images found, labels and split sizes."""
-    from cxrsearch import paths
     from cxrsearch.data.info import dataset_info, find_companions
-    from cxrsearch.data.openi import locate_reports
-    from cxrsearch.errors import ReportError
+    from cxrsearch.workflows.data import find_data
 
-    if source is None:
-        folder = paths.data_dir()
-        try:
-            locate_reports(folder)
-        except ReportError as exc:
-            raise ReportError(
-                "no Open-i reports in the data folder; pass DIR_OR_TGZ, or set CXRSEARCH_DATA to a folder "
-                "holding NLMCXR_reports.tgz (`cxrsearch data download openi` fetches it)",
-                path=folder,
-            ) from exc
-        source = folder
-    found_images, found_metadata = find_companions(source)
+    if source is None:  # the data folder: its located reports, with their companions
+        found = find_data(download=False, hint="DIR_OR_TGZ")
+        source, found_images, found_metadata = found.reports, found.images, found.metadata
+    else:  # as given: dataset_info locates the reports (and says what is wrong)
+        found_images, found_metadata = find_companions(source)
     info = dataset_info(source, images_dir=images or found_images, metadata=metadata or found_metadata)
     if json_out:
         print_json(info)
         return
+    console.print(_summary_table(info))
+    console.print(_labels_table(info))
 
+
+def _summary_table(info) -> Table:
+    """The counts of ``data info`` (a :class:`~cxrsearch.data.info.DatasetInfo`)."""
     summary = Table(title="Open-i dataset", show_header=False)
     summary.add_column("what", style="bold")
     summary.add_column("value", overflow="fold")
@@ -83,15 +79,17 @@ def info_command(
             f"{info.monochrome1:,} of {info.image_refs:,} images (their PNGs may be "
             "stored as negatives: decoding inverts those, see docs/images.md)",
         )
-    console.print(summary)
+    return summary
 
+
+def _labels_table(info) -> Table:
     labels = Table(title="Labels (from MeSH major terms; see docs/labels.md)")
     labels.add_column("label")
     labels.add_column("reports", justify="right")
     labels.add_column("%", justify="right")
     for name, count in info.labels.items():
         labels.add_row(name, f"{count:,}", f"{100 * count / info.reports:.1f}")
-    console.print(labels)
+    return labels
 
 
 def _key_value_table(title: str, rows: dict[str, Any]) -> Table:

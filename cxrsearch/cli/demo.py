@@ -1,4 +1,4 @@
-"""``cxrsearch demo``: the main job end to end (see :mod:`cxrsearch.demo`); what ``make demo`` runs.
+"""``cxrsearch demo``: the main job end to end (see :mod:`cxrsearch.workflows.demo`); what ``make demo`` runs.
 
 Steps, notices and progress bars go to stderr; the index summary and the three search tables to
 stdout. torch is imported only when the command runs.
@@ -13,57 +13,31 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from cxrsearch.cli.index import IndexProgress, print_failures
+from cxrsearch.cli.progress import TrainProgress
 from cxrsearch.cli.render import console, err_console
+from cxrsearch.defaults import DEFAULT_COLLECTION
 
 
 class _DemoView:
-    """Renders :class:`~cxrsearch.demo.DemoEvent` s: one progress display at a time (training or indexing)."""
-
-    view: Callable[..., None]  # a _ProgressView (training) or an IndexProgress (indexing)
+    """Renders :class:`~cxrsearch.workflows.demo.DemoEvent` s: one progress display at a time
+    (training or indexing)."""
 
     def __init__(self) -> None:
-        self.active: object | None = None
+        self.active: TrainProgress | IndexProgress | None = None
         self.kind = ""
 
     def close(self) -> None:
         if self.active is not None:
-            self.active.__exit__(None, None, None)  # type: ignore[attr-defined]
+            self.active.__exit__(None, None, None)
         self.active, self.kind = None, ""
 
-    def _ensure(self, kind: str):
-        if self.kind != kind:
+    def _ensure(self, kind: str) -> Callable[..., None]:
+        if self.kind != kind or self.active is None:
             self.close()
-            if kind == "train":
-                from rich.progress import (
-                    BarColumn,
-                    MofNCompleteColumn,
-                    Progress,
-                    SpinnerColumn,
-                    TextColumn,
-                    TimeElapsedColumn,
-                )
-
-                from cxrsearch.cli.train import _ProgressView
-
-                progress = Progress(
-                    SpinnerColumn(),
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(),
-                    console=err_console,
-                    transient=True,
-                )
-                progress.__enter__()
-                self.active, self.view = progress, _ProgressView(progress)
-            else:
-                from cxrsearch.cli.index import IndexProgress
-
-                self.active = IndexProgress().__enter__()
-                self.view = self.active
+            self.active = (TrainProgress(time_remaining=False) if kind == "train" else IndexProgress()).__enter__()
             self.kind = kind
-        return self.view
+        return self.active
 
     def __call__(self, event) -> None:
         if event.kind == "train":
@@ -114,16 +88,15 @@ def demo(
         help="Embedded store directory (default: $CXRSEARCH_STORE, else the user data dir).",
     ),
     fresh: bool = typer.Option(
-        False, "--fresh", help="Retrain the demo model and rebuild the 'cases' collection from scratch."
+        False, "--fresh", help=f"Retrain the demo model and rebuild the {DEFAULT_COLLECTION!r} collection from scratch."
     ),
 ) -> None:
     """Run the main job: find Open-i data, train (or reuse) a small model, index every study, search.
 
     A second run reuses the model and the index, so it takes seconds.
     """
-    from cxrsearch.cli.index import print_failures
     from cxrsearch.cli.search import hits_table
-    from cxrsearch.demo import DemoOptions, run_demo
+    from cxrsearch.workflows.demo import DemoOptions, run_demo
 
     view = _DemoView()
     try:

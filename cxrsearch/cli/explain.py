@@ -17,7 +17,7 @@ from rich.table import Table
 
 from cxrsearch.cli.render import console, err_console, print_json
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
-from cxrsearch.store.schema import DEFAULT_COLLECTION
+from cxrsearch.defaults import DEFAULT_COLLECTION
 
 
 def explain(

@@ -16,6 +16,7 @@ from rich.table import Table
 from cxrsearch.cli.progress import StageProgress
 from cxrsearch.cli.render import console, err_console
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
+from cxrsearch.defaults import DEFAULT_COLLECTION, DEFAULT_SCHEMA
 
 
 class IndexProgress(StageProgress):
@@ -100,10 +101,13 @@ def index(
         help="Open-i DICOM metadata table (nlmcxr_dicom_metadata.csv.gz): the view of PNG radiographs.",
     ),
     collection: str = typer.Option(
-        "cases", "--collection", metavar="NAME", help="Collection to write (created when missing)."
+        DEFAULT_COLLECTION, "--collection", metavar="NAME", help="Collection to write (created when missing)."
     ),
     schema: str = typer.Option(
-        "cases", "--schema", metavar="NAME", help="Schema (collections/NAME.json) used when creating the collection."
+        DEFAULT_SCHEMA,
+        "--schema",
+        metavar="NAME",
+        help="Schema (collections/NAME.json) used when creating the collection.",
     ),
     batch_size: int = typer.Option(32, "--batch-size", metavar="N", help="Points per forward pass and per upsert."),
     reindex: bool = typer.Option(

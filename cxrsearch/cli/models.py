@@ -146,6 +146,18 @@ def export_onnx_command(
 def _print_checkpoint(summary: dict[str, Any]) -> None:
     """The tables of ``models info``: facts, labels with thresholds and validation numbers, metrics,
     training history (nested metrics get tables of their own, never raw dicts)."""
+    metrics = dict(summary["metrics"])
+    per_label = metrics.pop("val_per_label", None) or {}
+    history = metrics.pop("history", None) or []
+    console.print(_facts_table(summary))
+    console.print(_labels_table(summary["thresholds"], per_label))
+    if metrics:
+        console.print(_metrics_table(metrics))
+    if history:
+        console.print(_history_table(history))
+
+
+def _facts_table(summary: dict[str, Any]) -> Table:
     facts = Table(title=f"Checkpoint {summary['path']}", show_header=False)
     facts.add_column("field", style="bold")
     facts.add_column("value", overflow="fold")
@@ -163,10 +175,11 @@ def _print_checkpoint(summary: dict[str, Any]) -> None:
         ("verified", _verified_text(summary["verification"])),
     ):
         facts.add_row(key, str(value))
-    console.print(facts)
-    metrics = dict(summary["metrics"])
-    per_label = metrics.pop("val_per_label", None) or {}
-    history = metrics.pop("history", None) or []
+    return facts
+
+
+def _labels_table(thresholds: dict[str, float], per_label: dict[str, dict[str, Any]]) -> Table:
+    """Labels in head order with their thresholds (and validation numbers, where recorded)."""
     labels = Table(title="Labels (head order)" + (": threshold and validation-split numbers" if per_label else ""))
     labels.add_column("label")
     labels.add_column("threshold", justify="right")
@@ -175,30 +188,35 @@ def _print_checkpoint(summary: dict[str, Any]) -> None:
         labels.add_column(
             "val " + {"auroc": "AUROC", "average_precision": "AP", "f1": "F1"}.get(column, column), justify="right"
         )
-    for label, threshold in summary["thresholds"].items():
+    for label, threshold in thresholds.items():
         row = per_label.get(label, {})
         labels.add_row(label, f"{threshold:.3f}", *(_cell(row.get(column)) for column in columns))
-    console.print(labels)
-    if metrics:
-        table = Table(title="Metrics")
-        table.add_column("metric")
-        table.add_column("value", justify="right", overflow="fold")
-        for key, value in metrics.items():
-            table.add_row(key, _cell(value))
-        console.print(table)
-    if history:
-        epochs = Table(title="Training history")
-        for column in ("epoch", "train loss", "val macro AUROC", "best so far", "seconds"):
-            epochs.add_column(column, justify="right")
-        for row in history:
-            epochs.add_row(
-                _cell(row.get("epoch")),
-                _cell(row.get("train_loss")),
-                _cell(row.get("val_macro_auroc")),
-                "yes" if row.get("improved") else "",
-                f"{row['seconds']:.1f}" if isinstance(row.get("seconds"), float) else _cell(row.get("seconds")),
-            )
-        console.print(epochs)
+    return labels
+
+
+def _metrics_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="Metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right", overflow="fold")
+    for key, value in metrics.items():
+        table.add_row(key, _cell(value))
+    return table
+
+
+def _history_table(history: list[dict[str, Any]]) -> Table:
+    epochs = Table(title="Training history")
+    for column in ("epoch", "train loss", "val macro AUROC", "best so far", "seconds"):
+        epochs.add_column(column, justify="right")
+    for row in history:
+        seconds = row.get("seconds")
+        epochs.add_row(
+            _cell(row.get("epoch")),
+            _cell(row.get("train_loss")),
+            _cell(row.get("val_macro_auroc")),
+            "yes" if row.get("improved") else "",
+            f"{seconds:.1f}" if isinstance(seconds, float) else _cell(seconds),
+        )
+    return epochs
 
 
 def _cell(value: Any) -> str:

@@ -1,5 +1,8 @@
-"""Progress on stderr for long commands: a rich bar per stage on a terminal, plain lines otherwise
-(so logs and scripts can follow a run)."""
+"""Progress on stderr for long commands.
+
+:class:`StageProgress`: a rich bar per stage on a terminal, plain lines otherwise (so logs and
+scripts can follow a run). :class:`TrainProgress`: the training view of ``train`` and ``demo``.
+rich.progress is imported only when one is made (``cxrsearch --help`` stays fast)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from cxrsearch.cli.render import err_console
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+    from cxrsearch.model.train_report import TrainEvent
 
 
 class StageProgress:
@@ -53,3 +58,71 @@ class StageProgress:
         if stage not in self.tasks:
             self.tasks[stage] = self.bars.add_task(stage, total=total)
         self.bars.update(self.tasks[stage], completed=done, total=total)
+
+
+class TrainProgress:
+    """``progress(event)``: :class:`~cxrsearch.model.train_report.TrainEvent` s as transient rich bars
+    on stderr (feature caching, the current epoch with its loss) and one line per finished epoch.
+
+    A context manager: the bars show between ``__enter__`` and ``__exit__``.
+    """
+
+    def __init__(self, time_remaining: bool = True) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns: list[ProgressColumn] = [
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+        ]
+        if time_remaining:
+            columns.append(TimeRemainingColumn())
+        self.progress = Progress(*columns, console=err_console, transient=True)
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> Self:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _task(self, key: str, description: str, total: int) -> TaskID:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(description, total=total, info="")
+        return self.tasks[key]
+
+    def __call__(self, event: TrainEvent) -> None:
+        if event.kind in ("data", "model"):
+            self.progress.console.print(f"[dim]{event.message}[/dim]")
+        elif event.kind == "features":
+            task = self._task(event.message, f"caching {event.message}", event.total)
+            self.progress.update(task, completed=event.done, total=event.total)
+        elif event.kind == "epoch_start":
+            self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
+        elif event.kind == "step":
+            task = self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
+            self.progress.update(task, completed=event.done, info=f"loss {event.loss:.4f}")
+        elif event.kind == "validate":
+            self.progress.update(self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", 1), info="validating")
+        elif event.kind == "epoch_end":
+            self.progress.remove_task(self.tasks.pop(f"epoch {event.epoch}"))
+            self._epoch_line(event.report)
+
+    def _epoch_line(self, r) -> None:
+        mark = "  [green]saved (best)[/green]" if r.improved else ""
+        self.progress.console.print(
+            f"epoch {r.epoch:>3}  loss {r.train_loss:.4f}  val macro AUROC {r.val_macro_auroc:.4f}  {r.seconds:.1f}s{mark}"
+        )

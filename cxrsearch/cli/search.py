@@ -9,9 +9,10 @@ See docs/search.md for how each mode queries the named vectors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 from rich.markup import escape
@@ -19,6 +20,10 @@ from rich.table import Table
 
 from cxrsearch.cli.render import console, err_console, print_json
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
+from cxrsearch.defaults import DEFAULT_COLLECTION
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.search import QuerySpec
 
 COLLAPSE_FETCH = 5
 """With collapsing on, ``search`` fetches ``k * COLLAPSE_FETCH`` hits (at most 1000) to fill ``k`` groups."""
@@ -164,7 +169,7 @@ def search(
     model: Optional[Path] = typer.Option(
         None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."
     ),
-    collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
+    collection: str = typer.Option(DEFAULT_COLLECTION, "--collection", metavar="NAME", help="Collection to search."),
     store: StoreDir = None,
     qdrant_url: QdrantUrl = None,
     api_key: ApiKey = None,
@@ -174,100 +179,184 @@ def search(
 
     No hit ever violates the filters: they are applied inside Qdrant and checked again on every hit.
     """
+    request = _Request(
+        text=text,
+        image=image,
+        like=like,
+        labels=tuple(label or ()),
+        any_labels=tuple(any_label or ()),
+        not_labels=tuple(not_label or ()),
+        view=view,
+        split=split,
+        truth=truth,
+        k=k,
+        json_out=json_out,
+        collapse=collapse,
+        diverse=diverse,
+        facets=facets,
+        html=html,
+        model=model,
+        collection=collection,
+    )
+    server = serving(store, qdrant_url, collection)
+    if server is not None:  # a running `cxrsearch serve` holds the embedded collection: ask it
+        _search_via_server(request, server)
+        return
+    with opened_store(store, qdrant_url, api_key, timeout) as backend:
+        found = _search_store(request, backend)
+    _show(request, found)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What ``search`` was asked: the options its steps pass along."""
+
+    text: str | None
+    image: Path | None
+    like: str | None
+    labels: tuple[str, ...]
+    any_labels: tuple[str, ...]
+    not_labels: tuple[str, ...]
+    view: str | None
+    split: str | None
+    truth: bool
+    k: int
+    json_out: bool
+    collapse: bool
+    diverse: float | None
+    facets: bool
+    html: Path | None
+    model: Path | None
+    collection: str
+
+    @property
+    def any_label_filter(self) -> bool:
+        return bool(self.labels or self.any_labels or self.not_labels)
+
+    def spec(self, vocabulary: tuple[str, ...] | None) -> QuerySpec:
+        """The query, its label filters checked against ``vocabulary`` (``None``: not checked)."""
+        from cxrsearch.search import QuerySpec
+
+        return QuerySpec(
+            text=self.text,
+            image=self.image,
+            like=self.like,
+            all_labels=self.labels,
+            any_labels=self.any_labels,
+            not_labels=self.not_labels,
+            view=self.view,
+            split=self.split,
+            truth=self.truth,
+            k=self.k,
+            vocabulary=vocabulary,
+        )
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What ``search`` found in the store: the hits (``k * COLLAPSE_FETCH`` when collapsing), the
+    label counts (``--facets``), the number of matching cases and the images roots (``--html``)."""
+
+    spec: QuerySpec
+    hits: list[Any]
+    counts: dict[str, int] | None
+    total: int
+    roots: list[Path] | None
+
+
+def _search_via_server(request: _Request, server: Any) -> None:
+    """Send the search to the running ``cxrsearch serve`` and show its answer."""
+    from cxrsearch.errors import ConfigError
+    from cxrsearch.serve.params import SearchParams
+    from cxrsearch.serve.registry import api_get, api_post_file
+
+    if request.html is not None or request.model is not None:
+        given = "--html" if request.html is not None else "--model"
+        raise ConfigError(
+            f"collection {request.collection!r} is held by `cxrsearch serve` (pid {server.pid}) at "
+            f"{server.url}: {given} is not sent through it; use its page, or stop it first"
+        )
+    sent = SearchParams(
+        text=request.text,
+        like=request.like,
+        label=request.labels,
+        any_label=request.any_labels,
+        not_label=request.not_labels,
+        view=request.view,
+        split=request.split,
+        truth=request.truth,
+        k=request.k,
+        collapse=request.collapse,
+        diverse=request.diverse,
+        facets=request.facets,
+    ).items()  # the page's own query-string form
+    if request.image is not None:  # the film goes as an upload, through the server's own decoder and guards
+        answer = api_post_file(server, "/api/search", sent, "image", request.image)
+    else:
+        answer = api_get(server, "/api/search", sent)
+    if request.json_out:
+        print_json(answer)
+        return
+    records = answer["hits"] if isinstance(answer, dict) else answer
+    rows = [SimpleNamespace(payload=r, score=r["score"], identical=r.get("identical") or ()) for r in records]
+    # for the title only: the server checked the labels
+    spec = request.spec(request.labels + request.any_labels + request.not_labels)
+    title = describe(spec) + f" (via cxrsearch serve at {server.url})"
+    console.print(hits_table(title, rows, truth=request.truth))
+    if isinstance(answer, dict) and answer.get("facets") is not None:
+        console.print(facets_table(answer["facets"], 0, truth=request.truth))
+
+
+def _search_store(request: _Request, backend: Any) -> _Found:
+    """Run the search (and the facet counts) against the opened store."""
     from dataclasses import replace
 
-    from cxrsearch.errors import ConfigError
-    from cxrsearch.search import QuerySpec, hit_record
     from cxrsearch.search import search as run_search
-    from cxrsearch.search.collapse import collapse as collapse_hits
-    from cxrsearch.search.collapse import uncollapsed
     from cxrsearch.search.query import facets as count_labels
     from cxrsearch.search.query import search_diverse
     from cxrsearch.search.spec import MAX_K
     from cxrsearch.search.vocabulary import collection_labels
-    from cxrsearch.serve.params import SearchParams
-    from cxrsearch.serve.registry import api_get, api_post_file
 
-    labels = (tuple(label or ()), tuple(any_label or ()), tuple(not_label or ()))
+    collection = request.collection
+    # label filters are checked against the collection's own vocabulary (its checkpoint's)
+    spec = request.spec(collection_labels(backend, collection) if request.any_label_filter else None)
+    # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
+    fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if request.collapse else spec
+    if request.diverse is not None:
+        hits = search_diverse(fetch, backend, collection, request.diverse, request.model)
+    else:
+        hits = run_search(fetch, backend, collection, request.model, with_components=request.json_out)
+    counts = count_labels(spec, backend, collection) if request.facets else None
+    counted = request.facets and (request.html is not None or not request.json_out)
+    total = backend.count(collection, spec.filter()) if counted else 0
+    roots = None
+    if request.html is not None:
+        from cxrsearch.serve.files import collection_image_roots
 
-    def make_spec(vocabulary: tuple[str, ...] | None) -> QuerySpec:
-        return QuerySpec(
-            text=text,
-            image=image,
-            like=like,
-            all_labels=labels[0],
-            any_labels=labels[1],
-            not_labels=labels[2],
-            view=view,
-            split=split,
-            truth=truth,
-            k=k,
-            vocabulary=vocabulary,
-        )
+        roots = collection_image_roots(backend, collection)
+    return _Found(spec, list(hits), counts, total, roots)
 
-    server = serving(store, qdrant_url, collection)
-    if server is not None:  # a running `cxrsearch serve` holds the embedded collection: ask it
-        if html is not None or model is not None:
-            given = "--html" if html is not None else "--model"
-            raise ConfigError(
-                f"collection {collection!r} is held by `cxrsearch serve` (pid {server.pid}) at "
-                f"{server.url}: {given} is not sent through it; use its page, or stop it first"
-            )
-        sent = SearchParams(
-            text=text,
-            like=like,
-            label=labels[0],
-            any_label=labels[1],
-            not_label=labels[2],
-            view=view,
-            split=split,
-            truth=truth,
-            k=k,
-            collapse=collapse,
-            diverse=diverse,
-            facets=facets,
-        ).items()  # the page's own query-string form
-        if image is not None:  # the film goes as an upload, through the server's own decoder and guards
-            answer = api_post_file(server, "/api/search", sent, "image", image)
-        else:
-            answer = api_get(server, "/api/search", sent)
-        if json_out:
-            print_json(answer)
-            return
-        records = answer["hits"] if isinstance(answer, dict) else answer
-        rows = [SimpleNamespace(payload=r, score=r["score"], identical=r.get("identical") or ()) for r in records]
-        spec = make_spec(tuple(sum(labels, ())))  # for the title only: the server checked the labels
-        console.print(hits_table(describe(spec) + f" (via cxrsearch serve at {server.url})", rows, truth=truth))
-        if isinstance(answer, dict) and answer.get("facets") is not None:
-            console.print(facets_table(answer["facets"], 0, truth=truth))
-        return
-    with opened_store(store, qdrant_url, api_key, timeout) as backend:
-        # label filters are checked against the collection's own vocabulary (its checkpoint's)
-        spec = make_spec(collection_labels(backend, collection) if any(labels) else None)
-        # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
-        fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
-        if diverse is not None:
-            hits = search_diverse(fetch, backend, collection, diverse, model)
-        else:
-            hits = run_search(fetch, backend, collection, model, with_components=json_out)
-        counts = count_labels(spec, backend, collection) if facets else None
-        total = backend.count(collection, spec.filter()) if facets and (html is not None or not json_out) else 0
-        roots = None
-        if html is not None:
-            from cxrsearch.serve.files import collection_image_roots
 
-            roots = collection_image_roots(backend, collection)
-    shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)
-    if html is not None:
+def _show(request: _Request, found: _Found) -> None:
+    """Collapse the hits, write the ``--html`` sheet, print the table (or ``--json``)."""
+    from cxrsearch.search import hit_record
+    from cxrsearch.search.collapse import collapse as collapse_hits
+    from cxrsearch.search.collapse import uncollapsed
+
+    spec, counts = found.spec, found.counts
+    shown = collapse_hits(found.hits, spec.k) if request.collapse else uncollapsed(found.hits)
+    if request.html is not None:
         from cxrsearch.serve.sheet import write_search_sheet
 
-        written = write_search_sheet(html, shown, describe(spec), image_roots=roots, facets=counts, total=total)
+        written = write_search_sheet(
+            request.html, shown, describe(spec), image_roots=found.roots, facets=counts, total=found.total
+        )
         err_console.print(f"wrote {written}")
-    if json_out:
+    if request.json_out:
         records = [hit_record(hit, rank) for rank, hit in enumerate(shown, start=1)]
         print_json(records if counts is None else {"hits": records, "facets": counts})
-    else:
-        title = describe(spec) + (f"; diversity {diverse:g}" if diverse is not None else "")
-        console.print(hits_table(title, shown, truth=spec.truth))
-        if counts is not None:
-            console.print(facets_table(counts, total, truth=spec.truth))
+        return
+    title = describe(spec) + (f"; diversity {request.diverse:g}" if request.diverse is not None else "")
+    console.print(hits_table(title, shown, truth=spec.truth))
+    if counts is not None:
+        console.print(facets_table(counts, found.total, truth=spec.truth))

@@ -7,13 +7,20 @@ See docs/web.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from cxrsearch.cli.render import err_console
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, opened_store
+from cxrsearch.defaults import DEFAULT_COLLECTION
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.serve.settings import ServeSettings
+    from cxrsearch.store.base import Store
 
 
 def serve(
@@ -38,7 +45,7 @@ def serve(
     model: Optional[Path] = typer.Option(
         None, "--model", metavar="CKPT", help="Checkpoint directory (default: the one the collection was indexed with)."
     ),
-    collection: str = typer.Option("cases", "--collection", metavar="NAME", help="Collection to search."),
+    collection: str = typer.Option(DEFAULT_COLLECTION, "--collection", metavar="NAME", help="Collection to search."),
     max_upload_mb: int = typer.Option(64, "--max-upload-mb", metavar="MB", min=1, help="Largest accepted upload."),
     steps: int = typer.Option(32, "--steps", metavar="N", help='Integrated Gradients steps of "explain this match".'),
     store: StoreDir = None,
@@ -49,10 +56,8 @@ def serve(
     import uvicorn
 
     from cxrsearch.serve.app import create_app
-    from cxrsearch.serve.registry import announce, withdraw
     from cxrsearch.serve.service import Service
     from cxrsearch.serve.settings import ServeSettings
-    from cxrsearch.store.edge import EdgeStore
 
     settings = ServeSettings(
         host=host,
@@ -69,23 +74,37 @@ def serve(
         err_console.print("[dim]loading the model...[/dim]")
         service.warm()
         app = create_app(service)
-        shown = f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{port}/"
-        points = service.store.count(collection)
-        err_console.print(
-            f"serving collection '{collection}' ({points:,} points) at {url}"
-            + (" (open it once with ?token=<your token>)" if settings.token else "")
-            + "; Ctrl-C stops it"
-        )
-        # the terminal beside it: read-only commands find this server here (cxrsearch.serve.registry)
-        record = (
-            announce(backend.root, collection, host, port, bool(settings.token))
-            if isinstance(backend, EdgeStore)
-            else None
-        )
+        _print_serving(settings, service.store.count(collection))
         try:
-            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+            with _announced(backend, settings):
+                uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         finally:
-            if record is not None:
-                withdraw(record)
             app.app_state.jobs.close()
+
+
+def _print_serving(settings: ServeSettings, points: int) -> None:
+    """The line saying what is served where (stderr)."""
+    host = settings.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
+    err_console.print(
+        f"serving collection '{settings.collection}' ({points:,} points) at {url}"
+        + (" (open it once with ?token=<your token>)" if settings.token else "")
+        + "; Ctrl-C stops it"
+    )
+
+
+@contextmanager
+def _announced(backend: Store, settings: ServeSettings) -> Iterator[None]:
+    """While serving an embedded store, a record of this server beside it: read-only commands in the
+    terminal beside it find it there (:mod:`cxrsearch.serve.registry`)."""
+    from cxrsearch.serve.registry import announce, withdraw
+    from cxrsearch.store.edge import EdgeStore
+
+    if not isinstance(backend, EdgeStore):
+        yield
+        return
+    record = announce(backend.root, settings.collection, settings.host, settings.port, bool(settings.token))
+    try:
+        yield
+    finally:
+        withdraw(record)

@@ -10,53 +10,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
+from cxrsearch.cli.progress import TrainProgress
 from cxrsearch.cli.render import console, err_console, print_json
-
-
-class _ProgressView:
-    """Renders :class:`~cxrsearch.model.train_report.TrainEvent` s as rich progress bars."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def _task(self, key: str, description: str, total: int) -> TaskID:
-        if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(description, total=total, info="")
-        return self.tasks[key]
-
-    def __call__(self, event) -> None:
-        if event.kind in ("data", "model"):
-            self.progress.console.print(f"[dim]{event.message}[/dim]")
-        elif event.kind == "features":
-            task = self._task(event.message, f"caching {event.message}", event.total)
-            self.progress.update(task, completed=event.done, total=event.total)
-        elif event.kind == "epoch_start":
-            self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
-        elif event.kind == "step":
-            task = self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
-            self.progress.update(task, completed=event.done, info=f"loss {event.loss:.4f}")
-        elif event.kind == "validate":
-            self.progress.update(self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", 1), info="validating")
-        elif event.kind == "epoch_end":
-            self.progress.remove_task(self.tasks.pop(f"epoch {event.epoch}"))
-            r = event.report
-            mark = "  [green]saved (best)[/green]" if r.improved else ""
-            self.progress.console.print(
-                f"epoch {r.epoch:>3}  loss {r.train_loss:.4f}  val macro AUROC {r.val_macro_auroc:.4f}  {r.seconds:.1f}s{mark}"
-            )
 
 
 def _export_image_side(checkpoint: Path) -> str | None:
@@ -186,17 +143,8 @@ def train(
         limit=limit,
         finding_sentences=finding_sentences,
     )
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        result = run_training(options, progress=_ProgressView(progress))
+    with TrainProgress() as progress:
+        result = run_training(options, progress=progress)
     notice = _export_image_side(result.checkpoint)
     if notice:
         err_console.print(f"[dim]{notice}[/dim]")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrsearch.defaults import DEFAULT_COLLECTION, DEFAULT_SCHEMA
 from cxrsearch.errors import ConfigError
-from cxrsearch.store.schema import DEFAULT_COLLECTION, DEFAULT_SCHEMA
 
 DEFAULT_BATCH_SIZE = 32
 

@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrsearch.defaults import DEFAULT_COLLECTION
 from cxrsearch.errors import ConfigError
 
 TOKEN_ENV = "CXRSEARCH_SERVE_TOKEN"
@@ -50,7 +51,7 @@ class ServeSettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     token: str | None = None
-    collection: str = "cases"
+    collection: str = DEFAULT_COLLECTION
     model: Path | None = None
     images: tuple[Path, ...] = field(default_factory=tuple)
     max_upload_bytes: int = MAX_UPLOAD_BYTES

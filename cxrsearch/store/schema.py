@@ -23,16 +23,14 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cxrsearch.defaults import DEFAULT_SCHEMA
 from cxrsearch.errors import StoreError
 
 _SCHEMA_PACKAGE = "cxrsearch"
 _SCHEMA_DIR = "collections"
 """The shipped schemas are package data, ``cxrsearch/collections/*.json`` (in a checkout a symlink
 to the repository's ``collections/``), read through importlib.resources like the model configs."""
-DEFAULT_SCHEMA = "cases"
-DEFAULT_COLLECTION = "cases"
-"""The collection every command reads and writes unless given ``--collection`` (created from
-:data:`DEFAULT_SCHEMA`); the one place this name is written."""
+
 
 DISTANCES = ("cosine", "dot", "euclid")
 VECTOR_SIZES = ("embedding", "labels")

