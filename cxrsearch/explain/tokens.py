@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.explain.target import Target
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.output import ImageFeatures
-    from cxrsearch.model.towers import TextTower
+    from cxrsearch.model.text_tower import TextTower
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ that read them, and this builder above both.
 
 Public API::
 
-    create_model(config, labels) -> FusionModel       # loads/initialises towers (see towers.py)
+    create_model(config, labels) -> FusionModel       # loads/initialises towers (image_tower.py, text_tower.py)
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from cxrsearch.model.config import ModelConfig
 from cxrsearch.model.fusion import FusionModel
-from cxrsearch.model.towers import build_image_tower, build_text_tower
+from cxrsearch.model.image_tower import build_image_tower
+from cxrsearch.model.text_tower import build_text_tower
 
 
 def create_model(config: ModelConfig, labels: Sequence[str]) -> FusionModel:

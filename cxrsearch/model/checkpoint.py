@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.fusion import FusionModel
     from cxrsearch.model.numpy_text import NumpyTextModel
     from cxrsearch.model.onnx_image import OnnxImageModel
-    from cxrsearch.model.towers import TextTower
+    from cxrsearch.model.text_tower import TextTower
 
 __all__ = [  # the checkpoint API is one import; what config.json says lives in checkpoint_info
     "CONFIG_FILE",
@@ -325,13 +325,13 @@ def _open_weights(weights: Path, device: str) -> Any:
 
 
 def _image_tower(config: ModelConfig) -> Any:
-    from cxrsearch.model.towers import build_image_tower
+    from cxrsearch.model.image_tower import build_image_tower
 
     return build_image_tower(config, pretrained=False)
 
 
 def _text_tower(info: CheckpointInfo, tokenizer_dir: Path) -> Any:
-    from cxrsearch.model.towers import text_tower_from_parts
+    from cxrsearch.model.text_tower import text_tower_from_parts
 
     return text_tower_from_parts(dict(info.text_tower_config), tokenizer_dir, info.config.text.pooling)
 

@@ -35,8 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from cxrsearch.model.fusion import FusionModel
+    from cxrsearch.model.image_tower import ImageTower
     from cxrsearch.model.output import ImageFeatures, TextFeatures
-    from cxrsearch.model.towers import ImageTower, TextTower
+    from cxrsearch.model.text_tower import TextTower
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while features are computed."""

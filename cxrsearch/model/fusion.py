@@ -33,8 +33,9 @@ from torch import nn
 
 from cxrsearch.errors import ModelError
 from cxrsearch.model.config import FusionConfig, ModelConfig
+from cxrsearch.model.image_tower import ImageTower
 from cxrsearch.model.output import ImageFeatures, ModelOutput, TextFeatures
-from cxrsearch.model.towers import ImageTower, TextTower
+from cxrsearch.model.text_tower import TextTower
 
 
 def masked_mean(tokens: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

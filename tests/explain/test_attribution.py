@@ -115,7 +115,7 @@ def test_token_attributions_are_complete(tiny_model, images_dir: Path) -> None:
 
 def _reinitialised_image_tower(model):
     """A copy of ``model`` whose image tower has fresh random weights (Adebayo's model randomisation)."""
-    from cxrsearch.model.towers import build_image_tower
+    from cxrsearch.model.image_tower import build_image_tower
 
     torch.manual_seed(1234)
     fresh = build_image_tower(model.config, pretrained=False)

@@ -96,7 +96,7 @@ def _ratio(heat: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _randomised(model):
-    from cxrsearch.model.towers import build_image_tower
+    from cxrsearch.model.image_tower import build_image_tower
 
     torch.manual_seed(1234)
     other = copy.deepcopy(model)

@@ -17,7 +17,8 @@ from cxrsearch.errors import ModelError
 from cxrsearch.model.build import create_model
 from cxrsearch.model.checkpoint import read_checkpoint_info, save_checkpoint
 from cxrsearch.model.config import ModelConfig, get_config
-from cxrsearch.model.towers import build_image_tower, build_text_tower
+from cxrsearch.model.image_tower import build_image_tower
+from cxrsearch.model.text_tower import build_text_tower
 from tests.model.fake_hub import FakeHub, serving_hub, use_hub
 
 LABELS = ("cardiomegaly", "effusion", "normal")
@@ -33,7 +34,7 @@ def _read_dir(folder: Path) -> dict[str, bytes]:
 def _tiny_bert(folder: Path, seed: int) -> dict[str, bytes]:
     from transformers import BertConfig, BertModel
 
-    from cxrsearch.model.towers import builtin_tokenizer
+    from cxrsearch.model.text_tower import builtin_tokenizer
 
     torch.manual_seed(seed)
     config = BertConfig(

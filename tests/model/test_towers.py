@@ -10,7 +10,8 @@ import torch
 
 from cxrsearch.errors import ModelError
 from cxrsearch.model.config import ModelConfig, get_config, list_models, parse_source
-from cxrsearch.model.towers import build_image_tower, build_text_tower
+from cxrsearch.model.image_tower import build_image_tower
+from cxrsearch.model.text_tower import build_text_tower
 
 TINY_SWIN = {"img_size": 64, "embed_dim": 16, "depths": (1, 1), "num_heads": (2, 4), "window_size": 4}
 
