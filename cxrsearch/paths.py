@@ -62,6 +62,3 @@ def models_dir(override: str | Path | None = None) -> Path:
 def output_dir(override: str | Path | None = None) -> Path:
     """Explain overlays, evaluation reports and other outputs meant for people."""
     return _resolve(override, "CXRSEARCH_OUTPUT", _user_data_root() / "outputs")
-
-
-ENV_VARS = ("CXRSEARCH_DATA", "CXRSEARCH_CACHE", "CXRSEARCH_STORE", "CXRSEARCH_MODELS", "CXRSEARCH_OUTPUT")

@@ -71,10 +71,6 @@ class DownloadedFile:
     files: int | None
 
 
-def dataset_names() -> tuple[str, ...]:
-    return tuple(_manifest())
-
-
 def load_dataset(name: str) -> Dataset:
     """The named dataset's sources from the packaged manifest; ConfigError for an unknown name."""
     manifest = _manifest()

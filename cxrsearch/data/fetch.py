@@ -166,54 +166,16 @@ def _transfer(
 ) -> tuple[int, hashlib._Hash]:
     """Stream ``url`` into ``part`` (resuming it when possible); returns (resumed_from, sha256 so far)."""
     offset = part.stat().st_size if part.is_file() else 0
-    validator = _read_meta(meta) if offset else None
-    headers = {"User-Agent": USER_AGENT}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if validator:
-            headers["If-Range"] = validator
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # nothing after offset: the .part may already be complete
-            total = _content_range_total(exc.headers.get("Content-Range", ""))
-            exc.close()
-            if total == offset:
-                return offset, _hash_file(part)
-            _discard(part, meta)
-            return _transfer(url, part, meta, expected_size, progress, timeout)
-        raise DownloadError(f"cannot download: HTTP {exc.code} {exc.reason}", url) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise DownloadError(f"cannot download: {_reason(exc)}", url) from None
-    with response:
-        if response.status == 206:
-            start, total = _parse_content_range(response.headers.get("Content-Range", ""), url)
-            if start != offset:
-                raise DownloadError(f"server resumed at byte {start}, not at {offset} as asked", url)
-            digest = _hash_file(part) if offset else hashlib.sha256()
-        else:  # 200: a fresh transfer (the server ignored or refused the Range)
-            offset, digest = 0, hashlib.sha256()
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        if total is not None and expected_size is not None and total != expected_size:
-            raise DownloadError(f"server reports {total} bytes but {expected_size} are expected", url)
+    opened = _open(url, offset, _read_meta(meta) if offset else None, timeout)
+    if isinstance(opened, _Unsatisfiable):  # nothing after offset: the .part may already be complete
+        if opened.total == offset:
+            return offset, _hash_file(part)
+        _discard(part, meta)
+        return _transfer(url, part, meta, expected_size, progress, timeout)
+    with opened as response:
+        offset, digest, total = _resume_point(response, url, part, offset, expected_size)
         meta.write_text(json.dumps({"url": url, "validator": _validator(response.headers)}), encoding="utf-8")
-        done = offset
-        with part.open("ab" if offset else "wb") as out:
-            try:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(Progress("download", part.name.removesuffix(".part"), done, total))
-            except (OSError, http.client.HTTPException) as exc:
-                out.flush()
-                raise DownloadError(
-                    f"interrupted after {done} of {total or '?'} bytes ({_reason(exc)}); "
-                    f"run the same command again to resume from {part}",
-                    url,
-                ) from None
+        done = _stream(response, url, part, offset, digest, total, progress)
     if total is not None and done < total:
         raise DownloadError(
             f"connection closed after {done} of {total} bytes; run the same command again to resume from {part}", url
@@ -222,6 +184,83 @@ def _transfer(
         _discard(part, meta)
         raise DownloadError(f"server sent {done} bytes but announced {total}; the download was deleted", url)
     return offset, digest
+
+
+@dataclass(frozen=True)
+class _Unsatisfiable:
+    """A resumed request answered 416 (no byte after the offset); ``total``: the size the server
+    gives in ``Content-Range: bytes */<total>``, if any."""
+
+    total: int | None
+
+
+def _open(url: str, offset: int, validator: str | None, timeout: float) -> http.client.HTTPResponse | _Unsatisfiable:
+    """The response to a GET of ``url`` from byte ``offset`` (``If-Range: validator`` when resuming);
+    DownloadError when it fails."""
+    headers = {"User-Agent": USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if validator:
+            headers["If-Range"] = validator
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            total = _content_range_total(exc.headers.get("Content-Range", ""))
+            exc.close()
+            return _Unsatisfiable(total)
+        raise DownloadError(f"cannot download: HTTP {exc.code} {exc.reason}", url) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        raise DownloadError(f"cannot download: {_reason(exc)}", url) from None
+
+
+def _resume_point(
+    response: http.client.HTTPResponse, url: str, part: Path, offset: int, expected_size: int | None
+) -> tuple[int, hashlib._Hash, int | None]:
+    """Where the body starts (``offset`` for a 206 resuming at it, 0 for a 200), the sha256 of the
+    bytes before it, and the file's total size when the server says (checked against ``expected_size``)."""
+    if response.status == 206:
+        start, total = _parse_content_range(response.headers.get("Content-Range", ""), url)
+        if start != offset:
+            raise DownloadError(f"server resumed at byte {start}, not at {offset} as asked", url)
+        digest = _hash_file(part) if offset else hashlib.sha256()
+    else:  # 200: a fresh transfer (the server ignored or refused the Range)
+        offset, digest = 0, hashlib.sha256()
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+    if total is not None and expected_size is not None and total != expected_size:
+        raise DownloadError(f"server reports {total} bytes but {expected_size} are expected", url)
+    return offset, digest, total
+
+
+def _stream(
+    response: http.client.HTTPResponse,
+    url: str,
+    part: Path,
+    offset: int,
+    digest: hashlib._Hash,
+    total: int | None,
+    progress: ProgressCallback | None,
+) -> int:
+    """Append the body to ``part`` from ``offset`` (truncating it at 0), hashing into ``digest``;
+    returns the bytes ``part`` holds. An interrupted read keeps what arrived (resumable)."""
+    done = offset
+    with part.open("ab" if offset else "wb") as out:
+        try:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(Progress("download", part.name.removesuffix(".part"), done, total))
+        except (OSError, http.client.HTTPException) as exc:
+            out.flush()
+            raise DownloadError(
+                f"interrupted after {done} of {total or '?'} bytes ({_reason(exc)}); "
+                f"run the same command again to resume from {part}",
+                url,
+            ) from None
+    return done
 
 
 def _remote_size(url: str, timeout: float) -> int | None:

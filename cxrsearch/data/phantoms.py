@@ -44,7 +44,7 @@ import gzip
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ FINDINGS = ("cardiomegaly", "pleural effusion", "nodule", "hyperinflation", "sup
 """The labels phantoms can carry (besides ``normal``), each one a vocabulary label."""
 MANIFEST = "phantoms.json"
 METADATA_CSV = "nlmcxr_dicom_metadata.csv.gz"
+_REPORTS, _IMAGES, _MASKS = "ecgen-radiology", "images", "masks"
 
 
 @dataclass(frozen=True)
@@ -231,12 +232,69 @@ def _line_mask(yy, xx, points: np.ndarray, width: float) -> np.ndarray:
     return _smooth_inside(best / width, 0.5)
 
 
+@dataclass
+class _Film:
+    """One film while it is drawn: the normalised pixel grid (``yy``, ``xx``, ``size`` pixels a side),
+    its anatomy ``a``, the picture so far (``img``) and each finding drawn so far (``drawn``: label,
+    bool mask, side, parameters). The steps of :func:`_draw` add to ``img`` and ``drawn`` in a fixed
+    order: the draws of ``rng`` (and so every pixel for a seed) depend on it."""
+
+    yy: np.ndarray
+    xx: np.ndarray
+    size: int
+    a: _Anatomy
+    img: np.ndarray
+    drawn: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, label: str, mask: np.ndarray, side: str | None, params: dict[str, Any]) -> None:
+        self.drawn.append({"label": label, "mask": mask, "side": side, "params": params})
+
+
+@dataclass(frozen=True)
+class _Lungs:
+    """The lung fields of a film: right and left soft masks (patient's frame), their ``union``, and how
+    much darker than the body they are drawn (``lucency``)."""
+
+    right: np.ndarray
+    left: np.ndarray
+    union: np.ndarray
+    lucency: float
+
+
 def _draw(rng: np.random.Generator, size: int, findings: tuple[str, ...]) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One film (float ``(size, size)`` in [0, 1]) with ``findings`` drawn, and per finding its mask
     (bool), side and parameters."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size
+    a = _finding_anatomy(rng, findings)
+    body = _smooth_inside(_ellipse(yy, xx, a.cy + 0.06, a.cx, 0.55 * a.scale, 0.44 * a.scale), 0.05)
+    film = _Film(yy, xx, size, a, img=0.05 + 0.5 * body)
+    lungs = _draw_lungs(film, rng, hyperinflated="hyperinflation" in findings)
+    if "pleural effusion" in findings:
+        _draw_effusion(film, rng, lungs)
+    heart = _draw_mediastinum(film, body)
+    curve = rng.uniform(0.035, 0.055) * rng.choice([-1.0, 1.0]) if "scoliosis" in findings else 0.0
+    spine = _draw_spine(film, rng, body, curve)
+    if "cardiomegaly" in findings:
+        thorax_width = round(2 * (a.lung_dx + a.lung_rx), 4)
+        film.add(
+            "cardiomegaly", heart > 0.5, None, {"heart_width": round(2 * a.heart_rx, 4), "thorax_width": thorax_width}
+        )
+    if "hyperinflation" in findings:
+        params = {"lung_height": round(2 * a.lung_ry, 4), "lucency": round(lungs.lucency, 4)}
+        film.add("hyperinflation", lungs.union > 0.5, "bilateral", params)
+    if "scoliosis" in findings:
+        film.add("scoliosis", spine > 0.5, None, {"curve": round(float(curve), 4)})
+    if "nodule" in findings:
+        _draw_nodule(film, rng, lungs, heart)
+    if "support devices" in findings:
+        _draw_support_device(film, rng)
+    return _expose(rng, film.img), film.drawn
+
+
+def _finding_anatomy(rng: np.random.Generator, findings: tuple[str, ...]) -> _Anatomy:
+    """A film's anatomy, reshaped by the findings that change it: large lungs over low, flat
+    diaphragms (hyperinflation), a wide heart (cardiomegaly)."""
     a = _anatomy(rng)
-    drawn: list[dict[str, Any]] = []
     if "hyperinflation" in findings:
         a.lung_ry *= rng.uniform(1.12, 1.2)
         a.lung_rx *= rng.uniform(1.06, 1.12)
@@ -250,108 +308,103 @@ def _draw(rng: np.random.Generator, size: int, findings: tuple[str, ...]) -> tup
         a.heart_rx *= factor
         a.heart_ry *= 1.0 + 0.4 * (factor - 1.0)
         a.heart_cx += 0.02 * a.scale
+    return a
 
-    body = _smooth_inside(_ellipse(yy, xx, a.cy + 0.06, a.cx, 0.55 * a.scale, 0.44 * a.scale), 0.05)
-    img = 0.05 + 0.5 * body
+
+def _draw_lungs(film: _Film, rng: np.random.Generator, *, hyperinflated: bool) -> _Lungs:
+    """Darken the lung fields (more when ``hyperinflated``) and lay faint oblique ribs over them."""
+    yy, xx, a = film.yy, film.xx, film.a
     right, left, _ = _lung_masks(yy, xx, a)
-    lucency = 0.3 + (0.1 if "hyperinflation" in findings else 0.0) + rng.uniform(-0.03, 0.03)
+    lucency = 0.3 + (0.1 if hyperinflated else 0.0) + rng.uniform(-0.03, 0.03)
     lung_field = np.clip(right + left, 0.0, 1.0)
-    # ribs: faint oblique bands over the lung fields
     ribs = 0.5 + 0.5 * np.cos(2 * np.pi * (yy * 11.0 + 2.0 * np.abs(xx - a.cx) + rng.uniform(0, 1)))
-    img = img - lucency * lung_field + 0.05 * ribs * lung_field
-    if "pleural effusion" in findings:
-        side = str(rng.choice(["right", "left", "bilateral"], p=[0.4, 0.4, 0.2]))
-        amount = str(rng.choice(["small", "moderate"]))
-        mask = np.zeros((size, size), dtype=bool)
-        for sign, lung, name in ((-1.0, right, "right"), (1.0, left, "left")):
-            if side not in (name, "bilateral"):
-                continue
-            lx = a.cx + sign * a.lung_dx
-            depth = (rng.uniform(0.07, 0.1) if amount == "small" else rng.uniform(0.13, 0.18)) * a.scale
-            lateral = np.clip(sign * (xx - lx) / a.lung_rx, -1.0, 1.0)  # -1 medial .. +1 lateral
-            top = a.dome_y - depth - 0.08 * a.scale * np.clip(lateral, 0.0, 1.0) ** 2  # meniscus: higher laterally
-            fluid = lung * np.clip((yy - top) * 200.0, 0.0, 1.0)
-            img = img + lucency * 0.85 * fluid
-            mask |= fluid > 0.5
-        drawn.append({"label": "pleural effusion", "mask": mask, "side": side, "params": {"amount": amount}})
-    # mediastinum, heart and spine over everything
+    film.img = film.img - lucency * lung_field + 0.05 * ribs * lung_field
+    return _Lungs(right, left, lung_field, lucency)
+
+
+def _draw_effusion(film: _Film, rng: np.random.Generator, lungs: _Lungs) -> None:
+    """Fluid filling one or both lung bases, its meniscus higher laterally."""
+    yy, xx, a = film.yy, film.xx, film.a
+    side = str(rng.choice(["right", "left", "bilateral"], p=[0.4, 0.4, 0.2]))
+    amount = str(rng.choice(["small", "moderate"]))
+    mask = np.zeros((film.size, film.size), dtype=bool)
+    for sign, lung, name in ((-1.0, lungs.right, "right"), (1.0, lungs.left, "left")):
+        if side not in (name, "bilateral"):
+            continue
+        lx = a.cx + sign * a.lung_dx
+        depth = (rng.uniform(0.07, 0.1) if amount == "small" else rng.uniform(0.13, 0.18)) * a.scale
+        lateral = np.clip(sign * (xx - lx) / a.lung_rx, -1.0, 1.0)  # -1 medial .. +1 lateral
+        top = a.dome_y - depth - 0.08 * a.scale * np.clip(lateral, 0.0, 1.0) ** 2  # meniscus: higher laterally
+        fluid = lung * np.clip((yy - top) * 200.0, 0.0, 1.0)
+        film.img = film.img + lungs.lucency * 0.85 * fluid
+        mask |= fluid > 0.5
+    film.add("pleural effusion", mask, side, {"amount": amount})
+
+
+def _draw_mediastinum(film: _Film, body: np.ndarray) -> np.ndarray:
+    """The mediastinum and the heart over everything drawn so far; returns the heart's soft mask."""
+    yy, xx, a = film.yy, film.xx, film.a
     mediastinum = _smooth_inside(_ellipse(yy, xx, a.lung_cy - 0.05, a.cx, 0.25 * a.scale, 0.05 * a.scale), 0.2)
     heart = _smooth_inside(_ellipse(yy, xx, a.heart_cy, a.heart_cx, a.heart_ry, a.heart_rx), 0.08)
-    img = np.maximum(img, (0.5 + 0.1 * body) * np.maximum(mediastinum, heart))
-    curve = rng.uniform(0.035, 0.055) * rng.choice([-1.0, 1.0]) if "scoliosis" in findings else 0.0
+    film.img = np.maximum(film.img, (0.5 + 0.1 * body) * np.maximum(mediastinum, heart))
+    return heart
+
+
+def _draw_spine(film: _Film, rng: np.random.Generator, body: np.ndarray, curve: float) -> np.ndarray:
+    """The spine, laterally curved by ``curve`` (0: straight); returns its soft mask."""
+    yy, xx, a = film.yy, film.xx, film.a
     spine_center = _spine_x(yy, a, curve, rng.uniform(-0.4, 0.4))
     spine = _smooth_inside(np.abs(xx - spine_center) / (0.025 * a.scale), 0.4) * body * (yy > 0.08)
-    img = img + 0.12 * spine
-    if "cardiomegaly" in findings:
-        drawn.append(
-            {
-                "label": "cardiomegaly",
-                "mask": heart > 0.5,
-                "side": None,
-                "params": {
-                    "heart_width": round(2 * a.heart_rx, 4),
-                    "thorax_width": round(2 * (a.lung_dx + a.lung_rx), 4),
-                },
-            }
-        )
-    if "hyperinflation" in findings:
-        drawn.append(
-            {
-                "label": "hyperinflation",
-                "mask": lung_field > 0.5,
-                "side": "bilateral",
-                "params": {"lung_height": round(2 * a.lung_ry, 4), "lucency": round(lucency, 4)},
-            }
-        )
-    if "scoliosis" in findings:
-        drawn.append(
-            {"label": "scoliosis", "mask": spine > 0.5, "side": None, "params": {"curve": round(float(curve), 4)}}
-        )
+    film.img = film.img + 0.12 * spine
+    return spine
 
-    if "nodule" in findings:
-        candidates = np.argwhere(((right > 0.9) | (left > 0.9)) & (heart < 0.1) & (yy < a.dome_y - 0.04))
-        y0, x0 = candidates[rng.integers(len(candidates))] / size
-        radius = rng.uniform(0.02, 0.035)
-        contrast = rng.uniform(0.2, 0.35)
-        dist = np.hypot(yy - y0, xx - x0) / radius
-        img = img + contrast * np.exp(-0.5 * (dist / 0.6) ** 4)
-        side = "right" if x0 < a.cx else "left"
-        zone = "upper" if y0 < a.lung_cy - 0.08 else "mid" if y0 < a.lung_cy + 0.08 else "lower"
-        drawn.append(
-            {
-                "label": "nodule",
-                "mask": dist < 1.0,
-                "side": side,
-                "params": {
-                    "center": [round(float(y0), 4), round(float(x0), 4)],
-                    "radius": round(float(radius), 4),
-                    "contrast": round(float(contrast), 4),
-                    "zone": zone,
-                },
-            }
-        )
-    if "support devices" in findings:
-        kind = str(rng.choice(["sternotomy wires", "central line"]))
-        metal = np.zeros((size, size))
-        if kind == "sternotomy wires":
-            for k in range(int(rng.integers(4, 7))):
-                wy = a.lung_cy - 0.14 + 0.06 * k + rng.uniform(-0.01, 0.01)
-                loop = _ellipse(yy, xx, wy, a.cx + rng.uniform(-0.01, 0.01), 0.012, 0.022)
-                metal = np.maximum(metal, _smooth_inside(np.abs(loop - 1.0) / 0.35, 0.6))
-        else:
-            side_sign = rng.choice([-1.0, 1.0])
-            start = (0.05, a.cx + side_sign * rng.uniform(0.12, 0.2))
-            bend = (a.lung_cy - 0.2, a.cx - 0.03 + rng.uniform(-0.02, 0.02))
-            tip = (a.heart_cy - rng.uniform(0.02, 0.08), a.cx - 0.04 + rng.uniform(-0.02, 0.02))
-            metal = _line_mask(yy, xx, np.array([start, bend, tip]), rng.uniform(0.005, 0.008))
-        img = img + 0.45 * metal
-        drawn.append({"label": "support devices", "mask": metal > 0.3, "side": None, "params": {"kind": kind}})
 
-    # exposure: contrast, brightness, gamma, blur-free noise
+def _draw_nodule(film: _Film, rng: np.random.Generator, lungs: _Lungs, heart: np.ndarray) -> None:
+    """A small bright round opacity well inside a lung, off the heart and above the diaphragm."""
+    yy, xx, a = film.yy, film.xx, film.a
+    candidates = np.argwhere(((lungs.right > 0.9) | (lungs.left > 0.9)) & (heart < 0.1) & (yy < a.dome_y - 0.04))
+    y0, x0 = candidates[rng.integers(len(candidates))] / film.size
+    radius = rng.uniform(0.02, 0.035)
+    contrast = rng.uniform(0.2, 0.35)
+    dist = np.hypot(yy - y0, xx - x0) / radius
+    film.img = film.img + contrast * np.exp(-0.5 * (dist / 0.6) ** 4)
+    side = "right" if x0 < a.cx else "left"
+    zone = "upper" if y0 < a.lung_cy - 0.08 else "mid" if y0 < a.lung_cy + 0.08 else "lower"
+    params = {
+        "center": [round(float(y0), 4), round(float(x0), 4)],
+        "radius": round(float(radius), 4),
+        "contrast": round(float(contrast), 4),
+        "zone": zone,
+    }
+    film.add("nodule", dist < 1.0, side, params)
+
+
+def _draw_support_device(film: _Film, rng: np.random.Generator) -> None:
+    """Sternotomy wires (4-6 loops down the midline) or a central venous catheter ending over the heart."""
+    yy, xx, a = film.yy, film.xx, film.a
+    kind = str(rng.choice(["sternotomy wires", "central line"]))
+    metal = np.zeros((film.size, film.size))
+    if kind == "sternotomy wires":
+        for k in range(int(rng.integers(4, 7))):
+            wy = a.lung_cy - 0.14 + 0.06 * k + rng.uniform(-0.01, 0.01)
+            loop = _ellipse(yy, xx, wy, a.cx + rng.uniform(-0.01, 0.01), 0.012, 0.022)
+            metal = np.maximum(metal, _smooth_inside(np.abs(loop - 1.0) / 0.35, 0.6))
+    else:
+        side_sign = rng.choice([-1.0, 1.0])
+        start = (0.05, a.cx + side_sign * rng.uniform(0.12, 0.2))
+        bend = (a.lung_cy - 0.2, a.cx - 0.03 + rng.uniform(-0.02, 0.02))
+        tip = (a.heart_cy - rng.uniform(0.02, 0.08), a.cx - 0.04 + rng.uniform(-0.02, 0.02))
+        metal = _line_mask(yy, xx, np.array([start, bend, tip]), rng.uniform(0.005, 0.008))
+    film.img = film.img + 0.45 * metal
+    film.add("support devices", metal > 0.3, None, {"kind": kind})
+
+
+def _expose(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Exposure: contrast, brightness, gamma, then blur-free noise; clipped to [0, 1]."""
     img = np.clip(img, 0.0, 1.0)
     img = np.clip(rng.uniform(0.85, 1.1) * img + rng.uniform(-0.04, 0.06), 0.0, 1.0) ** rng.uniform(0.8, 1.25)
     img = img + rng.normal(0.0, rng.uniform(0.01, 0.035), img.shape)
-    return np.clip(img, 0.0, 1.0), drawn
+    return np.clip(img, 0.0, 1.0)
 
 
 # -------------------------------------------------------------------------------------- reports
@@ -544,90 +597,132 @@ def make_phantoms(
         raise ConfigError(f"a phantom set needs at least 3 studies (one per split), got {n_studies}")
     if size < 64:
         raise ConfigError(f"phantom films must be at least 64 pixels wide, got {size}")
-    if len(splits) != 3 or min(splits) <= 0:
-        raise ConfigError(f"splits must be three positive train/val/test shares, got {splits}")
-    for name, value in (
-        ("dicom_fraction", dicom_fraction),
-        ("monochrome1_fraction", monochrome1_fraction),
-        ("normal_fraction", normal_fraction),
-    ):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {value}")
-    allowed = tuple(f for f in FINDINGS if f in set(findings))
-    if not allowed or set(findings) - set(FINDINGS):
-        raise ConfigError(f"findings must be a non-empty subset of {', '.join(FINDINGS)}, got {list(findings)}")
+    counts = _split_counts(n_studies, splits)
+    recipe = _Recipe(size, dicom_fraction, monochrome1_fraction, normal_fraction, findings)
     root = Path(out_dir)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigError("phantoms are written into an empty or new folder; this one is not empty", path=root)
+    for folder in (_REPORTS, _IMAGES, _MASKS):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+
+    rng = np.random.default_rng(seed)
+    studies = tuple(_write_study(root, uid, split, recipe, rng) for uid, split in _uids(counts, first_number))
+    _write_metadata(root, studies)
+    result = PhantomSet(root=root, seed=seed, size=size, studies=studies)
+    (root / MANIFEST).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    return result
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How every study of a set is drawn and written (the options of :func:`make_phantoms`, checked);
+    ``findings`` are kept in :data:`FINDINGS` order."""
+
+    size: int
+    dicom_fraction: float
+    monochrome1_fraction: float
+    normal_fraction: float
+    findings: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("dicom_fraction", "monochrome1_fraction", "normal_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        allowed = tuple(f for f in FINDINGS if f in set(self.findings))
+        if not allowed or set(self.findings) - set(FINDINGS):
+            raise ConfigError(
+                f"findings must be a non-empty subset of {', '.join(FINDINGS)}, got {list(self.findings)}"
+            )
+        object.__setattr__(self, "findings", allowed)
+
+
+def _split_counts(n_studies: int, splits: tuple[float, float, float]) -> dict[str, int]:
+    """Studies per split from the train/val/test ``splits`` shares (rounded, each at least one)."""
+    if len(splits) != 3 or min(splits) <= 0:
+        raise ConfigError(f"splits must be three positive train/val/test shares, got {splits}")
     total = sum(splits)
     n_val = max(1, round(n_studies * splits[1] / total))
     n_test = max(1, round(n_studies * splits[2] / total))
-    counts = {"train": max(1, n_studies - n_val - n_test), "val": n_val, "test": n_test}
-    reports, images, masks = root / "ecgen-radiology", root / "images", root / "masks"
-    for folder in (reports, images, masks):
-        folder.mkdir(parents=True, exist_ok=True)
+    return {"train": max(1, n_studies - n_val - n_test), "val": n_val, "test": n_test}
 
-    rng = np.random.default_rng(seed)
-    studies, rows = [], []
-    for uid, split in _uids(counts, first_number):
-        number = int(uid[3:])
-        chosen = _choose_findings(rng, normal_fraction, allowed)
-        pixels, drawn = _draw(rng, size, chosen)
-        findings_text, impression, mesh = _report(drawn, rng)
-        labels = labels_from_mesh(mesh)
-        expected = tuple(sorted(chosen)) or ("normal",)
-        if tuple(sorted(labels)) != expected:  # pragma: no cover - the templates and labels.json disagree
-            raise ConfigError(f"phantom MeSH terms {mesh} give labels {labels}, not {expected}")
-        image_id = f"CXR{number}_IM-{number % 10000:04d}-1001"
-        as_dicom = rng.random() < dicom_fraction
-        monochrome1 = as_dicom and rng.random() < monochrome1_fraction
-        if as_dicom:
-            image_path = images / f"{image_id[3:]}.dcm"
-            _write_dicom(image_path, pixels, monochrome1, uid)
-        else:
-            image_path = images / f"{image_id}.png"
-            _write_png(image_path, pixels)
-        records = []
-        for item in drawn:
-            mask_path = masks / f"{image_id}__{item['label'].replace(' ', '-')}.png"
-            mask = item["mask"]
-            _write_png(mask_path, mask.astype(np.float64))
-            ys, xs = np.nonzero(mask)
-            bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1) if len(ys) else (0, 0, 0, 0)
-            records.append(
-                PhantomFinding(
-                    item["label"],
-                    str(mask_path.relative_to(root)),
-                    bbox,
-                    round(float(mask.mean()), 6),
-                    item["side"],
-                    item["params"],
-                )
-            )
-        (reports / f"{number}.xml").write_text(_xml(uid, findings_text, impression, mesh, image_id), encoding="utf-8")
-        studies.append(
-            PhantomStudy(
-                uid,
-                split,
-                labels,
-                mesh,
-                findings_text,
-                impression,
-                image_id,
-                str(image_path.relative_to(root)),
-                "dicom" if as_dicom else "png",
-                ("MONOCHROME1" if monochrome1 else "MONOCHROME2") if as_dicom else None,
-                tuple(records),
+
+def _write_study(root: Path, uid: str, split: str, recipe: _Recipe, rng: np.random.Generator) -> PhantomStudy:
+    """Draw one study (findings, film, report: in that order from ``rng``) and write its report,
+    film and masks under ``root``."""
+    number = int(uid[3:])
+    chosen = _choose_findings(rng, recipe.normal_fraction, recipe.findings)
+    pixels, drawn = _draw(rng, recipe.size, chosen)
+    findings_text, impression, mesh = _report(drawn, rng)
+    labels = labels_from_mesh(mesh)
+    expected = tuple(sorted(chosen)) or ("normal",)
+    if tuple(sorted(labels)) != expected:  # pragma: no cover - the templates and labels.json disagree
+        raise ConfigError(f"phantom MeSH terms {mesh} give labels {labels}, not {expected}")
+    image_id = f"CXR{number}_IM-{number % 10000:04d}-1001"
+    image_path, photometric = _write_film(root / _IMAGES, image_id, uid, pixels, recipe, rng)
+    records = _write_masks(root, image_id, drawn)
+    (root / _REPORTS / f"{number}.xml").write_text(
+        _xml(uid, findings_text, impression, mesh, image_id), encoding="utf-8"
+    )
+    return PhantomStudy(
+        uid,
+        split,
+        labels,
+        mesh,
+        findings_text,
+        impression,
+        image_id,
+        str(image_path.relative_to(root)),
+        "png" if photometric is None else "dicom",
+        photometric,
+        records,
+    )
+
+
+def _write_film(
+    images: Path, image_id: str, uid: str, pixels: np.ndarray, recipe: _Recipe, rng: np.random.Generator
+) -> tuple[Path, str | None]:
+    """Write the film as DICOM (``recipe.dicom_fraction`` of them, MONOCHROME1 or 2) or PNG; returns
+    its path and its DICOM photometric interpretation (``None`` for a PNG)."""
+    as_dicom = rng.random() < recipe.dicom_fraction
+    if not as_dicom:
+        path = images / f"{image_id}.png"
+        _write_png(path, pixels)
+        return path, None
+    monochrome1 = rng.random() < recipe.monochrome1_fraction
+    path = images / f"{image_id[3:]}.dcm"
+    _write_dicom(path, pixels, monochrome1, uid)
+    return path, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+
+
+def _write_masks(root: Path, image_id: str, drawn: list[dict[str, Any]]) -> tuple[PhantomFinding, ...]:
+    """Write each drawn finding's mask (0/255 PNG) under ``root/masks``; returns the findings."""
+    records = []
+    for item in drawn:
+        mask_path = root / _MASKS / f"{image_id}__{item['label'].replace(' ', '-')}.png"
+        mask = item["mask"]
+        _write_png(mask_path, mask.astype(np.float64))
+        ys, xs = np.nonzero(mask)
+        bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1) if len(ys) else (0, 0, 0, 0)
+        records.append(
+            PhantomFinding(
+                item["label"],
+                str(mask_path.relative_to(root)),
+                bbox,
+                round(float(mask.mean()), 6),
+                item["side"],
+                item["params"],
             )
         )
-        rows.append((image_id, "PA", "MONOCHROME1" if monochrome1 else "MONOCHROME2"))
+    return tuple(records)
 
+
+def _write_metadata(root: Path, studies: tuple[PhantomStudy, ...]) -> None:
+    """``root/nlmcxr_dicom_metadata.csv.gz``: view and photometric interpretation of every film, as
+    Open-i ships them (a PNG counts as MONOCHROME2); the same bytes on every run."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["imageid", "View Position", "Photometric Interpretation"])
-    writer.writerows(rows)
+    writer.writerows((s.image_id, "PA", s.photometric or "MONOCHROME2") for s in studies)
     with open(root / METADATA_CSV, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
         handle.write(buffer.getvalue().encode("utf-8"))  # mtime=0: the same bytes on every run
-    result = PhantomSet(root=root, seed=seed, size=size, studies=tuple(studies))
-    (root / MANIFEST).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
-    return result

@@ -1,7 +1,7 @@
 """The case base an evaluation searches: every study indexed into an embedded Qdrant collection.
 
-Retrieval is evaluated through the product's own path (``cxrsearch.index.index_studies`` ->
-qdrant-edge -> ``cxrsearch.search.search``), not a parallel numpy re-implementation, so the numbers
+Retrieval is evaluated through the product's own path (``cxrsearch.index.index_studies`` with the
+plan :mod:`cxrsearch.evaluate.run` built once -> qdrant-edge -> ``cxrsearch.search.search``), not a parallel numpy re-implementation, so the numbers
 are what users get. All studies of the data source are indexed once per (checkpoint, data) pair into
 
     <cache>/evaluate/store/eval-<checkpoint fingerprint[:12]>-<data fingerprint[:12]>
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +31,6 @@ from cxrsearch.index.record import image_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.data.openi import Study
-    from cxrsearch.index.report import IndexReport
-    from cxrsearch.model.encode import Encoder
     from cxrsearch.store.base import SparseVector, Store
 
 FRONTAL_VIEWS = ("PA", "AP")
@@ -64,31 +62,6 @@ def data_fingerprint(studies: Sequence[Study], images: Mapping[str, Path] | None
 def collection_name(checkpoint_fingerprint: str, data_fp: str) -> str:
     """``eval-<12 hex>-<12 hex>``: one collection per (weights, data) pair."""
     return f"eval-{checkpoint_fingerprint[:12]}-{data_fp[:12]}"
-
-
-def build_case_base(
-    store: Store,
-    collection: str,
-    encoder: Encoder,
-    source: Path,
-    images_dir: Path | None,
-    metadata: Path | None,
-    failures_dir: Path,
-    progress: Callable[[int, int], None] | None = None,
-) -> IndexReport:
-    """Index every study of ``source`` into ``collection`` (resuming; nothing is re-encoded when the
-    collection is complete). Per-file failures are in the returned report, as with ``cxrsearch index``."""
-    from cxrsearch.index import IndexOptions, index_studies
-
-    options = IndexOptions(
-        source=Path(source),
-        images_dir=images_dir,
-        metadata=metadata,
-        collection=collection,
-        failures_dir=failures_dir,
-        batch_size=64,
-    )
-    return index_studies(options, store, encoder, progress=progress)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,6 @@ modes only); ``tfidf-lr``: TF-IDF + per-label logistic regression, supervised on
 define relevance (:func:`.baselines.tfidf_label_rankings`); ``bm25`` (bm25s), ``random``."""
 COMPONENT_METHODS = {"dense": "text", "qdrant-bm25": "bm25", "labels": "labels"}
 """Methods that run one component of the model's fused text query alone (the others weigh 0)."""
-SETTINGS = ("historical", "within")
 _NEEDS = {name: search_mode(name).inputs for name in MODES}
 Progress = Callable[[str, int, int], None]
 

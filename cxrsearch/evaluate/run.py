@@ -1,8 +1,9 @@
 """``evaluate(options) -> EvaluationResult``: one reproducible run of every number ``cxrsearch evaluate`` reports.
 
-1. Read the reports (and pair radiographs when an images folder is given).
+1. Read the reports and pair radiographs (when an images folder is given) into one index plan.
 2. Load the checkpoint; build (once) the untrained baseline checkpoint of the same towers.
-3. Index every study into an evaluation collection per checkpoint (:mod:`.casebase`; reused later).
+3. Index every study of that plan into an evaluation collection per checkpoint (:mod:`.casebase`;
+   reused later): the source is read once, not once per collection.
 4. Classification on the split from the stored predictions (:mod:`.classification`).
 5. Retrieval, settings x modes x methods x relevance (:mod:`.retrieval`).
 6. The CXR-CLIP image <-> report protocol where frontal images exist (:mod:`.crossmodal`).
@@ -25,11 +26,11 @@ import numpy as np
 
 from cxrsearch.data.labels import label_names
 from cxrsearch.data.openi import Study, load_studies, locate_reports
-from cxrsearch.data.pairing import ImageIdMap, index_images
+from cxrsearch.data.pairing import ImageIdMap, index_images, load_view_table
 from cxrsearch.data.splits import SPLITS
 from cxrsearch.errors import ConfigError, ModelError
 from cxrsearch.evaluate.baselines import BM25_SETTINGS, RANDOM_SEED, UNTRAINED_SEED, towers_frozen, untrained_checkpoint
-from cxrsearch.evaluate.casebase import build_case_base, collection_name, data_fingerprint, load_cases, store_root
+from cxrsearch.evaluate.casebase import collection_name, data_fingerprint, load_cases, store_root
 from cxrsearch.evaluate.classification import MIN_POSITIVES, ClassificationResult, evaluate_classification
 from cxrsearch.evaluate.crossmodal import CrossModalResult, evaluate_crossmodal
 from cxrsearch.evaluate.relevance import label_counts, primary_label
@@ -43,6 +44,7 @@ from cxrsearch.evaluate.retrieval import (
     evaluate_short_queries,
 )
 from cxrsearch.evaluate.short_queries import SHORT_QUERY_SET
+from cxrsearch.index import IndexOptions, Plan, index_studies, plan_items
 from cxrsearch.index.record import check_images_trained
 from cxrsearch.model.checkpoint import Checkpoint, load_checkpoint
 from cxrsearch.model.encode import Encoder
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.store.base import Store
 
 DEFAULT_KS = (1, 5, 10)
+INDEX_BATCH_SIZE = 64
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as work advances (the CLI draws it; the library never prints)."""
 
@@ -134,12 +137,14 @@ def machine_facts() -> dict[str, Any]:
 @dataclass(frozen=True)
 class _Inputs:
     """What a run reads before it indexes: the reports (``source``, ``studies``), the radiographs
-    found (``images``), the label ``vocabulary`` with the train split's label counts, the checkpoint
-    and the untrained baseline saved beside the case bases (``cache``), and one encoder per method."""
+    found (``images``), the index ``plan`` of both (keyed for the model's collection), the label
+    ``vocabulary`` with the train split's label counts, the checkpoint and the untrained baseline
+    saved beside the case bases (``cache``), and one encoder per method."""
 
     source: Path
     studies: list[Study]
     images: ImageIdMap | None
+    plan: Plan
     data_fp: str
     vocabulary: tuple[str, ...]
     train_counts: dict[str, int]
@@ -191,7 +196,8 @@ def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> Ev
 
 
 def _load_inputs(options: EvaluationOptions) -> _Inputs:
-    """Steps 1-2: read the reports and radiographs, load and check the checkpoint, build its untrained twin."""
+    """Steps 1-2: read the reports and radiographs into the index plan, load and check the checkpoint,
+    build its untrained twin."""
     source = locate_reports(options.data)
     studies = load_studies(source)
     images = index_images(options.images) if options.images is not None else None
@@ -203,17 +209,21 @@ def _load_inputs(options: EvaluationOptions) -> _Inputs:
     untrained_path = untrained_checkpoint(
         checkpoint, cache / f"untrained-{checkpoint.fingerprint[:12]}-seed{UNTRAINED_SEED}"
     )
+    encoders = {"model": Encoder(checkpoint), "untrained": Encoder(untrained_path)}
+    views = load_view_table(options.metadata) if options.metadata is not None else None
+    plan = plan_items(studies, collection_name(str(encoders["model"].fingerprint), data_fp), images, views)
     return _Inputs(
         source=source,
         studies=studies,
         images=images,
+        plan=plan,
         data_fp=data_fp,
         vocabulary=vocabulary,
         train_counts=label_counts(s.labels for s in studies if s.split == "train"),
         checkpoint=checkpoint,
         cache=cache,
         untrained_path=untrained_path,
-        encoders={"model": Encoder(checkpoint), "untrained": Encoder(untrained_path)},
+        encoders=encoders,
     )
 
 
@@ -235,9 +245,7 @@ def _measure(
 ) -> _Measured:
     """Steps 3-6: index (or reuse) the case bases, then classification, retrieval, short queries and
     the cross-modal protocol (``timings`` gets one entry per step)."""
-    searchers, index_facts, cases_by_method = _case_bases(
-        store, inputs.encoders, inputs.data_fp, inputs.source, options, inputs.cache, progress, timings
-    )
+    searchers, index_facts, cases_by_method = _case_bases(store, inputs, options, progress, timings)
     searchers = _with_component_methods(searchers)
     cases = cases_by_method["model"]
     split_uids = _split_uids(inputs, cases, options.split)
@@ -388,35 +396,45 @@ def _with_component_methods(searchers: dict[str, Searcher]) -> dict[str, Searche
 
 def _case_bases(
     store: Store,
-    encoders: Mapping[str, Encoder],
-    data_fp: str,
-    source: Path,
+    inputs: _Inputs,
     options: EvaluationOptions,
-    cache: Path,
     progress: Progress | None,
     timings: dict[str, float],
 ) -> tuple[dict[str, Searcher], dict[str, dict[str, Any]], dict[str, dict[str, Case]]]:
-    """Index (or reuse) one evaluation collection per encoder; returns searchers, index facts and cases."""
+    """Index (or reuse) one evaluation collection per encoder, all from ``inputs.plan``; returns
+    searchers, index facts and cases."""
     searchers, facts, cases = {}, {}, {}
-    for method, encoder in encoders.items():
+    for method, encoder in inputs.encoders.items():
         tick = time.perf_counter()
-        collection = collection_name(str(encoder.fingerprint), data_fp)
+        collection = collection_name(str(encoder.fingerprint), inputs.data_fp)
         on_progress = None if progress is None else (lambda d, t, m=method: progress(f"index {m}", d, t))
-        report = build_case_base(
-            store,
-            collection,
-            encoder,
-            source,
-            options.images,
-            options.metadata,
-            cache / "failures",
-            progress=on_progress,
-        )
+        report = _index_case_base(store, collection, encoder, inputs, options, on_progress)
         facts[method] = _index_facts(collection, store, report, time.perf_counter() - tick)
         searchers[method] = Searcher(store, collection, encoder)
         cases[method] = load_cases(store, collection, encoder.labels, options.images)
         timings[f"index_{method}"] = time.perf_counter() - tick
     return searchers, facts, cases
+
+
+def _index_case_base(
+    store: Store,
+    collection: str,
+    encoder: Encoder,
+    inputs: _Inputs,
+    options: EvaluationOptions,
+    progress: Callable[[int, int], None] | None,
+) -> IndexReport:
+    """Index the plan's studies into ``collection`` (resuming; nothing is re-encoded when the
+    collection is complete). Per-file failures are in the returned report, as with ``cxrsearch index``."""
+    index_options = IndexOptions(
+        source=inputs.source,
+        images_dir=options.images,
+        metadata=options.metadata,
+        collection=collection,
+        failures_dir=inputs.cache / "failures",
+        batch_size=INDEX_BATCH_SIZE,
+    )
+    return index_studies(index_options, store, encoder, progress=progress, plan=inputs.plan)
 
 
 def _index_facts(collection: str, store: Store, report: IndexReport, seconds: float) -> dict[str, Any]:

@@ -1,16 +1,18 @@
 """Indexing: Open-i reports (+ radiographs) -> checkpoint embeddings -> points in a Qdrant collection.
 
 - :mod:`~cxrsearch.index.options`: :class:`IndexOptions`
-- :mod:`~cxrsearch.index.plan`: which points a source gives (image points, report points)
+- :mod:`~cxrsearch.index.plan`: which points a source gives (image points, report points): :class:`Plan`
 - :mod:`~cxrsearch.index.points`: decode, encode, named vectors and payload of a batch
 - :mod:`~cxrsearch.index.record`: the checkpoint a collection was indexed with; collection checks
-- :mod:`~cxrsearch.index.run`: :func:`index_studies`, resumable and idempotent
+- :mod:`~cxrsearch.index.run`: :func:`index_studies`, resumable and idempotent (a prebuilt ``plan=`` is
+  indexed without reading the source again)
 - :mod:`~cxrsearch.index.report`: :class:`IndexReport`, :class:`Failure` and the failures file
 
 Importing this package is light (no torch); the model is imported when a run starts.
 """
 
 from cxrsearch.index.options import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION, IndexOptions
+from cxrsearch.index.plan import Plan, build_plan, plan_items
 from cxrsearch.index.record import ModelRecord, recorded_model
 from cxrsearch.index.report import Failure, IndexReport
 from cxrsearch.index.run import ProgressCallback, index_studies
@@ -22,7 +24,10 @@ __all__ = [
     "IndexOptions",
     "IndexReport",
     "ModelRecord",
+    "Plan",
     "ProgressCallback",
+    "build_plan",
     "index_studies",
+    "plan_items",
     "recorded_model",
 ]

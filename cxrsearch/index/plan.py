@@ -11,18 +11,27 @@ A *point* is one radiograph with its report, or one report without a radiograph:
 A report with neither text (no FINDINGS or IMPRESSION; 28 real ones) nor a radiograph in ``DIR``
 has nothing to embed: it is counted as ``empty`` and written nowhere. A report file that cannot be
 parsed is a per-file failure; the other reports are still planned.
+
+:func:`build_plan` reads what :class:`~cxrsearch.index.options.IndexOptions` names (what
+``cxrsearch index`` runs); :func:`plan_items` pairs studies read elsewhere. A :class:`Plan` is keyed
+for one collection (point ids derive from it); :meth:`Plan.for_collection` re-keys it for another
+without reading anything again (``cxrsearch evaluate`` indexes one source into two collections).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxrsearch.data.openi import Study, iter_report_files, parse_report
 from cxrsearch.errors import ReportError
 from cxrsearch.index.report import Failure
 from cxrsearch.store.base import point_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrsearch.index.options import IndexOptions
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class Plan:
     """Everything one run could write, before asking the store what already exists.
 
     Attributes:
+        collection: the collection the items' point ids are keyed for.
         items: the points, in report order (images of a report in their ``parentImage`` order).
         studies: reports read (after ``--limit``).
         image_refs: ``parentImage`` references of those reports.
@@ -66,12 +76,37 @@ class Plan:
         failures: reports that could not be read.
     """
 
+    collection: str
     items: tuple[IndexItem, ...]
     studies: int
     image_refs: int
     images_missing: int
     empty: int
     failures: tuple[Failure, ...]
+
+    def for_collection(self, collection: str) -> Plan:
+        """This plan with its point ids keyed for ``collection`` (itself when it already is)."""
+        if collection == self.collection:
+            return self
+        items = tuple(replace(item, point_id=point_id(collection, item.key)) for item in self.items)
+        return replace(self, collection=collection, items=items)
+
+    @property
+    def has_images(self) -> bool:
+        """Whether any point is a radiograph."""
+        return any(item.has_image for item in self.items)
+
+
+def build_plan(options: IndexOptions) -> Plan:
+    """The plan of ``options``: its reports (the first ``limit``; a bad file is a failure, see
+    :func:`read_studies`) paired with the radiographs of ``images_dir`` and the views of
+    ``metadata``, keyed for ``options.collection``."""
+    from cxrsearch.data.pairing import index_images, load_view_table
+
+    studies, failures = read_studies(options.source, options.limit)
+    images = index_images(options.images_dir) if options.images_dir is not None else None
+    views = load_view_table(options.metadata) if options.metadata is not None else None
+    return plan_items(studies, options.collection, images, views, tuple(failures))
 
 
 def read_studies(source: str | Path, limit: int | None = None) -> tuple[list[Study], list[Failure]]:
@@ -137,4 +172,4 @@ def plan_items(
                 items.append(IndexItem(point_id(collection, study.uid), study.uid, study, text))
             else:
                 empty += 1
-    return Plan(tuple(items), len(studies), image_refs, missing, empty, tuple(failures))
+    return Plan(collection, tuple(items), len(studies), image_refs, missing, empty, tuple(failures))

@@ -2,7 +2,9 @@
 
 The run, in order:
 
-1. read every report file (a bad one is a failure, the rest go on) and pair images (:mod:`.plan`);
+1. read every report file (a bad one is a failure, the rest go on) and pair images (:mod:`.plan`),
+   unless the caller passes the plan it built (``plan=``: one source indexed into several collections
+   is read once);
 2. create the collection from its schema with the checkpoint's joint dimension when missing, else
    check its vector size (:func:`~cxrsearch.index.record.ensure_collection`);
 3. ask the store which planned point ids exist (deterministic UUIDv5 ids) and skip those, unless
@@ -21,12 +23,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrsearch.errors import ModelError, StoreError
+from cxrsearch.errors import ConfigError, ModelError, StoreError
 from cxrsearch.index.options import IndexOptions
-from cxrsearch.index.plan import IndexItem, plan_items, read_studies
+from cxrsearch.index.plan import IndexItem, Plan, build_plan
 from cxrsearch.index.points import Decoded, decode_items, encode_points
 from cxrsearch.index.record import (
     ModelRecord,
@@ -54,34 +57,79 @@ def index_studies(
     store: Store,
     checkpoint: Checkpoint | Encoder | str | Path,
     progress: ProgressCallback | None = None,
+    *,
+    plan: Plan | None = None,
 ) -> IndexReport:
     """Index the studies of ``options.source`` into ``options.collection`` of ``store``.
 
     ``checkpoint``: a loaded checkpoint, an :class:`~cxrsearch.model.encode.Encoder` built from one,
-    or a checkpoint directory. Raises only for problems with the whole run (unreadable source,
-    store or checkpoint, vector size mismatch); per-file problems are in the returned report.
+    or a checkpoint directory. ``plan``: the points to write when the caller has already read the
+    source (:func:`~cxrsearch.index.plan.build_plan`, or :func:`~cxrsearch.index.plan.plan_items` of
+    studies it read), re-keyed for ``options.collection``: nothing is read again (``limit`` and
+    ``metadata`` are not used; ``source`` and ``images_dir`` still give the payloads' roots, and a
+    plan with radiographs needs ``images_dir``). ``None``: :func:`~cxrsearch.index.plan.build_plan`
+    of ``options``, once the checkpoint is loaded. Raises only for problems with the whole run
+    (unreadable source, store or checkpoint, vector size mismatch); per-file problems are in the
+    returned report.
     """
-    from cxrsearch.data.pairing import index_images, load_view_table
+    started = time.perf_counter()
+    _claim_collection(store, options.collection)
+    encoder, record = _load_encoder(checkpoint, radiographs=options.images_dir is not None)
+    plan = (build_plan(options) if plan is None else plan).for_collection(options.collection)
+    if plan.has_images and options.images_dir is None:
+        raise ConfigError("the plan pairs radiographs but no images folder is given: pass its images_dir")
+    target = _prepare_collection(store, options, encoder, record, plan)
+    log = FailureLog(options.resolved_failures_dir(), options.collection)
+    try:
+        for failure in plan.failures:
+            log.add(failure)
+        indexed, inverted = _run_batches(encoder, target, options.batch_size, log, progress)
+    finally:
+        log.close()
+    return _report(target, plan, indexed, inverted, log, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how a run writes: the collection of ``store``, the checkpoint ``record`` its points
+    carry, the collection's ``bm25`` spec, the payload ``paths`` roots, the planned point ids already
+    stored (``existing``, skipped) and the items still to write (``todo``)."""
+
+    store: Store
+    collection: str
+    record: ModelRecord
+    bm25: Bm25Spec | None
+    paths: PayloadPaths
+    existing: frozenset[str]
+    todo: tuple[IndexItem, ...]
+
+
+def _claim_collection(store: Store, collection: str) -> None:
+    """Open an existing collection first: one another process holds is refused now, not after the
+    checkpoint is loaded and every report parsed (and the lock is held for the whole run from here)."""
+    if collection in store.list_collections():
+        store.collection_info(collection)
+
+
+def _load_encoder(checkpoint: Checkpoint | Encoder | str | Path, *, radiographs: bool) -> tuple[Encoder, ModelRecord]:
+    """The encoder of ``checkpoint`` and the record its points carry; ModelError without a saved
+    checkpoint, or when ``radiographs`` are indexed with one that never learned from them."""
     from cxrsearch.model.encode import Encoder
 
-    started = time.perf_counter()
-    if options.collection in store.list_collections():
-        # open it first: a collection another process holds is refused now, not after the checkpoint
-        # is loaded and every report parsed (and the lock is held for the whole run from here)
-        store.collection_info(options.collection)
     encoder = checkpoint if isinstance(checkpoint, Encoder) else Encoder(checkpoint)
     if encoder.checkpoint is None:
         raise ModelError("indexing needs a saved checkpoint (its path and fingerprint are stored with the points)")
-    record = ModelRecord.of(encoder.checkpoint.info)
-    if options.images_dir is not None:
+    if radiographs:
         check_images_trained(encoder.checkpoint.info, "indexing radiographs")
+    return encoder, ModelRecord.of(encoder.checkpoint.info)
+
+
+def _prepare_collection(
+    store: Store, options: IndexOptions, encoder: Encoder, record: ModelRecord, plan: Plan
+) -> _Target:
+    """Create or check the collection, find the planned points already stored (same checkpoint
+    only), record the run's roots once it is accepted, and return what is left to write."""
     collection = options.collection
-
-    studies, report_failures = read_studies(options.source, options.limit)
-    images = index_images(options.images_dir) if options.images_dir is not None else None
-    views = load_view_table(options.metadata) if options.metadata is not None else None
-    plan = plan_items(studies, collection, images, views, tuple(report_failures))
-
     ensure_collection(
         store,
         collection,
@@ -98,18 +146,13 @@ def index_studies(
     if existing:
         check_same_model(store, collection, sorted(existing), record)
     store.set_roots(collection, {**paths.roots(), "checkpoint": record.checkpoint})  # only once the run is accepted
-    todo = [item for item in plan.items if item.point_id not in existing]
+    todo = tuple(item for item in plan.items if item.point_id not in existing)
+    return _Target(store, collection, record, bm25, paths, frozenset(existing), todo)
 
-    log = FailureLog(options.resolved_failures_dir(), collection)
-    try:
-        for failure in plan.failures:
-            log.add(failure)
-        indexed, inverted = _run_batches(
-            encoder, todo, options.batch_size, record, store, collection, log, progress, bm25, paths
-        )
-    finally:
-        log.close()
 
+def _report(target: _Target, plan: Plan, indexed: int, inverted: int, log: FailureLog, seconds: float) -> IndexReport:
+    """The :class:`IndexReport` of a finished run (``count`` and ``stale`` asked of the store now)."""
+    store, collection, record = target.store, target.collection, target.record
     imaged_studies = sorted({item.study.uid for item in plan.items if item.has_image})
     stale = stale_report_points(store, collection, [point_id(collection, uid) for uid in imaged_studies])
     image_points = sum(1 for item in plan.items if item.has_image)
@@ -122,14 +165,14 @@ def index_studies(
         planned=len(plan.items),
         image_points=image_points,
         report_points=len(plan.items) - image_points,
-        skipped_existing=len(existing),
+        skipped_existing=len(target.existing),
         indexed=indexed,
         inverted=inverted,
         empty=plan.empty,
         failed=len(log.failures),
         count=store.count(collection),
         stale=len(stale),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         model=record.model,
         checkpoint=record.checkpoint,
         fingerprint=record.fingerprint,
@@ -139,39 +182,35 @@ def index_studies(
 
 
 def _run_batches(
-    encoder: Encoder,
-    todo: Sequence[IndexItem],
-    batch_size: int,
-    record: ModelRecord,
-    store: Store,
-    collection: str,
-    log: FailureLog,
-    progress: ProgressCallback | None,
-    bm25: Bm25Spec | None = None,
-    paths: PayloadPaths | None = None,
+    encoder: Encoder, target: _Target, batch_size: int, log: FailureLog, progress: ProgressCallback | None
 ) -> tuple[int, int]:
-    """Encode and upsert ``todo`` batch by batch (in :func:`encoding_order`); returns the points
-    written and how many of their radiographs were stored as negatives (and inverted)."""
-    total, done, written, inverted = len(todo), 0, 0, 0
+    """Encode and upsert ``target.todo`` batch by batch (in :func:`encoding_order`); returns the
+    points written and how many of their radiographs were stored as negatives (and inverted)."""
+    total, done, written, inverted = len(target.todo), 0, 0, 0
     if progress is not None:
         progress(0, total)
-    ordered = encoding_order(todo)
+    ordered = encoding_order(target.todo)
     chunks = (ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size))
     for size, (decoded, failures) in _decoded_batches(chunks):
         for failure in failures:
             log.add(failure)
         inverted += sum(1 for entry in decoded if entry.image is not None and entry.image.inverted)
         if decoded:
-            points, encode_failures = encode_points(encoder, decoded, record, bm25, paths)
-            for failure in encode_failures:
-                log.add(failure)
-            if points:
-                store.upsert(collection, points, batch=len(points))
-                written += len(points)
+            written += _write_batch(encoder, target, decoded, log)
         done += size
         if progress is not None:
             progress(done, total)
     return written, inverted
+
+
+def _write_batch(encoder: Encoder, target: _Target, decoded: list[Decoded], log: FailureLog) -> int:
+    """Encode one decoded batch and upsert its points (encoding failures go to ``log``); the points written."""
+    points, failures = encode_points(encoder, decoded, target.record, target.bm25, target.paths)
+    for failure in failures:
+        log.add(failure)
+    if points:
+        target.store.upsert(target.collection, points, batch=len(points))
+    return len(points)
 
 
 def _payload_paths(store: Store, collection: str, options: IndexOptions) -> PayloadPaths:

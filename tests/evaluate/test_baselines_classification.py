@@ -1,4 +1,4 @@
-"""BM25 through the bm25s package, random/exact baselines, classification at the checkpoint's thresholds,
+"""BM25 through the bm25s package, random/cosine baselines, classification at the checkpoint's thresholds,
 the CXR-CLIP pair recall, and mode availability (image modes say "no images")."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_bm25_ranks_with_the_bm25s_package_and_drops_the_query_itself(monkeypatc
     assert set(ranked[1]) == {"A", "D"}  # only the effusion reports share terms with the query
 
 
-def test_random_and_exact_rankings_never_return_the_query() -> None:
+def test_random_and_cosine_rankings_never_return_the_query() -> None:
     for ranking in random_rankings(POOL, POOL, depth=10, seed=3):
         assert len(ranking) == 3 and len(set(ranking)) == 3
     assert random_rankings(POOL, POOL, depth=10, seed=3) == random_rankings(POOL, POOL, depth=10, seed=3)

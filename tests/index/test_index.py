@@ -115,8 +115,9 @@ def test_another_checkpoint_cannot_be_mixed_into_a_collection(indexed, reports_t
     import torch
 
     from cxrsearch.data.labels import label_names
+    from cxrsearch.model.build import create_model
     from cxrsearch.model.checkpoint import save_checkpoint
-    from cxrsearch.model.config import create_model, get_config
+    from cxrsearch.model.config import get_config
 
     torch.manual_seed(1)
     other = tmp_path / "other"
