@@ -257,6 +257,14 @@ def load_checkpoint(
     tokenizer_dir = info.path / TOKENIZER_DIR
     if "text" in wanted and not tokenizer_dir.is_dir():
         raise ModelError(f"checkpoint {TOKENIZER_DIR}/ directory is missing", path=info.path)
+    fast = _torch_free(info, wanted, runtime)
+    if fast is not None:
+        return fast
+    return Checkpoint(info=info, model=_torch_model(info, wanted, weights, tokenizer_dir, device))
+
+
+def _torch_free(info: CheckpointInfo, wanted: tuple[str, ...], runtime: str) -> Checkpoint | None:
+    """The torch-free runtime ``runtime`` picks for a one-tower load, or ``None`` (torch serves it)."""
     if runtime != "torch" and wanted == ("text",):
         from cxrsearch.model.numpy_text import NumpyTextModel, supported
 
@@ -273,6 +281,13 @@ def load_checkpoint(
                 runtime_missing() or "the checkpoint has no ONNX export of these weights (cxrsearch models export-onnx)"
             )
             raise ModelError(f"no ONNX image side: {why}", path=info.path)
+    return None
+
+
+def _torch_model(
+    info: CheckpointInfo, wanted: tuple[str, ...], weights: Path, tokenizer_dir: Path, device: str
+) -> FusionModel:
+    """The FusionModel with the ``wanted`` towers, projections, fusion and heads, in eval mode."""
     from cxrsearch.model.fusion import FusionModel
 
     config = info.config
@@ -294,7 +309,7 @@ def load_checkpoint(
     except Exception as exc:  # safetensors / torch raise several types for bad files or mismatches
         first = " ".join(str(exc).split())[:300]
         raise ModelError(f"cannot load checkpoint weights: {first}", path=weights) from None
-    return Checkpoint(info=info, model=model.to(device).eval())
+    return model.to(device).eval()
 
 
 def export_image_side(directory: str | Path) -> Path:
