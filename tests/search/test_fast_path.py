@@ -254,3 +254,31 @@ def test_an_image_search_with_an_export_imports_no_torch_timm_or_torchvision(
     )
     assert done.returncode == 0, done.stderr + done.stdout
     assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"an image search imported {done.stdout.strip()}"
+
+
+def test_cli_export_onnx_and_train_with_radiographs_export_the_image_side(
+    tiny_checkpoint, text_only_checkpoint, reports_tgz, training_images, tmp_path
+):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cxrsearch.cli.main import app
+    from cxrsearch.model.checkpoint import read_checkpoint_info
+    from cxrsearch.model.onnx_image import ONNX_FILE, find_export
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, copy)
+    done = CliRunner().invoke(app, ["models", "export-onnx", str(copy)])
+    assert done.exit_code == 0, done.output
+    assert find_export(read_checkpoint_info(copy)) == copy / ONNX_FILE
+    refused = CliRunner().invoke(app, ["models", "export-onnx", str(text_only_checkpoint)])
+    assert refused.exit_code == 1 and "reports only" in refused.output and len(refused.output.splitlines()) == 1
+
+    out = tmp_path / "trained"
+    args = ["train", "--data", str(reports_tgz), "--config", "tiny-test", "--out", str(out), "--images"]
+    args += [str(training_images), "--epochs", "1", "--limit", "60", "--batch-size", "16"]
+    trained = CliRunner().invoke(app, args)
+    assert trained.exit_code == 0, trained.output
+    assert "image queries run without torch" in trained.output
+    assert find_export(read_checkpoint_info(out)) == out / ONNX_FILE
