@@ -26,7 +26,7 @@ from rich.table import Table
 from cxrsearch.cli.render import console, err_console
 
 if TYPE_CHECKING:
-    from cxrsearch.data.fetch import Progress as FetchProgress
+    from cxrsearch.progress import ProgressEvent
 
 
 class ImageSet(StrEnum):
@@ -70,8 +70,8 @@ def download_command(
 
 
 class _Bars:
-    """Progress callback: one bar per (stage, file) on stderr, started by the first report (so an
-    early error is not preceded by an empty progress display)."""
+    """A :data:`~cxrsearch.progress.ProgressCallback`: one bar per (stage, file ``name``) on stderr,
+    started by the first event (so an early error is not preceded by an empty progress display)."""
 
     def __init__(self) -> None:
         self._bars: Progress | None = None
@@ -84,7 +84,7 @@ class _Bars:
         if self._bars is not None:
             self._bars.stop()
 
-    def __call__(self, event: FetchProgress) -> None:
+    def __call__(self, event: ProgressEvent) -> None:
         if self._bars is None:
             self._bars = Progress(
                 TextColumn("{task.description}"),

@@ -6,7 +6,6 @@ stdout. torch is imported only when the command runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -17,37 +16,39 @@ from cxrsearch.cli.index import IndexProgress, print_failures
 from cxrsearch.cli.progress import TrainProgress
 from cxrsearch.cli.render import console, err_console
 from cxrsearch.defaults import DEFAULT_COLLECTION
+from cxrsearch.model.train_report import TrainEvent
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 
 
 class _DemoView:
-    """Renders :class:`~cxrsearch.workflows.demo.DemoEvent` s: one progress display at a time
-    (training or indexing)."""
+    """Renders the demo's :class:`~cxrsearch.progress.ProgressEvent` s: one progress display at a
+    time (training or indexing); ``"notice"`` and ``"step"`` as lines."""
 
     def __init__(self) -> None:
         self.active: TrainProgress | IndexProgress | None = None
-        self.kind = ""
+        self.showing = ""
 
     def close(self) -> None:
         if self.active is not None:
             self.active.__exit__(None, None, None)
-        self.active, self.kind = None, ""
+        self.active, self.showing = None, ""
 
-    def _ensure(self, kind: str) -> Callable[..., None]:
-        if self.kind != kind or self.active is None:
+    def _ensure(self, showing: str) -> ProgressCallback:
+        if self.showing != showing or self.active is None:
             self.close()
-            self.active = (TrainProgress(time_remaining=False) if kind == "train" else IndexProgress()).__enter__()
-            self.kind = kind
+            self.active = (TrainProgress(time_remaining=False) if showing == "train" else IndexProgress()).__enter__()
+            self.showing = showing
         return self.active
 
-    def __call__(self, event) -> None:
-        if event.kind == "train":
-            self._ensure("train")(event.detail)
-        elif event.kind == "index":
-            self._ensure("index")(*event.detail)
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, TrainEvent):
+            self._ensure("train")(event)
+        elif event.stage == "index":
+            self._ensure("index")(event)
         else:
             self.close()
-            style = "bold yellow" if event.kind == "notice" else "bold"
-            prefix = "notice: " if event.kind == "notice" else ""
+            style = "bold yellow" if event.stage == "notice" else "bold"
+            prefix = "notice: " if event.stage == "notice" else ""
             err_console.print(f"[{style}]{prefix}[/{style}]{event.message}", highlight=False)
 
 

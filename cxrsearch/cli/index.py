@@ -17,18 +17,19 @@ from cxrsearch.cli.progress import StageProgress
 from cxrsearch.cli.render import console, err_console
 from cxrsearch.cli.store_options import ApiKey, QdrantUrl, StoreDir, Timeout, opened_store
 from cxrsearch.defaults import DEFAULT_COLLECTION, DEFAULT_SCHEMA
+from cxrsearch.progress import ProgressEvent
 
 
 class IndexProgress(StageProgress):
-    """A :data:`~cxrsearch.index.run.ProgressCallback` drawing a rich bar, or a plain line per batch
-    off a terminal."""
+    """A :data:`~cxrsearch.progress.ProgressCallback` for :func:`~cxrsearch.index.index_studies`:
+    its ``"index"`` events as a rich bar under ``label``, or a plain line per batch off a terminal."""
 
     def __init__(self, label: str = "indexing") -> None:
         super().__init__(unit=" points", every_line=True, time_remaining=True)
         self.label = label
 
-    def __call__(self, done: int, total: int) -> None:  # type: ignore[override]
-        super().__call__(self.label, done, total)
+    def __call__(self, event: ProgressEvent) -> None:
+        self.show(self.label, event.done, event.total)
 
 
 def summary_table(report) -> Table:

@@ -1,4 +1,5 @@
-"""Progress on stderr for long commands.
+"""Progress on stderr for long commands: views of the library's
+:class:`~cxrsearch.progress.ProgressEvent` s (each is a :data:`~cxrsearch.progress.ProgressCallback`).
 
 :class:`StageProgress`: a rich bar per stage on a terminal, plain lines otherwise (so logs and
 scripts can follow a run). :class:`TrainProgress`: the training view of ``train`` and ``demo``.
@@ -9,15 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Self, cast
 
 from cxrsearch.cli.render import err_console
+from cxrsearch.model.train_report import TrainEvent
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-    from cxrsearch.model.train_report import TrainEvent
+    from cxrsearch.model.train_report import EpochReport
+    from cxrsearch.progress import ProgressEvent
 
 
 class StageProgress:
-    """``progress(stage, done, total)``: one transient rich bar per stage on a terminal.
+    """``progress(event)``: one transient rich bar per ``event.stage`` on a terminal.
 
     Off a terminal it prints ``"<stage>: <done>/<total><unit>"``: on every update with ``every_line``,
     else only when a stage starts and when it ends.
@@ -49,11 +52,16 @@ class StageProgress:
         if self.bars is not None:
             self.bars.stop()
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, event: ProgressEvent) -> None:
+        self.show(event.stage, event.done, event.total)
+
+    def show(self, stage: str, done: int, total: int | None) -> None:
+        """Draw ``done`` of ``total`` (``None``: unknown) under ``stage``."""
         if self.bars is None:
             if self.every_line or stage not in self.tasks or done == total:
                 self.tasks.setdefault(stage, cast("TaskID", 0))
-                err_console.print(f"{stage}: {done}/{total}{self.unit}", highlight=False, soft_wrap=True)
+                shown = "?" if total is None else total
+                err_console.print(f"{stage}: {done}/{shown}{self.unit}", highlight=False, soft_wrap=True)
             return
         if stage not in self.tasks:
             self.tasks[stage] = self.bars.add_task(stage, total=total)
@@ -99,29 +107,33 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def _task(self, key: str, description: str, total: int) -> TaskID:
+    def _task(self, key: str, description: str, total: int | None) -> TaskID:
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(description, total=total, info="")
         return self.tasks[key]
 
-    def __call__(self, event: TrainEvent) -> None:
-        if event.kind in ("data", "model"):
+    def __call__(self, event: ProgressEvent) -> None:
+        """Draw a :class:`~cxrsearch.model.train_report.TrainEvent` (other events are not training's)."""
+        if not isinstance(event, TrainEvent):
+            return
+        epoch = f"epoch {event.epoch}"
+        if event.stage in ("data", "model"):
             self.progress.console.print(f"[dim]{event.message}[/dim]")
-        elif event.kind == "features":
+        elif event.stage == "features":
             task = self._task(event.message, f"caching {event.message}", event.total)
             self.progress.update(task, completed=event.done, total=event.total)
-        elif event.kind == "epoch_start":
-            self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
-        elif event.kind == "step":
-            task = self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", event.total)
+        elif event.stage == "epoch_start":
+            self._task(epoch, epoch, event.total)
+        elif event.stage == "step":
+            task = self._task(epoch, epoch, event.total)
             self.progress.update(task, completed=event.done, info=f"loss {event.loss:.4f}")
-        elif event.kind == "validate":
-            self.progress.update(self._task(f"epoch {event.epoch}", f"epoch {event.epoch}", 1), info="validating")
-        elif event.kind == "epoch_end":
-            self.progress.remove_task(self.tasks.pop(f"epoch {event.epoch}"))
+        elif event.stage == "validate":
+            self.progress.update(self._task(epoch, epoch, 1), info="validating")
+        elif event.stage == "epoch_end" and event.report is not None:
+            self.progress.remove_task(self.tasks.pop(epoch))
             self._epoch_line(event.report)
 
-    def _epoch_line(self, r) -> None:
+    def _epoch_line(self, r: EpochReport) -> None:
         mark = "  [green]saved (best)[/green]" if r.improved else ""
         self.progress.console.print(
             f"epoch {r.epoch:>3}  loss {r.train_loss:.4f}  val macro AUROC {r.val_macro_auroc:.4f}  {r.seconds:.1f}s{mark}"

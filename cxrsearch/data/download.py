@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrsearch.data.extract import read_marker, safe_extract
-from cxrsearch.data.fetch import ProgressCallback, fetch, sidecar_path
+from cxrsearch.data.fetch import fetch, sidecar_path
 from cxrsearch.errors import ConfigError, DownloadError
+from cxrsearch.progress import ProgressCallback
 
 URL_ENV = "CXRSEARCH_OPENI_URL"
 IMAGE_CHOICES = ("none", "png", "dicom")

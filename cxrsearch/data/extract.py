@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
-from cxrsearch.data.fetch import Progress, ProgressCallback
 from cxrsearch.errors import DownloadError
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 
 MARKER = ".cxrsearch-extracted.json"
 """Written inside a completed extraction: ``{"archive", "sha256", "members", "files", "bytes"}``."""
@@ -105,7 +105,7 @@ def safe_extract(archive: Path, target: Path, sha256: str, progress: ProgressCal
                         counts["bytes"] += member.size
                     yield member
                     if progress:
-                        progress(Progress("extract", archive.name, raw.tell(), total))
+                        progress(ProgressEvent("extract", raw.tell(), total, name=archive.name))
 
             tar.extractall(staging, members=checked(), filter="data")
         record = {"archive": archive.name, "sha256": sha256, **counts}

@@ -19,29 +19,15 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
 from cxrsearch.errors import ConfigError, DownloadError
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 
 CHUNK = 1 << 20
 USER_AGENT = "cxrsearch-download/1"
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report: ``stage`` is ``"download"``, ``"verify"`` or ``"extract"``; ``done`` and
-    ``total`` are bytes of ``name`` (``total`` is ``None`` when the server does not say)."""
-
-    stage: str
-    name: str
-    done: int
-    total: int | None
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
@@ -84,7 +70,7 @@ def _hash_file(path: Path, progress: ProgressCallback | None = None) -> hashlib.
             digest.update(chunk)
             done += len(chunk)
             if progress:
-                progress(Progress("verify", path.name, done, total))
+                progress(ProgressEvent("verify", done, total, name=path.name))
     return digest
 
 
@@ -252,7 +238,7 @@ def _stream(
                 digest.update(chunk)
                 done += len(chunk)
                 if progress:
-                    progress(Progress("download", part.name.removesuffix(".part"), done, total))
+                    progress(ProgressEvent("download", done, total, name=part.name.removesuffix(".part")))
         except (OSError, http.client.HTTPException) as exc:
             out.flush()
             raise DownloadError(

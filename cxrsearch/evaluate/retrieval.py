@@ -47,6 +47,7 @@ from cxrsearch.evaluate.relevance import RELEVANCE_MODES, Pool, Query
 from cxrsearch.evaluate.short_queries import load_short_queries
 from cxrsearch.evaluate.subsets import subset_masks
 from cxrsearch.model.train_data import with_finding_sentences
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, query_text, run_query
 from cxrsearch.search.modes import mode as search_mode
 from cxrsearch.store.base import Filter
@@ -65,7 +66,6 @@ define relevance (:func:`.baselines.tfidf_label_rankings`); ``bm25`` (bm25s), ``
 COMPONENT_METHODS = {"dense": "text", "qdrant-bm25": "bm25", "labels": "labels"}
 """Methods that run one component of the model's fused text query alone (the others weigh 0)."""
 _NEEDS = {name: search_mode(name).inputs for name in MODES}
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -330,14 +330,15 @@ def evaluate_retrieval(
     searchers: Mapping[str, Searcher],
     ks: Sequence[int],
     unlabelled: int = 0,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     finding_sentences: bool = False,
 ) -> RetrievalResult:
     """Run every (setting, mode, method) on ``queries`` (studies of ``split``; see the module doc).
 
     ``cases``: the stored studies (any split); ``label_sets`` / ``texts``: MeSH labels and report
     text by study id; ``searchers``: ``{"model": .., "untrained": ..}``; ``finding_sentences``:
-    the checkpoint was trained with them, so tfidf-lr is too.
+    the checkpoint was trained with them, so tfidf-lr is too; ``progress``: gets
+    ``ProgressEvent("<setting> <mode>", done, total)`` as queries are searched.
     """
     ks = tuple(sorted(set(int(k) for k in ks)))
     if not ks or ks[0] < 1:
@@ -385,7 +386,7 @@ class _RetrievalRun:
         vocabulary: Sequence[str],
         searchers: Mapping[str, Searcher],
         ks: tuple[int, ...],
-        progress: Progress | None,
+        progress: ProgressCallback | None,
         finding_sentences: bool,
     ) -> None:
         self.queries, self.cases, self.label_sets, self.texts = queries, cases, label_sets, texts
@@ -436,7 +437,7 @@ class _RetrievalRun:
             nonlocal done
             done += 1
             if self.progress is not None:
-                self.progress(stage, done, total)
+                self.progress(ProgressEvent(stage, done, total))
 
         return tick
 

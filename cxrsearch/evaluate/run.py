@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ from cxrsearch.index import IndexOptions, Plan, index_studies, plan_items
 from cxrsearch.index.record import check_images_trained
 from cxrsearch.model.checkpoint import Checkpoint, load_checkpoint
 from cxrsearch.model.encode import Encoder
+from cxrsearch.progress import ProgressCallback
 from cxrsearch.search.modes import FusionWeights, fusion_weights
 from cxrsearch.store import open_store
 
@@ -58,8 +59,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_KS = (1, 5, 10)
 INDEX_BATCH_SIZE = 64
-Progress = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: called as work advances (the CLI draws it; the library never prints)."""
 
 
 @dataclass(frozen=True)
@@ -167,8 +166,11 @@ class _Measured:
     crossmodal: tuple[CrossModalResult, ...]
 
 
-def evaluate(options: EvaluationOptions, progress: Progress | None = None) -> EvaluationResult:
-    """Run the whole evaluation (see the module docstring)."""
+def evaluate(options: EvaluationOptions, progress: ProgressCallback | None = None) -> EvaluationResult:
+    """Run the whole evaluation (see the module docstring). ``progress`` gets
+    ``ProgressEvent(stage, done, total)`` as work advances: ``"index <method>"`` (points) while a case
+    base is indexed, ``"<setting> <mode>"`` (searched queries) during retrieval; the CLI draws them,
+    the library never prints."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     inputs = _load_inputs(options)
@@ -241,7 +243,11 @@ def _check_checkpoint(checkpoint: Checkpoint, vocabulary: Sequence[str], options
 
 
 def _measure(
-    store: Store, inputs: _Inputs, options: EvaluationOptions, progress: Progress | None, timings: dict[str, float]
+    store: Store,
+    inputs: _Inputs,
+    options: EvaluationOptions,
+    progress: ProgressCallback | None,
+    timings: dict[str, float],
 ) -> _Measured:
     """Steps 3-6: index (or reuse) the case bases, then classification, retrieval, short queries and
     the cross-modal protocol (``timings`` gets one entry per step)."""
@@ -398,7 +404,7 @@ def _case_bases(
     store: Store,
     inputs: _Inputs,
     options: EvaluationOptions,
-    progress: Progress | None,
+    progress: ProgressCallback | None,
     timings: dict[str, float],
 ) -> tuple[dict[str, Searcher], dict[str, dict[str, Any]], dict[str, dict[str, Case]]]:
     """Index (or reuse) one evaluation collection per encoder, all from ``inputs.plan``; returns
@@ -407,7 +413,7 @@ def _case_bases(
     for method, encoder in inputs.encoders.items():
         tick = time.perf_counter()
         collection = collection_name(str(encoder.fingerprint), inputs.data_fp)
-        on_progress = None if progress is None else (lambda d, t, m=method: progress(f"index {m}", d, t))
+        on_progress = None if progress is None else _restaged(progress, f"index {method}")
         report = _index_case_base(store, collection, encoder, inputs, options, on_progress)
         facts[method] = _index_facts(collection, store, report, time.perf_counter() - tick)
         searchers[method] = Searcher(store, collection, encoder)
@@ -416,13 +422,19 @@ def _case_bases(
     return searchers, facts, cases
 
 
+def _restaged(progress: ProgressCallback, stage: str) -> ProgressCallback:
+    """``progress`` with each event's stage replaced by ``stage`` (the index's ``"index"`` events
+    become ``"index <method>"``)."""
+    return lambda event: progress(replace(event, stage=stage))
+
+
 def _index_case_base(
     store: Store,
     collection: str,
     encoder: Encoder,
     inputs: _Inputs,
     options: EvaluationOptions,
-    progress: Callable[[int, int], None] | None,
+    progress: ProgressCallback | None,
 ) -> IndexReport:
     """Index the plan's studies into ``collection`` (resuming; nothing is re-encoded when the
     collection is complete). Per-file failures are in the returned report, as with ``cxrsearch index``."""

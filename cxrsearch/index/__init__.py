@@ -5,7 +5,8 @@
 - :mod:`~cxrsearch.index.points`: decode, encode, named vectors and payload of a batch
 - :mod:`~cxrsearch.index.record`: the checkpoint a collection was indexed with; collection checks
 - :mod:`~cxrsearch.index.run`: :func:`index_studies`, resumable and idempotent (a prebuilt ``plan=`` is
-  indexed without reading the source again)
+  indexed without reading the source again); progress as :class:`~cxrsearch.progress.ProgressEvent`
+  ``"index"``
 - :mod:`~cxrsearch.index.report`: :class:`IndexReport`, :class:`Failure` and the failures file
 
 Importing this package is light (no torch); the model is imported when a run starts.
@@ -15,7 +16,7 @@ from cxrsearch.index.options import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION, Inde
 from cxrsearch.index.plan import Plan, build_plan, plan_items
 from cxrsearch.index.record import ModelRecord, recorded_model
 from cxrsearch.index.report import Failure, IndexReport
-from cxrsearch.index.run import ProgressCallback, index_studies
+from cxrsearch.index.run import index_studies
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -25,7 +26,6 @@ __all__ = [
     "IndexReport",
     "ModelRecord",
     "Plan",
-    "ProgressCallback",
     "build_plan",
     "index_studies",
     "plan_items",

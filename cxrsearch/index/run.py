@@ -21,7 +21,7 @@ returned in the :class:`~cxrsearch.index.report.IndexReport`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +40,13 @@ from cxrsearch.index.record import (
     stale_report_points,
 )
 from cxrsearch.index.report import Failure, FailureLog, IndexReport
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 from cxrsearch.store.base import Store, point_id
 from cxrsearch.store.schema import Bm25Spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
     from cxrsearch.model.encode import Encoder
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` before the first batch and after each one: ``total`` is the
-number of points this run encodes (planned minus already stored), ``done`` how many were handled."""
 
 
 def index_studies(
@@ -68,9 +65,11 @@ def index_studies(
     studies it read), re-keyed for ``options.collection``: nothing is read again (``limit`` and
     ``metadata`` are not used; ``source`` and ``images_dir`` still give the payloads' roots, and a
     plan with radiographs needs ``images_dir``). ``None``: :func:`~cxrsearch.index.plan.build_plan`
-    of ``options``, once the checkpoint is loaded. Raises only for problems with the whole run
-    (unreadable source, store or checkpoint, vector size mismatch); per-file problems are in the
-    returned report.
+    of ``options``, once the checkpoint is loaded. ``progress`` gets ``ProgressEvent("index", done,
+    total, name=collection)`` before the first batch and after each one: ``total`` is the number of
+    points this run encodes (planned minus already stored), ``done`` how many were handled (and
+    stored). Raises only for problems with the whole run (unreadable source, store or checkpoint,
+    vector size mismatch); per-file problems are in the returned report.
     """
     started = time.perf_counter()
     _claim_collection(store, options.collection)
@@ -188,7 +187,7 @@ def _run_batches(
     points written and how many of their radiographs were stored as negatives (and inverted)."""
     total, done, written, inverted = len(target.todo), 0, 0, 0
     if progress is not None:
-        progress(0, total)
+        progress(ProgressEvent("index", 0, total, name=target.collection))
     ordered = encoding_order(target.todo)
     chunks = (ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size))
     for size, (decoded, failures) in _decoded_batches(chunks):
@@ -199,7 +198,7 @@ def _run_batches(
             written += _write_batch(encoder, target, decoded, log)
         done += size
         if progress is not None:
-            progress(done, total)
+            progress(ProgressEvent("index", done, total, name=target.collection))
     return written, inverted
 
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from cxrsearch.errors import ModelError
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -38,9 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.image_tower import ImageTower
     from cxrsearch.model.output import ImageFeatures, TextFeatures
     from cxrsearch.model.text_tower import TextTower
-
-Progress = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` while features are computed."""
 
 
 @dataclass(frozen=True)
@@ -141,9 +139,10 @@ def text_features(
     *,
     device: str = "cpu",
     batch_size: int = 64,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> TextFeatureTable:
-    """Frozen text-tower outputs of ``texts`` (from the cache file when its key matches)."""
+    """Frozen text-tower outputs of ``texts`` (from the cache file when its key matches); ``progress``
+    gets ``ProgressEvent("text features", done, total)`` texts while they are computed."""
     import torch
 
     from cxrsearch.model.encode import Encoder
@@ -181,7 +180,7 @@ def text_features(
                     states[i] = out.tokens[j].float().cpu()[keep[j]]
                     pooled[i] = out.pooled[j].float().cpu()
                 if progress is not None:
-                    progress(min(start + batch_size, len(order)), len(order))
+                    progress(ProgressEvent("text features", min(start + batch_size, len(order)), len(order)))
     finally:
         model.train(was_training)
     filled = cast(list[torch.Tensor], states)  # every row was set above
@@ -198,9 +197,11 @@ def image_features(
     *,
     device: str = "cpu",
     batch_size: int = 16,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImageFeatureTable:
-    """Frozen image-tower outputs of the radiographs at ``paths`` (decoded with ``decode_image``)."""
+    """Frozen image-tower outputs of the radiographs at ``paths`` (decoded with ``decode_image``);
+    ``progress`` gets ``ProgressEvent("image features", done, total)`` radiographs while they are
+    computed."""
     import torch
 
     from cxrsearch.image.decode import decode_image
@@ -235,7 +236,7 @@ def image_features(
                 pooled.append(out.pooled.float().cpu())
                 grid = out.grid
                 if progress is not None:
-                    progress(min(start + batch_size, len(paths)), len(paths))
+                    progress(ProgressEvent("image features", min(start + batch_size, len(paths)), len(paths)))
     finally:
         model.train(was_training)
     table = ImageFeatureTable(torch.cat(tokens), torch.cat(pooled), grid)

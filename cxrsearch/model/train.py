@@ -14,7 +14,8 @@
   towers are fine-tuned at ``lr * tower_lr_ratio``.
 - Optimiser: AdamW (no weight decay on biases, norms, null tokens and the temperature), linear
   warm-up over ``warmup_fraction`` of the steps then cosine decay to zero, gradient clipping.
-- Progress goes to the ``progress`` callback as :class:`TrainEvent`; the library never prints.
+- Progress goes to the ``progress`` callback as :class:`TrainEvent` (a
+  :class:`~cxrsearch.progress.ProgressEvent`); the library never prints.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from cxrsearch.model.train_state import (
     read_train_state_meta,
     save_train_state,
 )
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.config import ModelConfig
@@ -204,8 +206,9 @@ def _trainable(model, loss_fn) -> dict:
     return weights
 
 
-def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None = None) -> TrainResult:
-    """Train as ``options`` say; see the module docstring. Raises ``ConfigError`` for bad options."""
+def train(options: TrainOptions, progress: ProgressCallback | None = None) -> TrainResult:
+    """Train as ``options`` say; see the module docstring. ``progress`` gets :class:`TrainEvent` s.
+    Raises ``ConfigError`` for bad options."""
     options.check()
     emit = progress or (lambda event: None)
     started = time.perf_counter()
@@ -237,7 +240,7 @@ class _Run:
     steps_per_epoch: int
     lr_at: Callable[[int], float]
     """Learning-rate factor of a global step."""
-    emit: Callable[[TrainEvent], None]
+    emit: ProgressCallback
 
 
 def _preflight(options: TrainOptions) -> SavedState | None:
@@ -258,7 +261,7 @@ def _preflight(options: TrainOptions) -> SavedState | None:
     return saved
 
 
-def _prepare_data(options: TrainOptions, emit: Callable[[TrainEvent], None]) -> tuple[TrainingData, ModelConfig]:
+def _prepare_data(options: TrainOptions, emit: ProgressCallback) -> tuple[TrainingData, ModelConfig]:
     """The training data (refused when val AUROC is undefined) and the model config to train."""
     emit(TrainEvent("data", message=f"reading reports from {options.data}"))
     data = load_training_data(options.data, options.images, options.limit, sentences=options.finding_sentences)
@@ -289,16 +292,14 @@ def _frozen_tower_fingerprint(model: FusionModel, options: TrainOptions) -> str 
     return module_fingerprint(image_tower) + module_fingerprint(text_tower) if options.freeze_encoders else None
 
 
-def _start_run(
-    options: TrainOptions, data: TrainingData, config: ModelConfig, emit: Callable[[TrainEvent], None]
-) -> _Run:
+def _start_run(options: TrainOptions, data: TrainingData, config: ModelConfig, emit: ProgressCallback) -> _Run:
     """Model, loss, tower inputs of train and val (frozen: cached features), optimizer, schedule."""
     emit(TrainEvent("model", message=f"building {config.name}"))
     model, loss_fn = _build_model(options, data, config)
     towers = _frozen_tower_fingerprint(model, options)
 
-    def report(what: str, done: int, total: int) -> None:
-        emit(TrainEvent("features", done=done, total=total, message=what))
+    def report(event: ProgressEvent) -> None:  # "text features" / "image features" of the feature cache
+        emit(TrainEvent("features", done=event.done, total=event.total, message=event.stage))
 
     common: dict[str, Any] = {
         "device": options.device,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from cxrsearch.model.train_data import SplitData
+from cxrsearch.progress import ProgressCallback
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -81,7 +82,8 @@ def evaluation_batches(split: SplitData, batch_size: int) -> list[Batch]:
 class SplitInputs:
     """Tower features for batches of one split: from cached frozen-tower tables, or by running the
     (trainable) towers live. ``all_images``: make every image of a study usable (training); else only
-    the first (evaluation)."""
+    the first (evaluation). ``progress``: the feature cache's ``"text features"`` / ``"image
+    features"`` events while frozen-tower tables are computed."""
 
     def __init__(
         self,
@@ -92,7 +94,7 @@ class SplitInputs:
         frozen: bool,
         cache_root: Path | None,
         all_images: bool,
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         from cxrsearch.model.encode import Encoder
 
@@ -111,12 +113,12 @@ class SplitInputs:
 
             texts = [t for t in split.texts if t is not None]
             if texts:
-                report = None if progress is None else (lambda d, t: progress("text features", d, t))
-                self.text_table = text_features(model, texts, cast(Path, cache_root), device=device, progress=report)
+                self.text_table = text_features(model, texts, cast(Path, cache_root), device=device, progress=progress)
             if slots:
-                report = None if progress is None else (lambda d, t: progress("image features", d, t))
                 paths = [split.images[i][k] for i, k in slots]
-                self.image_table = image_features(model, paths, cast(Path, cache_root), device=device, progress=report)
+                self.image_table = image_features(
+                    model, paths, cast(Path, cache_root), device=device, progress=progress
+                )
 
     def features(
         self, batch: Batch, with_image: bool = True, with_text: bool = True

@@ -1,4 +1,5 @@
-"""Typed records of a training run: progress events, per-epoch reports, the final result, and the
+"""Typed records of a training run: progress events (:class:`TrainEvent`, a
+:class:`~cxrsearch.progress.ProgressEvent`), per-epoch reports, the final result, and the
 metrics written into the checkpoint."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cxrsearch.progress import ProgressEvent
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -67,18 +70,16 @@ class EpochReport:
 
 
 @dataclass(frozen=True)
-class TrainEvent:
-    """A progress event. ``kind``: ``"data"``, ``"model"``, ``"features"`` (``done``/``total``
-    texts or images, ``message`` says which), ``"epoch_start"`` (``total`` batches), ``"step"``
-    (``done``/``total`` batches, ``loss``), ``"validate"``, ``"epoch_end"`` (``report``; the training
-    state is already saved), ``"done"`` (``message``: the checkpoint directory)."""
+class TrainEvent(ProgressEvent):
+    """A training progress event. ``stage``: ``"data"``, ``"model"`` (``message``), ``"features"``
+    (``done``/``total`` texts or images, ``message`` says which: ``"text features"`` or ``"image
+    features"``), ``"epoch_start"`` (``total`` batches), ``"step"`` (``done``/``total`` batches,
+    ``loss``), ``"validate"``, ``"epoch_end"`` (``report``; the training state is already saved),
+    ``"done"`` (``message``: the checkpoint directory). ``epoch``: the epoch it belongs to (0 before
+    the first)."""
 
-    kind: str
     epoch: int = 0
-    done: int = 0
-    total: int = 0
     loss: float | None = None
-    message: str = ""
     report: EpochReport | None = None
 
 

@@ -17,7 +17,8 @@ Each step reuses what an earlier run left, so a second run takes seconds:
 4. **search** -- "similar cases with cardiomegaly" (text + label filter), a ``--not-label normal``
    query, and cases like the first hit (``--like``).
 
-Progress and notices go to an ``on_event`` callback; the library prints nothing.
+Progress and notices go to an ``on_event`` callback as :class:`~cxrsearch.progress.ProgressEvent` s
+(see :func:`run_demo`); the library prints nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cxrsearch import paths
 from cxrsearch.defaults import DEFAULT_COLLECTION
 from cxrsearch.errors import ConfigError
 from cxrsearch.index import IndexOptions, IndexReport, index_studies, recorded_model
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 from cxrsearch.search import QuerySpec, search
 from cxrsearch.store.base import Hit, Store
 from cxrsearch.workflows.data import FoundData, find_data
@@ -57,17 +59,6 @@ class DemoOptions:
     models: Path | None = None
     fresh: bool = False
     epochs: int = 4
-
-
-@dataclass(frozen=True)
-class DemoEvent:
-    """``kind``: ``"notice"`` (something a user must know, ``message``), ``"step"`` (a step starts,
-    ``message``), ``"train"`` (``detail``: a :class:`~cxrsearch.model.train_report.TrainEvent`) or
-    ``"index"`` (``detail``: ``(done, total)`` points)."""
-
-    kind: str
-    message: str = ""
-    detail: Any = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +107,7 @@ def choose_config() -> tuple[str, str]:
     )
 
 
-def prepare_model(options: DemoOptions, data: FoundData, config: str, emit: Callable[[DemoEvent], None]) -> DemoModel:
+def prepare_model(options: DemoOptions, data: FoundData, config: str, emit: ProgressCallback) -> DemoModel:
     """Reuse the finished demo checkpoint, resume an interrupted training, or train from scratch."""
     from cxrsearch.model.checkpoint import read_checkpoint_info
     from cxrsearch.model.train import TrainOptions, train
@@ -129,11 +120,11 @@ def prepare_model(options: DemoOptions, data: FoundData, config: str, emit: Call
     if marker.is_file() and (out / "config.json").is_file():
         info = read_checkpoint_info(out)
         if json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == info.fingerprint:
-            emit(DemoEvent("step", f"reusing the demo model {out} (`cxrsearch demo --fresh` retrains it)"))
+            emit(ProgressEvent("step", message=f"reusing the demo model {out} (`cxrsearch demo --fresh` retrains it)"))
             return DemoModel(out, config, False, info.metrics.get("val_macro_auroc"), 0.0)
     leftover = out.is_dir() and any(out.iterdir())
     resume = leftover and read_train_state_meta(out) is not None
-    emit(DemoEvent("step", f"{'resuming' if resume else 'training'} {config} on the train split -> {out}"))
+    emit(ProgressEvent("step", message=f"{'resuming' if resume else 'training'} {config} on the train split -> {out}"))
     frozen = config != "tiny-test"  # frozen random towers would learn nothing
     train_options = TrainOptions(
         data=data.reports,
@@ -148,7 +139,7 @@ def prepare_model(options: DemoOptions, data: FoundData, config: str, emit: Call
         image_encoder="random" if frozen else None,
     )
     try:
-        result = train(train_options, progress=lambda event: emit(DemoEvent("train", detail=event)))
+        result = train(train_options, progress=emit)
     except ConfigError as exc:
         if not leftover:
             raise
@@ -221,7 +212,7 @@ def index_demo(
     model: DemoModel,
     encoder: Any,
     options: DemoOptions,
-    emit: Callable[[DemoEvent], None],
+    emit: ProgressCallback,
     notify: Callable[[str], None],
 ) -> IndexReport:
     """Index every study into the demo collection (resume semantics; re-encoded when the demo model
@@ -230,9 +221,9 @@ def index_demo(
         store.drop_collection(DEFAULT_COLLECTION)
     reindex = _reindex_needed(store, model.checkpoint, str(encoder.fingerprint))
     emit(
-        DemoEvent(
+        ProgressEvent(
             "step",
-            f"indexing into collection {DEFAULT_COLLECTION!r} of {store.location}"
+            message=f"indexing into collection {DEFAULT_COLLECTION!r} of {store.location}"
             + (" (re-encoding: the demo model changed)" if reindex else ""),
         )
     )
@@ -250,13 +241,16 @@ def index_demo(
         batch_size=64,
         reindex=reindex,
     )
-    return index_studies(
-        index_options, store, encoder, progress=lambda done, total: emit(DemoEvent("index", detail=(done, total)))
-    )
+    return index_studies(index_options, store, encoder, progress=emit)
 
 
-def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None = None) -> DemoResult:
-    """Run the main job (see the module docstring) and return what each step did."""
+def run_demo(options: DemoOptions, on_event: ProgressCallback | None = None) -> DemoResult:
+    """Run the main job (see the module docstring) and return what each step did.
+
+    ``on_event`` gets ``ProgressEvent("notice", message=...)`` (something a user must know),
+    ``ProgressEvent("step", message=...)`` (a step starts), the training's
+    :class:`~cxrsearch.model.train_report.TrainEvent` s and the index's ``"index"`` events, unchanged.
+    """
     from cxrsearch.model.encode import Encoder
     from cxrsearch.store import open_store
 
@@ -266,13 +260,13 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
 
     def notify(notice: str) -> None:
         notices.append(notice)
-        emit(DemoEvent("notice", notice))
+        emit(ProgressEvent("notice", message=notice))
 
     data = find_data(options.data, download=True)
     emit(
-        DemoEvent(
+        ProgressEvent(
             "step",
-            f"Open-i reports: {data.reports} ({data.origin})"
+            message=f"Open-i reports: {data.reports} ({data.origin})"
             + ("" if data.images else "; no images folder: every study is indexed by its report"),
         )
     )
@@ -283,7 +277,7 @@ def run_demo(options: DemoOptions, on_event: Callable[[DemoEvent], None] | None 
     store = open_store(store_dir=paths.store_dir(options.store))
     try:
         report = index_demo(store, data, model, encoder, options, emit, notify)
-        emit(DemoEvent("step", "searching"))
+        emit(ProgressEvent("step", message="searching"))
         searches = demo_searches(store, encoder)
     finally:
         store.close()

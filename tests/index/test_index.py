@@ -11,6 +11,7 @@ import pytest
 from cxrsearch.data.pairing import load_view_table
 from cxrsearch.errors import StoreError
 from cxrsearch.index import index_studies
+from cxrsearch.progress import ProgressEvent
 from cxrsearch.store import load_schema, point_id
 from cxrsearch.store.edge import EdgeStore
 from tests.search.layout import BAD_IMAGE, DICOM_IMAGES, GOOD_IMAGES, N_REPORTS, index_options
@@ -160,13 +161,14 @@ class _FailingStore(EdgeStore):
 def test_progress_follows_the_store_and_a_failed_upsert_stops_the_run(tiny_checkpoint, reports_tgz, tmp_path):
     # Progress must never run ahead of what is stored, and an upsert's error must reach the caller
     # with the earlier batches kept (and the same command then finishes the job).
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int | None]] = []
     options = index_options(reports_tgz, None, None, tmp_path / "f", limit=60, batch_size=8)
     with EdgeStore(tmp_path / "ok") as store:
 
-        def progress(done: int, total: int) -> None:
-            calls.append((done, total))
-            assert store.count("cases") >= done  # stored before reported
+        def progress(event: ProgressEvent) -> None:
+            assert (event.stage, event.name) == ("index", "cases")
+            calls.append((event.done, event.total))
+            assert store.count("cases") >= event.done  # stored before reported
 
         report = index_studies(options, store, tiny_checkpoint, progress=progress)
     total = report.planned

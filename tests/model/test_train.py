@@ -121,7 +121,7 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(reports_tgz, t
     assert len(cache_files) == 2  # train and val text-tower outputs, computed once
 
     def interrupt_after_first_epoch(event):
-        if event.kind == "epoch_end" and event.epoch == 1:
+        if event.stage == "epoch_end" and event.epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -129,7 +129,7 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(reports_tgz, t
     epochs_run = []
     resumed = train(
         _frozen_options(reports_tgz, tmp_path / "resumed", resume=True),
-        progress=lambda e: epochs_run.append(e.epoch) if e.kind == "epoch_start" else None,
+        progress=lambda e: epochs_run.append(e.epoch) if e.stage == "epoch_start" else None,
     )
     assert resumed.resumed_from == 1 and epochs_run == [2, 3]
     assert [(e.train_loss, e.val_macro_auroc) for e in resumed.history] == [

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from cxrsearch.cli.main import app
 from cxrsearch.errors import ConfigError
+from cxrsearch.model.train_report import TrainEvent
 from cxrsearch.workflows import demo
 from cxrsearch.workflows.demo import DemoOptions, find_data, run_demo
 
@@ -70,13 +71,13 @@ def test_demo_trains_indexes_searches_then_reuses_everything(small_openi, tmp_pa
         first.index.count,
         first.index.count,
     )
-    assert not any(event.kind == "train" for event in events)
+    assert not any(isinstance(event, TrainEvent) for event in events)
 
     (first.model.checkpoint / demo.MARKER).unlink()  # as if killed after the last epoch was saved
     resumed: list = []
     third = run_demo(options, on_event=resumed.append)
-    assert any(e.kind == "step" and e.message.startswith("resuming") for e in resumed)
-    epochs = [e.detail for e in resumed if e.kind == "train" and e.detail.kind == "epoch_start"]
+    assert any(e.stage == "step" and e.message.startswith("resuming") for e in resumed)
+    epochs = [e for e in resumed if isinstance(e, TrainEvent) and e.stage == "epoch_start"]
     assert epochs == []  # every epoch was saved: resuming trains none again
     assert third.model.trained_now and third.model.checkpoint == first.model.checkpoint
     assert third.index.indexed == 0 and (first.model.checkpoint / demo.MARKER).is_file()
