@@ -9,6 +9,8 @@ Who emits which ``stage``:
   (``total`` is ``None`` when the server does not say);
 - indexing (:func:`cxrsearch.index.index_studies`): ``"index"``; ``done``/``total`` points, ``name``
   the collection;
+- copying a collection (:func:`cxrsearch.store.migrate.migrate_collection`): ``"migrate"``;
+  ``done``/``total`` points, ``name`` the collection;
 - frozen-tower features (:mod:`cxrsearch.model.feature_cache`): ``"text features"``,
   ``"image features"``; ``done``/``total`` texts or radiographs;
 - evaluation (:mod:`cxrsearch.evaluate.run`, :mod:`~cxrsearch.evaluate.retrieval`):

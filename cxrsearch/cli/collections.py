@@ -302,7 +302,7 @@ def migrate_command(
                 name,
                 target_collection=to_collection,
                 batch=batch,
-                on_batch=lambda done, total: progress.update(task, completed=done, total=total),
+                progress=lambda event: progress.update(task, completed=event.done, total=event.total),
             )
     if json_out:
         print_json(result)

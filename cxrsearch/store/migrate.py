@@ -9,10 +9,10 @@ point count, or a :class:`StoreError` says by how much it differs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cxrsearch.errors import StoreError
+from cxrsearch.progress import ProgressCallback, ProgressEvent
 from cxrsearch.store.base import Point, Store, point_id
 from cxrsearch.store.checks import batched
 
@@ -36,11 +36,12 @@ def migrate_collection(
     *,
     target_collection: str | None = None,
     batch: int = 256,
-    on_batch: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> MigrationResult:
     """Copy ``collection`` from ``source`` into ``target`` (same schema and vector size).
 
-    ``on_batch(done, total)`` is called after every upserted batch (for a progress bar).
+    ``progress`` gets a ``ProgressEvent("migrate", done, total, name=collection)`` after every
+    upserted batch (for a progress bar).
     """
     name = target_collection or collection
     info = source.collection_info(collection)
@@ -52,8 +53,8 @@ def migrate_collection(
         if name != collection:
             chunk = [_rekeyed(name, point) for point in chunk]
         copied += target.upsert(name, chunk, batch=batch)
-        if on_batch is not None:
-            on_batch(copied, total)
+        if progress is not None:
+            progress(ProgressEvent("migrate", copied, total, name=collection))
     source_count = source.count(collection)
     target_count = target.count(name)
     if target_count != source_count:

@@ -24,7 +24,7 @@ def test_migrate_copies_exactly_and_is_idempotent(tmp_path: Path):
     source.upsert("cases", cases.points("cases"))
     progress: list[tuple[int, int]] = []
     result = migrate_collection(
-        source, target, "cases", batch=32, on_batch=lambda done, total: progress.append((done, total))
+        source, target, "cases", batch=32, progress=lambda event: progress.append((event.done, event.total))
     )
     assert (result.copied, result.points, result.created) == (90, 90, True)
     assert progress == [(32, 90), (64, 90), (90, 90)]
