@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cxrsearch import paths
 from cxrsearch.errors import StoreError
 from cxrsearch.index.record import image_file
 
@@ -38,7 +39,6 @@ FRONTAL_VIEWS = ("PA", "AP")
 
 def store_root(cache_dir: str | Path | None = None) -> Path:
     """Where evaluation collections live: ``<cache>/evaluate/store``."""
-    from cxrsearch import paths
 
     return paths.cache_dir(cache_dir) / "evaluate" / "store"
 

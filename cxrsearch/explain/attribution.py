@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrsearch.errors import QueryError
+from cxrsearch.model.output import ImageFeatures, TextFeatures
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -177,7 +178,6 @@ def attribution_mode(model: FusionModel) -> Iterator[None]:
 
 def repeat_image(features: ImageFeatures, n: int) -> ImageFeatures:
     """One hit's image features seen as a batch of ``n`` (views, no copy)."""
-    from cxrsearch.model.output import ImageFeatures
 
     return ImageFeatures(
         tokens=features.tokens.expand(n, -1, -1), pooled=features.pooled.expand(n, -1), grid=features.grid
@@ -186,7 +186,6 @@ def repeat_image(features: ImageFeatures, n: int) -> ImageFeatures:
 
 def repeat_text(features: TextFeatures, n: int) -> TextFeatures:
     """One hit's text features seen as a batch of ``n`` (views, no copy)."""
-    from cxrsearch.model.output import TextFeatures
 
     return TextFeatures(
         tokens=features.tokens.expand(n, -1, -1), mask=features.mask.expand(n, -1), pooled=features.pooled.expand(n, -1)

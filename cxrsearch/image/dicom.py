@@ -34,6 +34,7 @@ from cxrsearch.errors import ImageError
 from cxrsearch.image import intensity
 from cxrsearch.image.decoded import DecodedImage
 from cxrsearch.image.limits import check_dimensions
+from cxrsearch.image.view import normalise_view
 from cxrsearch.image.voi import apply_voi_pipeline, padding_mask
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
@@ -54,7 +55,6 @@ class _Header:
 
 def decode_dicom(path: Path) -> DecodedImage:
     """Decode one single-frame DICOM Part 10 file (see the module docstring for the pipeline)."""
-    from cxrsearch.image.view import normalise_view
 
     # pydicom warns while parsing and converting header values, and those warnings can quote the
     # values (names, dates): they are counted, never copied. Warnings of the pixel decoding step

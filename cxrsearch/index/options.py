@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrsearch import paths
 from cxrsearch.defaults import DEFAULT_COLLECTION, DEFAULT_SCHEMA
 from cxrsearch.errors import ConfigError
 
@@ -54,6 +55,5 @@ class IndexOptions:
     def resolved_failures_dir(self) -> Path:
         if self.failures_dir is not None:
             return Path(self.failures_dir)
-        from cxrsearch import paths
 
         return paths.output_dir() / "index-failures"

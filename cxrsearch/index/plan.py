@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cxrsearch.data import pairing
 from cxrsearch.data.openi import Study, iter_report_files, parse_report
 from cxrsearch.errors import ReportError
 from cxrsearch.index.report import Failure
@@ -101,11 +102,9 @@ def build_plan(options: IndexOptions) -> Plan:
     """The plan of ``options``: its reports (the first ``limit``; a bad file is a failure, see
     :func:`read_studies`) paired with the radiographs of ``images_dir`` and the views of
     ``metadata``, keyed for ``options.collection``."""
-    from cxrsearch.data.pairing import index_images, load_view_table
-
     studies, failures = read_studies(options.source, options.limit)
-    images = index_images(options.images_dir) if options.images_dir is not None else None
-    views = load_view_table(options.metadata) if options.metadata is not None else None
+    images = pairing.index_images(options.images_dir) if options.images_dir is not None else None
+    views = pairing.load_view_table(options.metadata) if options.metadata is not None else None
     return plan_items(studies, options.collection, images, views, tuple(failures))
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cxrsearch.errors import QueryError, StoreError
+from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.store.base import Store
 from cxrsearch.store.schema import load_schema
 from cxrsearch.text.bm25 import average_length
@@ -219,7 +219,6 @@ def stale_report_points(store: Store, collection: str, report_ids: Sequence[str]
 def check_images_trained(info: CheckpointInfo, what: str) -> None:
     """ModelError when ``info``'s checkpoint never learned from radiographs (``what``: the action
     refused, e.g. ``"indexing radiographs"``): its image vectors and image-side labels are random."""
-    from cxrsearch.errors import ModelError
 
     if info.trained_modalities == ("text",):
         raise ModelError(

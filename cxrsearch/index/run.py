@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cxrsearch.data.openi import locate_reports
 from cxrsearch.errors import ConfigError, ModelError, StoreError
 from cxrsearch.index.options import IndexOptions
 from cxrsearch.index.plan import IndexItem, Plan, build_plan
@@ -215,7 +216,6 @@ def _write_batch(encoder: Encoder, target: _Target, decoded: list[Decoded], log:
 def _payload_paths(store: Store, collection: str, options: IndexOptions) -> PayloadPaths:
     """The folders payload paths are relative to (recorded as the collection's roots). Radiographs
     of an earlier run under another images folder would no longer resolve: refused unless ``--reindex``."""
-    from cxrsearch.data.openi import locate_reports
 
     reports = locate_reports(options.source).expanduser().absolute().parent
     images = None if options.images_dir is None else Path(options.images_dir).expanduser().absolute()

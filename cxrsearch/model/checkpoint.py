@@ -53,6 +53,7 @@ from cxrsearch.model.checkpoint_info import (
     thresholds_in_order,
 )
 from cxrsearch.model.config import ModelConfig
+from cxrsearch.paths import cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.fusion import FusionModel
@@ -385,7 +386,6 @@ def _stamp_of(weights: Path, fingerprint: str) -> dict[str, Any]:
 def stamp_paths(weights: Path) -> tuple[Path, Path]:
     """Where the verification stamp of ``weights`` lives: beside it, else (a read-only checkpoint)
     in ``<cache dir>/verified/``, named by the checkpoint's absolute path."""
-    from cxrsearch.paths import cache_dir
 
     key = hashlib.sha256(str(weights.resolve()).encode("utf-8")).hexdigest()[:32]
     return weights.parent / STAMP_FILE, cache_dir() / "verified" / f"{key}.json"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from cxrsearch.errors import ModelError
+from cxrsearch.model.output import ImageFeatures, TextFeatures
 from cxrsearch.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,8 +58,6 @@ class TextFeatureTable:
         """``TextFeatures`` of ``rows``, right-padded to the longest selected text."""
         import torch
 
-        from cxrsearch.model.output import TextFeatures
-
         starts = [int(self.offsets[r]) for r in rows]
         lengths = [int(self.offsets[r + 1]) - s for r, s in zip(rows, starts)]
         width = max(lengths)
@@ -83,7 +82,6 @@ class ImageFeatureTable:
         return int(self.pooled.shape[0])
 
     def select(self, rows: Sequence[int], device: str = "cpu") -> ImageFeatures:
-        from cxrsearch.model.output import ImageFeatures
 
         index = list(rows)
         return ImageFeatures(tokens=self.tokens[index].to(device), pooled=self.pooled[index].to(device), grid=self.grid)

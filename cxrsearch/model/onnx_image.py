@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxrsearch.errors import ModelError
+from cxrsearch.paths import cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint_info import CheckpointInfo
@@ -64,7 +65,6 @@ def export_missing() -> str | None:
 
 def locations(info: CheckpointInfo) -> tuple[Path, Path]:
     """Where the export lives: beside the checkpoint, else (read-only) ``<cache dir>/onnx/<key>/``."""
-    from cxrsearch.paths import cache_dir
 
     key = hashlib.sha256(str(info.path.resolve()).encode("utf-8")).hexdigest()[:32]
     return info.path, cache_dir() / "onnx" / key

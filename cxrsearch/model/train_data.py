@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrsearch.data.labels import label_names, vocabulary
+from cxrsearch.data.openi import load_studies
+from cxrsearch.data.pairing import index_images
 from cxrsearch.errors import ConfigError
 from cxrsearch.text.bm25 import mark_negations
 
@@ -167,15 +169,12 @@ def load_training_data(
     only the first ``limit`` train+val studies in report-number order (quick runs and tests).
     ``sentences``: add the train reports' finding sentences (see the module docstring).
     """
-    from cxrsearch.data.openi import load_studies
 
     if limit is not None and limit < 2:
         raise ConfigError(f"--limit must be >= 2, got {limit}")
     labels = tuple(label_names())
     index: dict = {}
     if images_dir is not None:
-        from cxrsearch.data.pairing import index_images
-
         index = index_images(images_dir)
     studies = [s for s in load_studies(data) if s.split in ("train", "val")]
     if limit is not None:

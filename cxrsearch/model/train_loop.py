@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from cxrsearch.model.feature_cache import image_features, text_features
 from cxrsearch.model.train_data import SplitData
 from cxrsearch.progress import ProgressCallback
 
@@ -109,8 +110,6 @@ class SplitInputs:
         self.image_row = {slot: j for j, slot in enumerate(slots)}
         self.text_table = self.image_table = None
         if frozen:
-            from cxrsearch.model.feature_cache import image_features, text_features
-
             texts = [t for t in split.texts if t is not None]
             if texts:
                 self.text_table = text_features(model, texts, cast(Path, cache_root), device=device, progress=progress)

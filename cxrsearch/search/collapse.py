@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cxrsearch.store.base import Hit
+from cxrsearch.text.report import report_text
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,6 @@ class CollapsedHit:
 def report_key(payload: Mapping[str, Any]) -> str | None:
     """The normalised findings + impression of a hit's payload; ``None`` when it has no report text."""
     from cxrsearch.model.train_data import normalise_report
-    from cxrsearch.text.report import report_text
 
     text = report_text(payload.get("findings"), payload.get("impression"))
     return normalise_report(text) or None

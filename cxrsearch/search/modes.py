@@ -37,6 +37,7 @@ from cxrsearch.errors import ConfigError, ModelError, QueryError
 from cxrsearch.store.base import Filter, Hit, Point, SparseVector, Store
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.text.bm25 import embed_query
+from cxrsearch.text.report import report_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.image.decoded import DecodedImage
@@ -281,7 +282,6 @@ def component_ranks(
 
 def query_text(text: str | None) -> str:
     """A query text as the model reads reports (the same cleaning, see :mod:`cxrsearch.text.report`)."""
-    from cxrsearch.text.report import report_text
 
     try:
         (text or "").encode("utf-8")

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cxrsearch.data.labels import label_names
 from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.index.record import check_images_trained, recorded_model
 from cxrsearch.search.modes import MODES as MODE_TABLE
@@ -218,7 +219,6 @@ def facets(spec: QuerySpec, store: Store, collection: str) -> dict[str, int]:
     """Label -> number of points (radiographs and report-only cases) passing ``spec``'s filters that
     carry it, over the whole collection (not only the hits), most frequent first. The labels are
     ``labels_true`` (MeSH) with ``spec.truth``, else the predicted ``labels``."""
-    from cxrsearch.data.labels import label_names
 
     spec = for_collection(spec, store, collection)
     flt = spec.filter()

@@ -12,7 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrsearch.data.labels import label_names
+from cxrsearch.data.splits import SPLITS
 from cxrsearch.errors import QueryError
+from cxrsearch.image.view import VIEWS
 from cxrsearch.store.base import Filter
 
 MAX_K = 1000
@@ -113,7 +116,6 @@ def normalise_labels(
 ) -> tuple[str, ...]:
     """Names of ``vocabulary`` (default: the packaged one) for ``values`` (deduplicated, in the order
     given); QueryError lists the valid ones."""
-    from cxrsearch.data.labels import label_names
 
     if isinstance(values, str):
         raise QueryError(f"{what} must be a list of label names, not the string {values!r}")
@@ -130,13 +132,11 @@ def normalise_labels(
 
 
 def normalise_view(value: str | None) -> str | None:
-    from cxrsearch.image.view import VIEWS
 
     return _one_of(value, VIEWS, "view", str.upper)
 
 
 def normalise_split(value: str | None) -> str | None:
-    from cxrsearch.data.splits import SPLITS
 
     return _one_of(value, SPLITS, "split", str.lower)
 

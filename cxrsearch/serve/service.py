@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxrsearch.data.splits import SPLITS
 from cxrsearch.errors import QueryError
+from cxrsearch.image.view import VIEWS
 from cxrsearch.search.collapse import collapse as collapse_hits
 from cxrsearch.search.collapse import uncollapsed
 from cxrsearch.search.results import hit_record
@@ -120,8 +122,6 @@ class Service:
     """The open store and loaded model behind the app. ``close()`` releases the store."""
 
     def __init__(self, store: Store, settings: ServeSettings) -> None:
-        from cxrsearch.data.splits import SPLITS
-        from cxrsearch.image.view import VIEWS
         from cxrsearch.search.vocabulary import collection_labels
 
         self.settings = settings

@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrsearch import paths
 from cxrsearch.defaults import DEFAULT_COLLECTION
 from cxrsearch.errors import ConfigError
 
@@ -79,6 +80,5 @@ class ServeSettings:
 
     @property
     def cache_dir(self) -> Path:
-        from cxrsearch import paths
 
         return self.cache if self.cache is not None else paths.cache_dir() / "serve"

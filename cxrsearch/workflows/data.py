@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrsearch import paths
+from cxrsearch.data.download import download_openi
+from cxrsearch.data.info import find_companions
+from cxrsearch.data.openi import locate_reports
 from cxrsearch.errors import ConfigError, DownloadError, ReportError
 
 
@@ -36,7 +39,6 @@ def find_data(source: Path | None = None, *, download: bool = True, hint: str = 
     the folder pointed at (``source`` or the data folder); when that is a file or holds neither,
     those of the folder holding the reports, else of its parent.
     """
-    from cxrsearch.data.openi import locate_reports
 
     if source is not None:
         pointed, reports, origin = source, locate_reports(source), "--data"
@@ -49,14 +51,12 @@ def find_data(source: Path | None = None, *, download: bool = True, hint: str = 
 
 
 def _reports_in_data_folder(folder: Path, download: bool, hint: str) -> tuple[Path, str]:
-    from cxrsearch.data.openi import locate_reports
 
     try:
         return locate_reports(folder), "data folder"
     except ReportError:
         if not download:
             raise _no_data(folder, hint) from None
-    from cxrsearch.data.download import download_openi
 
     try:
         download_openi(folder, images="none")
@@ -67,7 +67,6 @@ def _reports_in_data_folder(folder: Path, download: bool, hint: str) -> tuple[Pa
 
 def _companions(*folders: Path) -> tuple[Path | None, Path | None]:
     """The companions of the first of ``folders`` that has any."""
-    from cxrsearch.data.info import find_companions
 
     for folder in dict.fromkeys(folders):  # in order, each once
         images, metadata = find_companions(folder)

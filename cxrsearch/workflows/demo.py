@@ -36,6 +36,7 @@ from cxrsearch import paths
 from cxrsearch.defaults import DEFAULT_COLLECTION
 from cxrsearch.errors import ConfigError
 from cxrsearch.index import IndexOptions, IndexReport, index_studies, recorded_model
+from cxrsearch.model.train_state import read_train_state_meta
 from cxrsearch.progress import ProgressCallback, ProgressEvent
 from cxrsearch.search import QuerySpec, search
 from cxrsearch.store.base import Hit, Store
@@ -111,7 +112,6 @@ def prepare_model(options: DemoOptions, data: FoundData, config: str, emit: Prog
     """Reuse the finished demo checkpoint, resume an interrupted training, or train from scratch."""
     from cxrsearch.model.checkpoint import read_checkpoint_info
     from cxrsearch.model.train import TrainOptions, train
-    from cxrsearch.model.train_state import read_train_state_meta
 
     out = paths.models_dir(options.models) / f"demo-{config}"
     if options.fresh and out.exists():
