@@ -233,7 +233,8 @@ def main() -> None:
             results["search --text via serve"] = _timed(served, args.runs, env)
     help_s = results["cxrsearch --help"]["median_s"]
     print(
-        f"cold CLI start-up, median of {args.runs} fresh processes (warm OS cache); {platform.processor() or platform.machine()}, "
+        f"cold CLI start-up, median of {args.runs} fresh processes (warm OS cache); "
+        f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; model {model}"
     )
     print(f"{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'x --help':>9}")

@@ -202,10 +202,13 @@ def bench_model(name: str, steps: int, batch_sizes: list[int | None], precision:
 
 def _line(r: dict) -> str:
     return (
-        f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3}/{r['token_internal_batch_size']} {r['precision']} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
+        f"{r['model']:<24} steps {r['steps']:>3} ibs {r['internal_batch_size']:>3}/{r['token_internal_batch_size']} "
+        f"{r['precision']} | plain fwd+bwd {r['plain_fwd_bwd_s']:6.2f}s | "
         f"forward+attention {r['forward_s']:5.2f}s  pixels IG {r['pixels_s']:6.2f}s ({r['ratio_pixels']:4.1f}x)  "
-        f"tokens LIG {r['tokens_s']:6.2f}s  render {r['render_s']:5.2f}s | total {r['total_s']:6.2f}s ({r['ratio_total']:4.1f}x plain) | "
-        f"IG rel. delta {r['pixel_rel_delta']:.1e}, token delta {r['token_delta']:+.1e} | peak RSS {r['peak_rss_gb']:.1f} GB\n"
+        f"tokens LIG {r['tokens_s']:6.2f}s  render {r['render_s']:5.2f}s | "
+        f"total {r['total_s']:6.2f}s ({r['ratio_total']:4.1f}x plain) | "
+        f"IG rel. delta {r['pixel_rel_delta']:.1e}, token delta {r['token_delta']:+.1e} | "
+        f"peak RSS {r['peak_rss_gb']:.1f} GB\n"
         f"{'':<24} CPU seconds: "
         + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
         + f" | total {sum(v for k, v in r['cpu_s'].items() if k != 'plain'):.2f} | load average {r['load_average']:.1f}"

@@ -130,17 +130,21 @@ def main() -> int:
         print(
             f"model {encoder.config.name} ({'--model ' + str(args.model) if args.model else 'untrained fusion'}), "
             f"{len(studies)} reports -> {len(texts)} report points, batch {args.batch_size}, "
-            f"torch {torch.__version__} threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+            f"torch {torch.__version__} threads {torch.get_num_threads()}, "
+            f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} CPUs"
         )
         print(
-            f"forward only : {best_forward:7.2f} s  {len(texts) / best_forward:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in forward)}"
+            f"forward only : {best_forward:7.2f} s  {len(texts) / best_forward:8.1f} studies/s   "
+            f"runs {', '.join(f'{t:.2f}' for t in forward)}"
         )
         print(
-            f"index_studies: {best_index:7.2f} s  {len(texts) / best_index:8.1f} studies/s   runs {', '.join(f'{t:.2f}' for t in index)}"
+            f"index_studies: {best_index:7.2f} s  {len(texts) / best_index:8.1f} studies/s   "
+            f"runs {', '.join(f'{t:.2f}' for t in index)}"
         )
         print(
-            f"index / forward = {best_index / best_forward:.3f}  (overhead {100 * (best_index / best_forward - 1):+.1f} %, target <= +15 %)"
+            f"index / forward = {best_index / best_forward:.3f}  "
+            f"(overhead {100 * (best_index / best_forward - 1):+.1f} %, target <= +15 %)"
         )
         # Wall times on a shared VM move by 10-20 % from run to run; this split of each index run
         # into the model's own forward time and everything else does not depend on that noise.

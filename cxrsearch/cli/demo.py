@@ -80,7 +80,10 @@ def demo(
         None,
         "--data",
         metavar="DIR",
-        help="Open-i reports: NLMCXR_reports.tgz or a folder holding it (default: $CXRSEARCH_DATA, else the user data dir, else download).",
+        help=(
+            "Open-i reports: NLMCXR_reports.tgz or a folder holding it "
+            "(default: $CXRSEARCH_DATA, else the user data dir, else download)."
+        ),
     ),
     store: Optional[Path] = typer.Option(
         None,

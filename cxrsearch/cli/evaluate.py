@@ -84,7 +84,8 @@ def _summary_table(result: EvaluationResult, report_path: Path, plot_path: Path)
 
 
 def _retrieval_table(result: EvaluationResult, setting: str) -> Table:
-    """One setting: per mode, each method's strict metrics and its lenient ``P@max(k)`` (or why the mode did not run)."""
+    """One setting: per mode, each method's strict metrics and its lenient ``P@max(k)`` (or why the
+    mode did not run)."""
     from cxrsearch.evaluate.retrieval import MODES
 
     r = result.retrieval
@@ -110,7 +111,8 @@ def _retrieval_table(result: EvaluationResult, setting: str) -> Table:
 
 
 def _add_mode_rows(table: Table, r: RetrievalResult, setting: str, mode: str) -> None:
-    """The rows of the methods that ran in (setting, mode), the mode named on the first, a section line after the last."""
+    """The rows of the methods that ran in (setting, mode), the mode named on the first, a section
+    line after the last."""
     from cxrsearch.evaluate.retrieval import METHODS
 
     top = max(r.ks)

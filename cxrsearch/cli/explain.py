@@ -210,7 +210,8 @@ def _print_scores(result) -> None:
 def _print_pixels(p, s) -> None:
     """Integrated Gradients on the pixels: completeness and where the map peaks."""
     console.print(
-        f"\n[bold]Integrated Gradients on pixels[/bold] ({p.baseline} baseline, {p.steps} steps, {p.precision}, {p.seconds:.1f}s): "
+        "\n[bold]Integrated Gradients on pixels[/bold] "
+        f"({p.baseline} baseline, {p.steps} steps, {p.precision}, {p.seconds:.1f}s): "
         f"f(hit) {p.score:.4f} - f(baseline) {p.baseline_score:.4f} = {p.score - p.baseline_score:.4f}; "
         f"attributions sum to {p.score - p.baseline_score + p.delta:.4f} (convergence delta {p.delta:+.2e})"
     )

@@ -103,7 +103,9 @@ class _ErrorBoundary(TyperGroup):
 app = typer.Typer(
     cls=_ErrorBoundary,
     name="cxrsearch",
-    help="Chest X-ray case search: index Open-i studies, search by text/image/example with label filters, explain hits.",
+    help=(
+        "Chest X-ray case search: index Open-i studies, search by text/image/example with label filters, explain hits."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

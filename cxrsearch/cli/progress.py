@@ -136,5 +136,6 @@ class TrainProgress:
     def _epoch_line(self, r: EpochReport) -> None:
         mark = "  [green]saved (best)[/green]" if r.improved else ""
         self.progress.console.print(
-            f"epoch {r.epoch:>3}  loss {r.train_loss:.4f}  val macro AUROC {r.val_macro_auroc:.4f}  {r.seconds:.1f}s{mark}"
+            f"epoch {r.epoch:>3}  loss {r.train_loss:.4f}  val macro AUROC {r.val_macro_auroc:.4f}  "
+            f"{r.seconds:.1f}s{mark}"
         )

@@ -48,7 +48,10 @@ def _summary(result) -> Table:
         ("val macro AUROC", f"{result.best_val_macro_auroc:.4f}"),
         (
             "studies",
-            f"{result.n_train} train ({result.n_train_with_images} with images), {result.n_val} val, {result.n_skipped} skipped",
+            (
+                f"{result.n_train} train ({result.n_train_with_images} with images), "
+                f"{result.n_val} val, {result.n_skipped} skipped"
+            ),
         ),
         (
             "time",

@@ -1,8 +1,9 @@
 """The case base an evaluation searches: every study indexed into an embedded Qdrant collection.
 
 Retrieval is evaluated through the product's own path (``cxrsearch.index.index_studies`` with the
-plan :mod:`cxrsearch.evaluate.run` built once -> qdrant-edge -> ``cxrsearch.search.search``), not a parallel numpy re-implementation, so the numbers
-are what users get. All studies of the data source are indexed once per (checkpoint, data) pair into
+plan :mod:`cxrsearch.evaluate.run` built once -> qdrant-edge -> ``cxrsearch.search.search``), not a
+parallel numpy re-implementation, so the numbers are what users get. All studies of the data source
+are indexed once per (checkpoint, data) pair into
 
     <cache>/evaluate/store/eval-<checkpoint fingerprint[:12]>-<data fingerprint[:12]>
 

@@ -94,7 +94,8 @@ def evaluate_crossmodal(method: str, cases: Mapping[str, Case], split: str) -> C
             "no images"
             if any_images == 0
             else (
-                f"no frontal image with a report among {any_images} images (views unknown? pass the Open-i metadata table)"
+                f"no frontal image with a report among {any_images} images "
+                "(views unknown? pass the Open-i metadata table)"
             )
         )
         return CrossModalResult(method, 0, {}, {}, {}, note)

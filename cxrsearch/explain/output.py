@@ -143,7 +143,10 @@ def _overlay_jobs(geometry: Geometry, pixels: PixelAttribution | None, attention
     jobs: list[_Job] = []
     if pixels is not None:
         heat = to_original(pixels.attributions, geometry)
-        caption = f"Integrated Gradients ({pixels.baseline} baseline, {pixels.steps} steps)\ngreen raises the score, pink lowers it"
+        caption = (
+            f"Integrated Gradients ({pixels.baseline} baseline, {pixels.steps} steps)\n"
+            "green raises the score, pink lowers it"
+        )
         jobs.append(("ig_overlay", caption, heat, render.attribution_scale(heat)))
     if attention is not None:
         heat = to_original(attention.rollout, geometry)

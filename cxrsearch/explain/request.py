@@ -96,7 +96,8 @@ class ExplainRequest:
             )
         if self.label is not None and has_query:
             raise QueryError(
-                "--label explains why the hit's label was predicted; it cannot be combined with --text, --image or --like"
+                "--label explains why the hit's label was predicted; "
+                "it cannot be combined with --text, --image or --like"
             )
         if self.label is None and not has_query:
             raise QueryError("nothing to explain against: give --text, --image (or both), --like ID, or --label L")

@@ -87,7 +87,8 @@ class Target:
             query = torch.as_tensor(self.query, dtype=out.joint_embedding.dtype, device=out.joint_embedding.device)
             if query.shape[0] != out.joint_embedding.shape[1]:
                 raise QueryError(
-                    f"query vector has {query.shape[0]} dimensions, the model's joint space {out.joint_embedding.shape[1]}"
+                    f"query vector has {query.shape[0]} dimensions, "
+                    f"the model's joint space {out.joint_embedding.shape[1]}"
                 )
             return out.joint_embedding @ query
         return out.logits[:, self.label_index]

@@ -3,9 +3,10 @@
 :func:`preprocess` resizes a grey ``(H, W)`` image in ``[0, 1]`` onto the square ``S x S`` model
 canvas as the :class:`~cxrsearch.model.config.PreprocessConfig` says (``letterbox``: keep the aspect
 ratio, fit the long side, pad; ``center-crop``: fit the short side, crop the centre) and returns the
-``[1, S, S]`` float32 array (numpy only, :mod:`cxrsearch.image.resize`) plus a :class:`Geometry`. ``Geometry.to_original`` maps any heatmap over the
-canvas (the ``7 x 7`` patch grid, or ``S x S`` pixels) back onto the original ``(H, W)``: padding is
-never drawn, and (for a crop) film the model never saw gets ``fill``.
+``[1, S, S]`` float32 array (numpy only, :mod:`cxrsearch.image.resize`) plus a :class:`Geometry`.
+``Geometry.to_original`` maps any heatmap over the canvas (the ``7 x 7`` patch grid, or ``S x S``
+pixels) back onto the original ``(H, W)``: padding is never drawn, and (for a crop) film the model
+never saw gets ``fill``.
 
 :func:`normalize` is the channel replication + mean/std step; it runs inside the image tower so the
 model's input stays grey pixels in ``[0, 1]`` (what Integrated Gradients attributes).

@@ -361,7 +361,8 @@ def _load_state(model: FusionModel, state: dict[str, Any]) -> None:
     missing = [key for key in missing if own[key].data_ptr() not in loaded]
     if missing or unexpected:
         raise ModelError(
-            f"cannot load checkpoint weights: they do not fit the model (missing {missing[:5]}, unexpected {list(unexpected)[:5]})"
+            "cannot load checkpoint weights: they do not fit the model "
+            f"(missing {missing[:5]}, unexpected {list(unexpected)[:5]})"
         )
 
 

@@ -116,7 +116,8 @@ def thresholds_in_order(
         missing = [label for label in labels if label not in thresholds]
         if missing or len(thresholds) != len(labels):
             raise ModelError(
-                f"thresholds must name exactly the model's labels (missing {missing}, extra {sorted(set(thresholds) - set(labels))})"
+                "thresholds must name exactly the model's labels "
+                f"(missing {missing}, extra {sorted(set(thresholds) - set(labels))})"
             )
         values = tuple(float(thresholds[label]) for label in labels)
     else:

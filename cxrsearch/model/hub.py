@@ -10,7 +10,8 @@ revision and the ``hub:ORG/NAME@REVISION`` override.
 
 :func:`snapshot_commit` reads the commit a Hub snapshot holds: ``snapshot_download`` names the
 snapshot folder after the commit the Hub resolved the revision to (``main`` included), so a tower
-built from it can record exactly what it was built from (see ``image_tower.py``, ``text_tower.py`` and ``checkpoint.py``).
+built from it can record exactly what it was built from (see ``image_tower.py``, ``text_tower.py``
+and ``checkpoint.py``).
 """
 
 from __future__ import annotations

@@ -135,7 +135,8 @@ def _load_timm_weights(backbone: nn.Module, location: Path, tower: TowerConfig) 
         pickled = location.is_dir() and any(location.glob("*.bin")) or location.suffix in (".bin", ".pth", ".pt")
         found = "only pickled weights (convert them to safetensors)" if pickled else f"{len(files)} .safetensors files"
         raise ModelError(
-            f"image encoder weights: expected one .safetensors file, found {found}; point --image-encoder at a timm model directory or .safetensors file",
+            f"image encoder weights: expected one .safetensors file, found {found}; "
+            "point --image-encoder at a timm model directory or .safetensors file",
             path=location,
         )
     try:

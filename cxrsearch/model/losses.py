@@ -27,9 +27,10 @@ Four terms, each weighted by :class:`LossConfig` and summed by :class:`FusionLos
     "Normal" is a label of its own (``normal`` in labels.json), so two normal reports are identical
     by that label; a study with *no* label (mixed findings outside the vocabulary, "No Indexing") has
     Jaccard 0 to everything, also to another unlabelled study: unlabelled is not a class. Anchors
-    whose labels share nothing with any other text (unlabelled ones included) are skipped. This clusters text embeddings by findings, which is what
-    makes text -> case retrieval return clinically similar cases; it is also what still shapes the
-    joint space when the training data are text only (no images on the machine).
+    whose labels share nothing with any other text (unlabelled ones included) are skipped. This
+    clusters text embeddings by findings, which is what makes text -> case retrieval return
+    clinically similar cases; it is also what still shapes the joint space when the training data
+    are text only (no images on the machine).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class LossConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.max_logit_scale >= 1.0 / self.init_temperature:
             raise ConfigError(
-                f"max_logit_scale ({self.max_logit_scale}) must be >= 1 / init_temperature ({1 / self.init_temperature:g})"
+                f"max_logit_scale ({self.max_logit_scale}) must be >= "
+                f"1 / init_temperature ({1 / self.init_temperature:g})"
             )
 
 

@@ -70,7 +70,8 @@ class TextTower(nn.Module):
         """``input_ids`` / ``attention_mask``: ``[B, T]`` (1 = real token, 0 = padding)."""
         if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
             raise ModelError(
-                f"text tower expects input_ids and attention_mask [B, T], got {list(input_ids.shape)} and {list(attention_mask.shape)}"
+                "text tower expects input_ids and attention_mask [B, T], "
+                f"got {list(input_ids.shape)} and {list(attention_mask.shape)}"
             )
         states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":

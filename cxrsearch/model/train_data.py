@@ -204,7 +204,8 @@ def load_training_data(
     for split in ("train", "val"):
         if len(rows[split]) < 2:
             raise ConfigError(
-                f"the {split} split has {len(rows[split])} usable studies; training needs at least 2 (is --limit too small?)",
+                f"the {split} split has {len(rows[split])} usable studies; "
+                "training needs at least 2 (is --limit too small?)",
                 path=data,
             )
     return TrainingData(

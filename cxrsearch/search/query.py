@@ -101,7 +101,8 @@ def encoder_for(
         raise QueryError(
             f"checkpoint {_where(encoder)} (fingerprint {str(encoder.fingerprint)[:12]}) is not the one collection "
             f"{collection!r} was indexed with ({record.checkpoint}, {record.fingerprint[:12]}): embeddings of "
-            "different weights are not comparable; search with that checkpoint or re-index (`cxrsearch index --reindex`)",
+            "different weights are not comparable; search with that checkpoint or re-index "
+            "(`cxrsearch index --reindex`)",
             path=collection,
         )
     return encoder

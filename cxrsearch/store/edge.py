@@ -562,8 +562,8 @@ def _acquire(directory: Path) -> TextIO:
         if server is not None:
             raise StoreError(
                 f"served by `cxrsearch serve` (pid {holder}) at {server}: `cxrsearch search`, `explain` and "
-                "`collections list/info` go through it; this command needs the collection itself: use the page, or stop the "
-                "server (Ctrl-C) first",
+                "`collections list/info` go through it; this command needs the collection itself: "
+                "use the page, or stop the server (Ctrl-C) first",
                 path=directory,
             ) from None
         raise StoreError(
