@@ -14,7 +14,7 @@ result is also given on
 
 next to ``all`` (every query).
 
-:func:`report_key` reuses :func:`cxrsearch.model.train_data.normalise_report`, the key training
+:func:`report_key` reuses :func:`cxrsearch.text.report.normalise_report`, the key training
 already uses for "identical report": lower-cased ``\\w+`` words joined by single spaces (so case,
 punctuation and whitespace never make two reports differ; any word, number or ``XXXX`` token does).
 """
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from cxrsearch.errors import ConfigError
-from cxrsearch.model.train_data import normalise_report
+from cxrsearch.text.report import normalise_report
 
 SUBSETS = ("all", "novel", "non-normal")
 NORMAL_ONLY = ("normal",)

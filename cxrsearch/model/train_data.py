@@ -38,13 +38,9 @@ from cxrsearch.data.openi import load_studies
 from cxrsearch.data.pairing import index_images
 from cxrsearch.errors import ConfigError
 from cxrsearch.text.bm25 import mark_negations
+from cxrsearch.text.report import normalise_report
 
 _WORDS = re.compile(r"\w+")
-
-
-def normalise_report(text: str | None) -> str | None:
-    """Lower-case words only: the key under which two reports count as identical (``None`` stays)."""
-    return None if text is None else " ".join(_WORDS.findall(text.lower()))
 
 
 @dataclass(frozen=True)

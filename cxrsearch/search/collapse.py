@@ -4,7 +4,7 @@ Open-i holds many word-for-word identical reports (mostly normal ones, "No acute
 abnormality."), and every radiograph of a study carries its study's report, so a plain top ``k``
 often shows the same text several times. :func:`collapse` keeps the first (best) hit of each group
 of hits whose report text is identical under the key training uses for "identical reports"
-(:func:`cxrsearch.model.train_data.normalise_report` of findings + impression, cleaned as the model
+(:func:`cxrsearch.text.report.normalise_report` of findings + impression, cleaned as the model
 reads them), and records the others' point and study ids. Hits without report text are never merged.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cxrsearch.store.base import Hit
-from cxrsearch.text.report import report_text
+from cxrsearch.text.report import normalise_report, report_text
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,6 @@ class CollapsedHit:
 
 def report_key(payload: Mapping[str, Any]) -> str | None:
     """The normalised findings + impression of a hit's payload; ``None`` when it has no report text."""
-    from cxrsearch.model.train_data import normalise_report
-
     text = report_text(payload.get("findings"), payload.get("impression"))
     return normalise_report(text) or None
 

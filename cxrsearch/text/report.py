@@ -31,6 +31,7 @@ _REPEATED_PERIOD = re.compile(r"\.(?:\s*\.)+")
 _EMPTY_PARENS = re.compile(r"\(\s*\)")
 _LEADING_PUNCT = re.compile(r"^[\s.,;:!?/-]+")
 _HAS_WORD = re.compile(r"\w")
+_WORDS = re.compile(r"\w+")
 
 
 def clean_section(text: str | None) -> str | None:
@@ -68,3 +69,11 @@ def report_text(findings: str | None, impression: str | None) -> str:
         if section is not None and section not in parts:
             parts.append(section)
     return " ".join(_as_sentences(part) for part in parts)
+
+
+def normalise_report(text: str | None) -> str | None:
+    """Lower-case words only: the key under which two reports count as identical (``None`` stays).
+
+    Training (the contrastive loss's "identical report" key), the ``novel`` evaluation subset and the
+    collapsing of identical report texts in search results all use it."""
+    return None if text is None else " ".join(_WORDS.findall(text.lower()))
