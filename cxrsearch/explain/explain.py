@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from cxrsearch.errors import QueryError
+from cxrsearch.errors import ModelError, QueryError
 from cxrsearch.explain.attention import AttentionMap, attention_rollout
 from cxrsearch.explain.attribution import (
     PixelAttribution,
@@ -125,6 +125,11 @@ def explain(
     """
     clock = _Stopwatch()
     encoder = encoder_for(store, request.collection, checkpoint)
+    if encoder.numpy or encoder.onnx:
+        raise ModelError(
+            "explain needs the torch model (gradients through both towers); load the checkpoint with "
+            "runtime='torch' (the default of Encoder and load_checkpoint)"
+        )
     point, notices = resolve_hit(store, request)
     target, query_vectors = build_target(request, encoder, store)
     hit = _load_hit(point, request, store)

@@ -20,6 +20,7 @@ torch. Dropout is off (eval mode), as in every query.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,16 +131,30 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the model
 
 
+MAX_HEADER_BYTES = 100 << 20
+"""The safetensors format's own limit on its JSON header."""
+
+
 def _mapped_tensors(path: Path) -> dict[str, np.ndarray]:
     """The text side's tensors of a safetensors file as read-only views of the memory-mapped file.
 
     No copy: a query touches the pages it multiplies (the page cache keeps them between queries),
     where reading every tensor cost 50-80 ms per process for the 90 MB text side of the demo
-    checkpoint. The file's sha256 was checked (or its stamp trusted) by the loader before this."""
+    checkpoint. The file's sha256 was checked (or its stamp trusted) by the loader before this; the
+    header is still checked as the format requires (size, every tensor inside the data and of the
+    size its shape says)."""
+
+    def bad(why: str) -> ModelError:
+        return ModelError(f"cannot load checkpoint weights: {why}", path=path)
+
     try:
         with path.open("rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
+            if not 2 <= size <= MAX_HEADER_BYTES:
+                raise bad(f"a safetensors header of {size} bytes")
             header = json.loads(handle.read(size))
+        if not isinstance(header, dict):
+            raise bad("the safetensors header is not a JSON object")
         mapped = np.memmap(path, dtype=np.uint8, mode="r")
         start, out = 8 + size, {}
         for key, meta in header.items():
@@ -148,15 +163,14 @@ def _mapped_tensors(path: Path) -> dict[str, np.ndarray]:
             if meta["dtype"] != "F32":
                 raise ModelError("text queries without torch need float32 weights", path=path)
             begin, end = (start + int(offset) for offset in meta["data_offsets"])
-            if end > mapped.size:
-                raise ModelError(
-                    f"cannot load checkpoint weights: tensor {key} runs past the end of the file", path=path
-                )
-            out[key] = mapped[begin:end].view(np.float32).reshape(meta["shape"])
+            shape = tuple(int(n) for n in meta["shape"])
+            if not start <= begin <= end <= mapped.size or end - begin != 4 * math.prod(shape):
+                raise bad(f"tensor {key} lies outside the data or disagrees with its shape {list(shape)}")
+            out[key] = mapped[begin:end].view(np.float32).reshape(shape)
     except ModelError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"cannot load checkpoint weights: {' '.join(str(exc).split())[:300]}", path=path) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise bad(" ".join(str(exc).split())[:300]) from None
     return out
 
 

@@ -7,16 +7,20 @@ costs 4-7 s per process before any pixel is seen (importing torch 1.4-1.9 s, tim
 ~0.25 s on 2 cores. Preprocessing is numpy (:mod:`cxrsearch.image.preprocess`), so such a process
 never imports torch, timm or torchvision.
 
-- **Export** (:func:`export`): the first image query of a checkpoint loaded with ``runtime="auto"``
-  (what ``cxrsearch search`` uses) exports ``pixel_values -> (image, joint, logits)`` with
-  ``torch.onnx`` (TorchScript exporter, opset 17, dynamic batch) when ``onnx`` is installed
-  (``pip install 'cxrsearch[onnx]'``), checks onnxruntime against torch on two inputs (cosine >=
-  0.9999 for both embeddings, probabilities within 1e-4) and keeps it only then. The file sits beside
-  the checkpoint (``query-image.onnx`` + ``query-image.json``), or for a read-only checkpoint in
-  ``<cache dir>/onnx/``, and records the checkpoint's weight fingerprint.
-- **Use** (:meth:`OnnxImageModel.load`): a later image query whose checkpoint fingerprint matches
-  the record runs on onnxruntime. A record for other weights (a retrained or replaced checkpoint)
-  is ignored and a new export replaces it.
+- **Export** (:func:`export`, through :func:`cxrsearch.model.checkpoint.export_image_side`: the end
+  of ``cxrsearch train`` for a checkpoint that learned from radiographs, or ``cxrsearch models
+  export-onnx CKPT``): ``pixel_values -> (image, joint, logits)`` with ``torch.onnx`` (TorchScript
+  exporter, opset 17, dynamic batch; needs ``onnx``, ``pip install 'cxrsearch[onnx]'``), checked on
+  onnxruntime against torch on two inputs (cosine >= 0.9999 for both embeddings, probabilities within
+  1e-4) and kept only then. The file sits beside the checkpoint (``query-image.onnx`` +
+  ``query-image.json``), or for a read-only checkpoint in ``<cache dir>/onnx/``; the record holds the
+  checkpoint's weight fingerprint, the export format (:data:`EXPORT_FORMAT`, raised whenever the
+  exported computation changes) and the image size.
+- **Use** (:meth:`OnnxImageModel.load`): an image query loaded with ``runtime="auto"`` (what
+  ``cxrsearch search`` uses) runs on onnxruntime when the record matches the checkpoint; a record
+  for other weights or another export format is ignored (torch serves the query; export again). An
+  export that matches but cannot be loaded (a damaged file, an onnxruntime too old for it) is an
+  error naming the file and how to recover, not a silent switch to torch.
 
 torch stays the reference: ``tests/search/test_fast_path.py`` holds this path to the torch
 embeddings (cosine >= 0.9999) on real radiographs and to the same hits.
@@ -44,6 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
 ONNX_FILE = "query-image.onnx"
 RECORD_FILE = "query-image.json"
 OPSET = 17
+EXPORT_FORMAT = 1
+"""Version of what is exported (the image side's computation); a record of another one is ignored."""
 OUTPUTS = ("image", "joint", "logits")
 MIN_COSINE = 0.9999
 MAX_PROB_DIFF = 1e-4
@@ -82,7 +88,13 @@ def find_export(info: CheckpointInfo) -> Path | None:
     """The ONNX file exported from exactly these weights (fingerprint), or ``None``."""
     for directory in locations(info):
         record = _record(directory)
-        if record and record.get("fingerprint") == info.fingerprint and (directory / ONNX_FILE).is_file():
+        if (
+            record
+            and record.get("fingerprint") == info.fingerprint
+            and record.get("format") == EXPORT_FORMAT
+            and record.get("image_size") == info.config.preprocess.image_size
+            and (directory / ONNX_FILE).is_file()
+        ):
             return directory / ONNX_FILE
     return None
 
@@ -121,7 +133,12 @@ def _session(path: Path) -> Any:
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for damaged files
-        raise ModelError(f"cannot load the ONNX image side: {' '.join(str(exc).split())[:300]}", path=path) from None
+        first = " ".join(str(exc).split())[:200]
+        raise ModelError(
+            f"cannot load the ONNX image side ({first}); export it again with `cxrsearch models export-onnx "
+            f"CKPT`, or delete {path.name} (and {RECORD_FILE}) to run image queries on torch",
+            path=path,
+        ) from None
 
 
 def _image_side(model: Any) -> Any:
@@ -141,6 +158,34 @@ def _image_side(model: Any) -> Any:
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def _export_checked(side: Any, path: Path, size: int) -> dict[str, float]:
+    """Export ``side`` to ``path`` and check it against torch. An OSError (the place is not writable)
+    passes through; anything else the exporter or onnxruntime raise is a :class:`ModelError`."""
+    import torch
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape checks turned into constants
+            torch.onnx.export(
+                side,
+                (torch.rand(1, 1, size, size),),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["pixel_values"],
+                output_names=list(OUTPUTS),
+                dynamic_axes={name: {0: "batch"} for name in ("pixel_values", *OUTPUTS)},
+            )
+        return _check(side, path, size)
+    except (OSError, ModelError):
+        raise
+    except Exception as exc:  # torch.onnx (an operator it cannot export), onnxruntime, memory
+        first = " ".join(str(exc).split())[:200]
+        raise ModelError(
+            f"the ONNX export failed ({type(exc).__name__}: {first}); image queries stay on torch"
+        ) from None
 
 
 def _check(side: Any, path: Path, size: int) -> dict[str, float]:
@@ -179,28 +224,27 @@ def export(info: CheckpointInfo, model: Any) -> Path:
     errors = []
     for directory in locations(info):
         tmp = directory / f"{ONNX_FILE}.tmp-{os.getpid()}"
+        tmp_record = directory / f"{RECORD_FILE}.tmp-{os.getpid()}"
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer warnings about shape checks turned into constants
-                torch.onnx.export(
-                    side,
-                    (torch.rand(1, 1, size, size),),
-                    str(tmp),
-                    dynamo=False,
-                    opset_version=OPSET,
-                    input_names=["pixel_values"],
-                    output_names=list(OUTPUTS),
-                    dynamic_axes={name: {0: "batch"} for name in ("pixel_values", *OUTPUTS)},
-                )
-            checked = _check(side, tmp, size)
-            record = {"fingerprint": info.fingerprint, "opset": OPSET, "torch": torch.__version__, "checked": checked}
+            checked = _export_checked(side, tmp, size)
+            record = {
+                "fingerprint": info.fingerprint,
+                "format": EXPORT_FORMAT,
+                "image_size": size,
+                "opset": OPSET,
+                "torch": torch.__version__,
+                "checked": checked,
+            }
+            tmp_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            (directory / RECORD_FILE).unlink(missing_ok=True)  # no moment where an old record names the new file
             os.replace(tmp, directory / ONNX_FILE)
-            (directory / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp_record, directory / RECORD_FILE)
             return directory / ONNX_FILE
         except OSError as exc:  # not writable here: try the cache
             errors.append(f"{directory}: {exc.strerror or exc}")
         finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            for leftover in (tmp, tmp_record):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
     raise ModelError(f"cannot write the ONNX image side ({'; '.join(errors)})", path=info.path)

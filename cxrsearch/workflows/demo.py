@@ -11,7 +11,7 @@ Each step reuses what an earlier run left, so a second run takes seconds:
    has random weights, because the demo never downloads Swin weights. Otherwise ``tiny-test``, whose
    results are not meaningful. The checkpoint goes to ``<models>/demo-<config>``; ``demo.json`` there
    marks a finished training (an interrupted one is resumed).
-3. **index** -- into collection ``cases`` (:data:`~cxrsearch.store.schema.DEFAULT_COLLECTION`) of
+3. **index** -- into collection ``cases`` (:data:`~cxrsearch.defaults.DEFAULT_COLLECTION`) of
    the embedded store with resume semantics (points already stored are skipped). A ``cases``
    collection indexed by an earlier demo checkpoint is re-encoded; one indexed by any other
    checkpoint is left alone (an error says what to do).

@@ -283,3 +283,76 @@ def test_cli_export_onnx_and_train_with_radiographs_export_the_image_side(
     assert trained.exit_code == 0, trained.output
     assert "image queries run without torch" in trained.output
     assert find_export(read_checkpoint_info(out)) == out / ONNX_FILE
+
+
+def test_a_damaged_export_is_one_error_naming_the_file_and_the_way_back(onnx_checkpoint, tmp_path):
+    import shutil
+
+    from cxrsearch.model.checkpoint import load_checkpoint
+    from cxrsearch.model.onnx_image import ONNX_FILE
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(onnx_checkpoint, copy)
+    (copy / ONNX_FILE).write_bytes(b"not a protobuf" * 100)
+    with pytest.raises(ModelError, match="export-onnx") as caught:
+        load_checkpoint(copy, towers=("image",), runtime="auto")
+    assert caught.value.path == str(copy / ONNX_FILE)
+
+
+def test_an_export_the_exporter_cannot_make_is_a_model_error_and_train_still_succeeds(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    import shutil
+
+    import torch
+
+    from cxrsearch.cli.train import _export_image_side
+    from cxrsearch.model.checkpoint import export_image_side
+    from cxrsearch.model.onnx_image import ONNX_FILE
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX opset version 17 is not supported")
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, copy)
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    with pytest.raises(ModelError, match="the ONNX export failed"):
+        export_image_side(copy)
+    assert not (copy / ONNX_FILE).exists() and not list(copy.glob("*.tmp-*"))
+    notice = _export_image_side(copy)  # what `cxrsearch train` prints after a finished run
+    assert notice is not None and notice.startswith("image queries will run on torch")
+
+
+def test_explain_refuses_a_torch_free_encoder(indexed):
+    from cxrsearch.explain.explain import explain
+    from cxrsearch.explain.request import ExplainRequest
+
+    fast = Encoder(indexed.checkpoint, towers=("text",), runtime="numpy")
+    hit = indexed.store.search(indexed.collection, "text", np.ones(fast.config.fusion.joint_dim, np.float32), None, 1)
+    with pytest.raises(ModelError, match="explain needs the torch model"):
+        explain(
+            ExplainRequest(hit=hit[0].id, collection=indexed.collection, text="enlarged heart"), indexed.store, fast
+        )
+
+
+def test_mapped_weights_equal_the_file_and_a_bad_header_is_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    from cxrsearch.model.numpy_text import _mapped_tensors
+
+    tensors = {"text_tower.a": np.arange(12, dtype=np.float32).reshape(3, 4), "fusion.b": np.ones(5, np.float32)}
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path))
+    mapped = _mapped_tensors(path)
+    assert set(mapped) == set(tensors) and all(np.array_equal(mapped[k], v) for k, v in tensors.items())
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    header["fusion.b"]["data_offsets"] = [0, 10**6]  # past the end of the file
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + size :])
+    with pytest.raises(ModelError, match="fusion.b"):
+        _mapped_tensors(path)
+    path.write_bytes((10**12).to_bytes(8, "little") + raw[8:])
+    with pytest.raises(ModelError, match="header"):
+        _mapped_tensors(path)

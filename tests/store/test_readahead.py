@@ -32,3 +32,17 @@ def test_read_ahead_reads_what_the_engine_loads_not_floats_payloads_or_wal(tmp_p
 
 def test_read_ahead_of_a_shard_without_segments_reads_nothing(tmp_path):
     assert read_ahead(tmp_path) == 0
+
+
+def test_read_ahead_skips_the_holes_of_sparse_files(tmp_path):
+    path = tmp_path / "segments" / "a" / "vector_storage-text" / "vectors" / "chunk_0.mmap"
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as handle:  # 32 MB preallocated, 4 KB written: what an appendable segment holds
+        handle.write(b"y" * 4096)
+        handle.truncate(32 << 20)
+    holes_only = tmp_path / "segments" / "a" / "payload_index" / "x-map" / "page_0.dat"
+    holes_only.parent.mkdir(parents=True)
+    with holes_only.open("wb") as handle:
+        handle.truncate(4 << 20)
+    read = read_ahead(tmp_path)
+    assert 4096 <= read < 1 << 20  # the data (rounded to the file system's blocks), never the holes
