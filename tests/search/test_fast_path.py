@@ -137,14 +137,13 @@ def edge_store(tiny_checkpoint: Path, reports_tgz: Path, tmp_path_factory: pytes
     return root / "store"
 
 
-def test_a_text_search_imports_no_torch_timm_or_torchvision(edge_store, tiny_checkpoint):
+def _heavy_imports_of_search(args: list[str]) -> str:
+    """Run ``cxrsearch search ARGS --json`` in a fresh interpreter; the heavy modules it imported."""
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from cxrsearch.cli.main import app\n"
-        "args = ['search', '--text', 'enlarged heart', '--label', 'normal', '-k', '3', '--json', "
-        f"'--store', {str(edge_store)!r}]\n"
-        "result = CliRunner().invoke(app, args)\n"
+        f"result = CliRunner().invoke(app, ['search', *{args!r}, '--json'])\n"
         "assert result.exit_code == 0, result.output\n"
         "assert '\"study_id\"' in result.output, result.output\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
@@ -153,7 +152,12 @@ def test_a_text_search_imports_no_torch_timm_or_torchvision(edge_store, tiny_che
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
     )
     assert done.returncode == 0, done.stderr + done.stdout
-    assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"a text search imported {done.stdout.strip()}"
+    return "".join(done.stdout.strip().splitlines()[-1:])
+
+
+def test_a_text_search_imports_no_torch_timm_or_torchvision(edge_store, tiny_checkpoint):
+    args = ["--text", "enlarged heart", "--label", "normal", "-k", "3", "--store", str(edge_store)]
+    assert _heavy_imports_of_search(args) == ""
 
 
 # ---------------------------------------------------------------- image queries on onnxruntime
@@ -240,21 +244,7 @@ def test_an_image_search_with_an_export_imports_no_torch_timm_or_torchvision(
     finally:
         store.close()
     image = openi_images / "png" / "CXR1_1_IM-0001-3001.png"
-    code = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from cxrsearch.cli.main import app\n"
-        f"args = ['search', '--image', {str(image)!r}, '-k', '3', '--json', '--store', {str(tmp_path / 'store')!r}]\n"
-        "result = CliRunner().invoke(app, args)\n"
-        "assert result.exit_code == 0, result.output\n"
-        "assert '\"study_id\"' in result.output, result.output\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"an image search imported {done.stdout.strip()}"
+    assert _heavy_imports_of_search(["--image", str(image), "-k", "3", "--store", str(tmp_path / "store")]) == ""
 
 
 def test_cli_export_onnx_and_train_with_radiographs_export_the_image_side(
