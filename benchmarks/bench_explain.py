@@ -104,7 +104,7 @@ def bench_model(name: str, steps: int, batch_sizes: list[int | None], precision:
 
     from cxrsearch.explain.attention import attention_rollout
     from cxrsearch.explain.attribution import attribution_mode, default_batches, pixel_attributions, resolve_precision
-    from cxrsearch.explain.output import write_outputs
+    from cxrsearch.explain.output import write_images
     from cxrsearch.explain.target import Target
     from cxrsearch.explain.tokens import token_attributions
     from cxrsearch.image.decode import decode_image
@@ -168,7 +168,7 @@ def bench_model(name: str, steps: int, batch_sizes: list[int | None], precision:
         )
         with tempfile.TemporaryDirectory() as tmp:
             t_render, _ = timed(
-                lambda: write_outputs(Path(tmp), "hit", "benchmark", decoded, geometries[0], ig, attention),
+                lambda: write_images(Path(tmp), "hit", "benchmark", decoded, geometries[0], ig, attention),
                 stage="render",
             )
         total = t_forward + t_pixels + t_tokens + t_render

@@ -27,7 +27,7 @@ import numpy as np
 from cxrsearch import paths
 from cxrsearch.errors import QueryError
 from cxrsearch.explain import render
-from cxrsearch.explain.heatmap import HeatmapStats, grid_to_canvas, heatmap_stats, to_original
+from cxrsearch.explain.heatmap import to_original
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.explain.attention import AttentionMap
@@ -75,26 +75,6 @@ def _with_render(timing: dict[str, float], seconds: float) -> dict[str, float]:
     laps = {name: value for name, value in timing.items() if name != "total"}
     total = timing.get("total", sum(laps.values()))
     return {**laps, "render": seconds, "total": total + seconds}
-
-
-def write_outputs(
-    folder: Path,
-    key: str,
-    title: str,
-    decoded: DecodedImage | None,
-    geometry: Geometry | None,
-    pixels: PixelAttribution | None,
-    attention: AttentionMap | None,
-) -> tuple[dict[str, Path], HeatmapStats | None, HeatmapStats | None]:
-    """Write the PNGs (nothing when there is no radiograph); returns (files, IG stats, attention stats)."""
-    files = write_images(folder, key, title, decoded, geometry, pixels, attention)
-    if decoded is None or geometry is None:
-        return files, None, None
-    pixel_stats = None if pixels is None else heatmap_stats(pixels.attributions, geometry)
-    attention_stats = (
-        None if attention is None else heatmap_stats(grid_to_canvas(attention.rollout, geometry.canvas_size), geometry)
-    )
-    return files, pixel_stats, attention_stats
 
 
 def write_images(

@@ -184,7 +184,8 @@ def test_written_overlays_have_the_films_size(tiny_model, images_dir: Path, tmp_
     from PIL import Image
 
     from cxrsearch.explain.attribution import pixel_attributions
-    from cxrsearch.explain.output import write_outputs
+    from cxrsearch.explain.heatmap import grid_to_canvas, heatmap_stats
+    from cxrsearch.explain.output import write_images
     from cxrsearch.explain.target import Target
     from cxrsearch.image.decode import decode_image
     from cxrsearch.model.encode import Encoder
@@ -198,9 +199,10 @@ def test_written_overlays_have_the_films_size(tiny_model, images_dir: Path, tmp_
         out = tiny_model.eval()(pixel_values=pixels, **batch)
     target = Target.label_logit(tiny_model.labels, "normal")
     ig = pixel_attributions(tiny_model, pixels, target, text=text, film_box=geometries[0].image_box(), steps=4)
-    files, pixel_stats, attention_stats = write_outputs(
-        tmp_path, "hit", "title", decoded, geometries[0], ig, attention_rollout(out)
-    )
+    attention = attention_rollout(out)
+    files = write_images(tmp_path, "hit", "title", decoded, geometries[0], ig, attention)
+    pixel_stats = heatmap_stats(ig.attributions, geometries[0])  # the statistics explain() reports
+    attention_stats = heatmap_stats(grid_to_canvas(attention.rollout, geometries[0].canvas_size), geometries[0])
     assert set(files) == {"ig_overlay", "attention_overlay", "figure"}
     for key in ("ig_overlay", "attention_overlay"):
         with Image.open(files[key]) as image:
