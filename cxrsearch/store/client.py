@@ -196,6 +196,19 @@ class ClientStore:
         check_limit(limit)
         schema, sizes = self._layout(collection)
         query = _client_vector(as_query_vector(collection, sizes, vector_name, vector, schema.sparse_names))
+        return self._nearest(collection, schema, query, vector_name, filter, limit, with_vectors)
+
+    def _nearest(
+        self,
+        collection: str,
+        schema: CollectionSchema,
+        query: Any,
+        vector_name: str,
+        filter: Filter | None,
+        limit: int,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """One query on ``vector_name`` (a vector, or MMR over its nearest), as hits."""
         with self._errors(collection):
             response = self._client.query_points(
                 collection,
@@ -446,17 +459,7 @@ class ClientStore:
             ),  # dense: checked above
             mmr=models.Mmr(diversity=weight, candidates_limit=pool),
         )
-        with self._errors(collection):
-            response = self._client.query_points(
-                collection,
-                query=query,
-                using=vector_name,
-                query_filter=to_client(filter),
-                limit=limit,
-                search_params=self._search_params(schema),
-                with_payload=True,
-            )
-        return [scored_hit(p, False) for p in response.points]
+        return self._nearest(collection, schema, query, vector_name, filter, limit)
 
 
 def _client_vector(vector: list[float] | SparseVector) -> Any:
