@@ -27,8 +27,10 @@ def collection_labels(store: Store, collection: str) -> tuple[str, ...] | None:
 def for_collection(spec: QuerySpec, store: Store, collection: str) -> QuerySpec:
     """``spec`` checked against ``collection``'s vocabulary: QueryError naming the collection and
     listing its labels when a filter label is not one of them."""
+    if not (spec.all_labels or spec.any_labels or spec.not_labels):
+        return spec  # nothing to check: no need to read the collection
     labels = collection_labels(store, collection)
-    if labels is None or spec.vocabulary == labels or not (spec.all_labels or spec.any_labels or spec.not_labels):
+    if labels is None or spec.vocabulary == labels:
         return spec
     try:
         return replace(spec, vocabulary=labels)
