@@ -12,20 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from cxrsearch.cli.render import console, err_console
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from cxrsearch.progress import ProgressEvent
 
 
@@ -86,6 +79,15 @@ class _Bars:
 
     def __call__(self, event: ProgressEvent) -> None:
         if self._bars is None:
+            from rich.progress import (  # here, not at module level: `cxrsearch --help` loads this module
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._bars = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
