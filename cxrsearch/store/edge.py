@@ -168,13 +168,18 @@ class EdgeStore:
         return _Open(meta, schema, shard, lock, dirty=True)  # its close records the (empty) state
 
     def drop_collection(self, collection: str) -> None:
-        handle = self._handle(collection, check=False)  # a damaged collection can be dropped
-        del self._open[collection]
-        handle.shard.close()
+        """Delete the collection's folder under its lock; the shard is not loaded to be deleted (so a
+        damaged one can be dropped too)."""
+        handle = self._open.pop(collection, None)
+        if handle is not None:
+            handle.shard.close()
+            lock = handle.lock
+        else:
+            lock = _acquire(self._existing(collection))
         try:
             shutil.rmtree(self.root / collection)
         finally:
-            handle.lock.close()
+            lock.close()
 
     # -- points ------------------------------------------------------------------------------------
     def upsert(self, collection: str, points: Iterable[Point], batch: int = 256) -> int:
@@ -394,11 +399,8 @@ class EdgeStore:
         os.replace(tmp, path)
 
     # -- internals ---------------------------------------------------------------------------------
-    def _handle(self, collection: str, check: bool = True) -> _Open:
-        if collection in self._open:  # opened unchecked (verify, drop) stays so for this store object
-            return self._open[collection]
-        import qdrant_edge as qe
-
+    def _existing(self, collection: str) -> Path:
+        """The folder of ``collection``; StoreError listing the store's collections when there is none."""
         directory = self.root / collection
         if not (directory / META_FILE).is_file():
             known = ", ".join(self.list_collections()) or "none"
@@ -407,6 +409,14 @@ class EdgeStore:
                 "create it with `cxrsearch collections create` or `cxrsearch index`",
                 path=self.root,
             )
+        return directory
+
+    def _handle(self, collection: str, check: bool = True) -> _Open:
+        if collection in self._open:  # opened unchecked (verify) stays so for this store object
+            return self._open[collection]
+        import qdrant_edge as qe
+
+        directory = self._existing(collection)
         lock = _acquire(directory)
         try:
             meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
