@@ -11,7 +11,7 @@ crop, tokenizer max length) can never drift between them: it comes from the chec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -209,23 +209,31 @@ class Encoder:
         """Texts through the numpy text side (:mod:`cxrsearch.model.numpy_text`): no torch."""
         if not all(isinstance(text, str) for text in texts):
             raise ModelError("every text must be a string (a study without a report has no text input)")
-        parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
-        for start in range(0, len(texts), batch_size):
-            text, joint, logits = cast("NumpyTextModel", self.model).forward(texts[start : start + batch_size])
-            parts["text"].append(text)
-            parts["joint"].append(joint)
-            parts["probs"].append((1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32))
-        return self._encoded(parts)
+        forward = cast("NumpyTextModel", self.model).forward
+        return self._encode_torch_free(texts, batch_size, "text", forward)
 
     def _encode_onnx(self, images: list[DecodedImage | np.ndarray], batch_size: int) -> Encoded:
         """Films through the ONNX image side (:mod:`cxrsearch.model.onnx_image`): no torch."""
-        parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
+
+        def forward(batch: list[DecodedImage | np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             arrays = cast(list[np.ndarray], [getattr(image, "pixels", image) for image in batch])
             pixels, _ = preprocess_batch(arrays, self.config.preprocess)
-            image, joint, logits = cast("OnnxImageModel", self.model).forward(pixels)
-            parts["image"].append(image)
+            return cast("OnnxImageModel", self.model).forward(pixels)
+
+        return self._encode_torch_free(images, batch_size, "image", forward)
+
+    def _encode_torch_free(
+        self,
+        inputs: list[Any],
+        batch_size: int,
+        modality: str,
+        forward: Callable[[list[Any]], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ) -> Encoded:
+        """``inputs`` in batches through ``forward`` (-> the ``modality`` embedding, joint, logits)."""
+        parts: dict[str, list[np.ndarray]] = {"image": [], "text": [], "joint": [], "probs": []}
+        for start in range(0, len(inputs), batch_size):
+            embedding, joint, logits = forward(inputs[start : start + batch_size])
+            parts[modality].append(embedding)
             parts["joint"].append(joint)
             parts["probs"].append((1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32))
         return self._encoded(parts)
