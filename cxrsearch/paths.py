@@ -16,6 +16,7 @@ outputs        ``CXRSEARCH_OUTPUT``    ``<user data dir>/outputs`` (explain PNGs
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -47,6 +48,13 @@ def cache_dir(override: str | Path | None = None) -> Path:
     import platformdirs
 
     return _resolve(override, "CXRSEARCH_CACHE", Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)))
+
+
+def cache_for(path: str | Path, kind: str) -> Path:
+    """``<cache dir>/<kind>/<key>``: where a file derived from ``path`` goes when ``path``'s own
+    folder is read-only (a verification stamp, an ONNX export); ``key`` names its absolute path."""
+    key = hashlib.sha256(str(Path(path).resolve()).encode("utf-8")).hexdigest()[:32]
+    return cache_dir() / kind / key
 
 
 def store_dir(override: str | Path | None = None) -> Path:

@@ -53,7 +53,7 @@ from cxrsearch.model.checkpoint_info import (
     thresholds_in_order,
 )
 from cxrsearch.model.config import ModelConfig
-from cxrsearch.paths import cache_dir
+from cxrsearch.paths import cache_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.fusion import FusionModel
@@ -387,9 +387,7 @@ def _stamp_of(weights: Path, fingerprint: str) -> dict[str, Any]:
 def stamp_paths(weights: Path) -> tuple[Path, Path]:
     """Where the verification stamp of ``weights`` lives: beside it, else (a read-only checkpoint)
     in ``<cache dir>/verified/``, named by the checkpoint's absolute path."""
-
-    key = hashlib.sha256(str(weights.resolve()).encode("utf-8")).hexdigest()[:32]
-    return weights.parent / STAMP_FILE, cache_dir() / "verified" / f"{key}.json"
+    return weights.parent / STAMP_FILE, cache_for(weights, "verified").with_suffix(".json")
 
 
 def _verified(weights: Path, fingerprint: str) -> bool:

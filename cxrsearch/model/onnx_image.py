@@ -29,7 +29,6 @@ embeddings (cosine >= 0.9999) on real radiographs and to the same hits.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxrsearch.errors import ModelError
-from cxrsearch.paths import cache_dir
+from cxrsearch.paths import cache_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint_info import CheckpointInfo
@@ -71,9 +70,7 @@ def export_missing() -> str | None:
 
 def locations(info: CheckpointInfo) -> tuple[Path, Path]:
     """Where the export lives: beside the checkpoint, else (read-only) ``<cache dir>/onnx/<key>/``."""
-
-    key = hashlib.sha256(str(info.path.resolve()).encode("utf-8")).hexdigest()[:32]
-    return info.path, cache_dir() / "onnx" / key
+    return info.path, cache_for(info.path, "onnx")
 
 
 def _record(directory: Path) -> dict[str, Any] | None:
