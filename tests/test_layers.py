@@ -9,7 +9,14 @@ from __future__ import annotations
 from tests.test_import_graph import import_graph
 
 LAYERS = (
-    ("cxrsearch", "defaults", "errors", "paths", "progress"),  # root: names, errors, user paths, progress events
+    (
+        "cxrsearch",
+        "defaults",
+        "errors",
+        "files",
+        "paths",
+        "progress",
+    ),  # root: names, errors, user paths, progress events
     ("image", "store"),  # a file -> grey pixels; the Qdrant backends and collection schemas
     ("text",),  # the report text the model and BM25 read (BM25 vectors are the store's SparseVector)
     ("data",),  # Open-i reports, labels, splits, pairing, downloads, phantoms

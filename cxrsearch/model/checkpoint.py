@@ -29,7 +29,6 @@ Public API::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cxrsearch.errors import ModelError
+from cxrsearch.files import write_atomic
 from cxrsearch.model.checkpoint_info import (
     CONFIG_FILE,
     FORMAT,
@@ -411,13 +411,9 @@ def _verified(weights: Path, fingerprint: str) -> bool:
 
 def _write_stamp(path: Path, stamp: dict[str, Any]) -> bool:
     """Write ``stamp`` atomically; False where the place is not writable (the load goes on)."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(stamp) + "\n")
     except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         return False
     return True

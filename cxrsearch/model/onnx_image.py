@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxrsearch.errors import ModelError
+from cxrsearch.files import write_atomic
 from cxrsearch.paths import cache_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -221,7 +222,6 @@ def export(info: CheckpointInfo, model: Any) -> Path:
     errors = []
     for directory in locations(info):
         tmp = directory / f"{ONNX_FILE}.tmp-{os.getpid()}"
-        tmp_record = directory / f"{RECORD_FILE}.tmp-{os.getpid()}"
         try:
             directory.mkdir(parents=True, exist_ok=True)
             checked = _export_checked(side, tmp, size)
@@ -233,15 +233,13 @@ def export(info: CheckpointInfo, model: Any) -> Path:
                 "torch": torch.__version__,
                 "checked": checked,
             }
-            tmp_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             (directory / RECORD_FILE).unlink(missing_ok=True)  # no moment where an old record names the new file
             os.replace(tmp, directory / ONNX_FILE)
-            os.replace(tmp_record, directory / RECORD_FILE)
+            write_atomic(directory / RECORD_FILE, json.dumps(record, indent=2) + "\n")
             return directory / ONNX_FILE
         except OSError as exc:  # not writable here: try the cache
             errors.append(f"{directory}: {exc.strerror or exc}")
         finally:
-            for leftover in (tmp, tmp_record):
-                with contextlib.suppress(OSError):
-                    leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     raise ModelError(f"cannot write the ONNX image side ({'; '.join(errors)})", path=info.path)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrsearch.errors import ModelError
+from cxrsearch.files import write_atomic
 
 STATE_DIR = "train_state"
 STATE_JSON = "state.json"
@@ -116,12 +117,6 @@ class TrainState:
             self.best_image_auroc = meta["best_image_auroc"]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_train_state(out_dir: Path, weights: dict, optimizer, meta: dict[str, Any]) -> Path:
     """Write the state after epoch ``meta["epoch"]``; returns the ``state.json`` path.
 
@@ -148,7 +143,7 @@ def save_train_state(out_dir: Path, weights: dict, optimizer, meta: dict[str, An
     save_file(tensors, str(tmp))
     os.replace(tmp, state_dir / weights_name)
     json_path = state_dir / STATE_JSON
-    _atomic_write_text(json_path, json.dumps({**meta, "weights": weights_name}, indent=2, sort_keys=True))
+    write_atomic(json_path, json.dumps({**meta, "weights": weights_name}, indent=2, sort_keys=True))
     for old in state_dir.glob("state-*.safetensors"):
         if old.name != weights_name:
             old.unlink()

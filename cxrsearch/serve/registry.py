@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrsearch.errors import QueryError, StoreError
+from cxrsearch.files import write_atomic
 from cxrsearch.store.edge import SERVER_RECORD, read_server_record
 
 RECORD_FILE = SERVER_RECORD
@@ -53,9 +54,7 @@ def announce(store_root: Path, collection: str, host: str, port: int, token: boo
     shown = f"[{host}]" if ":" in host else host
     record = ServerRecord(pid=os.getpid(), url=f"http://{shown}:{port}", host=host, collection=collection, token=token)
     path = record_path(store_root, collection)
-    tmp = path.with_name(f"{RECORD_FILE}.tmp")
-    tmp.write_text(json.dumps(asdict(record)) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(asdict(record)) + "\n")
     return path
 
 

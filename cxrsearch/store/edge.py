@@ -36,6 +36,7 @@ from typing import Any, TextIO, cast
 import numpy as np
 
 from cxrsearch.errors import StoreError
+from cxrsearch.files import write_atomic
 from cxrsearch.store import edge_config
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
 from cxrsearch.store.checks import (
@@ -157,9 +158,7 @@ class EdgeStore:
                 "engine": f"qdrant-edge-py {_engine_version()}",
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             }
-            tmp = directory / f"{META_FILE}.tmp"
-            tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, directory / META_FILE)
+            write_atomic(directory / META_FILE, json.dumps(meta, indent=2) + "\n")
         except Exception as exc:
             if shard is not None:
                 shard.close()
@@ -359,10 +358,7 @@ class EdgeStore:
         if merged == handle.meta.get("roots"):
             return
         handle.meta["roots"] = merged
-        path = self.root / collection / META_FILE
-        tmp = path.with_name(f"{META_FILE}.tmp")
-        tmp.write_text(json.dumps(handle.meta, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(self.root / collection / META_FILE, json.dumps(handle.meta, indent=2) + "\n")
 
     # -- integrity ---------------------------------------------------------------------------------
     def integrity_record(self, collection: str) -> IntegrityRecord | None:
@@ -393,10 +389,7 @@ class EdgeStore:
             if offset is None:
                 break
         record = make_record(handle.shard.info().points_count, _vector_counts(handle), ids)
-        path = self.root / collection / INTEGRITY_FILE
-        tmp = path.with_name(f"{INTEGRITY_FILE}.tmp")
-        tmp.write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(self.root / collection / INTEGRITY_FILE, json.dumps(record.to_dict(), indent=2) + "\n")
 
     # -- internals ---------------------------------------------------------------------------------
     def _existing(self, collection: str) -> Path:
