@@ -21,13 +21,9 @@ def _export_image_side(checkpoint: Path) -> str | None:
     radiographs; the line to show, if any."""
     from cxrsearch.errors import ModelError
     from cxrsearch.model.checkpoint import export_image_side, read_checkpoint_info
-    from cxrsearch.model.onnx_image import export_missing
 
     if "image" not in (read_checkpoint_info(checkpoint).trained_modalities or ()):
         return None
-    missing = export_missing()
-    if missing is not None:
-        return f"image queries will run on torch: {missing}"
     try:
         path = export_image_side(checkpoint)
     except ModelError as exc:

@@ -318,13 +318,14 @@ def export_image_side(directory: str | Path) -> Path:
     (:func:`cxrsearch.model.onnx_image.export`): image queries then run without torch.
 
     Refuses a checkpoint that never learned from radiographs: its image queries are refused too."""
-    from cxrsearch.model.onnx_image import export
+    from cxrsearch.model.onnx_image import check_export_possible, export
 
     info = read_checkpoint_info(directory)
     if info.trained_modalities == ("text",):
         raise ModelError(
             "this checkpoint learned from reports only: it answers no image queries to export", path=info.path
         )
+    check_export_possible()  # before the torch model is built for nothing
     return export(info, load_checkpoint(directory, towers=("image",), runtime="torch").model)
 
 

@@ -62,11 +62,13 @@ def runtime_missing() -> str | None:
     return None
 
 
-def export_missing() -> str | None:
-    """``None`` when an export can run here (onnx and onnxruntime installed), else what is missing."""
+def check_export_possible() -> None:
+    """ModelError saying what to install unless an export can run here (onnx and onnxruntime)."""
+    missing = runtime_missing()
     if importlib.util.find_spec("onnx") is None:
-        return "onnx is not installed (pip install 'cxrsearch[onnx]')"
-    return runtime_missing()
+        missing = "onnx is not installed (pip install 'cxrsearch[onnx]')"
+    if missing is not None:
+        raise ModelError(f"cannot export the image side to ONNX: {missing}")
 
 
 def locations(info: CheckpointInfo) -> tuple[Path, Path]:
@@ -103,10 +105,9 @@ class OnnxImageModel:
 
     towers = ("image",)
 
-    def __init__(self, info: CheckpointInfo, session: Any, path: Path) -> None:
+    def __init__(self, info: CheckpointInfo, session: Any) -> None:
         self.config = info.config
         self.labels = info.labels
-        self.path = path
         self._session = session
 
     @classmethod
@@ -115,7 +116,7 @@ class OnnxImageModel:
         path = find_export(info)
         if path is None or runtime_missing() is not None:
             return None
-        return cls(info, _session(path), path)
+        return cls(info, _session(path))
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``[B, 1, S, S]`` grey pixels in ``[0, 1]`` -> (image embedding, joint embedding, logits)."""
@@ -212,9 +213,7 @@ def export(info: CheckpointInfo, model: Any) -> Path:
     :class:`ModelError` when it cannot."""
     import torch
 
-    missing = export_missing()
-    if missing is not None:
-        raise ModelError(f"cannot export the image side to ONNX: {missing}")
+    check_export_possible()
     if "image" not in getattr(model, "towers", ()) or not isinstance(model, torch.nn.Module):
         raise ModelError("exporting the image side needs the torch model with its image tower loaded")
     side = _image_side(model)
