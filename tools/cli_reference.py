@@ -34,14 +34,17 @@ def _commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
     return out
 
 
+# click parameter type names (typer's own click: "int", "int range", "float", "path", "str", ...)
+_KINDS = {"int": "INTEGER", "integer": "INTEGER", "float": "FLOAT", "path": "PATH"}
+
+
 def _param(param: Any) -> str:
     if param.param_type_name == "argument":
         name = param.metavar or str(param.name).upper()
         text = f"- `{name}`" + (" (required)" if param.required else "")
         return text + (f": {' '.join(param.help.split())}" if getattr(param, "help", None) else "")
     flags = " / ".join(f"`{flag}`" for flag in [*param.opts, *param.secondary_opts])
-    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    kind = {int: "INTEGER", float: "FLOAT", Path: "PATH"}.get(annotation, "TEXT")
+    kind = _KINDS.get(str(getattr(param.type, "name", "")).split(" ")[0], "TEXT")  # "int range" -> int
     metavar = "" if param.is_flag else f" {param.metavar or kind}"
     text = f"- {flags}{metavar}"
     if param.help:

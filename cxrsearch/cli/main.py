@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -44,32 +43,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # not a real file (a test runner's capture)
         pass
-
-
-def _flags_show_no_value_type() -> None:
-    """Boolean flags take no value, so ``--help`` must not show one (``--json <bool>``).
-
-    typer 0.29 renders its rich help panel from ``TyperOption.display_type_rich``, which returns a
-    value type for every option, flags included; typer's plain help skips flags, and typers before
-    0.29 skipped ``BOOLEAN``. Flags without an explicit metavar get none again. Typers without that
-    method are left alone.
-    """
-    from typer.core import TyperOption
-
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "flags_show_no_value_type", False):
-        return
-
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        if self.is_flag and self.metavar is None:
-            return None
-        return shown(self, ctx)
-
-    display_type_rich.flags_show_no_value_type = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_show_no_value_type()
 
 
 class _ErrorBoundary(TyperGroup):
