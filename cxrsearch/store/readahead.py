@@ -12,11 +12,17 @@ indexes, the quantised vector copies, small exact vectors (``label_probs``), the
 their inverted index, and of each only the extents that hold data (the engine preallocates sparse
 files). Not read: the float vectors beside a quantised copy (rescoring touches only the few
 candidates it rescores), the payload storage (read only for the hits returned) and the WAL.
+
+Appendable segments (points not optimised yet: chunked vector storage, no int8 copy) are not read
+either. They hold at most the optimiser's indexing threshold (about 10 MB per vector), the engine
+maps rather than copies them, and faulting them in costs less than reading them first: on a
+3,927-point collection, one appendable segment, the read took 26 ms and saved 5-10 ms of the load.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +34,16 @@ def _wanted(path: Path, shard: Path) -> bool:
     if parts[0] != "segments" or "payload_storage" in parts:
         return False
     return not (path.name == "matrix.dat" and (path.parent / "quantized.data").exists())
+
+
+def _appendable(segment: Path) -> bool:
+    """Whether ``segment`` still takes new points: its dense vectors are in chunked storage (an
+    optimised segment's are one ``Mmap`` / ``InRamMmap`` file each). Unknown layouts count as optimised."""
+    try:
+        vectors = json.loads((segment / "segment.json").read_text(encoding="utf-8"))["config"]["vector_data"]
+        return any("Chunked" in str(v.get("storage_type", "")) for v in vectors.values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def _extents(fd: int, size: int) -> list[tuple[int, int]]:
@@ -55,7 +71,9 @@ def read_ahead(shard: Path) -> int:
     Best effort: a file that cannot be read here is left for the engine to report."""
     total = 0
     buffer = bytearray(CHUNK)
-    for path in sorted((shard / "segments").rglob("*")):
+    segments = shard / "segments"
+    optimised = sorted(s for s in segments.iterdir() if not _appendable(s)) if segments.is_dir() else []
+    for path in (path for segment in optimised for path in sorted(segment.rglob("*"))):
         if not path.is_file() or not _wanted(path, shard):
             continue
         try:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+from cxrsearch.store import load_schema
+from cxrsearch.store.edge import EdgeStore
 from cxrsearch.store.readahead import read_ahead
+from tests.store.conftest import DIM
 
 # the layout of an optimised qdrant-edge 0.9 segment (benchmarks/bench_store.py, 100k points)
 READ = (
@@ -46,3 +51,31 @@ def test_read_ahead_skips_the_holes_of_sparse_files(tmp_path):
         handle.truncate(4 << 20)
     read = read_ahead(tmp_path)
     assert 4096 <= read < 1 << 20  # the data (rounded to the file system's blocks), never the holes
+
+
+def _segment(root, name, storage_type):
+    config = {"config": {"vector_data": {"text": {"size": 4, "storage_type": storage_type}}}}
+    (root / "segments" / name).mkdir(parents=True)
+    (root / "segments" / name / "segment.json").write_text(json.dumps(config))
+    data = root / "segments" / name / "vector_storage-label_probs" / "matrix.dat"
+    data.parent.mkdir()
+    data.write_bytes(b"z" * 5000)
+    return data
+
+
+def test_read_ahead_leaves_appendable_segments_to_the_engine(tmp_path):
+    """Fresh points sit in chunked storage the engine maps, not copies: reading it first costs more
+    than it saves (docs/performance.md), so only optimised segments are read."""
+    _segment(tmp_path, "fresh", "ChunkedMmap")
+    _segment(tmp_path, "optimised", "Mmap")
+    assert read_ahead(tmp_path) == 5000 + len((tmp_path / "segments" / "optimised" / "segment.json").read_bytes())
+
+
+def test_read_ahead_of_a_real_fresh_collection_reads_nothing(tmp_path, cases):
+    store = EdgeStore(tmp_path)
+    try:
+        store.create_collection("c", load_schema("cases"), DIM, 4)
+        store.upsert("c", cases.points("c"))
+    finally:
+        store.close()
+    assert read_ahead(tmp_path / "c" / "shard") == 0  # below the indexing threshold: one appendable segment
