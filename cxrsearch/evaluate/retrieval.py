@@ -48,7 +48,9 @@ from cxrsearch.evaluate.short_queries import load_short_queries
 from cxrsearch.evaluate.subsets import subset_masks
 from cxrsearch.model.train_data import with_finding_sentences
 from cxrsearch.progress import ProgressCallback, ProgressEvent
+from cxrsearch.search import QuerySpec, search
 from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, query_text, run_query
+from cxrsearch.search.modes import encode_queries as encode
 from cxrsearch.search.modes import mode as search_mode
 from cxrsearch.store.base import Filter
 from cxrsearch.store.schema import Bm25Spec
@@ -171,7 +173,6 @@ def encode_queries(
     """The query vectors of a text/image ``mode`` for each query, in batches, through
     :func:`cxrsearch.search.modes.encode_queries` (what ``search`` does for one query)."""
     from cxrsearch.image.decode import decode_image
-    from cxrsearch.search.modes import encode_queries as encode
 
     if mode == "case->case":
         raise ConfigError("encode_queries: case->case queries use the stored vectors")
@@ -198,8 +199,6 @@ def search_rankings(
     given) and ``Filter(split=split, exclude_study_ids=(query,))``. ``fetch`` points are asked for,
     enough for ``depth`` distinct studies when a study has several radiographs.
     """
-    from cxrsearch.search import QuerySpec, search
-
     if mode != "case->case" and vectors is None:
         vectors = encode_queries(searcher.encoder, mode, queries, bm25=searcher.bm25(mode))
     weights = searcher.fusion()

@@ -34,8 +34,10 @@ import numpy as np
 from cxrsearch.errors import QueryError
 from cxrsearch.explain.attribution import BASELINES, DEFAULT_STEPS, PRECISIONS, check_steps
 from cxrsearch.explain.target import Target
-from cxrsearch.search.spec import normalise_query
-from cxrsearch.store.base import SparseVector
+from cxrsearch.search.modes import bm25_params, encode_queries, query_text
+from cxrsearch.search.query import find_example
+from cxrsearch.search.spec import example_keys, normalise_query
+from cxrsearch.store.base import Filter, SparseVector
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.encode import Encoder
@@ -140,8 +142,6 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tup
     if request.mode == "label":
         return Target.label_logit(encoder.labels, str(request.label)), None
     if request.mode == "like":
-        from cxrsearch.search.query import find_example
-
         example = find_example(store, request.collection, str(request.like))
         if "joint" not in example.vectors:
             raise QueryError(f"point {example.id} has no joint vector", path=request.collection)
@@ -151,7 +151,6 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tup
         from cxrsearch.image.decode import decode_image
 
         images = [decode_image(request.image)]
-    from cxrsearch.search.modes import bm25_params, encode_queries, query_text
 
     texts = None if request.text is None else [query_text(request.text)]
     bm25 = bm25_params(store, request.collection, request.mode)
@@ -162,10 +161,6 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tup
 
 def resolve_hit(store: Store, request: ExplainRequest) -> tuple[Point, tuple[str, ...]]:
     """The hit's point (with vectors) and notices (e.g. which of a study's points was chosen)."""
-    from cxrsearch.search.query import find_example
-    from cxrsearch.search.spec import example_keys
-    from cxrsearch.store.base import Filter
-
     point = find_example(store, request.collection, request.hit)
     notices: list[str] = []
     image_id, study_id = example_keys(request.hit)

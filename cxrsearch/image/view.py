@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-_LATERAL = {"LL", "RL", "LAT", "LATERAL", "LEFT LATERAL", "RIGHT LATERAL", "LARGE LATERAL"}
+from cxrsearch.defaults import VIEWS
 
-VIEWS = ("PA", "AP", "LATERAL")
-"""The normalised views, in this order everywhere."""
+__all__ = ["VIEWS", "normalise_view"]
+
+_LATERAL = {"LL", "RL", "LAT", "LATERAL", "LEFT LATERAL", "RIGHT LATERAL", "LARGE LATERAL"}
 
 
 def normalise_view(value: object) -> str | None:

@@ -31,15 +31,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-import numpy as np
-
 from cxrsearch.errors import ConfigError, ModelError, QueryError
-from cxrsearch.store.base import Filter, Hit, Point, SparseVector, Store
+from cxrsearch.store.base import Filter, Hit, Point, SparseVector, Store, StoredVector
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.text.bm25 import embed_query
 from cxrsearch.text.report import report_text
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from cxrsearch.image.decoded import DecodedImage
     from cxrsearch.model.checkpoint import CheckpointInfo
     from cxrsearch.model.encode import Encoder
@@ -148,9 +148,10 @@ def trained_with_images(info: CheckpointInfo) -> bool:
     return "image" in (info.trained_modalities or ())
 
 
-QueryVectors = Mapping[str, "np.ndarray | SparseVector | None"]
+QueryVectors = Mapping[str, "np.ndarray | SparseVector | StoredVector | None"]
 """One query's vectors by query key (``"text"``, ``"image"``, ``"joint"``, ``"label_probs"``,
-``"bm25"``, ``"example"``); ``bm25`` is ``None`` when no query word is left after stopwords."""
+``"bm25"``, ``"example"``: the :class:`StoredVector` of a ``like`` query's example); ``bm25`` is ``None``
+when no query word is left after stopwords."""
 
 
 def bm25_params(store: Store, collection: str, mode_name: str) -> Bm25Spec | None:
@@ -173,6 +174,8 @@ def encode_queries(
     per element, and both sequences of the same length when the mode reads both. ``bm25``: the
     collection's BM25 parameters, needed by modes with a ``bm25`` component.
     """
+    import numpy as np
+
     m = mode(mode_name)
     if m.name == "like":
         raise ConfigError("like queries use a stored vector: nothing to encode")
@@ -226,9 +229,9 @@ def active_components(mode_name: str, vectors: QueryVectors, weights: FusionWeig
     ]
 
 
-def _present(vectors: QueryVectors, key: str) -> np.ndarray | SparseVector:
+def _present(vectors: QueryVectors, key: str) -> np.ndarray | SparseVector | StoredVector:
     """``vectors[key]`` for an active component's query key: never ``None`` (see :func:`active_components`)."""
-    return cast("np.ndarray | SparseVector", vectors[key])
+    return cast("np.ndarray | SparseVector | StoredVector", vectors[key])
 
 
 def run_query(

@@ -28,7 +28,7 @@ from cxrsearch.search.modes import (
 )
 from cxrsearch.search.spec import QuerySpec, example_keys
 from cxrsearch.search.vocabulary import for_collection
-from cxrsearch.store.base import Filter, Hit, Point, Store, point_id
+from cxrsearch.store.base import Filter, Hit, Point, Store, StoredVector, point_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.checkpoint import Checkpoint
@@ -120,11 +120,11 @@ def _query(
     Label filters are checked against the collection's vocabulary first."""
     spec = for_collection(spec, store, collection)
     if spec.mode == "like":
-        example = find_example(store, collection, spec.like or "")
+        example = find_example(store, collection, spec.like or "", with_vectors=False)
         study = str(example.payload.get("study_id", ""))
-        if "joint" not in example.vectors:
-            raise StoreError(f"point {example.id} has no joint vector", path=collection)
-        return {"example": example.vectors["joint"]}, spec.filter(exclude_study_ids=(study,) if study else ()), None
+        # the engine reads the example's vector itself: a --like query handles no vector (nor numpy)
+        example_vector = {"example": StoredVector(example.id)}
+        return example_vector, spec.filter(exclude_study_ids=(study,) if study else ()), None
     encoder = encoder_for(store, collection, checkpoint, towers=mode(spec.mode).inputs, runtime=runtime)
     if spec.image is not None and encoder.checkpoint is not None:
         check_images_trained(encoder.checkpoint.info, "searching by radiograph")
@@ -135,17 +135,17 @@ def _query(
     return vectors, spec.filter(), encoder
 
 
-def find_example(store: Store, collection: str, like: str) -> Point:
-    """The point ``--like`` names, with its vectors: a point id, an image id, or a study id (its
-    image point with the smallest image id, else its report point)."""
+def find_example(store: Store, collection: str, like: str, with_vectors: bool = True) -> Point:
+    """The point ``--like`` names (with its vectors unless ``with_vectors`` is False): a point id, an
+    image id, or a study id (its image point with the smallest image id, else its report point)."""
     image_id, study_id = example_keys(like)
     candidates = [like] if _is_uuid(like) else []
     candidates += [point_id(collection, key) for key in (image_id, study_id) if key]
-    found = store.retrieve(collection, candidates, with_vectors=True) if candidates else []
+    found = store.retrieve(collection, candidates, with_vectors=with_vectors) if candidates else []
     if found:
         return found[0]
     if study_id is not None:
-        points = list(store.scroll(collection, Filter(study_ids=(study_id,)), with_vectors=True))
+        points = list(store.scroll(collection, Filter(study_ids=(study_id,)), with_vectors=with_vectors))
         if points:
             return min(points, key=lambda p: str(p.payload.get("image_id") or ""))
     raise QueryError(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from cxrsearch.data.labels import label_names
 from cxrsearch.data.splits import SPLITS
+from cxrsearch.defaults import VIEWS
 from cxrsearch.errors import QueryError
-from cxrsearch.image.view import VIEWS
 from cxrsearch.store.base import Filter
 
 MAX_K = 1000

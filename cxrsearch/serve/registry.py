@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrsearch.errors import QueryError, StoreError
 from cxrsearch.files import write_atomic
 from cxrsearch.store.edge import SERVER_RECORD, read_server_record
+
+if TYPE_CHECKING:
+    import urllib.request
 
 RECORD_FILE = SERVER_RECORD
 TOKEN_ENV = "CXRSEARCH_SERVE_TOKEN"
@@ -129,6 +130,9 @@ def _authorize(request: urllib.request.Request, record: ServerRecord) -> None:
 
 
 def _send(record: ServerRecord, query: str, body: bytes | None, content_type: str | None, timeout: float) -> Any:
+    import urllib.error  # with urllib.request (ssl, http, email: 20 ms), only when a server answers
+    import urllib.request
+
     request = urllib.request.Request(
         f"{record.url}{query}",
         headers={"Accept": "application/json"},
@@ -182,6 +186,9 @@ def api_post_file(
 
 def fetch_file(record: ServerRecord, path: str, target: Path, timeout: float = 60.0) -> Path:
     """Download ``path`` (e.g. an explanation PNG the API names) from the server into ``target``."""
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(f"{record.url}{path}")
     _authorize(request, record)
     try:

@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cxrsearch.data.splits import SPLITS
+from cxrsearch.defaults import VIEWS
 from cxrsearch.errors import QueryError
-from cxrsearch.image.view import VIEWS
+from cxrsearch.search import search as plain_search
 from cxrsearch.search.collapse import collapse as collapse_hits
 from cxrsearch.search.collapse import uncollapsed
+from cxrsearch.search.query import encoder_for, find_example, search_diverse
+from cxrsearch.search.query import facets as count_labels
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import MAX_K, QuerySpec
+from cxrsearch.search.vocabulary import collection_labels
 from cxrsearch.serve.files import collection_image_roots, resolve_image
 from cxrsearch.serve.settings import ServeSettings
 from cxrsearch.serve.thumbs import RenderCache
@@ -103,10 +107,6 @@ def run_search(
 ) -> SearchResult:
     """``cxrsearch search``'s library calls for ``spec``: ``k * 5`` hits fetched and collapsed (unless
     ``collapse`` is off), MMR with ``diverse``, label counts with ``facets``."""
-    from cxrsearch.search import search as plain_search
-    from cxrsearch.search.query import facets as count_labels
-    from cxrsearch.search.query import search_diverse
-
     fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
     if diverse is not None:
         hits = search_diverse(fetch, store, collection, diverse, checkpoint)
@@ -122,8 +122,6 @@ class Service:
     """The open store and loaded model behind the app. ``close()`` releases the store."""
 
     def __init__(self, store: Store, settings: ServeSettings) -> None:
-        from cxrsearch.search.vocabulary import collection_labels
-
         self.settings = settings
         self.collection = settings.collection
         self.store = LockedStore(store)
@@ -148,8 +146,6 @@ class Service:
         """``"text"``: a text-only encoder (fast text path where available); ``"full"``: both towers
         (image queries); ``"explain"``: a second full one, so an explanation never shares a model
         with a running query. Loaded once, checked against the collection's fingerprint."""
-        from cxrsearch.search.query import encoder_for
-
         with self._model_lock:
             if kind not in self._encoders:
                 if kind == "text":
@@ -187,8 +183,6 @@ class Service:
 
     def point(self, ident: str) -> Point:
         """The point a page names: a point id, image id or study id (as ``--like``)."""
-        from cxrsearch.search.query import find_example
-
         return find_example(self.store, self.collection, ident)
 
     def image_roots(self) -> list[Path]:

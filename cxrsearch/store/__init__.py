@@ -16,6 +16,7 @@ from pathlib import Path
 from cxrsearch import paths
 from cxrsearch.errors import StoreError
 from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, Point, Store, point_id
+from cxrsearch.store.edge import EdgeStore
 from cxrsearch.store.schema import CollectionSchema, list_schemas, load_schema
 
 URL_ENV = "CXRSEARCH_QDRANT_URL"
@@ -92,6 +93,4 @@ def open_store(
             api_key or os.environ.get(API_KEY_ENV) or None,
             timeout=server_timeout() if timeout is None else timeout,
         )
-    from cxrsearch.store.edge import EdgeStore
-
     return EdgeStore(paths.store_dir(store_dir))

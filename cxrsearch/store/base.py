@@ -10,22 +10,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from cxrsearch.errors import QueryError, StoreError
 from cxrsearch.store.schema import CollectionSchema
+
+if TYPE_CHECKING:  # numpy is imported by what makes vectors, not by opening a store
+    import numpy as np
 
 POINT_NAMESPACE = uuid.UUID("5f1c7a52-4e0b-5b8e-9a3e-2c6d0f4b8a11")
 """UUIDv5 namespace of cxrsearch point ids (a fixed constant: changing it would re-key every store)."""
 
 RRF_K = 60
 """Reciprocal-rank-fusion constant (score = sum 1/(k + rank0)); the value of Cormack et al. 2009."""
-
-VIEWS = ("PA", "AP", "LATERAL")
-"""The payload ``view`` values :func:`cxrsearch.store.integrity.verify_collection` accepts: the same as
-:data:`cxrsearch.image.view.VIEWS`, which the store may not import (same layer, see tests/test_layers.py)."""
 
 
 def point_id(collection: str, key: str) -> str:
@@ -43,8 +40,21 @@ class SparseVector:
     values: tuple[float, ...]
 
 
-Vector = np.ndarray | SparseVector
+Vector: TypeAlias = "np.ndarray | SparseVector"
 """A dense float32 array ``(D,)`` or a :class:`SparseVector` (for the schema's sparse vectors)."""
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    """A query by the vector a stored point holds under the searched name (``--like``): the backend
+    reads it where it keeps it, so the caller never fetches (or converts) it. QueryError when the
+    point, or its vector of that name, is not in the collection."""
+
+    point_id: str
+
+
+QueryVector: TypeAlias = "np.ndarray | SparseVector | StoredVector"
+"""What a search takes: a :data:`Vector`, or a :class:`StoredVector`."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +269,7 @@ class Store(Protocol):
         self,
         collection: str,
         vector_name: str,
-        vector: Vector,
+        vector: QueryVector,
         filter: Filter | None = None,
         limit: int = 10,
         with_vectors: bool = False,
@@ -268,7 +278,7 @@ class Store(Protocol):
     def search_fused(
         self,
         collection: str,
-        queries: Sequence[tuple[str, Vector]],
+        queries: Sequence[tuple[str, QueryVector]],
         filter: Filter | None = None,
         limit: int = 10,
         weights: Sequence[float] | None = None,
@@ -293,7 +303,7 @@ class Store(Protocol):
         self,
         collection: str,
         vector_name: str,
-        vector: np.ndarray,
+        vector: np.ndarray | StoredVector,
         filter: Filter | None = None,
         limit: int = 10,
         diversity: float = 0.5,

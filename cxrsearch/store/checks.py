@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from cxrsearch.errors import QueryError, StoreError
-from cxrsearch.store.base import Hit, Point, SparseVector
+from cxrsearch.store.base import Hit, Point, SparseVector, StoredVector
 from cxrsearch.store.schema import CollectionSchema
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def prefetch_limit(limit: int) -> int:
@@ -73,10 +74,22 @@ def check_same_collection(
 
 
 def as_query_vector(
-    collection: str, vector_sizes: Mapping[str, int], name: str, vector: Any, sparse_names: Sequence[str] = ()
+    collection: str,
+    vector_sizes: Mapping[str, int],
+    name: str,
+    vector: Any,
+    sparse_names: Sequence[str] = (),
+    stored: Callable[[str, str], Any] | None = None,
 ) -> list[float] | SparseVector:
     """Check a query vector (known name, right size, finite, non-zero) and return it as a list
-    (a dense vector) or as the :class:`SparseVector` it is (a sparse one)."""
+    (a dense vector) or as the :class:`SparseVector` it is (a sparse one). A :class:`StoredVector`
+    is first read with the backend's ``stored(point_id, name)`` (see :func:`stored_vector`)."""
+    if isinstance(vector, StoredVector):
+        if stored is None:  # pragma: no cover - every backend passes its reader
+            raise StoreError("this backend cannot search by a stored vector", path=collection)
+        if name in sparse_names:
+            raise QueryError(f"a query by a stored vector searches a dense vector, not the sparse {name!r}")
+        vector = stored(vector.point_id, name)
     if name in sparse_names:
         return checked_sparse(collection, name, vector, "query")
     if name not in vector_sizes:
@@ -88,8 +101,21 @@ def as_query_vector(
     return _checked(collection, vector_sizes[name], name, vector, "query")
 
 
+def stored_vector(collection: str, records: Sequence[Any], point_id: str, name: str) -> Any:
+    """The ``name`` vector of the record a backend's retrieve returned for ``point_id``, as the
+    backend gives it (a float list, or an object with ``indices``/``values``)."""
+    if not records:
+        raise QueryError(f"no point {point_id} in collection {collection!r}")
+    vectors = records[0].vector or {}
+    if name not in vectors:
+        raise QueryError(f"point {point_id} has no {name!r} vector to search with", path=collection)
+    return vectors[name]
+
+
 def checked_sparse(collection: str, name: str, vector: Any, what: str) -> SparseVector:
     """A valid :class:`SparseVector` (unique non-negative ids, finite weights, not empty)."""
+    import numpy as np
+
     if not isinstance(vector, SparseVector):
         raise StoreError(
             f"{what}: vector {name!r} is sparse; give a SparseVector, not {type(vector).__name__}", path=collection
@@ -119,6 +145,8 @@ def points_vectors(
     Vectors are checked per name as one ``[B, D]`` matrix: validating and converting 3 x 512 floats
     per point one array at a time costs more than the upsert itself.
     """
+    import numpy as np
+
     for point in points:
         try:
             uuid.UUID(str(point.id))
@@ -162,16 +190,24 @@ def points_vectors(
 
 
 def _checked(collection: str, size: int, name: str, vector: Any, what: str) -> list[float]:
-    arr = np.asarray(vector, dtype=np.float32)
-    if arr.shape != (size,):
+    """``vector`` (an array or a sequence of numbers) as a list of ``size`` finite floats, not all zero.
+
+    Plain Python, no numpy: a ``--like`` query checks a stored vector without importing it."""
+    shape = getattr(vector, "shape", None)
+    try:
+        values = [float(v) for v in (vector.tolist() if hasattr(vector, "tolist") else vector)]
+    except (TypeError, ValueError):  # nested, ragged, or not numbers
+        values = None
+    if values is None or len(values) != size or (shape is not None and len(shape) != 1):
+        given = tuple(shape) if shape is not None else (len(vector),) if hasattr(vector, "__len__") else "?"
         raise StoreError(
-            f"{what}: vector {name!r} has shape {arr.shape}, the collection stores {size}-d vectors "
+            f"{what}: vector {name!r} has shape {given}, the collection stores {size}-d vectors "
             "(was it indexed with a different model checkpoint?)",
             path=collection,
         )
-    if not np.isfinite(arr).all() or not arr.any():
+    if not all(map(math.isfinite, values)) or not any(values):
         raise StoreError(f"{what}: vector {name!r} is zero or not finite", path=collection)
-    return arr.tolist()
+    return values
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -189,6 +225,7 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def plain_payload(collection: str, pid: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """``payload`` as plain JSON values (numpy scalars/arrays and tuples converted; NaN refused)."""
+    import numpy as np
 
     def plain(value: Any, where: str) -> Any:
         kind = type(value)
@@ -215,6 +252,8 @@ def plain_payload(collection: str, pid: str, payload: Mapping[str, Any]) -> dict
 
 def _vector(value: Any) -> np.ndarray | SparseVector:
     """A backend's stored vector (a float list, or an object with ``indices``/``values``)."""
+    import numpy as np
+
     if hasattr(value, "indices"):
         return SparseVector(tuple(int(i) for i in value.indices), tuple(float(v) for v in value.values))
     return np.asarray(value, dtype=np.float32)

@@ -11,7 +11,7 @@ again by :meth:`ClientStore.close`, compared with the server's counts when a col
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -19,7 +19,17 @@ import numpy as np
 
 from cxrsearch.errors import StoreError
 from cxrsearch.store import client_config
-from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
+from cxrsearch.store.base import (
+    RRF_K,
+    CollectionInfo,
+    Filter,
+    Hit,
+    IntegrityRecord,
+    Point,
+    QueryVector,
+    SparseVector,
+    StoredVector,
+)
 from cxrsearch.store.checks import (
     as_query_vector,
     batched,
@@ -37,6 +47,7 @@ from cxrsearch.store.checks import (
     prefetch_limit,
     record_point,
     scored_hit,
+    stored_vector,
 )
 from cxrsearch.store.filters import to_client
 from cxrsearch.store.integrity import check_counts, make_record
@@ -188,14 +199,16 @@ class ClientStore:
         self,
         collection: str,
         vector_name: str,
-        vector: Vector,
+        vector: QueryVector,
         filter: Filter | None = None,
         limit: int = 10,
         with_vectors: bool = False,
     ) -> list[Hit]:
         check_limit(limit)
         schema, sizes = self._layout(collection)
-        query = _client_vector(as_query_vector(collection, sizes, vector_name, vector, schema.sparse_names))
+        query = _client_vector(
+            as_query_vector(collection, sizes, vector_name, vector, schema.sparse_names, self._stored(collection))
+        )
         return self._nearest(collection, schema, query, vector_name, filter, limit, with_vectors)
 
     def _nearest(
@@ -225,7 +238,7 @@ class ClientStore:
     def search_fused(
         self,
         collection: str,
-        queries: Sequence[tuple[str, Vector]],
+        queries: Sequence[tuple[str, QueryVector]],
         filter: Filter | None = None,
         limit: int = 10,
         weights: Sequence[float] | None = None,
@@ -238,10 +251,11 @@ class ClientStore:
         client_filter = to_client(filter)
         params = self._search_params(schema)
         sparse = schema.sparse_names
+        stored = self._stored(collection)
         # the filter is given once, on the fusion: the engine applies it inside every prefetch
         prefetch = [
             models.Prefetch(
-                query=_client_vector(as_query_vector(collection, sizes, name, vec, sparse)),
+                query=_client_vector(as_query_vector(collection, sizes, name, vec, sparse, stored)),
                 using=name,
                 limit=prefetch_limit(limit),
                 params=None if name in sparse else params,
@@ -352,6 +366,16 @@ class ClientStore:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------------
+    def _stored(self, collection: str) -> Callable[[str, str], Any]:
+        """Reads the stored vector a :class:`StoredVector` query names (as the server returns it)."""
+
+        def read(point_id: str, name: str) -> Any:
+            with self._errors(collection):
+                records = self._client.retrieve(collection, [point_id], with_payload=False, with_vectors=[name])
+            return stored_vector(collection, records, point_id, name)
+
+        return read
+
     def _layout(self, collection: str, info: Any = None, check: bool = True) -> tuple[CollectionSchema, dict[str, int]]:
         """Schema and per-vector sizes of a collection (cached: they never change). The first use with
         ``check`` compares the server's counts with the integrity record."""
@@ -438,7 +462,7 @@ class ClientStore:
         self,
         collection: str,
         vector_name: str,
-        vector: np.ndarray,
+        vector: np.ndarray | StoredVector,
         filter: Filter | None = None,
         limit: int = 10,
         diversity: float = 0.5,
@@ -454,9 +478,9 @@ class ClientStore:
         schema, sizes = self._layout(collection)
         check_dense_for_mmr(collection, schema, vector_name)
         query = models.NearestQuery(
-            nearest=cast(
-                "list[float]", as_query_vector(collection, sizes, vector_name, vector)
-            ),  # dense: checked above
+            nearest=cast(  # dense: checked above
+                "list[float]", as_query_vector(collection, sizes, vector_name, vector, stored=self._stored(collection))
+            ),
             mmr=models.Mmr(diversity=weight, candidates_limit=pool),
         )
         return self._nearest(collection, schema, query, vector_name, filter, limit)

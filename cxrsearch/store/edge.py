@@ -27,18 +27,26 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from cxrsearch.errors import StoreError
 from cxrsearch.files import write_atomic
 from cxrsearch.store import edge_config
-from cxrsearch.store.base import RRF_K, CollectionInfo, Filter, Hit, IntegrityRecord, Point, SparseVector, Vector
+from cxrsearch.store.base import (
+    RRF_K,
+    CollectionInfo,
+    Filter,
+    Hit,
+    IntegrityRecord,
+    Point,
+    QueryVector,
+    SparseVector,
+    StoredVector,
+)
 from cxrsearch.store.checks import (
     as_query_vector,
     batched,
@@ -56,11 +64,15 @@ from cxrsearch.store.checks import (
     prefetch_limit,
     record_point,
     scored_hit,
+    stored_vector,
 )
 from cxrsearch.store.filters import to_edge
 from cxrsearch.store.integrity import check_counts, make_record
 from cxrsearch.store.readahead import read_ahead
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
+
+if TYPE_CHECKING:
+    import numpy as np
 
 META_FILE = "collection.json"
 META_FORMAT = 1
@@ -225,7 +237,7 @@ class EdgeStore:
         self,
         collection: str,
         vector_name: str,
-        vector: Vector,
+        vector: QueryVector,
         filter: Filter | None = None,
         limit: int = 10,
         with_vectors: bool = False,
@@ -235,7 +247,14 @@ class EdgeStore:
         check_limit(limit)
         handle = self._handle(collection)
         query = _edge_vector(
-            as_query_vector(collection, handle.vector_sizes, vector_name, vector, handle.schema.sparse_names)
+            as_query_vector(
+                collection,
+                handle.vector_sizes,
+                vector_name,
+                vector,
+                handle.schema.sparse_names,
+                self._stored(collection),
+            )
         )
         request = qe.QueryRequest(
             limit=limit,
@@ -250,7 +269,7 @@ class EdgeStore:
     def search_fused(
         self,
         collection: str,
-        queries: Sequence[tuple[str, Vector]],
+        queries: Sequence[tuple[str, QueryVector]],
         filter: Filter | None = None,
         limit: int = 10,
         weights: Sequence[float] | None = None,
@@ -263,6 +282,7 @@ class EdgeStore:
         params = edge_config.search_params(handle.schema)
         edge_filter = to_edge(filter)
         sparse = handle.schema.sparse_names
+        stored = self._stored(collection)
         # the filter is given once, on the fusion: the engine applies it inside every prefetch (each
         # list holds only passing points; a per-prefetch copy made each list evaluate it again)
         prefetches = [
@@ -270,7 +290,8 @@ class EdgeStore:
                 limit=prefetch_limit(limit),
                 params=None if name in sparse else params,
                 query=qe.Query.Nearest(
-                    _edge_vector(as_query_vector(collection, handle.vector_sizes, name, vec, sparse)), using=name
+                    _edge_vector(as_query_vector(collection, handle.vector_sizes, name, vec, sparse, stored)),
+                    using=name,
                 ),
             )
             for name, vec in queries
@@ -405,8 +426,12 @@ class EdgeStore:
         return directory
 
     def _handle(self, collection: str, check: bool = True) -> _Open:
-        if collection in self._open:  # opened unchecked (verify) stays so for this store object
-            return self._open[collection]
+        if collection not in self._open:  # opened unchecked (verify) stays so for this store object
+            self._open[collection] = self._load(collection, check)
+        return self._open[collection]
+
+    def _load(self, collection: str, check: bool) -> _Open:
+        """Lock and load ``collection``'s shard (and compare its counts with the integrity record)."""
         import qdrant_edge as qe
 
         directory = self._existing(collection)
@@ -434,7 +459,6 @@ class EdgeStore:
                 shard.close()
                 lock.close()
                 raise
-        self._open[collection] = handle
         return handle
 
     def _check(self, collection: str, handle: _Open) -> None:
@@ -446,6 +470,15 @@ class EdgeStore:
             int(handle.shard.info().points_count),
             _vector_counts(handle),
         )
+
+    def _stored(self, collection: str) -> Callable[[str, str], Any]:
+        """Reads the stored vector a :class:`StoredVector` query names (as the engine returns it)."""
+
+        def read(point_id: str, name: str) -> Any:
+            records = self._call(collection, self._handle(collection).shard.retrieve, [point_id], False, True)
+            return stored_vector(collection, records, point_id, name)
+
+        return read
 
     def _call(self, collection: str, fn: Any, *args: Any) -> Any:
         try:
@@ -472,7 +505,7 @@ class EdgeStore:
         self,
         collection: str,
         vector_name: str,
-        vector: np.ndarray,
+        vector: np.ndarray | StoredVector,
         filter: Filter | None = None,
         limit: int = 10,
         diversity: float = 0.5,
@@ -488,7 +521,10 @@ class EdgeStore:
         pool = mmr_candidates(limit, candidates)
         handle = self._handle(collection)
         check_dense_for_mmr(collection, handle.schema, vector_name)
-        query = cast("list[float]", as_query_vector(collection, handle.vector_sizes, vector_name, vector))  # dense
+        query = cast(  # dense: checked above
+            "list[float]",
+            as_query_vector(collection, handle.vector_sizes, vector_name, vector, stored=self._stored(collection)),
+        )
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Mmr(query, 1.0 - weight, pool, using=vector_name),

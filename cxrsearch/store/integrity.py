@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
+from cxrsearch.defaults import VIEWS
 from cxrsearch.errors import StoreError
-from cxrsearch.store.base import VIEWS, IntegrityRecord, SparseVector, Store, point_id
+from cxrsearch.store.base import IntegrityRecord, SparseVector, Store, point_id
 
 REMEDY = (
     "restore the collection from a backup, or rebuild it (`cxrsearch collections drop` it, then "
@@ -133,6 +132,8 @@ def _check_vectors(
     pid: str,
     tally: _Tally,
 ) -> None:
+    import numpy as np
+
     for name, vector in point_vectors.items():
         if name in sparse:
             if not isinstance(vector, SparseVector):

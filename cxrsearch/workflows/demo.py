@@ -40,6 +40,7 @@ from cxrsearch.index import IndexOptions, IndexReport, index_studies, recorded_m
 from cxrsearch.model.train_state import read_train_state_meta
 from cxrsearch.progress import ProgressCallback, ProgressEvent
 from cxrsearch.search import QuerySpec, search
+from cxrsearch.store import open_store
 from cxrsearch.store.base import Hit, Store
 from cxrsearch.workflows.data import FoundData, find_data
 
@@ -253,7 +254,6 @@ def run_demo(options: DemoOptions, on_event: ProgressCallback | None = None) -> 
     :class:`~cxrsearch.model.train_report.TrainEvent` s and the index's ``"index"`` events, unchanged.
     """
     from cxrsearch.model.encode import Encoder
-    from cxrsearch.store import open_store
 
     emit = on_event or (lambda event: None)
     started = time.perf_counter()

@@ -137,8 +137,8 @@ def edge_store(tiny_checkpoint: Path, reports_tgz: Path, tmp_path_factory: pytes
     return root / "store"
 
 
-def _heavy_imports_of_search(args: list[str]) -> str:
-    """Run ``cxrsearch search ARGS --json`` in a fresh interpreter; the heavy modules it imported."""
+def _heavy_imports_of_search(args: list[str], heavy: tuple[str, ...] = HEAVY) -> str:
+    """Run ``cxrsearch search ARGS --json`` in a fresh interpreter; which of ``heavy`` it imported."""
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
@@ -146,7 +146,7 @@ def _heavy_imports_of_search(args: list[str]) -> str:
         f"result = CliRunner().invoke(app, ['search', *{args!r}, '--json'])\n"
         "assert result.exit_code == 0, result.output\n"
         "assert '\"study_id\"' in result.output, result.output\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
@@ -158,6 +158,13 @@ def _heavy_imports_of_search(args: list[str]) -> str:
 def test_a_text_search_imports_no_torch_timm_or_torchvision(edge_store, tiny_checkpoint):
     args = ["--text", "enlarged heart", "--label", "normal", "-k", "3", "--store", str(edge_store)]
     assert _heavy_imports_of_search(args) == ""
+
+
+def test_a_like_search_imports_no_numpy(edge_store):
+    """``--like`` loads no model and handles no vector: the engine reads the example's own (numpy's
+    import alone is a fifth of such a query's start-up, docs/performance.md)."""
+    args = ["--like", "CXR1", "--label", "normal", "-k", "3", "--store", str(edge_store)]
+    assert _heavy_imports_of_search(args, (*HEAVY, "numpy", "PIL", "pydicom")) == ""
 
 
 # ---------------------------------------------------------------- image queries on onnxruntime

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from cxrsearch.errors import CxrSearchError, QueryError
 from cxrsearch.serve import params as qp
+from cxrsearch.store.base import Hit
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.search.spec import QuerySpec
@@ -133,6 +134,4 @@ def job_key(point_id: str, params: qp.SearchParams, label: str | None, steps: in
 
 def as_hit(point: Any) -> Any:
     """A stored point as a hit (score 0), to show it as a card."""
-    from cxrsearch.store.base import Hit
-
     return Hit(id=point.id, score=0.0, payload=dict(point.payload))
