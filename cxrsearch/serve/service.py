@@ -182,8 +182,9 @@ class Service:
     # ------------------------------------------------------------------ cases and files
 
     def point(self, ident: str) -> Point:
-        """The point a page names: a point id, image id or study id (as ``--like``)."""
-        return find_example(self.store, self.collection, ident)
+        """The point a page names: a point id, image id or study id (as ``--like``); its payload, not
+        its vectors (cards and explain jobs read only the payload and the id)."""
+        return find_example(self.store, self.collection, ident, with_vectors=False)
 
     def image_roots(self) -> list[Path]:
         """Where radiographs may be read: ``--images`` folders first, then the collection's images root."""
