@@ -10,8 +10,9 @@ queries and vectors the search used:
 - ``bm25``: the query terms (after negation marking) the hit's report contains, with the report's
   BM25 term weight, and the query terms it lacks (a negated mention is another term:
   ``noeffusion`` does not match ``effusion``);
-- ``labels``: the labels that carry the cosine of the query's and the hit's predicted label
-  probabilities (``q_i * h_i / (|q| |h|)``, largest first).
+- ``labels``: the labels that carry the label vectors' score, largest first: ``q_i * h_i`` of the
+  query's and the hit's predicted label probabilities under the dot product of current
+  collections, ``q_i * h_i / (|q| |h|)`` under the cosine of collections made before it.
 
 No filters are applied here: ``explain`` takes none, so ranks are within the whole collection.
 """
@@ -78,7 +79,11 @@ def fusion_evidence(
         )
     if "labels" in components:
         components["labels"]["evidence"] = label_contributions(
-            vectors.get("label_probs"), point.vectors.get("label_probs"), labels, point.payload.get("probs") or {}
+            vectors.get("label_probs"),
+            point.vectors.get("label_probs"),
+            labels,
+            point.payload.get("probs") or {},
+            distance=store.collection_info(collection).schema.vectors.get("label_probs", "dot"),
         )
     return FusionEvidence(rank, score, weights.source, components)
 
@@ -100,16 +105,25 @@ def matched_terms(query_text: str, stored: SparseVector | None, bm25: Bm25Spec) 
 
 
 def label_contributions(
-    query: Any, stored: Any, labels: tuple[str, ...], hit_probs: Mapping[str, float], top: int = 5
+    query: Any,
+    stored: Any,
+    labels: tuple[str, ...],
+    hit_probs: Mapping[str, float],
+    top: int = 5,
+    distance: str = "dot",
 ) -> list[dict[str, Any]]:
-    """The labels contributing most to cos(query label probabilities, hit label probabilities);
-    ``hit_probs`` are the hit's probabilities as stored in its payload (the vector is normalised)."""
+    """The labels contributing most to the score of the query's label probabilities against the
+    hit's stored label vector under the collection's ``distance`` (``"dot"``: ``q_i * h_i``;
+    ``"cosine"``: the same over ``|q| |h|``, the engine having stored the vector normalised);
+    ``hit_probs`` are the hit's probabilities as its payload holds them."""
     if query is None or stored is None:
         return []
     q, h = np.asarray(query, dtype=np.float64), np.asarray(stored, dtype=np.float64)
     if q.shape != h.shape or q.shape[0] != len(labels):
         return []
-    norm = float(np.linalg.norm(q) * np.linalg.norm(h)) or 1.0
+    norm = 1.0
+    if distance == "cosine":
+        norm = float(np.linalg.norm(q) * np.linalg.norm(h)) or 1.0
     shares = q * h / norm
     order = np.argsort(-shares, kind="stable")[:top]
     return [

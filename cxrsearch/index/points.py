@@ -13,9 +13,9 @@ report only        ``text``, ``joint``,       the report alone
 =================  =========================  ============================
 
 Every point also has ``label_probs``, the predicted label probabilities (the same numbers as the
-``probs`` payload, one dimension per label in the checkpoint's order): label-aware similarity is a
-prefetch of hybrid search. ``bm25`` is the report's sparse BM25 vector (:mod:`cxrsearch.text.bm25`,
-with the collection's parameters), absent when the report has no text.
+``probs`` payload, one dimension per label in the checkpoint's order, compared by dot product):
+label-aware similarity is a prefetch of hybrid search. ``bm25`` is the report's sparse BM25 vector
+(:mod:`cxrsearch.text.bm25`, with the collection's parameters), absent when the report has no text.
 
 Payload (JSON): ``study_id``, ``image_id`` (``None`` for a report point), ``kind`` (``"image"`` |
 ``"report"``), ``view`` (``PA``/``AP``/``LATERAL`` from the DICOM *ViewPosition* tag, else from the

@@ -43,9 +43,9 @@ def test_one_point_per_image_and_per_report_without_image(indexed):
         has_text = bool(study.report_text())
         assert set(point.vectors) == expected_vectors | {"label_probs"} | ({"bm25"} if has_text else set())
         assert all(np.isclose(np.linalg.norm(point.vectors[v]), 1.0, atol=1e-4) for v in expected_vectors)
-        # the label vector is the probs payload in the checkpoint's label order (cosine stores it normalised)
+        # the label vector is the probs payload in the checkpoint's label order (raw: compared by dot product)
         probs = np.array(list(payload["probs"].values()))
-        assert np.allclose(point.vectors["label_probs"], probs / np.linalg.norm(probs), atol=1e-4)
+        assert np.allclose(point.vectors["label_probs"], probs, atol=1e-4)
         if has_text:
             assert len(point.vectors["bm25"].indices) > 0 and min(point.vectors["bm25"].values) > 0
         assert payload["kind"] == ("image" if payload["image_id"] else "report")

@@ -17,7 +17,7 @@ def test_shipped_schemas_load_and_round_trip():
     for name in list_schemas():
         schema = load_schema(name)
         assert schema.vector_names == ("image", "text", "joint", "label_probs")
-        assert set(schema.vectors.values()) == {"cosine"}
+        assert {name: d for name, d in schema.vectors.items() if d != "cosine"} == {"label_probs": "dot"}
         assert schema.vector_sizes(32, 5) == {"image": 32, "text": 32, "joint": 32, "label_probs": 5}
         assert schema.sparse_vectors == {"bm25": "idf"} and schema.bm25.avg_len is None  # from the corpus
         assert schema.unquantized == ("label_probs",)  # close-together probabilities: int8 would lose recall

@@ -166,9 +166,38 @@ def test_label_vectors_stay_exact_in_optimised_segments(tmp_path):
             [Point(point_id("c", f"r{i}"), {"text": dense[i], "label_probs": probs[i]}, {}) for i in range(n)],
             batch=1000,
         )
-    unit = probs / np.linalg.norm(probs, axis=1, keepdims=True)
     ids = [point_id("c", f"r{i}") for i in range(n)]
     with EdgeStore(tmp_path / "store") as store:  # reopened after the optimiser ran
         for q in np.where(rng.random((20, labels)) < 0.15, 0.9, 0.05).astype(np.float32):
-            oracle = dict(zip(ids, (unit @ (q / np.linalg.norm(q))).tolist()))
+            oracle = dict(zip(ids, (probs.astype(np.float64) @ q.astype(np.float64)).tolist()))  # dot product
             assert_matches_oracle(store.search("c", "label_probs", q, None, 10), oracle, 10, atol=1e-5)
+
+
+def test_label_vectors_rank_by_confidence_not_by_direction(store, collection):
+    """The label vector's distance is the dot product of the raw probabilities, on every backend: a
+    case the model is sure holds the query's finding (beside two others) outranks a report it was
+    unsure about (every probability small). Cosine ranked them the other way round, since it
+    normalises both vectors (0.99 for the unsure report, 0.60 for the sure case)."""
+    store.create_collection(collection, load_schema("cases").with_bm25_avg_len(5.0), DIM, 4)
+    probs = {
+        "sure": [0.95, 0.90, 0.90, 0.02],
+        "unsure": [0.08, 0.01, 0.01, 0.01],
+        "other finding": [0.01, 0.90, 0.02, 0.02],
+    }
+    unit = np.ones(DIM, dtype=np.float32) / math.sqrt(DIM)
+    store.upsert(
+        collection,
+        [
+            Point(
+                point_id(collection, name),
+                {"text": unit, "label_probs": np.array(p, dtype=np.float32)},
+                {"study_id": name},
+            )
+            for name, p in probs.items()
+        ],
+    )
+    query = np.array([0.97, 0.02, 0.02, 0.01], dtype=np.float32)
+    hits = store.search(collection, "label_probs", query, None, 3)
+    assert [h.payload["study_id"] for h in hits] == ["sure", "unsure", "other finding"]
+    for hit in hits:
+        assert hit.score == pytest.approx(float(np.dot(query, probs[hit.payload["study_id"]])), abs=1e-5)
