@@ -16,12 +16,14 @@ frequencies, in ``docs/labels.md``. In short:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 from cxrsearch.errors import ConfigError
+from cxrsearch.text.bm25 import mark_negations
 
 NORMAL = "normal"
 _VOCAB_FILE = "labels.json"
@@ -140,3 +142,42 @@ def labels_from_mesh(terms: Iterable[str]) -> tuple[str, ...]:
     if any_term and only_normal:
         found.add(normal_index)
     return tuple(names[i] for i in sorted(found))
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def word_stem(word: str) -> str:
+    """A word without its plural ending ("opacities" -> "opacity", "effusions" -> "effusion")."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
+
+
+@lru_cache(maxsize=1)
+def label_keywords() -> dict[str, tuple[frozenset[str], ...]]:
+    """Per label, the word sets that name it: its name, and each MeSH rule's heading words plus its
+    qualifier's ("Hernia, Hiatal" -> {hernia, hiatal}; "Lung/hypoinflation" -> {lung, hypoinflation});
+    a text names the label when it holds every word of one set."""
+    out = {}
+    for spec in vocabulary():
+        sets = {frozenset(word_stem(w) for w in _WORDS.findall(spec.name.lower()))}
+        for rule in spec.rules:
+            sets.add(frozenset(word_stem(w) for w in _WORDS.findall(f"{rule.heading} {rule.qualifier or ''}".lower())))
+        out[spec.name] = tuple(sorted(sets - {frozenset()}, key=sorted))
+    return out
+
+
+def negated_labels(text: str) -> frozenset[str]:
+    """The labels ``text`` names only inside a negation ("no pleural effusion", "without
+    cardiomegaly"), by the label words of :func:`label_keywords` and the negation marking of
+    :func:`cxrsearch.text.bm25.mark_negations` (the rules that pick finding sentences for training).
+    A label also named outside a negation is not negated ("no edema; small effusion" negates edema
+    only)."""
+    words = {word_stem(w) for w in mark_negations(text).split()}
+    out = set()
+    for label, sets in label_keywords().items():
+        affirmed = any(need <= words for need in sets)
+        if not affirmed and any({"no" + w for w in need} <= words for need in sets):
+            out.add(label)
+    return frozenset(out)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrsearch.data.labels import label_names, vocabulary
+from cxrsearch.data.labels import label_keywords, label_names, word_stem
 from cxrsearch.data.openi import load_studies
 from cxrsearch.data.pairing import index_images
 from cxrsearch.errors import ConfigError
@@ -104,26 +104,6 @@ def _split_data(rows: list[tuple], labels: tuple[str, ...]) -> SplitData:
     )
 
 
-def _word(word: str) -> str:
-    """A word without its plural ending ("opacities" -> "opacity", "effusions" -> "effusion")."""
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
-
-
-def label_keywords() -> dict[str, tuple[frozenset[str], ...]]:
-    """Per label, the word sets that name it: its name, and each MeSH rule's heading words plus its
-    qualifier's ("Hernia, Hiatal" -> {hernia, hiatal}; "Lung/hypoinflation" -> {lung, hypoinflation});
-    a sentence names the label when it holds every word of one set."""
-    out = {}
-    for spec in vocabulary():
-        sets = {frozenset(_word(w) for w in _WORDS.findall(spec.name.lower()))}
-        for rule in spec.rules:
-            sets.add(frozenset(_word(w) for w in _WORDS.findall(f"{rule.heading} {rule.qualifier or ''}".lower())))
-        out[spec.name] = tuple(sorted(sets - {frozenset()}, key=sorted))
-    return out
-
-
 def finding_sentences(
     text: str | None, study_labels: tuple[str, ...], keywords: dict[str, tuple[frozenset[str], ...]]
 ) -> list[tuple[str, tuple[str, ...]]]:
@@ -131,7 +111,7 @@ def finding_sentences(
     outside a negation (see the module docstring); ``normal`` is never affirmed by a sentence."""
     out = []
     for sentence in re.split(r"(?<=[.;])\s+", text or ""):
-        words = {_word(w) for w in mark_negations(sentence).split()}  # negated words carry a "no" prefix
+        words = {word_stem(w) for w in mark_negations(sentence).split()}  # negated words carry a "no" prefix
         affirmed = tuple(
             label
             for label in study_labels

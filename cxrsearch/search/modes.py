@@ -11,7 +11,8 @@ mode           inputs               components (named vector <- query vector), f
 ``text``       a text               hybrid: ``text`` <- text embedding (dense), ``bm25`` <- the
                                     query's BM25 terms (sparse, IDF in the engine),
                                     ``label_probs`` <- the label head's probabilities for the
-                                    query, and ``image`` <- text embedding (cross-modal; only
+                                    query (0 for a label the query names only in a
+                                    negation), and ``image`` <- text embedding (cross-modal; only
                                     for checkpoints trained with images), fused by weighted
                                     reciprocal rank fusion in Qdrant
 ``image``      a radiograph         ``image`` <- image embedding
@@ -31,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from cxrsearch.data.labels import negated_labels
 from cxrsearch.errors import ConfigError, ModelError, QueryError
 from cxrsearch.store.base import Filter, Hit, Point, SparseVector, Store, StoredVector
 from cxrsearch.store.schema import Bm25Spec
@@ -192,11 +194,18 @@ def encode_queries(
         texts=list(texts) if texts is not None else None,
         batch_size=batch_size,
     )
+    label_probs = encoded.probs.astype(np.float32)
+    if "label_probs" in m.queries and texts is not None:
+        columns = {label: j for j, label in enumerate(encoder.labels)}
+        for row, text in enumerate(texts):
+            for label in negated_labels(text):  # "no pleural effusion" does not ask for an effusion
+                if label in columns:
+                    label_probs[row, columns[label]] = 0.0
     by_key = {
         "text": encoded.text,
         "image": encoded.image,
         "joint": encoded.joint,
-        "label_probs": encoded.probs.astype(np.float32),
+        "label_probs": label_probs,
     }
     out: list[dict[str, np.ndarray | SparseVector | None]] = [{} for _ in range(count)]
     for key in m.queries:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrsearch.data.labels import NORMAL, _parse_vocabulary, label_names, labels_from_mesh, vocabulary
+from cxrsearch.data.labels import NORMAL, _parse_vocabulary, label_names, labels_from_mesh, negated_labels, vocabulary
 from cxrsearch.data.openi import Study, load_studies
 from cxrsearch.errors import ConfigError
 
@@ -119,3 +119,20 @@ def test_labels_are_not_keyword_matches(studies: list[Study]) -> None:
     mentions = sum(1 for s in studies if "pneumothorax" in s.report_text().lower())
     labelled = sum(1 for s in studies if "pneumothorax" in s.labels)
     assert mentions > 2000 and labelled == 23  # "no pneumothorax" is not a pneumothorax
+
+
+@pytest.mark.parametrize(
+    ("text", "negated"),
+    [
+        ("no pleural effusion", {"pleural effusion"}),
+        ("without cardiomegaly", {"cardiomegaly"}),
+        ("pleural effusion, no pneumothorax", {"pneumothorax"}),
+        ("No edema. Small right pleural effusion.", {"edema"}),  # the effusion is affirmed
+        ("No edema. Mild pulmonary edema since.", set()),  # named outside the negation too
+        ("no nodule", {"nodule"}),
+        ("enlarged heart", set()),
+        ("nodule", set()),  # "nodule" starts with "no" but is not negated
+    ],
+)
+def test_negated_labels_are_the_labels_named_only_inside_a_negation(text, negated):
+    assert negated_labels(text) == negated

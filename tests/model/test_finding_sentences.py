@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrsearch.model.train_data import finding_sentences, label_keywords, load_training_data
+from cxrsearch.data.labels import label_keywords
+from cxrsearch.model.train_data import finding_sentences, load_training_data
 
 
 @pytest.fixture(scope="module")

@@ -209,3 +209,18 @@ def test_default_checkpoint_is_the_one_recorded_in_the_collection(indexed):
         search(spec, indexed.store, indexed.collection, indexed.checkpoint),
         atol=1e-6,
     )
+
+
+def test_a_label_the_query_names_only_in_a_negation_is_not_asked_for(encoder):
+    """The label head reads a short negated phrase as the finding ("no pleural effusion" -> effusion
+    0.94 with the demo model): the query's label vector drops a label named only inside a negation,
+    so the label component does not rank effusions first for it."""
+    from cxrsearch.search.modes import encode_queries
+    from cxrsearch.store.schema import Bm25Spec
+
+    negated, plain = encode_queries(
+        encoder, "text", ["no pleural effusion", "pleural effusion"], bm25=Bm25Spec(1.2, 0.75, 20.0)
+    )
+    column = list(encoder.labels).index("pleural effusion")
+    assert negated["label_probs"][column] == 0.0 and plain["label_probs"][column] > 0.0
+    assert negated["bm25"] is not None  # the words stay in the BM25 query, negation-marked
