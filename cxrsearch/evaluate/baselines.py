@@ -200,9 +200,11 @@ def cosine_rankings(
     query_uids: Sequence[str],
     query_vectors: np.ndarray,
     depth: int,
+    normalise: bool = True,
 ) -> list[list[str]]:
     """Top-``depth`` pool study ids per query by cosine of (un-normalised) ``query_vectors`` ``[Q, D]``
-    to ``pool_vectors`` ``[N, D]``, best first. The query's own study is never returned; equal
+    to ``pool_vectors`` ``[N, D]``, best first (``normalise=False``: by their dot product, as the
+    store ranks label-probability vectors). The query's own study is never returned; equal
     scores keep pool order. Scores are rounded to 12 decimals so that equal vectors tie exactly,
     whatever the BLAS summation order; a zero vector scores 0 against everything."""
     pool = np.asarray(pool_vectors, dtype=np.float64)
@@ -222,7 +224,7 @@ def cosine_rankings(
         norms = np.linalg.norm(m, axis=1, keepdims=True)
         return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
-    scores = np.round(unit(queries) @ unit(pool).T, 12)
+    scores = np.round(unit(queries) @ unit(pool).T if normalise else queries @ pool.T, 12)
     row_of = {uid: i for i, uid in enumerate(pool_uids)}
     for q, uid in enumerate(query_uids):
         own = row_of.get(uid)

@@ -60,11 +60,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.store.base import Store
 
 MODES = ("text->case", "image->case", "image+text->case", "case->case")
-METHODS = ("model", "dense", "qdrant-bm25", "labels", "untrained", "tfidf-lr", "bm25", "random")
+METHODS = ("model", "dense", "qdrant-bm25", "labels", "untrained", "tfidf-lr", "tfidf-lr-dot", "bm25", "random")
 """``model``: the checkpoint as ``cxrsearch search`` runs it (hybrid for text queries, val-tuned
 weights); ``dense`` / ``qdrant-bm25`` / ``labels``: one component of that hybrid alone (text
 modes only); ``tfidf-lr``: TF-IDF + per-label logistic regression, supervised on the labels that
-define relevance (:func:`.baselines.tfidf_label_rankings`); ``bm25`` (bm25s), ``random``."""
+define relevance, ranking by cosine of predicted label probabilities
+(:func:`.baselines.tfidf_label_rankings`); ``tfidf-lr-dot``: the same probabilities ranked by dot
+product, as the store ranks the model's label vectors; ``bm25`` (bm25s), ``random``."""
 COMPONENT_METHODS = {"dense": "text", "qdrant-bm25": "bm25", "labels": "labels"}
 """Methods that run one component of the model's fused text query alone (the others weigh 0)."""
 _NEEDS = {name: search_mode(name).inputs for name in MODES}
@@ -294,16 +296,18 @@ def _text_baseline_rows(
     ks: tuple[int, ...],
     subsets: Mapping[str, np.ndarray] | None = None,
 ) -> list[RetrievalRow]:
-    """``bm25`` rows, then ``tfidf-lr`` rows when ``label_model()`` (asked after BM25 ranked) gives a
-    model, for queries that all have a report text."""
+    """``bm25`` rows, then ``tfidf-lr`` and ``tfidf-lr-dot`` rows when ``label_model()`` (asked after
+    BM25 ranked) gives a model, for queries that all have a report text."""
     depth = max(ks)
     query_uids, query_texts = [q.uid for q in queries], [q.text or "" for q in queries]
     ranked = bm25_rankings(pool.uids, pool.texts, query_uids, query_texts, depth)
     rows = _rows(pool.setting, mode, "bm25", pool.judge, queries, ranked, ks, subsets)
     model = label_model()
     if model is not None:
-        ranked = cosine_rankings(pool.uids, model.predict(pool.texts), query_uids, model.predict(query_texts), depth)
-        rows += _rows(pool.setting, mode, "tfidf-lr", pool.judge, queries, ranked, ks, subsets)
+        pool_probs, query_probs = model.predict(pool.texts), model.predict(query_texts)
+        for method, normalise in (("tfidf-lr", True), ("tfidf-lr-dot", False)):
+            ranked = cosine_rankings(pool.uids, pool_probs, query_uids, query_probs, depth, normalise=normalise)
+            rows += _rows(pool.setting, mode, method, pool.judge, queries, ranked, ks, subsets)
     return rows
 
 

@@ -127,6 +127,7 @@ def test_image_modes_run_where_images_exist(run: dict) -> None:
         "model",
         "untrained",
         "tfidf-lr",
+        "tfidf-lr-dot",
         "bm25",
         "random",
     }
@@ -324,7 +325,17 @@ def test_v2_methods_subsets_and_short_queries_in_one_run(run: dict) -> None:
     supervised tfidf-lr anchor, the novel / non-normal subsets, and the short-query protocol."""
     out = run["json"]
     text = out["retrieval"]["results"]["historical"]["text->case"]
-    assert set(text) == {"model", "dense", "qdrant-bm25", "labels", "untrained", "tfidf-lr", "bm25", "random"}
+    assert set(text) == {
+        "model",
+        "dense",
+        "qdrant-bm25",
+        "labels",
+        "untrained",
+        "tfidf-lr",
+        "tfidf-lr-dot",
+        "bm25",
+        "random",
+    }
     assert len({cell["strict"]["queries"] for cell in text.values()}) == 1  # the same queries for every method
     assert "dense" not in out["retrieval"]["results"]["historical"]["image->case"]  # one vector: nothing to split
     subsets = out["retrieval"]["subsets"]["historical"]["text->case"]["tfidf-lr"]
