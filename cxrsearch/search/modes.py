@@ -22,8 +22,9 @@ mode           inputs               components (named vector <- query vector), f
 
 The weights of a fused query (:class:`FusionWeights`) are chosen on the validation split only
 (``benchmarks/bench_retrieval.py --write-fusion``, written to ``fusion.json`` beside the
-checkpoint whose vectors the collection holds) and default to 1 each; a component with weight 0 is left out. Every
-query is filtered inside the engine (see docs/search.md); nothing is re-ranked in Python.
+checkpoint whose vectors the collection holds) and default to :data:`DEFAULT_WEIGHTS`; a component
+with weight 0 is left out. Every query is filtered inside the engine (see docs/search.md); nothing
+is re-ranked in Python.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class FusionWeights:
     """Weighted-RRF weights of the fused components by name; ``source`` says where they came from."""
 
     weights: Mapping[str, float]
-    source: str = "default (1 each)"
+    source: str = "equal (1 each)"
 
     def of(self, component: str) -> float:
         return float(self.weights.get(component, 1.0))
@@ -119,15 +120,27 @@ class FusionWeights:
 EQUAL_WEIGHTS = FusionWeights({})
 """Every component weighs 1."""
 
+DEFAULT_WEIGHTS = FusionWeights(
+    {"text": 0.25, "image": 0.25, "bm25": 0.5, "labels": 8.0},
+    "default: the weights tuned on val for cpu-minilm-fs (docs/evaluation.md); tune your checkpoint's "
+    "with benchmarks/bench_retrieval.py --write-fusion",
+)
+"""The weights of a checkpoint without ``fusion.json``: those tuned on val (val reports and short-v1
+dev) for the packaged ``cpu-minilm-fs`` configuration, which scored there as well as its best
+weighting (``image``, absent from that text-only checkpoint, weighs as ``text``, the other dense
+reading of the query). Under RRF with ``k = 1`` equal weights are a poor default (val 0.769 against
+0.877): the label vector is the strongest component by far."""
+
 
 def fusion_weights(encoder: Encoder | None) -> FusionWeights:
     """The fusion weights for a collection indexed with ``encoder``'s checkpoint: ``fusion.json``
-    beside it when tuned (on val), else 1 each; ``image`` is 0 for a checkpoint trained without
-    radiographs (its image tower never learned: its vectors would only add noise to text queries)."""
+    beside it when tuned (on val), else :data:`DEFAULT_WEIGHTS`; ``image`` is 0 for a checkpoint
+    trained without radiographs (its image tower never learned: its vectors would only add noise to
+    text queries)."""
     import json
 
-    weights: dict[str, float] = {}
-    source = "default (1 each)"
+    weights: dict[str, float] = dict(DEFAULT_WEIGHTS.weights)
+    source = DEFAULT_WEIGHTS.source
     info = encoder.checkpoint.info if encoder is not None and encoder.checkpoint is not None else None
     if info is not None and (info.path / FUSION_FILE).is_file():
         path = info.path / FUSION_FILE

@@ -44,7 +44,7 @@ def test_text_query_is_hybrid_dense_bm25_and_labels_fused_in_the_engine(indexed,
     """A text query fuses the dense text vector, the BM25 terms and the label probabilities (one
     prefetch each, weighted RRF) and, since the tiny checkpoint learned from radiographs, the image
     vectors searched with the text embedding."""
-    from cxrsearch.search.modes import fusion_weights
+    from cxrsearch.search.modes import DEFAULT_WEIGHTS, fusion_weights
     from cxrsearch.text.bm25 import embed_query
 
     spec = QuerySpec(text="The heart is enlarged.", k=8)
@@ -53,14 +53,16 @@ def test_text_query_is_hybrid_dense_bm25_and_labels_fused_in_the_engine(indexed,
     bm25 = indexed.store.collection_info(indexed.collection).schema.bm25
     assert bm25.avg_len is not None and 5 < bm25.avg_len < 100  # measured on the indexed reports
     weights = fusion_weights(encoder)
-    assert weights.of("image") == 1.0  # trained with radiographs, no fusion.json: equal weights
+    assert weights == DEFAULT_WEIGHTS  # trained with radiographs, no fusion.json: the default weights
     queries = [
         ("image", encoded.text[0]),
         ("text", encoded.text[0]),
         ("bm25", embed_query("The heart is enlarged.", bm25)),
         ("label_probs", encoded.probs[0]),
     ]
-    fused = indexed.store.search_fused(indexed.collection, queries, None, 8, weights=[1.0, 1.0, 1.0, 1.0])
+    fused = indexed.store.search_fused(
+        indexed.collection, queries, None, 8, weights=[weights.of(name) for name in ("image", "text", "bm25", "labels")]
+    )
     assert len(hits) == 8
     assert_same_ranking(hits, fused, atol=1e-6)
     # each fused hit comes from a prefetch: in the top 50 of one of its components (or tied with the 50th)
