@@ -22,9 +22,9 @@ POINT_NAMESPACE = uuid.UUID("5f1c7a52-4e0b-5b8e-9a3e-2c6d0f4b8a11")
 """UUIDv5 namespace of cxrsearch point ids (a fixed constant: changing it would re-key every store)."""
 
 RRF_K = 1
-"""Reciprocal-rank-fusion constant. Qdrant's weighted RRF (qdrant-edge, qdrant-client and the server
-alike) adds ``1 / ((rank0 + 1) / w + k - 1)`` per list, for a hit at 0-based position ``rank0`` of a
-list of weight ``w``. At ``k = 1`` that is ``w / (rank0 + 1)``: a weight multiplies its list's
+"""Reciprocal-rank-fusion constant. Qdrant's weighted RRF (qdrant-edge and qdrant-client agree) adds
+``1 / ((rank0 + 1) / w + k - 1)`` per list, for a hit at 0-based position ``rank0`` of a list of
+weight ``w``. At ``k = 1`` that is ``w / (rank0 + 1)``: a weight multiplies its list's
 reciprocal ranks, so a heavier list counts more. At Cormack et al.'s ``k = 60`` a weight above 1
 instead flattens its list (every position scores about ``1/59``-``1/65``), so its order hardly counts
 and weights acted backwards. On val (hybrid text queries, ``benchmarks/bench_retrieval.py``'s
