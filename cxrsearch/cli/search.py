@@ -312,8 +312,8 @@ def _search_store(request: _Request, backend: Any) -> _Found:
     from dataclasses import replace
 
     from cxrsearch.search import search as run_search
+    from cxrsearch.search.query import collection_notices, search_diverse
     from cxrsearch.search.query import facets as count_labels
-    from cxrsearch.search.query import search_diverse
     from cxrsearch.search.spec import MAX_K
     from cxrsearch.search.vocabulary import collection_labels
 
@@ -326,6 +326,8 @@ def _search_store(request: _Request, backend: Any) -> _Found:
         hits = search_diverse(fetch, backend, collection, request.diverse, request.model)
     else:
         hits = run_search(fetch, backend, collection, request.model, with_components=request.json_out)
+    for notice in collection_notices(spec, backend, collection):
+        err_console.print(f"[yellow]notice:[/yellow] {escape(notice)}")
     counts = count_labels(spec, backend, collection) if request.facets else None
     counted = request.facets and (request.html is not None or not request.json_out)
     total = backend.count(collection, spec.filter()) if counted else 0

@@ -63,6 +63,20 @@ def search(
     return hits
 
 
+def collection_notices(spec: QuerySpec, store: Store, collection: str) -> list[str]:
+    """What the user should know about ``collection`` for this query: a text query on a collection
+    whose label vectors are compared by cosine (made before the dot product) ranks worse."""
+    if not any(c.vector == "label_probs" for c in mode(spec.mode).components):
+        return []
+    if store.collection_info(collection).schema.vectors.get("label_probs") != "cosine":
+        return []
+    return [
+        f"collection {collection!r} compares label vectors by cosine (made by an older cxrsearch), which "
+        "ranks reports the model was unsure about too high: index again into a fresh collection for the "
+        "dot product (docs/search.md)"
+    ]
+
+
 def encoder_for(
     store: Store,
     collection: str,

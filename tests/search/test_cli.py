@@ -328,3 +328,35 @@ def test_search_cli_diverse(cli_store, openi_images):
     assert len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(app, ["search", "--like", "CXR2", "--diverse", "1.5", "--store", str(store)])
     assert result.exit_code == 2  # a usage error: the range is 0..1
+
+
+def test_search_cli_tells_when_the_collection_compares_label_vectors_by_cosine(
+    cli_store, tiny_checkpoint, reports_tgz, tmp_path
+):
+    """A collection made before the label vector's distance became the dot product still searches,
+    with a notice saying how to upgrade; a current collection gets none."""
+    import dataclasses
+
+    from cxrsearch.store import load_schema
+
+    store, _ = cli_store
+    with EdgeStore(store) as edge:
+        sizes = edge.collection_info("cases").vector_sizes
+    schema = load_schema("cases").with_bm25_avg_len(28.0)
+    old = dataclasses.replace(schema, vectors={**schema.vectors, "label_probs": "cosine"})
+    with EdgeStore(tmp_path / "store") as edge:
+        edge.create_collection("old", old, sizes["text"], sizes["label_probs"])
+    runner = CliRunner()
+    common = ["--store", str(tmp_path / "store"), "--collection", "old"]
+    indexed = runner.invoke(
+        app, ["index", str(reports_tgz), "--model", str(tiny_checkpoint), "--limit", str(N_REPORTS), *common]
+    )
+    assert indexed.exit_code == 0, indexed.output
+    found = runner.invoke(
+        app, ["search", "--text", "pleural effusion", "-k", "3", "--model", str(tiny_checkpoint), *common]
+    )
+    assert found.exit_code == 0, found.output
+    assert "compares label vectors by cosine" in found.output and "index again" in found.output
+    current = runner.invoke(app, ["search", "--text", "pleural effusion", "-k", "3", "--store", str(store)])
+    assert current.exit_code == 0, current.output
+    assert "cosine" not in current.output
