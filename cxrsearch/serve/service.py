@@ -26,7 +26,7 @@ from cxrsearch.errors import QueryError
 from cxrsearch.search import search as plain_search
 from cxrsearch.search.collapse import collapse as collapse_hits
 from cxrsearch.search.collapse import uncollapsed
-from cxrsearch.search.query import encoder_for, find_example, search_diverse
+from cxrsearch.search.query import collection_notices, encoder_for, find_example, search_diverse
 from cxrsearch.search.query import facets as count_labels
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import MAX_K, QuerySpec
@@ -83,12 +83,14 @@ class LockedStore:
 class SearchResult:
     """What one search returned: ``records`` (``search --json``'s hits), ``facets`` (label -> count,
     ``None`` unless asked), ``total`` (points passing the filters, with facets), ``hits`` (the
-    shown hits, payloads included)."""
+    shown hits, payloads included), ``notices`` (what the page shows above the hits, e.g. a
+    collection made by an older cxrsearch; not part of the JSON)."""
 
     records: list[dict[str, Any]]
     facets: dict[str, int] | None
     total: int
     hits: list[Any] = field(repr=False)
+    notices: list[str] = field(default_factory=list)
 
     def json(self) -> Any:
         """Exactly what ``cxrsearch search --json`` prints (with or without ``--facets``)."""
@@ -115,7 +117,8 @@ def run_search(
     counts = count_labels(spec, store, collection) if facets else None
     total = store.count(collection, spec.filter()) if facets else 0
     shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)
-    return SearchResult([hit_record(hit, rank) for rank, hit in enumerate(shown, start=1)], counts, total, shown)
+    records = [hit_record(hit, rank) for rank, hit in enumerate(shown, start=1)]
+    return SearchResult(records, counts, total, shown, collection_notices(spec, store, collection))
 
 
 class Service:

@@ -360,3 +360,11 @@ def test_search_cli_tells_when_the_collection_compares_label_vectors_by_cosine(
     current = runner.invoke(app, ["search", "--text", "pleural effusion", "-k", "3", "--store", str(store)])
     assert current.exit_code == 0, current.output
     assert "cosine" not in current.output
+    # the web page shows the same notice above its hits; the JSON stays what `search --json` prints
+    from cxrsearch.search import QuerySpec
+    from cxrsearch.serve.service import run_search
+
+    with EdgeStore(tmp_path / "store") as edge:
+        result = run_search(QuerySpec(text="pleural effusion", k=3), edge, "old", str(tiny_checkpoint))
+    assert len(result.notices) == 1 and "cosine" in result.notices[0]
+    assert isinstance(result.json(), list) and "cosine" not in json.dumps(result.json())
