@@ -50,7 +50,7 @@ from cxrsearch.index import IndexOptions, index_studies
 from cxrsearch.model.encode import Encoder
 from cxrsearch.model.train_data import with_finding_sentences
 from cxrsearch.search.modes import FUSION_FILE, FusionWeights, encode_queries, fusion_weights, query_text, run_query
-from cxrsearch.store.base import Filter
+from cxrsearch.store.base import RRF_K, Filter
 from cxrsearch.store.edge import EdgeStore
 
 COLLECTION = "bench-retrieval"
@@ -198,6 +198,7 @@ def main() -> None:
             info = encoder.checkpoint.info
             record = {
                 "fingerprint": info.fingerprint,
+                "rrf_k": RRF_K,
                 "weights": dict(tuned.weights),
                 "source": tuned.source,
                 "grid": GRID,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, cast
 
 from cxrsearch.data.labels import negated_labels
 from cxrsearch.errors import ConfigError, ModelError, QueryError
-from cxrsearch.store.base import Filter, Hit, Point, SparseVector, Store, StoredVector
+from cxrsearch.store.base import RRF_K, Filter, Hit, Point, SparseVector, Store, StoredVector
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.text.bm25 import embed_query
 from cxrsearch.text.report import report_text
@@ -134,9 +134,9 @@ reading of the query). Under RRF with ``k = 1`` equal weights are a poor default
 
 def fusion_weights(encoder: Encoder | None) -> FusionWeights:
     """The fusion weights for a collection indexed with ``encoder``'s checkpoint: ``fusion.json``
-    beside it when tuned (on val), else :data:`DEFAULT_WEIGHTS`; ``image`` is 0 for a checkpoint
-    trained without radiographs (its image tower never learned: its vectors would only add noise to
-    text queries)."""
+    beside it when tuned (on val, for these weights and this RRF ``k``), else :data:`DEFAULT_WEIGHTS`;
+    ``image`` is 0 for a checkpoint trained without radiographs (its image tower never learned: its
+    vectors would only add noise to text queries)."""
     import json
 
     weights: dict[str, float] = dict(DEFAULT_WEIGHTS.weights)
@@ -148,6 +148,14 @@ def fusion_weights(encoder: Encoder | None) -> FusionWeights:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("fingerprint") != info.fingerprint:
                 raise ConfigError("it was tuned for other weights (fingerprint differs); tune again", path=path)
+            tuned_k = data.get("rrf_k", 60)  # files written before the key existed were tuned at k = 60
+            if tuned_k != RRF_K:
+                raise ConfigError(
+                    f"its weights were tuned for RRF k = {tuned_k}, and cxrsearch fuses with k = {RRF_K}, where "
+                    "they mean something else: tune again (benchmarks/bench_retrieval.py --write-fusion) or "
+                    "delete the file to use the default weights",
+                    path=path,
+                )
             weights = {str(k): float(v) for k, v in data["weights"].items()}
             source = str(data.get("source", "fusion.json"))
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
