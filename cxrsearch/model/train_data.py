@@ -40,8 +40,6 @@ from cxrsearch.errors import ConfigError
 from cxrsearch.text.bm25 import mark_negations
 from cxrsearch.text.report import normalise_report
 
-_WORDS = re.compile(r"\w+")
-
 
 @dataclass(frozen=True)
 class SplitData:
