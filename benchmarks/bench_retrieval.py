@@ -219,15 +219,12 @@ def main() -> None:
         if training.get("finding_sentences"):  # the baseline reads what the model read
             fit_texts, fit_labels = with_finding_sentences(fit_texts, fit_labels)
         label_model = fit_label_model(fit_texts, fit_labels, vocab)
+        pool_probs, query_probs = label_model.predict(pool_texts), label_model.predict(texts)
         rankings = {
             "random": random_rankings(pool_uids, uids, DEPTH),
             "bm25s": bm25_rankings(pool_uids, pool_texts, uids, texts, DEPTH),
-            "tfidf-lr": cosine_rankings(
-                pool_uids, label_model.predict(pool_texts), uids, label_model.predict(texts), DEPTH
-            ),
-            "tfidf-lr-dot": cosine_rankings(
-                pool_uids, label_model.predict(pool_texts), uids, label_model.predict(texts), DEPTH, normalise=False
-            ),
+            "tfidf-lr": cosine_rankings(pool_uids, pool_probs, uids, query_probs, DEPTH),
+            "tfidf-lr-dot": cosine_rankings(pool_uids, pool_probs, uids, query_probs, DEPTH, normalise=False),
         }
         print(f"baselines in {time.perf_counter() - t0:.1f} s")
         methods = {name: FusionWeights({**base, **w}, name) for name, w in ALONE.items()}
@@ -239,20 +236,13 @@ def main() -> None:
         sq, stexts, svecs = shorts["test"]
         all_uids = [s.uid for s in studies]
         all_texts = [s.report_text() for s in studies]
+        short_uids = [q.uid for q in sq]
+        all_probs, short_probs = label_model.predict(all_texts), label_model.predict(stexts)
         short_rankings = {
-            "random": random_rankings(all_uids, [q.uid for q in sq], DEPTH),
-            "bm25s": bm25_rankings(all_uids, all_texts, [q.uid for q in sq], stexts, DEPTH),
-            "tfidf-lr": cosine_rankings(
-                all_uids, label_model.predict(all_texts), [q.uid for q in sq], label_model.predict(stexts), DEPTH
-            ),
-            "tfidf-lr-dot": cosine_rankings(
-                all_uids,
-                label_model.predict(all_texts),
-                [q.uid for q in sq],
-                label_model.predict(stexts),
-                DEPTH,
-                normalise=False,
-            ),
+            "random": random_rankings(all_uids, short_uids, DEPTH),
+            "bm25s": bm25_rankings(all_uids, all_texts, short_uids, stexts, DEPTH),
+            "tfidf-lr": cosine_rankings(all_uids, all_probs, short_uids, short_probs, DEPTH),
+            "tfidf-lr-dot": cosine_rankings(all_uids, all_probs, short_uids, short_probs, DEPTH, normalise=False),
         }
         for name, weights in methods.items():
             short_rankings[name] = _store_rankings(store, svecs, [None] * len(sq), lambda uid: None, weights)
