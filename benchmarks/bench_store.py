@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrsearch.search.modes import DEFAULT_WEIGHTS
 from cxrsearch.store import Filter, Point, load_schema, point_id
 from cxrsearch.store.checks import prefetch_limit
 from cxrsearch.store.edge import EdgeStore
@@ -278,7 +279,8 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
     asked = [rng.choice([lab for lab in labels if lab != "normal"]) for _ in queries]
     sparse = [embed_query(f"{lab}", bm25) for lab in asked]
     probs = [np.where(np.array(labels) == lab, 0.9, 0.05).astype(np.float32) for lab in asked]
-    weights = [0.5, 2.0, 0.5]  # the val-tuned weights of docs/evaluation.md
+    default = DEFAULT_WEIGHTS.weights  # what a text search without fusion.json uses
+    weights = [default["text"], default["bm25"], default["labels"]]
     oracle = bm25_oracle(data, bm25)
     out = {}
     for name in ("none", "pleural effusion", "any(cardiomegaly, effusion), not devices, PA"):
