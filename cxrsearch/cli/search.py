@@ -268,7 +268,7 @@ def _search_via_server(request: _Request, server: Any) -> None:
     """Send the search to the running ``cxrsearch serve`` and show its answer."""
     from cxrsearch.errors import ConfigError
     from cxrsearch.serve.params import SearchParams
-    from cxrsearch.serve.registry import api_get, api_post_file
+    from cxrsearch.serve.registry import api_search
 
     if request.html is not None or request.model is not None:
         given = "--html" if request.html is not None else "--model"
@@ -290,10 +290,9 @@ def _search_via_server(request: _Request, server: Any) -> None:
         diverse=request.diverse,
         facets=request.facets,
     ).items()  # the page's own query-string form
-    if request.image is not None:  # the film goes as an upload, through the server's own decoder and guards
-        answer = api_post_file(server, "/api/search", sent, "image", request.image)
-    else:
-        answer = api_get(server, "/api/search", sent)
+    # a film goes as an upload, through the server's own decoder and guards
+    answer, notices = api_search(server, sent, request.image)
+    _print_notices(notices)
     if request.json_out:
         print_json(answer)
         return
@@ -305,6 +304,12 @@ def _search_via_server(request: _Request, server: Any) -> None:
     console.print(hits_table(title, rows, truth=request.truth))
     if isinstance(answer, dict) and answer.get("facets") is not None:
         console.print(facets_table(answer["facets"], 0, truth=request.truth))
+
+
+def _print_notices(notices: list[str]) -> None:
+    """What the user should know about the collection searched, on stderr (``--json`` stays clean)."""
+    for notice in notices:
+        err_console.print(f"[yellow]notice:[/yellow] {escape(notice)}")
 
 
 def _search_store(request: _Request, backend: Any) -> _Found:
@@ -326,8 +331,7 @@ def _search_store(request: _Request, backend: Any) -> _Found:
         hits = search_diverse(fetch, backend, collection, request.diverse, request.model)
     else:
         hits = run_search(fetch, backend, collection, request.model, with_components=request.json_out)
-    for notice in collection_notices(spec, backend, collection):
-        err_console.print(f"[yellow]notice:[/yellow] {escape(notice)}")
+    _print_notices(collection_notices(spec, backend, collection))
     counts = count_labels(spec, backend, collection) if request.facets else None
     counted = request.facets and (request.html is not None or not request.json_out)
     total = backend.count(collection, spec.filter()) if counted else 0

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 RECORD_FILE = SERVER_RECORD
 TOKEN_ENV = "CXRSEARCH_SERVE_TOKEN"
+NOTICES_HEADER = "X-Cxrsearch-Notices"
+"""Response header of ``/api/search``: the search's notices (what ``cxrsearch search`` prints to stderr,
+e.g. that the collection was made by an older cxrsearch) as a JSON list, ASCII-escaped. The body stays
+exactly what ``search --json`` prints."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -112,7 +116,37 @@ def api_get(
     """``GET`` (or ``POST``, the parameters in the query string) the server's JSON API;
     StoreError/QueryError in one line naming the server."""
     query = f"{path}?{urllib.parse.urlencode(list(params))}"
-    return _send(record, query, b"" if method == "POST" else None, None, timeout)
+    return _send(record, query, b"" if method == "POST" else None, None, timeout)[0]
+
+
+def api_search(
+    record: ServerRecord, params: Sequence[tuple[str, str]], image: Path | None = None, timeout: float = 120.0
+) -> tuple[Any, list[str]]:
+    """``/api/search`` (``GET``; ``POST`` with ``image`` as the page's upload): its JSON, exactly what
+    ``search --json`` prints, and the notices the server sent beside it (:data:`NOTICES_HEADER`)."""
+    query = f"/api/search?{urllib.parse.urlencode(list(params))}"
+    body, content_type = (None, None) if image is None else _multipart("image", image)
+    answer, headers = _send(record, query, body, content_type, timeout)
+    return answer, read_notices(headers.get(NOTICES_HEADER))
+
+
+def notices_header(notices: Sequence[str]) -> dict[str, str]:
+    """The response headers that carry ``notices`` (none when there are none)."""
+    return {NOTICES_HEADER: json.dumps(list(notices))} if notices else {}
+
+
+def read_notices(value: str | None) -> list[str]:
+    """The notices of a :data:`NOTICES_HEADER` value (a server that sent none: ``[]``; one that is not
+    a JSON list of strings is shown as it came, rather than dropped)."""
+    if not value:
+        return []
+    try:
+        notices = json.loads(value)
+    except ValueError:
+        return [value]
+    if isinstance(notices, list) and all(isinstance(n, str) for n in notices):
+        return notices
+    return [value]
 
 
 def _authorize(request: urllib.request.Request, record: ServerRecord) -> None:
@@ -129,7 +163,10 @@ def _authorize(request: urllib.request.Request, record: ServerRecord) -> None:
     request.add_header("Authorization", f"Bearer {token}")
 
 
-def _send(record: ServerRecord, query: str, body: bytes | None, content_type: str | None, timeout: float) -> Any:
+def _send(
+    record: ServerRecord, query: str, body: bytes | None, content_type: str | None, timeout: float
+) -> tuple[Any, Any]:
+    """The server's JSON answer to ``query`` and the response headers (an ``email.message.Message``)."""
     import urllib.error  # with urllib.request (ssl, http, email: 20 ms), only when a server answers
     import urllib.request
 
@@ -144,7 +181,7 @@ def _send(record: ServerRecord, query: str, body: bytes | None, content_type: st
     _authorize(request, record)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
-            return json.loads(response.read().decode("utf-8"))
+            return json.loads(response.read().decode("utf-8")), response.headers
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read().decode("utf-8")).get("error") or exc.reason
@@ -159,11 +196,8 @@ def _send(record: ServerRecord, query: str, body: bytes | None, content_type: st
         ) from None
 
 
-def api_post_file(
-    record: ServerRecord, path: str, params: Sequence[tuple[str, str]], field: str, file: Path, timeout: float = 120.0
-) -> Any:
-    """``POST`` ``file`` as the multipart form field ``field`` (an upload, as the page sends it), the
-    parameters in the query string; errors as :func:`api_get`."""
+def _multipart(field: str, file: Path) -> tuple[bytes, str]:
+    """A multipart form body holding ``file`` as the field ``field``, and its content type."""
     import uuid
 
     boundary = uuid.uuid4().hex
@@ -175,13 +209,7 @@ def api_post_file(
         body = head + Path(file).read_bytes() + f"\r\n--{boundary}--\r\n".encode("ascii")
     except OSError as exc:
         raise QueryError(f"cannot read the query image: {exc.strerror or exc}", path=file) from None
-    return _send(
-        record,
-        f"{path}?{urllib.parse.urlencode(list(params))}",
-        body,
-        f"multipart/form-data; boundary={boundary}",
-        timeout,
-    )
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def fetch_file(record: ServerRecord, path: str, target: Path, timeout: float = 60.0) -> Path:

@@ -84,7 +84,7 @@ class SearchResult:
     """What one search returned: ``records`` (``search --json``'s hits), ``facets`` (label -> count,
     ``None`` unless asked), ``total`` (points passing the filters, with facets), ``hits`` (the
     shown hits, payloads included), ``notices`` (what the page shows above the hits, e.g. a
-    collection made by an older cxrsearch; not part of the JSON)."""
+    collection made by an older cxrsearch; not part of the JSON: `/api/search` sends them in a header)."""
 
     records: list[dict[str, Any]]
     facets: dict[str, int] | None

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,31 +30,36 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint: Path, reports_tgz: Path, training_images: Path, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("beside")
-    with EdgeStore(root / "store") as store:  # the first 40 reports, with the real radiographs of reports 1-9
-        options = index_options(reports_tgz, training_images, None, root / "failures", limit=40)
-        index_studies(options, store, tiny_checkpoint)
+@contextmanager
+def _serving(store: Path, collection: str = COLLECTION) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``cxrsearch serve`` on ``collection`` of ``store``, in its own process, until the block ends."""
     port = _free_port()
     cli = Path(sys.executable).parent / "cxrsearch"
-    process = subprocess.Popen(
-        [str(cli), "serve", "--store", str(root / "store"), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    record = root / "store" / COLLECTION / RECORD_FILE
+    command = [str(cli), "serve", "--store", str(store), "--collection", collection, "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    record = store / collection / RECORD_FILE
     deadline = time.monotonic() + 120
     while not record.is_file():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"cxrsearch serve did not start: {process.stdout.read() if process.stdout else ''}")
         time.sleep(0.2)
-    yield root / "store", port, process
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+    try:
+        yield port, process
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
     assert not record.is_file(), "a server that stops removes its record"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint: Path, reports_tgz: Path, training_images: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("beside")
+    with EdgeStore(root / "store") as store:  # the first 40 reports, with the real radiographs of reports 1-9
+        options = index_options(reports_tgz, training_images, None, root / "failures", limit=40)
+        index_studies(options, store, tiny_checkpoint)
+    with _serving(root / "store") as (port, process):
+        yield root / "store", port, process
 
 
 def test_search_in_a_terminal_goes_through_the_running_server(server):
@@ -70,6 +77,42 @@ def test_search_in_a_terminal_goes_through_the_running_server(server):
     assert json.loads(result.output) == page  # the page's /api/search and the terminal see the same hits
     table = runner.invoke(app, ["search", "--text", "enlarged heart", "-k", "3", "--store", str(store)])
     assert table.exit_code == 0 and f"via cxrsearch serve at http://127.0.0.1:{port}" in table.output
+
+
+def test_the_servers_notices_are_printed_by_the_terminal_search(
+    tiny_checkpoint: Path, reports_tgz: Path, tmp_path: Path
+):
+    """A search through the server tells what a local one tells: on a collection made before the label
+    vector's distance became the dot product, the notice with the upgrade (stderr; the JSON is
+    unchanged, the page's /api/search body)."""
+    import dataclasses
+
+    from cxrsearch.model.encode import Encoder
+    from cxrsearch.store import load_schema
+
+    schema = load_schema("cases").with_bm25_avg_len(28.0)
+    old = dataclasses.replace(schema, vectors={**schema.vectors, "label_probs": "cosine"})
+    encoder = Encoder(tiny_checkpoint)
+    with EdgeStore(tmp_path / "store") as store:
+        store.create_collection("old", old, encoder.config.fusion.joint_dim, len(encoder.labels))
+        options = index_options(reports_tgz, None, None, tmp_path / "failures", limit=12, collection="old")
+        index_studies(options, store, tiny_checkpoint)
+    runner = CliRunner()
+    common = ["--store", str(tmp_path / "store"), "--collection", "old"]
+    with _serving(tmp_path / "store", "old") as (port, _):
+        table = runner.invoke(app, ["search", "--text", "pleural effusion", "-k", "3", *common])
+        assert table.exit_code == 0, table.output
+        assert "via cxrsearch serve" in table.output
+        assert "compares label vectors by cosine" in table.output and "index again" in table.output
+        as_json = runner.invoke(app, ["search", "--text", "pleural effusion", "-k", "3", "--json", *common])
+        assert as_json.exit_code == 0, as_json.output
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/search?text=pleural+effusion&k=3", timeout=30
+        ) as response:
+            page = json.loads(response.read())
+            assert "cosine" in json.loads(response.headers["X-Cxrsearch-Notices"])[0]
+        assert "compares label vectors by cosine" in as_json.stderr
+        assert json.loads(as_json.stdout) == page and "cosine" not in as_json.stdout
 
 
 def test_an_image_search_in_a_terminal_is_uploaded_to_the_running_server(server, images_dir: Path):

@@ -1,5 +1,6 @@
 """The search API, the JSON the CLI prints: ``GET /api/info``, ``GET|POST /api/search``
-(``search --json``; POST may carry the query image) and ``GET /api/case/{id}``."""
+(``search --json``; POST may carry the query image; the search's notices, which the CLI prints to
+stderr, travel in the ``X-Cxrsearch-Notices`` header) and ``GET /api/case/{id}``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from cxrsearch.errors import CxrSearchError
 from cxrsearch.serve import params as qp
+from cxrsearch.serve.registry import notices_header
 from cxrsearch.serve.routes.state import State, as_hit, form_text, message, read_params
 from cxrsearch.serve.view import make_cards
 
@@ -35,7 +37,7 @@ def api_search(request: Request, state: State) -> Any:
         result = state.service.search(state.spec_of(params), params.collapse, params.diverse, params.facets)
     except CxrSearchError as exc:
         return api_error(exc)
-    return JSONResponse(result.json())
+    return JSONResponse(result.json(), headers=notices_header(result.notices))
 
 
 @router.post("/api/search")
@@ -56,7 +58,7 @@ async def api_search_upload(request: Request, state: State, image: UploadFile | 
         )
     except CxrSearchError as exc:
         return api_error(exc)
-    return JSONResponse(result.json())
+    return JSONResponse(result.json(), headers=notices_header(result.notices))
 
 
 @router.get("/api/case/{ident}")
