@@ -30,6 +30,13 @@ instead flattens its list (every position scores about ``1/59``-``1/65``), so it
 and weights acted backwards. On val (hybrid text queries, ``benchmarks/bench_retrieval.py``'s
 objective) the best weighting scored 0.876 at ``k = 1``, 0.874 at 5, 0.852 at 20 and 0.850 at 60."""
 
+FUSIONS = ("rrf", "linear")
+"""How :meth:`Store.search_fused` combines its lists inside the engine. ``"rrf"``: weighted reciprocal
+rank fusion (:data:`RRF_K`). ``"linear"``: a Qdrant formula over the prefetches, the fused score is
+``sum_i w_i * score_i`` with ``score_i`` the point's score in list ``i`` (0 where the point is not in
+that list): scores keep their size, so a near tie in one list stays a near tie and another list
+decides it (RRF turns the same near tie into ranks 1, 2, 3 ... of full weight)."""
+
 
 def point_id(collection: str, key: str) -> str:
     """Deterministic point id: UUIDv5 of ``"<collection>/<key>"`` (key = image id or study id)."""
@@ -288,9 +295,12 @@ class Store(Protocol):
         filter: Filter | None = None,
         limit: int = 10,
         weights: Sequence[float] | None = None,
+        fusion: str = "rrf",
     ) -> list[Hit]:
-        """RRF (k = :data:`RRF_K`) over one filtered nearest-neighbour list per (vector name, query),
-        inside the engine; ``weights``: Qdrant's weighted RRF, one weight per list (``None`` = unweighted)."""
+        """One filtered nearest-neighbour list per (vector name, query), fused inside the engine by
+        ``fusion`` (:data:`FUSIONS`): weighted RRF (k = :data:`RRF_K`; ``weights`` one per list,
+        ``None`` = unweighted) or ``"linear"``, the weighted sum of the lists' scores (``weights``
+        required: they multiply scores of different sizes)."""
         ...
 
     def scroll(

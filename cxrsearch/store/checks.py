@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cxrsearch.errors import QueryError, StoreError
-from cxrsearch.store.base import Hit, Point, SparseVector, StoredVector
+from cxrsearch.store.base import FUSIONS, Hit, Point, SparseVector, StoredVector
 from cxrsearch.store.schema import CollectionSchema
 
 if TYPE_CHECKING:
@@ -21,16 +21,28 @@ def prefetch_limit(limit: int) -> int:
     return max(4 * limit, 50)
 
 
-def check_fusion(collection: str, queries: Sequence[Any], weights: Sequence[float] | None) -> list[float] | None:
-    """Check a fused query's inputs and weights (one finite weight >= 0 per input, not all 0)."""
+def check_fusion(
+    collection: str, queries: Sequence[Any], weights: Sequence[float] | None, fusion: str = "rrf"
+) -> list[float] | None:
+    """Check a fused query's inputs, fusion (:data:`~cxrsearch.store.base.FUSIONS`) and weights (one
+    finite weight >= 0 per input, not all 0; required for ``"linear"``)."""
     if not queries:
         raise StoreError("search_fused needs at least one (vector name, vector) query", path=collection)
+    if fusion not in FUSIONS:
+        raise QueryError(f"unknown fusion {fusion!r} (fusions: {', '.join(FUSIONS)})")
     if weights is None:
+        if fusion == "linear":
+            raise QueryError("a linear fusion needs one weight per input: scores of different sizes are summed")
         return None
     out = [float(w) for w in weights]
     if len(out) != len(queries) or not all(math.isfinite(w) and w >= 0 for w in out) or not any(out):
         raise QueryError(f"fusion weights must be one number >= 0 per input ({len(queries)}), not all 0: got {out}")
     return out
+
+
+def score_variable(index: int) -> str:
+    """The formula variable of prefetch ``index``'s score (Qdrant's ``$score[i]``)."""
+    return f"$score[{index}]"
 
 
 def check_limit(limit: int, what: str = "limit") -> None:

@@ -46,6 +46,7 @@ from cxrsearch.store.checks import (
     points_vectors,
     prefetch_limit,
     record_point,
+    score_variable,
     scored_hit,
     stored_vector,
 )
@@ -54,7 +55,8 @@ from cxrsearch.store.integrity import check_counts, make_record
 from cxrsearch.store.schema import CollectionSchema, check_collection_name
 
 MIN_SERVER = (1, 18)
-"""Oldest Qdrant server with what this module uses (weighted RRF with ``k``: 1.18; collection metadata)."""
+"""Oldest Qdrant server with what this module uses (weighted RRF with ``k``: 1.18; collection metadata;
+formula queries, the linear fusion: 1.14)."""
 
 
 class ClientStore:
@@ -242,11 +244,12 @@ class ClientStore:
         filter: Filter | None = None,
         limit: int = 10,
         weights: Sequence[float] | None = None,
+        fusion: str = "rrf",
     ) -> list[Hit]:
         from qdrant_client import models
 
         check_limit(limit)
-        weights = check_fusion(collection, queries, weights)
+        weights = check_fusion(collection, queries, weights, fusion)
         schema, sizes = self._layout(collection)
         client_filter = to_client(filter)
         params = self._search_params(schema)
@@ -266,7 +269,7 @@ class ClientStore:
             response = self._client.query_points(
                 collection,
                 prefetch=prefetch,
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights)),
+                query=_client_fusion(fusion, weights),
                 query_filter=client_filter,
                 limit=limit,
                 with_payload=True,
@@ -484,6 +487,18 @@ class ClientStore:
             mmr=models.Mmr(diversity=weight, candidates_limit=pool),
         )
         return self._nearest(collection, schema, query, vector_name, filter, limit)
+
+
+def _client_fusion(fusion: str, weights: list[float] | None) -> Any:
+    """qdrant-client's query that fuses the prefetches (:data:`~cxrsearch.store.base.FUSIONS`)."""
+    from qdrant_client import models
+
+    if fusion == "rrf":
+        return models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights))
+    terms: list[Any] = [models.MultExpression(mult=[w, score_variable(i)]) for i, w in enumerate(weights or ())]
+    return models.FormulaQuery(
+        formula=models.SumExpression(sum=terms), defaults={score_variable(i): 0.0 for i in range(len(terms))}
+    )
 
 
 def _client_vector(vector: list[float] | SparseVector) -> Any:

@@ -63,6 +63,7 @@ from cxrsearch.store.checks import (
     points_vectors,
     prefetch_limit,
     record_point,
+    score_variable,
     scored_hit,
     stored_vector,
 )
@@ -273,11 +274,12 @@ class EdgeStore:
         filter: Filter | None = None,
         limit: int = 10,
         weights: Sequence[float] | None = None,
+        fusion: str = "rrf",
     ) -> list[Hit]:
         import qdrant_edge as qe
 
         check_limit(limit)
-        weights = check_fusion(collection, queries, weights)
+        weights = check_fusion(collection, queries, weights, fusion)
         handle = self._handle(collection)
         params = edge_config.search_params(handle.schema)
         edge_filter = to_edge(filter)
@@ -299,7 +301,7 @@ class EdgeStore:
         request = qe.QueryRequest(
             limit=limit,
             prefetches=prefetches,
-            query=qe.Fusion.Rrf(k=RRF_K, weights=weights),  # type: ignore[arg-type]  # stub: Rrf is a Fusion
+            query=_edge_fusion(fusion, weights),
             filter=edge_filter,
             with_payload=True,
         )
@@ -533,6 +535,19 @@ class EdgeStore:
             params=edge_config.search_params(handle.schema),
         )
         return [scored_hit(p, False) for p in self._call(collection, handle.shard.query, request)]
+
+
+def _edge_fusion(fusion: str, weights: list[float] | None) -> Any:
+    """The engine's query that fuses the prefetches (:data:`~cxrsearch.store.base.FUSIONS`)."""
+    import qdrant_edge as qe
+
+    if fusion == "rrf":
+        return qe.Fusion.Rrf(k=RRF_K, weights=weights)
+    terms = [
+        qe.Expression.Mult([qe.Expression.Constant(w), qe.Expression.Variable(score_variable(i))])
+        for i, w in enumerate(weights or ())
+    ]
+    return qe.Formula(qe.Expression.Sum(terms), defaults={score_variable(i): 0.0 for i in range(len(terms))})
 
 
 def _edge_vector(vector: list[float] | SparseVector) -> Any:

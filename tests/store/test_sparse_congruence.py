@@ -3,7 +3,8 @@
 Sparse search is held to a numpy oracle of Qdrant's IDF-weighted score (query weights are 1, so a
 point scores ``sum over shared terms of idf(t) * w_point(t)`` with ``idf = ln(1 + (N - n + 0.5) /
 (n + 0.5))``); weighted RRF has no closed form here, so the embedded store and qdrant-client are
-held to each other on the same points and queries (random sparse weights: no ties to order).
+held to each other on the same points and queries (random sparse weights: no ties to order). The
+linear fusion is held to the weighted sum of its lists' own scores.
 """
 
 from __future__ import annotations
@@ -103,11 +104,15 @@ def test_sparse_search_is_idf_weighted_bm25(store, collection, corpus, text, flt
             assert "Small pleural effusion" in texts[i]
 
 
+@pytest.mark.parametrize("fusion", ["rrf", "linear"])
 @pytest.mark.parametrize("weights", [None, [1.0, 1.0, 1.0], [0.5, 2.0, 0.5], [3.0, 0.0, 1.0]])
-def test_weighted_fusion_with_sparse_agrees_across_backends(tmp_path, weights):
-    """Dense, sparse and label prefetches fused with weights: the embedded store and qdrant-client
-    give the same ranking and scores. The sparse weights are random (no ties): with tied lists a
-    backend may order a tie either way, and RRF turns that into different scores."""
+def test_weighted_fusion_with_sparse_agrees_across_backends(tmp_path, weights, fusion):
+    """Dense, sparse and label prefetches fused with weights, by RRF or by the weighted sum of their
+    scores: the embedded store and qdrant-client give the same ranking and scores. The sparse weights
+    are random (no ties): with tied lists a backend may order a tie either way, and RRF turns that
+    into different scores."""
+    if fusion == "linear" and weights is None:
+        pytest.skip("a linear fusion needs weights (refusing None is tested below)")
     rng = np.random.default_rng(11)
     n, vocabulary = 80, 40
     sparse = []
@@ -140,13 +145,53 @@ def test_weighted_fusion_with_sparse_agrees_across_backends(tmp_path, weights):
             ]
             for flt in (None, Filter(split="train")):
                 assert_same_ranking(
-                    edge.search_fused("c", queries, flt, 10, weights=weights),
-                    memory.search_fused("c", queries, flt, 10, weights=weights),
-                    atol=1e-6,
+                    edge.search_fused("c", queries, flt, 10, weights=weights, fusion=fusion),
+                    memory.search_fused("c", queries, flt, 10, weights=weights, fusion=fusion),
+                    atol=1e-5,
                 )
     finally:
         edge.close()
         memory.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "client"])
+def test_linear_fusion_scores_the_weighted_sum_of_the_list_scores(tmp_path, backend):
+    """The linear fusion's score of a point is ``sum_i w_i * score_i`` over the prefetch lists, a list
+    the point is not in counting 0 (each list read on its own, as deep as the fusion's prefetches);
+    it ranks by that sum, and refuses to run without weights."""
+    from cxrsearch.errors import QueryError
+    from cxrsearch.store.checks import prefetch_limit
+
+    rng = np.random.default_rng(5)
+    n = 120
+    dense = rng.normal(size=(n, DIM)).astype(np.float32)
+    probs = rng.random((n, 4)).astype(np.float32)
+    store = EdgeStore(tmp_path / "store") if backend == "edge" else ClientStore.in_memory()
+    try:
+        store.create_collection("c", load_schema("cases").with_bm25_avg_len(5.0), DIM, 4)
+        store.upsert(
+            "c", [Point(point_id("c", f"r{i}"), {"text": dense[i], "label_probs": probs[i]}, {}) for i in range(n)]
+        )
+        queries = [("text", rng.normal(size=DIM).astype(np.float32)), ("label_probs", rng.random(4).astype(np.float32))]
+        weights = [0.3, 2.0]
+        fused = store.search_fused("c", queries, None, 10, weights=weights, fusion="linear")
+        lists = [
+            {h.id: h.score for h in store.search("c", name, vec, None, prefetch_limit(10))} for name, vec in queries
+        ]
+        expected = {
+            pid: sum(w * scores.get(pid, 0.0) for w, scores in zip(weights, lists)) for pid in set().union(*lists)
+        }
+        assert len(fused) == 10
+        for hit in fused:
+            assert hit.score == pytest.approx(expected[hit.id], abs=1e-5)
+        assert fused[0].score == pytest.approx(max(expected.values()), abs=1e-5)
+        assert all(a.score >= b.score - 1e-6 for a, b in zip(fused, fused[1:]))
+        with pytest.raises(QueryError, match="linear fusion needs one weight per input"):
+            store.search_fused("c", queries, None, 10, fusion="linear")
+        with pytest.raises(QueryError, match="unknown fusion"):
+            store.search_fused("c", queries, None, 10, weights=weights, fusion="dbsf")
+    finally:
+        store.close()
 
 
 def test_label_vectors_stay_exact_in_optimised_segments(tmp_path):
