@@ -6,6 +6,8 @@ often shows the same text several times. :func:`collapse` keeps the first (best)
 of hits whose report text is identical under the key training uses for "identical reports"
 (:func:`cxrsearch.text.report.normalise_report` of findings + impression, cleaned as the model
 reads them), and records the others' point and study ids. Hits without report text are never merged.
+Hits of exactly equal score are shown in point-id order (and a group tied at its best shows its
+smallest id), so one search shows the same cases every time, whatever order the engine gave ties.
 """
 
 from __future__ import annotations
@@ -68,12 +70,30 @@ def collapse(hits: Iterable[Hit], k: int) -> list[CollapsedHit]:
         groups.append((hit, others))
         if key is not None:
             by_key[key] = others
-    return [
-        CollapsedHit(first, tuple(h.id for h in others), tuple(str(h.payload.get("study_id") or "") for h in others))
-        for first, others in groups
-    ]
+    shown = []
+    for first, others in groups:
+        head, rest = _head([first, *others])
+        shown.append(
+            CollapsedHit(head, tuple(h.id for h in rest), tuple(str(h.payload.get("study_id") or "") for h in rest))
+        )
+    return _ties_by_id(shown)
 
 
 def uncollapsed(hits: Iterable[Hit]) -> list[CollapsedHit]:
     """Every hit as its own group (``--no-collapse``)."""
-    return [CollapsedHit(hit) for hit in hits]
+    return _ties_by_id([CollapsedHit(hit) for hit in hits])
+
+
+def _head(group: list[Hit]) -> tuple[Hit, list[Hit]]:
+    """The hit shown for a group (best first) and the rest, best first. Copies of one report often
+    score exactly alike, and the engine orders exact ties either way: among those tied with the best,
+    the smallest point id is shown, so the same search shows the same case every time."""
+    tied = [h for h in group if h.score == group[0].score]
+    head = min(tied, key=lambda h: h.id)
+    return head, [h for h in group if h is not head]
+
+
+def _ties_by_id(shown: list[CollapsedHit]) -> list[CollapsedHit]:
+    """``shown`` (best first) with hits of exactly equal score in point-id order: the engine's order
+    of exact ties varies from one run to the next; nothing else moves."""
+    return sorted(shown, key=lambda h: (-h.score, h.id))

@@ -72,3 +72,22 @@ def test_hit_record_lists_the_identical_hits():
     assert set(plain) == set(first) and plain["identical"] == [] and plain["identical_count"] == 0
     assert [hit_record(g, 1)["identical_count"] for g in uncollapsed(hits)] == [0, 0, 0]
     assert all(isinstance(g, CollapsedHit) for g in uncollapsed(hits))
+
+
+def test_exact_ties_show_the_same_hits_whatever_order_the_engine_gave_them():
+    """Copies of one report often score exactly alike, and the engine orders exact ties either way:
+    the group shows its smallest point id, tied groups come in id order, and nothing else moves."""
+    same = [Hit(f"id-{c}", 0.5, {"study_id": f"CXR{c}", "findings": "Same words."}) for c in "bca"]
+    other = [Hit(f"id-{c}", 0.5, {"study_id": f"CXR{c}", "findings": f"Other {c}."}) for c in "zy"]
+    best = Hit("id-w", 0.9, {"study_id": "CXRw", "findings": "Best."})
+    worse = Hit("id-x", 0.1, {"study_id": "CXRx", "findings": "Worse."})
+    for order in ([best, *same, *other, worse], [best, *reversed(other), *reversed(same), worse]):
+        groups = collapse(order, k=10)
+        assert [g.id for g in groups] == ["id-w", "id-a", "id-y", "id-z", "id-x"]
+        assert set(groups[1].identical) == {"id-b", "id-c"}
+        flat = uncollapsed(order)
+        assert [g.id for g in flat] == ["id-w", "id-a", "id-b", "id-c", "id-y", "id-z", "id-x"]
+    # a copy that scores less than the group's best never heads it
+    uneven = [Hit("id-b", 0.6, {"findings": "Same."}), Hit("id-a", 0.5, {"findings": "Same."})]
+    (group,) = collapse(uneven, k=5)
+    assert group.id == "id-b" and group.identical == ("id-a",)
