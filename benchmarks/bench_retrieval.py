@@ -6,10 +6,13 @@ strongest simple baselines, on full-report queries and on short educator queries
 
 1. Index every report with the checkpoint (``cxrsearch index``'s library call; resumable: a second
    run reuses the collection).
-2. **Tune** the weighted-RRF weights of the hybrid text query on **val only**: val reports as queries
-   against the train pool, plus the short-query **dev** set; the objective is the mean of their strict
-   P@10. ``--write-fusion`` records the chosen weights in ``fusion.json`` beside the checkpoint
-   (what ``cxrsearch search`` then uses). The test split is never looked at while choosing.
+2. **Tune** the fusion of the hybrid text query on **val only**, over two grids: weighted RRF
+   (``GRID``) and the linear fusion (``LINEAR_GRID``: the weighted sum of the normalised component
+   scores, :func:`cxrsearch.search.modes.fusion_coefficients`). Val reports are the queries against
+   the train pool, plus the short-query **dev** set; the objective is the mean of their strict P@10.
+   ``--write-fusion`` records the chosen fusion and weights in ``fusion.json`` beside the checkpoint
+   (what ``cxrsearch search`` then uses). The test split is never looked at while choosing; the
+   laterality dev queries are printed for the chosen weights, not used to choose.
 3. **Report** on the test split, every method on the same queries:
    ``random``, ``bm25s`` (bm25s, the classic baseline), ``qdrant-bm25`` (our sparse vectors alone),
    ``dense`` (the model's text vectors alone), ``labels`` (the model's label-probability vectors
@@ -25,7 +28,9 @@ strongest simple baselines, on full-report queries and on short educator queries
    - full-report queries (test studies vs the train pool, strict relevance), subsets ``all``,
      ``novel`` (no word-for-word identical report in the pool) and ``non-normal``;
    - short queries (``cxrsearch/evaluate/queries/short-v1.json``, test half), against every indexed
-     study, relevant when the study's MeSH labels hold the query's label, no filters.
+     study, relevant when the study's MeSH labels hold the query's label, no filters;
+   - laterality queries (:mod:`cxrsearch.evaluate.side_queries`, test half: "left pleural effusion"),
+     against every indexed study: P@10 of the label on the asked side, and of the label on any side.
 
 Every store query is :func:`cxrsearch.search.modes.run_query`, the one ``cxrsearch search`` sends.
 """
@@ -45,6 +50,7 @@ from cxrsearch.evaluate.baselines import bm25_rankings, cosine_rankings, fit_lab
 from cxrsearch.evaluate.metrics import mean_metrics
 from cxrsearch.evaluate.relevance import Pool, Query, label_counts, primary_label
 from cxrsearch.evaluate.short_queries import load_short_queries
+from cxrsearch.evaluate.side_queries import side_queries, sided_labels
 from cxrsearch.evaluate.subsets import subset_masks
 from cxrsearch.index import IndexOptions, index_studies
 from cxrsearch.model.encode import Encoder
@@ -63,6 +69,10 @@ ALONE = {
     "hybrid": {"text": 1, "bm25": 1, "labels": 1},
 }
 GRID = {"text": (0.25, 0.5, 1.0, 2.0), "bm25": (0.0, 0.25, 0.5, 1.0, 2.0), "labels": (0.5, 1.0, 2.0, 4.0, 8.0)}
+"""The weighted-RRF grid."""
+LINEAR_GRID = {"text": (0.0, 0.05, 0.1, 0.2, 0.4), "bm25": (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5), "labels": (1.0,)}
+"""The linear-fusion grid (only the ratios of its weights matter: ``labels`` stays 1)."""
+GRIDS = {"rrf": GRID, "linear": LINEAR_GRID}
 
 
 def _dedupe(hits, own: str | None) -> list[str]:
@@ -86,6 +96,18 @@ def _store_rankings(store, vectors, uids, flt_of, weights: FusionWeights) -> lis
 def _p10(pool: Pool, queries: list[Query], rankings) -> float:
     judged = [pool.judge(q, r, "strict", DEPTH) for q, r in zip(queries, rankings)]
     return float(mean_metrics(judged, (DEPTH,))["P@10"])
+
+
+def _side_p10(queries, rankings, sided: dict[str, frozenset], any_side: bool) -> float:
+    """Mean P@10 of laterality queries: the label on the asked side (``any_side``: on any side)."""
+    scores = []
+    for q, ranked in zip(queries, rankings):
+        if any_side:
+            hits = [any(label == q.label for label, _ in sided[uid]) for uid in ranked]
+        else:
+            hits = [(q.label, q.side) in sided[uid] for uid in ranked]
+        scores.append(sum(hits) / DEPTH)
+    return float(np.mean(scores))
 
 
 def _label_oracle(store, vocab: list[str], queries) -> list[list[str]]:
@@ -155,6 +177,12 @@ def main() -> None:
                 texts,
                 encode_queries(encoder, "text", texts, batch_size=64, bm25=bm25),
             )
+        sided = {s.uid: sided_labels(s.mesh_major) for s in studies}
+        laterality = {}
+        for split in ("dev", "test"):
+            lq = side_queries([s.mesh_major for s in studies], split=split)
+            texts = [query_text(q.text) for q in lq]
+            laterality[split] = (lq, texts, encode_queries(encoder, "text", texts, batch_size=64, bm25=bm25))
         print(f"encoded queries in {time.perf_counter() - t0:.0f} s")
 
         def full(split: str, weights: FusionWeights) -> float:
@@ -175,33 +203,52 @@ def main() -> None:
             qs, _, vecs = shorts[split]
             return _p10(everything, qs, _store_rankings(store, vecs, [None] * len(qs), lambda uid: None, weights))
 
+        def side(split: str, weights: FusionWeights, any_side: bool = False) -> float:
+            lq, _, vecs = laterality[split]
+            return _side_p10(
+                lq, _store_rankings(store, vecs, [None] * len(lq), lambda uid: None, weights), sided, any_side
+            )
+
         # -- tuning on val + dev only -------------------------------------------------------------
         t0 = time.perf_counter()
         base = fusion_weights(encoder).weights  # image 0 for a text-only checkpoint
         scored = []
-        for text_w, bm25_w, labels_w in itertools.product(GRID["text"], GRID["bm25"], GRID["labels"]):
-            weights = FusionWeights({**base, "text": text_w, "bm25": bm25_w, "labels": labels_w}, "grid")
-            v, d = full("val", weights), short("dev", weights)
-            scored.append(((v + d) / 2, v, d, weights))
+        for fusion, grid in GRIDS.items():
+            for text_w, bm25_w, labels_w in itertools.product(grid["text"], grid["bm25"], grid["labels"]):
+                weights = FusionWeights({**base, "text": text_w, "bm25": bm25_w, "labels": labels_w}, "grid", fusion)
+                v, d = full("val", weights), short("dev", weights)
+                scored.append(((v + d) / 2, v, d, weights))
+
         # ties (to 4 decimals) go to the weighting that keeps more components: a component that does
         # not move P@10 still orders what P@10 does not judge (wording, negations for BM25)
-        best = max(scored, key=lambda row: (round(row[0], 4), sum(w > 0 for w in row[3].weights.values())))
+        def rank_key(row):
+            return (round(row[0], 4), sum(w > 0 for w in row[3].weights.values()))
+
+        best_of = {f: max((r for r in scored if r[3].fusion == f), key=rank_key) for f in GRIDS}
+        best = max(best_of.values(), key=rank_key)
+        for fusion, row in best_of.items():
+            print(
+                f"best {fusion}: {dict(row[3].weights)} (val P@10 {row[1]:.3f}, dev short P@10 {row[2]:.3f}, "
+                f"dev laterality P@10 {side('dev', row[3]):.3f} on the side / {side('dev', row[3], True):.3f} any side)"
+            )
         tuned = FusionWeights(
             dict(best[3].weights),
             f"tuned on val reports + short-v1 dev (P@10 {best[1]:.3f} / {best[2]:.3f}), benchmarks/bench_retrieval.py",
+            best[3].fusion,
         )
         print(
-            f"tuned {len(scored)} weightings on val in {time.perf_counter() - t0:.0f} s: {dict(tuned.weights)} "
-            f"(val P@10 {best[1]:.3f}, dev short P@10 {best[2]:.3f})"
+            f"tuned {len(scored)} weightings on val in {time.perf_counter() - t0:.0f} s: {tuned.fusion} "
+            f"{dict(tuned.weights)} (val P@10 {best[1]:.3f}, dev short P@10 {best[2]:.3f})"
         )
         if args.write_fusion:
             info = encoder.checkpoint.info
             record = {
                 "fingerprint": info.fingerprint,
+                "fusion": tuned.fusion,
                 "rrf_k": RRF_K,
                 "weights": dict(tuned.weights),
                 "source": tuned.source,
-                "grid": GRID,
+                "grid": GRIDS[tuned.fusion],
                 "objective": "mean strict P@10 of val reports vs train and short-v1 dev",
             }
             (info.path / FUSION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -228,6 +275,9 @@ def main() -> None:
         }
         print(f"baselines in {time.perf_counter() - t0:.1f} s")
         methods = {name: FusionWeights({**base, **w}, name) for name, w in ALONE.items()}
+        for fusion, row in best_of.items():  # the val-best of each fusion; the chosen one is hybrid-tuned
+            if row is not best:
+                methods[f"hybrid-{fusion} (val-best, not chosen)"] = row[3]
         methods["hybrid-tuned"] = tuned
         for name, weights in methods.items():
             rankings[name] = _store_rankings(
@@ -247,22 +297,36 @@ def main() -> None:
         for name, weights in methods.items():
             short_rankings[name] = _store_rankings(store, svecs, [None] * len(sq), lambda uid: None, weights)
         oracle = _label_oracle(store, vocab, sq)
+        lq, ltexts, lvecs = laterality["test"]
+        lq_uids = [f"side:{q.text}" for q in lq]
+        side_probs = label_model.predict(ltexts)
+        side_rankings = {
+            "random": random_rankings(all_uids, lq_uids, DEPTH),
+            "bm25s": bm25_rankings(all_uids, all_texts, lq_uids, ltexts, DEPTH),
+            "tfidf-lr": cosine_rankings(all_uids, all_probs, lq_uids, side_probs, DEPTH),
+            "tfidf-lr-dot": cosine_rankings(all_uids, all_probs, lq_uids, side_probs, DEPTH, normalise=False),
+        }
+        for name, weights in methods.items():
+            side_rankings[name] = _store_rankings(store, lvecs, [None] * len(lq), lambda uid: None, weights)
 
         print(f"\nstrict P@10, test split (model {args.model}, {time.perf_counter() - started:.0f} s in all)\n")
         header = (
             f"| method | all ({masks['all'].sum()}) | novel ({masks['novel'].sum()}) | "
-            f"non-normal ({masks['non-normal'].sum()}) | short queries ({len(sq)}) |"
+            f"non-normal ({masks['non-normal'].sum()}) | short queries ({len(sq)}) | "
+            f"laterality ({len(lq)}): on the side | laterality: any side |"
         )
         print(header)
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for name in rankings:
             cells = []
             for subset in ("all", "novel", "non-normal"):
                 keep = np.flatnonzero(masks[subset])
                 cells.append(_p10(pool, [qs[i] for i in keep], [rankings[name][i] for i in keep]))
             cells.append(_p10(everything, sq, short_rankings[name]))
+            cells += [_side_p10(lq, side_rankings[name], sided, False), _side_p10(lq, side_rankings[name], sided, True)]
             print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-        print(f"| label-oracle (a ceiling, not a method) | - | - | - | {_p10(everything, sq, oracle):.3f} |")
+        print(f"| label-oracle (a ceiling, not a method) | - | - | - | {_p10(everything, sq, oracle):.3f} | - | - |")
+        print(f"\nchosen: {tuned.fusion} {dict(tuned.weights)}")
     finally:
         store.close()
 

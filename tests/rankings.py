@@ -94,3 +94,30 @@ def assert_matches_oracle(hits: Iterable[Any], oracle: Mapping[str, float], limi
         atol=atol,
         err_msg="a better candidate was left out, or the hits are out of order",
     )
+
+
+def _copies(hit: Mapping[str, Any]) -> frozenset[str]:
+    """A shown hit with the identical reports collapsed under it, by id."""
+    return frozenset([hit["id"], *(m["id"] for m in hit.get("identical") or ())])
+
+
+def assert_same_hits(got: Any, want: Any, atol: float = 1e-6) -> None:
+    """Two ``search --json`` answers to one query (two runs, or the CLI and ``/api/search``) hold the
+    same hits: equal records rank by rank, except where scores tie exactly. Copies of one report
+    score alike, so which copy heads its collapsed group, and the order of tied hits, may differ
+    between runs (the engine orders exact ties either way); there the same groups must appear."""
+    if isinstance(want, Mapping):  # with --facets: {"hits": [...], "facets": {...}}
+        assert isinstance(got, Mapping) and set(got) == set(want)
+        assert got["facets"] == want["facets"]
+        got, want = got["hits"], want["hits"]
+    assert len(got) == len(want), f"{len(got)} hits, expected {len(want)}"
+    np.testing.assert_allclose([h["score"] for h in got], [h["score"] for h in want], rtol=0, atol=atol)
+    for group in tie_groups([h["score"] for h in want], atol):
+        tied = len(group) > 1 or any(want[r].get("identical") for r in group)
+        if tied:
+            assert {_copies(got[r]) for r in group} == {_copies(want[r]) for r in group}, (
+                f"ranks {group.start + 1}-{group.stop}: other hits at the same score"
+            )
+        else:
+            (r,) = group
+            assert got[r] == want[r], f"rank {r + 1} differs:\n got  {got[r]}\n want {want[r]}"

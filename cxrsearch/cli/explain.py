@@ -244,13 +244,20 @@ def _print_tokens(t, top_words) -> None:
 def _print_fusion(fusion) -> None:
     """The fused (hybrid) score's parts: each component's rank, score, weight and evidence."""
     where = f"rank {fusion.rank}, fused score {fusion.score:.4f}" if fusion.rank is not None else "below rank 100"
+    linear = fusion.fusion == "linear"
+    how = (
+        "the sum of the components' shares, share = coefficient x score"
+        if linear
+        else "weighted RRF of the components' ranks"
+    )
     console.print(
-        f"\n[bold]Hybrid text query[/bold]: the hit is at {where} (weighted RRF of the components; weights "
+        f"\n[bold]Hybrid text query[/bold]: the hit is at {where} ({how}; weights "
         f"{escape(fusion.weights_source)}). The attributions above explain the dense part."
     )
     table = Table(show_lines=False)
-    for name in ("component", "weight", "rank", "score", "evidence"):
-        table.add_column(name, justify="right" if name in ("weight", "rank", "score") else "left", overflow="fold")
+    columns = ("component", "weight", "rank", "score", *(("share",) if linear else ()), "evidence")
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("component", "evidence") else "right", overflow="fold")
     for name, part in fusion.components.items():
         evidence = part.get("evidence")
         if name == "bm25" and evidence is not None:
@@ -269,6 +276,7 @@ def _print_fusion(fusion) -> None:
             f"{part['weight']:g}",
             "-" if part["rank"] is None else str(part["rank"]),
             "-" if part["score"] is None else f"{part['score']:.4f}",
+            *((("-" if part.get("share") is None else f"{part['share']:.4f}"),) if linear else ()),
             escape(text),
         )
     console.print(table)

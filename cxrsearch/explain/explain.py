@@ -143,6 +143,7 @@ def explain(
 
     maps = _attribute(request, encoder, hit, passed, target, clock)
     fusion = _fusion(request, store, encoder, point, query_vectors)
+    notes += _fusion_notices(request, fusion)
     clock.lap("fusion")
     return _explanation(request, hit, passed, target, score, reproduced, maps, fusion, notes, clock.done())
 
@@ -261,6 +262,26 @@ def _fusion(
         bm25_params(store, request.collection, request.mode),
         tuple(encoder.labels),
     )
+
+
+def _fusion_notices(request: ExplainRequest, fusion: FusionEvidence | None) -> list[str]:
+    """When the fusion has no dense list (weight 0), the attributions explain a similarity that did
+    not rank the hit: say so, and name the label explanation that does follow its label score."""
+    if fusion is None or {"text", "image"} & set(fusion.components):
+        return []
+    notes = [
+        "this text search ranks by " + " and ".join(fusion.components) + " (the dense lists weigh 0 in its "
+        "fusion): the token and pixel attributions explain the model's similarity of the query to the hit, "
+        "not its rank; the fusion table holds the parts of its score"
+    ]
+    shares = (fusion.components.get("labels") or {}).get("evidence") or []
+    if shares:
+        notes.append(
+            f"the label {shares[0]['label']!r} carried most of the labels score: `cxrsearch explain "
+            f"{request.hit} --label {shares[0]['label']!r}` shows what in the film and report made the model "
+            "see it"
+        )
+    return notes
 
 
 def _explanation(

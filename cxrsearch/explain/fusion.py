@@ -1,12 +1,15 @@
 """Why a hit ranked where it did under a fused (hybrid text) query: each component's own evidence.
 
-A text query is ranked by weighted RRF over several components (see :mod:`cxrsearch.search.modes`).
+A text query is ranked by fusing several components inside the engine (see :mod:`cxrsearch.search.modes`):
+weighted RRF, or the linear fusion (the weighted sum of the components' normalised scores).
 The attributions of :mod:`.attribution` and :mod:`.tokens` explain the *dense* part (the query
 embedding against the hit, through the model); this module adds the rest, from the same store
 queries and vectors the search used:
 
-- every component's own rank and score for the hit, and its weight (the fused rank arithmetic:
-  RRF adds, per component, a share that falls with the hit's rank in that component's list);
+- every component's own rank and score for the hit, and its weight (the fused score's arithmetic:
+  RRF adds, per component, a share that falls with the hit's rank in that component's list; the
+  linear fusion adds ``coefficient * score`` per component, its ``share``, the coefficient being the
+  weight scaled to the query by :func:`~cxrsearch.search.modes.fusion_coefficients`);
 - ``bm25``: the query terms (after negation marking) the hit's report contains, with the report's
   BM25 term weight, and the query terms it lacks (a negated mention is another term:
   ``noeffusion`` does not match ``effusion``);
@@ -37,18 +40,21 @@ DEPTH = 100
 @dataclass(frozen=True)
 class FusionEvidence:
     """The fused score of the hit (``rank``/``score`` in the fused list, ``None`` below :data:`DEPTH`),
-    the weights and where they came from, and per component: ``rank``, ``score``, ``weight`` and
-    its ``evidence`` (matched terms, label contributions)."""
+    the ``fusion`` (``"rrf"``, ``"linear"``), the weights and where they came from, and per component:
+    ``rank``, ``score``, ``weight`` (linear: also ``coefficient`` and ``share``) and its ``evidence``
+    (matched terms, label contributions)."""
 
     rank: int | None
     score: float | None
     weights_source: str
     components: Mapping[str, Mapping[str, Any]]
+    fusion: str = "rrf"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rank": self.rank,
             "score": self.score,
+            "fusion": self.fusion,
             "weights_source": self.weights_source,
             "components": {name: dict(parts) for name, parts in self.components.items()},
         }
@@ -73,6 +79,9 @@ def fusion_evidence(
     rank, score = next(((r, h.score) for r, h in enumerate(fused, start=1) if h.id == point.id), (None, None))
     (ranks,) = component_ranks(store, collection, mode_name, vectors, None, [point], weights, DEPTH)
     components: dict[str, dict[str, Any]] = {name: dict(parts) for name, parts in ranks.items()}
+    for parts in components.values():
+        if "coefficient" in parts:  # linear: the part of the fused score this component gives
+            parts["share"] = None if parts["score"] is None else parts["coefficient"] * parts["score"]
     if "bm25" in components and query_text is not None and bm25 is not None:
         components["bm25"]["evidence"] = matched_terms(
             query_text, cast("SparseVector | None", point.vectors.get("bm25")), bm25
@@ -85,7 +94,7 @@ def fusion_evidence(
             point.payload.get("probs") or {},
             distance=store.collection_info(collection).schema.vectors.get("label_probs", "dot"),
         )
-    return FusionEvidence(rank, score, weights.source, components)
+    return FusionEvidence(rank, score, weights.source, components, weights.fusion)
 
 
 def matched_terms(query_text: str, stored: SparseVector | None, bm25: Bm25Spec) -> dict[str, Any]:

@@ -13,8 +13,9 @@ mode           inputs               components (named vector <- query vector), f
                                     ``label_probs`` <- the label head's probabilities for the
                                     query (0 for a label the query names only in a
                                     negation), and ``image`` <- text embedding (cross-modal; only
-                                    for checkpoints trained with images), fused by weighted
-                                    reciprocal rank fusion in Qdrant
+                                    for checkpoints trained with images), fused in Qdrant:
+                                    by default the linear fusion (weighted sum of scores,
+                                    a formula query), or weighted RRF
 ``image``      a radiograph         ``image`` <- image embedding
 ``text+image`` both                 ``joint`` <- joint embedding of the pair
 ``like``       an indexed case      ``joint`` <- the example's stored joint vector
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, cast
 
 from cxrsearch.data.labels import negated_labels
 from cxrsearch.errors import ConfigError, ModelError, QueryError
-from cxrsearch.store.base import RRF_K, Filter, Hit, Point, SparseVector, Store, StoredVector
+from cxrsearch.store.base import FUSIONS, RRF_K, Filter, Hit, Point, SparseVector, Store, StoredVector
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.text.bm25 import embed_query
 from cxrsearch.text.report import report_text
@@ -61,7 +62,7 @@ class Component:
 @dataclass(frozen=True)
 class Mode:
     """A search mode: its ``inputs`` (``"text"``, ``"image"``), its ``components`` (one -> a plain
-    nearest-neighbour query, several -> prefetches fused by RRF) and its name in evaluation reports."""
+    nearest-neighbour query, several -> fused prefetches) and its name in evaluation reports."""
 
     name: str
     evaluate_name: str
@@ -108,10 +109,14 @@ FUSION_FILE = "fusion.json"
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """Weighted-RRF weights of the fused components by name; ``source`` says where they came from."""
+    """How the fused components of a query combine: their ``weights`` by name, the ``fusion``
+    (:data:`~cxrsearch.store.base.FUSIONS`: weighted RRF, or ``"linear"``, the weighted sum of the
+    components' scores, each normalised per query by :func:`fusion_coefficients`); ``source`` says
+    where they came from."""
 
     weights: Mapping[str, float]
     source: str = "equal (1 each)"
+    fusion: str = "rrf"
 
     def of(self, component: str) -> float:
         return float(self.weights.get(component, 1.0))
@@ -121,15 +126,22 @@ EQUAL_WEIGHTS = FusionWeights({})
 """Every component weighs 1."""
 
 DEFAULT_WEIGHTS = FusionWeights(
-    {"text": 0.25, "image": 0.25, "bm25": 0.5, "labels": 8.0},
-    "default: the weights tuned on val for cpu-minilm-fs (docs/evaluation.md); tune your checkpoint's "
+    {"text": 0.0, "image": 0.0, "bm25": 0.1, "labels": 1.0},
+    "default: the fusion tuned on val for cpu-minilm-fs (docs/evaluation.md); tune your checkpoint's "
     "with benchmarks/bench_retrieval.py --write-fusion",
+    "linear",
 )
-"""The weights of a checkpoint without ``fusion.json``: those tuned on val (val reports and short-v1
-dev) for the packaged ``cpu-minilm-fs`` configuration, which scored there as well as its best
-weighting (``image``, absent from that text-only checkpoint, weighs as ``text``, the other dense
-reading of the query). Under RRF with ``k = 1`` equal weights are a poor default (val 0.769 against
-0.877): the label vector is the strongest component by far."""
+"""The fusion of a checkpoint without ``fusion.json``: the one tuned on val (val reports and short-v1
+dev) for the packaged ``cpu-minilm-fs`` configuration, the best of both grids there (val P@10 0.878,
+dev 0.877; the best RRF weighting scored 0.877 and 0.872). It is linear: the label vector's score
+plus a tenth of the BM25 score, each scaled to the query (:func:`fusion_coefficients`). Among cases
+the model is about equally sure hold the asked labels, BM25 decides, so the words the label vector
+cannot see (left, right, lower lobe) order them: on the laterality dev queries 0.581 of the first
+ten hits hold the finding on the asked side, against 0.287 under the RRF weighting. The dense
+``text`` list got weight 0 on val (the label vector is the model's reading of the same text), and
+``image``, absent from that text-only checkpoint, weighs as ``text``: a checkpoint trained with
+radiographs should be tuned with ``--write-fusion``. Under RRF with ``k = 1`` equal weights are a
+poor default (val 0.769 against 0.877)."""
 
 
 def fusion_weights(encoder: Encoder | None) -> FusionWeights:
@@ -140,7 +152,7 @@ def fusion_weights(encoder: Encoder | None) -> FusionWeights:
     import json
 
     weights: dict[str, float] = dict(DEFAULT_WEIGHTS.weights)
-    source = DEFAULT_WEIGHTS.source
+    source, fusion = DEFAULT_WEIGHTS.source, DEFAULT_WEIGHTS.fusion
     info = encoder.checkpoint.info if encoder is not None and encoder.checkpoint is not None else None
     if info is not None and (info.path / FUSION_FILE).is_file():
         path = info.path / FUSION_FILE
@@ -148,8 +160,11 @@ def fusion_weights(encoder: Encoder | None) -> FusionWeights:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("fingerprint") != info.fingerprint:
                 raise ConfigError("it was tuned for other weights (fingerprint differs); tune again", path=path)
+            fusion = str(data.get("fusion", "rrf"))  # files written before the key existed tuned RRF
+            if fusion not in FUSIONS:
+                raise ConfigError(f"unknown fusion {fusion!r} (fusions: {', '.join(FUSIONS)})", path=path)
             tuned_k = data.get("rrf_k", 60)  # files written before the key existed were tuned at k = 60
-            if tuned_k != RRF_K:
+            if fusion == "rrf" and tuned_k != RRF_K:
                 raise ConfigError(
                     f"its weights were tuned for RRF k = {tuned_k}, and cxrsearch fuses with k = {RRF_K}, where "
                     "they mean something else: tune again (benchmarks/bench_retrieval.py --write-fusion) or "
@@ -162,7 +177,7 @@ def fusion_weights(encoder: Encoder | None) -> FusionWeights:
             raise ConfigError(f"cannot read the fusion weights: {exc}", path=path) from None
     if info is not None and not trained_with_images(info):
         weights["image"] = 0.0
-    return FusionWeights(weights, source)
+    return FusionWeights(weights, source, fusion)
 
 
 def trained_with_images(info: CheckpointInfo) -> bool:
@@ -254,9 +269,42 @@ def active_components(mode_name: str, vectors: QueryVectors, weights: FusionWeig
     missing = [key for key in m.queries if key not in vectors]
     if missing:
         raise QueryError(f"a {m.name} query needs the query vector(s) {', '.join(missing)}")
-    return [
-        c for c in m.components if vectors[c.query] is not None and (len(m.components) == 1 or weights.of(c.name) > 0)
-    ]
+    if len(m.components) == 1:
+        return [c for c in m.components if vectors[c.query] is not None]
+    return [c for c in m.components if weights.of(c.name) > 0 and _ranks_something(vectors[c.query])]
+
+
+def _ranks_something(vector: object) -> bool:
+    """Whether a fused component's query vector can order a list: present, and not all zeros (a label
+    vector whose every label the query negates scores every point 0)."""
+    if vector is None:
+        return False
+    if isinstance(vector, (SparseVector, StoredVector)):
+        return True
+    import numpy as np
+
+    return bool(np.any(np.asarray(vector) != 0))
+
+
+def fusion_coefficients(components: Sequence[Component], vectors: QueryVectors, weights: FusionWeights) -> list[float]:
+    """What each component's list is multiplied by in the fused query. RRF: its weight. Linear: its
+    weight over the size its scores have for this query, so that a weight means the same for a
+    two-word and a whole-report query: ``labels`` (the dot product with the query's label
+    probabilities) over the sum of those probabilities, ``bm25`` (one IDF-weighted term score per
+    query word) over the sum of the query's term weights; dense cosines as they are."""
+    out = []
+    for c in components:
+        weight = weights.of(c.name)
+        if weights.fusion == "linear":
+            vector = vectors[c.query]
+            if isinstance(vector, SparseVector):
+                weight /= max(float(sum(vector.values)), 1e-12)
+            elif c.vector == "label_probs" and vector is not None and not isinstance(vector, StoredVector):
+                import numpy as np
+
+                weight /= max(float(np.sum(np.asarray(vector, dtype=np.float64))), 1e-12)
+        out.append(weight)
+    return out
 
 
 def _present(vectors: QueryVectors, key: str) -> np.ndarray | SparseVector | StoredVector:
@@ -274,7 +322,7 @@ def run_query(
     weights: FusionWeights = EQUAL_WEIGHTS,
 ) -> list[Hit]:
     """The store query of ``mode_name`` (see the table): one component -> nearest neighbours of
-    its named vector; several -> one prefetch each, fused by weighted RRF inside the engine."""
+    its named vector; several -> one prefetch each, fused inside the engine (``weights.fusion``)."""
     components = active_components(mode_name, vectors, weights)
     if not components:
         raise QueryError("nothing to search with: the query has no words left and every other component is off")
@@ -286,7 +334,8 @@ def run_query(
         [(c.vector, _present(vectors, c.query)) for c in components],
         flt,
         limit,
-        weights=[weights.of(c.name) for c in components],
+        weights=fusion_coefficients(components, vectors, weights),
+        fusion=weights.fusion,
     )
 
 
@@ -303,13 +352,17 @@ def component_ranks(
     """For each hit, each component's own rank (1-based, ``None`` below ``depth``) and score: the
     inputs of the fused score, from the same filtered queries the fusion ran as prefetches."""
     out: list[dict[str, dict[str, float | int | None]]] = [{} for _ in hits]
-    for component in active_components(mode_name, vectors, weights):
+    components = active_components(mode_name, vectors, weights)
+    coefficients = fusion_coefficients(components, vectors, weights)
+    for component, coefficient in zip(components, coefficients):
         ranked = store.search(collection, component.vector, _present(vectors, component.query), flt, depth)
         where = {hit.id: (rank, hit.score) for rank, hit in enumerate(ranked, start=1)}
         weight = weights.of(component.name)
         for hit, record in zip(hits, out):
             rank, score = where.get(hit.id, (None, None))
             record[component.name] = {"rank": rank, "score": score, "weight": weight}
+            if weights.fusion == "linear":  # the fused score is the sum of coefficient * score
+                record[component.name]["coefficient"] = coefficient
     return out
 
 

@@ -197,21 +197,33 @@ class _Recorder:
         self.calls.append(("search", ((vector_name, vector),), filter, limit))
         return self._store.search(collection, vector_name, vector, filter, limit, with_vectors)
 
-    def search_fused(self, collection, queries, filter=None, limit=10, weights=None):
-        self.calls.append(("search_fused", tuple((name, vec) for name, vec in queries), filter, (limit, weights)))
-        return self._store.search_fused(collection, queries, filter, limit, weights)
+    def search_fused(self, collection, queries, filter=None, limit=10, weights=None, fusion="rrf"):
+        self.calls.append(
+            ("search_fused", tuple((name, vec) for name, vec in queries), filter, (limit, weights, fusion))
+        )
+        return self._store.search_fused(collection, queries, filter, limit, weights, fusion)
 
     def __getattr__(self, name):
         return getattr(self._store, name)
 
 
 def _same_query(mine, theirs, own_study: str) -> bool:
-    """Same store method, named vectors, limit and fusion weights, the filter of ``search`` plus the query's own
-    study left out; query vectors equal to float tolerance (a batch may sum in another order than
-    one query at a time: CPU-dependent ulps)."""
-    (method, vectors, flt, limit), (method2, vectors2, flt2, limit2) = mine, theirs
+    """Same store method, named vectors, limit, fusion and fusion weights, the filter of ``search`` plus
+    the query's own study left out; query vectors, and the linear fusion's per-query weights made from
+    them, equal to float tolerance (a batch may sum in another order than one query at a time:
+    CPU-dependent ulps)."""
+    (method, vectors, flt, sizes), (method2, vectors2, flt2, sizes2) = mine, theirs
+    if method == "search_fused" and method2 == "search_fused":
+        (limit, weights, fusion), (limit2, weights2, fusion2) = sizes, sizes2
+        same_weights = weights == weights2 or (
+            weights is not None and weights2 is not None and np.allclose(weights, weights2, rtol=1e-5, atol=0)
+        )
+        same_sizes = (limit, fusion) == (limit2, fusion2) and same_weights
+    else:
+        same_sizes = sizes == sizes2
     return (
-        (method, [n for n, _ in vectors], limit) == (method2, [n for n, _ in vectors2], limit2)
+        (method, [n for n, _ in vectors]) == (method2, [n for n, _ in vectors2])
+        and same_sizes
         and flt == replace(flt2, exclude_study_ids=(own_study,))
         and all(_close(a, b) for (_, a), (_, b) in zip(vectors, vectors2))
     )

@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxrsearch.cli.main import app
+from cxrsearch.search.modes import DEFAULT_WEIGHTS
 from tests.explain.conftest import REPORT_ONLY, ExplainStore
 
 JSON_KEYS = {
@@ -85,8 +86,16 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     assert any(len(w["pieces"]) > 1 for w in words), "some report word must have been merged from pieces"
     # the hybrid text query's other components: what the fused score was made of
     fusion = data["fusion"]
-    assert set(fusion["components"]) == {"image", "text", "bm25", "labels"}  # image-trained checkpoint
+    # no fusion.json beside the fixture checkpoint: the default fusion's components (weight > 0)
+    assert set(fusion["components"]) == {n for n, w in DEFAULT_WEIGHTS.weights.items() if w > 0}
+    assert fusion["fusion"] == DEFAULT_WEIGHTS.fusion
     assert fusion["rank"] is None or fusion["rank"] >= 1
+    if fusion["fusion"] == "linear" and all(p["share"] is not None for p in fusion["components"].values()):
+        # the fused score is the sum of the components' shares, coefficient x score
+        assert fusion["score"] == pytest.approx(sum(p["share"] for p in fusion["components"].values()), abs=1e-4)
+    if not {"text", "image"} & set(fusion["components"]):  # the attributions do not explain the rank: said
+        assert any("not its rank" in n for n in data["notices"])
+        assert any("--label" in n for n in data["notices"])
     bm25 = fusion["components"]["bm25"]["evidence"]
     assert {m["term"] for m in bm25["matched"]} | set(bm25["missing"]) == {"enlarged", "heart"}
     assert all(m["report_weight"] > 0 for m in bm25["matched"])

@@ -41,45 +41,64 @@ def _ranks_like(hits, full_ranking, k: int) -> None:
 
 
 def test_text_query_is_hybrid_dense_bm25_and_labels_fused_in_the_engine(indexed, encoder):
-    """A text query fuses the dense text vector, the BM25 terms and the label probabilities (one
-    prefetch each, weighted RRF) and, since the tiny checkpoint learned from radiographs, the image
-    vectors searched with the text embedding."""
-    from cxrsearch.search.modes import DEFAULT_WEIGHTS, fusion_weights
-    from cxrsearch.text.bm25 import embed_query
+    """A text query is one engine query: one prefetch per component of the fusion in use (the default
+    here: no fusion.json beside the tiny checkpoint) fused inside Qdrant with the per-query
+    coefficients of :func:`fusion_coefficients`; every hit comes from a prefetch, and ``--json``'s
+    component scores are those of the same queries. With weights for all four components (the tiny
+    checkpoint learned from radiographs, so the image vectors, searched with the text embedding,
+    take part) the same holds under RRF and the linear fusion."""
+    from cxrsearch.search.modes import (
+        DEFAULT_WEIGHTS,
+        FusionWeights,
+        active_components,
+        encode_queries,
+        fusion_coefficients,
+        fusion_weights,
+        run_query,
+    )
 
-    spec = QuerySpec(text="The heart is enlarged.", k=8)
+    text = "The heart is enlarged."
+    spec = QuerySpec(text=text, k=8)
     hits = search(spec, indexed.store, indexed.collection, encoder)
-    encoded = encoder.encode(texts=["The heart is enlarged."])
     bm25 = indexed.store.collection_info(indexed.collection).schema.bm25
     assert bm25.avg_len is not None and 5 < bm25.avg_len < 100  # measured on the indexed reports
     weights = fusion_weights(encoder)
-    assert weights == DEFAULT_WEIGHTS  # trained with radiographs, no fusion.json: the default weights
-    queries = [
-        ("image", encoded.text[0]),
-        ("text", encoded.text[0]),
-        ("bm25", embed_query("The heart is enlarged.", bm25)),
-        ("label_probs", encoded.probs[0]),
-    ]
-    fused = indexed.store.search_fused(
-        indexed.collection, queries, None, 8, weights=[weights.of(name) for name in ("image", "text", "bm25", "labels")]
-    )
+    assert weights == DEFAULT_WEIGHTS  # trained with radiographs, no fusion.json: the default fusion
+    (vectors,) = encode_queries(encoder, "text", [text], bm25=bm25)
+
+    def engine_query(weights, limit=8):
+        components = active_components("text", vectors, weights)
+        queries = [(c.vector, vectors[c.query]) for c in components]
+        coefficients = fusion_coefficients(components, vectors, weights)
+        return queries, indexed.store.search_fused(
+            indexed.collection, queries, None, limit, weights=coefficients, fusion=weights.fusion
+        )
+
+    queries, fused = engine_query(weights)
+    assert [name for name, _ in queries] == [n for n in ("text", "bm25", "label_probs", "image") if n in dict(queries)]
     assert len(hits) == 8
     assert_same_ranking(hits, fused, atol=1e-6)
-    # each fused hit comes from a prefetch: in the top 50 of one of its components (or tied with the 50th)
-    tops = set()
+    tops = set()  # each fused hit comes from a prefetch: in the top 50 of one of its components (or tied)
     for name, vector in queries:
         tops |= _top(indexed.store.search(indexed.collection, name, vector, None, ALL), 50)
     assert set(_ids(hits)) <= tops
-    # --json's component ranks are those of the same filtered queries
     detailed = search(spec, indexed.store, indexed.collection, encoder, with_components=True)
+    active = {c.name: c for c in active_components("text", vectors, weights)}
     for hit in detailed:
-        assert set(hit.components) == {"image", "text", "bm25", "labels"}
-        ranked = indexed.store.search(indexed.collection, "text", encoded.text[0], None, 100)
-        assert (
-            hit.components["text"]["score"] == pytest.approx(next(h.score for h in ranked if h.id == hit.id), abs=1e-5)
-            if hit.components["text"]["rank"] is not None
-            else True
-        )
+        assert set(hit.components) == set(active)
+        for name, part in hit.components.items():
+            if part["rank"] is None:
+                continue
+            ranked = indexed.store.search(
+                indexed.collection, active[name].vector, vectors[active[name].query], None, 100
+            )
+            assert part["score"] == pytest.approx(next(h.score for h in ranked if h.id == hit.id), abs=1e-5)
+    for fusion in ("rrf", "linear"):
+        every = FusionWeights({"text": 0.5, "image": 0.5, "bm25": 0.2, "labels": 1.0}, "test", fusion)
+        queries, fused = engine_query(every)
+        assert {name for name, _ in queries} == {"image", "text", "bm25", "label_probs"}
+        got = run_query(indexed.store, indexed.collection, "text", vectors, None, 8, every)
+        assert_same_ranking(got, fused, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["png/CXR4_IM-2050-1001.png", "dicom/2_IM-0652-1001.dcm"])
