@@ -12,9 +12,11 @@ others) with its BM25 vector, and the label-probability vector. Every query runs
 top 10); recall@10 is measured against the numpy result. Ratios are store/numpy from the same run,
 so the machine cancels out.
 
-Hybrid text search (retrieval v2: dense ``text`` + sparse ``bm25`` + ``label_probs`` prefetches fused
-by weighted RRF in the engine) is timed against the dense-only ``text`` query of the same run (target
-<= 2x), and each prefetch's own top 10 is checked against its exact oracle (numpy cosine for
+Hybrid text search is timed against the dense-only ``text`` query of the same run (target <= 2x): as
+``cxrsearch search`` runs it without fusion.json (``run_query`` with ``DEFAULT_WEIGHTS``: its
+components, fusion and per-query coefficients), and with all three prefetches (dense ``text``,
+sparse ``bm25``, ``label_probs``) fused by weighted RRF. Each prefetch's own top 10 is checked
+against its exact oracle (numpy cosine for
 ``text``, the numpy dot product for ``label_probs``, numpy IDF-weighted BM25 over the same sparse
 vectors for ``bm25``). Not a test.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrsearch.search.modes import DEFAULT_WEIGHTS
+from cxrsearch.search.modes import DEFAULT_WEIGHTS, FusionWeights, run_query
 from cxrsearch.store import Filter, Point, load_schema, point_id
 from cxrsearch.store.checks import prefetch_limit
 from cxrsearch.store.edge import EdgeStore
@@ -279,8 +281,9 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
     asked = [rng.choice([lab for lab in labels if lab != "normal"]) for _ in queries]
     sparse = [embed_query(f"{lab}", bm25) for lab in asked]
     probs = [np.where(np.array(labels) == lab, 0.9, 0.05).astype(np.float32) for lab in asked]
-    default = DEFAULT_WEIGHTS.weights  # what a text search without fusion.json uses
-    weights = [default["text"], default["bm25"], default["labels"]]
+    # the hybrid as a text search without fusion.json runs it (run_query: its components, fusion and
+    # per-query coefficients), and all three prefetches fused by RRF (the previous default's shape)
+    three = FusionWeights({"text": 0.25, "image": 0.0, "bm25": 0.5, "labels": 8.0}, "three prefetches", "rrf")
     oracle = bm25_oracle(data, bm25)
     out = {}
     for name in ("none", "pleural effusion", "any(cardiomegaly, effusion), not devices, PA"):
@@ -289,6 +292,7 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
         timings: dict[str, list[float]] = {
             "dense": [],
             "hybrid": [],
+            "three": [],
             "text@50": [],
             "bm25@50": [],
             "label_probs@50": [],
@@ -301,9 +305,13 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
                 t = time.perf_counter()
                 store.search("bench", "text", q, flt, limit=10)
                 timings["dense"].append(1000 * (time.perf_counter() - t))
+                vectors = {"text": q, "bm25": sq, "label_probs": pq}
                 t = time.perf_counter()
-                store.search_fused("bench", [("text", q), ("bm25", sq), ("label_probs", pq)], flt, 10, weights=weights)
+                run_query(store, "bench", "text", vectors, flt, 10, DEFAULT_WEIGHTS)
                 timings["hybrid"].append(1000 * (time.perf_counter() - t))
+                t = time.perf_counter()
+                run_query(store, "bench", "text", vectors, flt, 10, three)
+                timings["three"].append(1000 * (time.perf_counter() - t))
                 for vec_name, query in (("text", q), ("bm25", sq), ("label_probs", pq)):  # each prefetch alone
                     t = time.perf_counter()
                     store.search("bench", vec_name, query, flt, limit=prefetch_limit(10))
@@ -326,6 +334,7 @@ def bench_hybrid(store: EdgeStore, data: dict, ids: np.ndarray, queries: np.ndar
         out[name] = {
             "dense_p50_ms": float(np.percentile(timings["dense"], 50)),
             "hybrid_p50_ms": float(np.percentile(timings["hybrid"], 50)),
+            "three_p50_ms": float(np.percentile(timings["three"], 50)),
             "prefetch_p50_ms": {k: float(np.percentile(v, 50)) for k, v in timings.items() if "@" in k},
             "recall": {k: float(np.mean(v)) if v else None for k, v in recall.items()},
         }
@@ -358,18 +367,21 @@ def print_report(results: list[dict], args: argparse.Namespace) -> None:
             f"{res['reopen_s']:.2f} | {res['disk_mb']:,.0f} |"
         )
     print()
+    active = "+".join(n for n, w in DEFAULT_WEIGHTS.weights.items() if w > 0)
     print(
-        "| points | filter | dense text p50 ms | hybrid p50 ms | ratio | prefetches alone (limit 50) text / bm25 / "
-        "label_probs ms | recall@10 text / bm25 / label_probs |"
+        f"| points | filter | dense text p50 ms | hybrid ({DEFAULT_WEIGHTS.fusion}: {active}) p50 ms | ratio | "
+        "all three prefetches (rrf) p50 ms | ratio | prefetches alone (limit 50) text / bm25 / label_probs ms | "
+        "recall@10 text / bm25 / label_probs |"
     )
-    print("|---:|---|---:|---:|---:|---|---|")
+    print("|---:|---|---:|---:|---:|---:|---:|---|---|")
     for res in results:
         for name, h in res["hybrid"].items():
             rec = " / ".join("-" if v is None else f"{v:.4f}" for v in h["recall"].values())
             alone = " / ".join(f"{v:.2f}" for v in h["prefetch_p50_ms"].values())
             print(
                 f"| {res['points']:,} | {name} | {h['dense_p50_ms']:.2f} | {h['hybrid_p50_ms']:.2f} | "
-                f"{h['hybrid_p50_ms'] / h['dense_p50_ms']:.2f}x | {alone} | {rec} |"
+                f"{h['hybrid_p50_ms'] / h['dense_p50_ms']:.2f}x | {h['three_p50_ms']:.2f} | "
+                f"{h['three_p50_ms'] / h['dense_p50_ms']:.2f}x | {alone} | {rec} |"
             )
     largest = max(results, key=lambda r: r["points"])
     filtered = [r for r in largest["queries"] if r["filter"] != "none"]
@@ -383,9 +395,10 @@ def print_report(results: list[dict], args: argparse.Namespace) -> None:
         f"{'PASS' if largest['reopen_s'] <= 1.0 else 'FAIL'}"
     )
     worst_hybrid = max(h["hybrid_p50_ms"] / h["dense_p50_ms"] for h in largest["hybrid"].values())
+    worst_three = max(h["three_p50_ms"] / h["dense_p50_ms"] for h in largest["hybrid"].values())
     print(
-        f"hybrid text search at {largest['points']:,} points <= 2x dense-only: worst {worst_hybrid:.2f}x "
-        f"{'PASS' if worst_hybrid <= 2.0 else 'FAIL'}"
+        f"hybrid text search (as search runs it) at {largest['points']:,} points <= 2x dense-only: worst "
+        f"{worst_hybrid:.2f}x {'PASS' if worst_hybrid <= 2.0 else 'FAIL'} (all three prefetches: {worst_three:.2f}x)"
     )
 
 
