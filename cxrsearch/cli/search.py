@@ -25,9 +25,6 @@ from cxrsearch.defaults import DEFAULT_COLLECTION
 if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.search import QuerySpec
 
-COLLAPSE_FETCH = 5
-"""With collapsing on, ``search`` fetches ``k * COLLAPSE_FETCH`` hits (at most 1000) to fill ``k`` groups."""
-
 
 def hits_table(title: str, hits, truth: bool = False) -> Table:
     """Hits as a rich table (``truth``: the label column shows MeSH labels, the filtered field)."""
@@ -254,7 +251,7 @@ class _Request:
 
 @dataclass(frozen=True)
 class _Found:
-    """What ``search`` found in the store: the hits (``k * COLLAPSE_FETCH`` when collapsing), the
+    """What ``search`` found in the store: the hits (more than ``k`` when collapsing), the
     label counts (``--facets``), the number of matching cases and the images roots (``--html``)."""
 
     spec: QuerySpec
@@ -317,20 +314,22 @@ def _search_store(request: _Request, backend: Any) -> _Found:
     from dataclasses import replace
 
     from cxrsearch.search import search as run_search
+    from cxrsearch.search.collapse import fetch_for_collapse
     from cxrsearch.search.query import collection_notices, search_diverse
     from cxrsearch.search.query import facets as count_labels
-    from cxrsearch.search.spec import MAX_K
     from cxrsearch.search.vocabulary import collection_labels
 
     collection = request.collection
     # label filters are checked against the collection's own vocabulary (its checkpoint's)
     spec = request.spec(collection_labels(backend, collection) if request.any_label_filter else None)
-    # Collapsing merges hits: ask for more so that k distinct reports remain (k * 5, at most MAX_K).
-    fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if request.collapse else spec
-    if request.diverse is not None:
-        hits = search_diverse(fetch, backend, collection, request.diverse, request.model)
-    else:
-        hits = run_search(fetch, backend, collection, request.model, with_components=request.json_out)
+
+    def fetch(limit: int) -> list[Any]:  # collapsing merges hits: more are fetched so that k groups remain
+        asked = replace(spec, k=limit)
+        if request.diverse is not None:
+            return search_diverse(asked, backend, collection, request.diverse, request.model)
+        return run_search(asked, backend, collection, request.model, with_components=request.json_out)
+
+    hits = fetch_for_collapse(fetch, spec.k, request.collapse)
     _print_notices(collection_notices(spec, backend, collection))
     counts = count_labels(spec, backend, collection) if request.facets else None
     counted = request.facets and (request.html is not None or not request.json_out)

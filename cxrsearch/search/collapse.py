@@ -12,12 +12,19 @@ smallest id), so one search shows the same cases every time, whatever order the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from cxrsearch.search.spec import MAX_K
 from cxrsearch.store.base import Hit
 from cxrsearch.text.report import normalise_report, report_text
+
+COLLAPSE_FETCH = 5
+"""With collapsing on, a search first fetches ``k * COLLAPSE_FETCH`` hits (at most ``MAX_K``) to fill
+``k`` groups, and ``MAX_K`` once more when that was not enough (:func:`fetch_for_collapse`)."""
+
+H = TypeVar("H", bound=Hit)
 
 
 @dataclass(frozen=True)
@@ -97,3 +104,17 @@ def _ties_by_id(shown: list[CollapsedHit]) -> list[CollapsedHit]:
     """``shown`` (best first) with hits of exactly equal score in point-id order: the engine's order
     of exact ties varies from one run to the next; nothing else moves."""
     return sorted(shown, key=lambda h: (-h.score, h.id))
+
+
+def fetch_for_collapse(run: Callable[[int], Sequence[H]], k: int, collapse_on: bool = True) -> list[H]:
+    """The hits to show ``k`` of: ``run(limit)`` searches. Collapsing off: ``run(k)``. On: ``k *
+    COLLAPSE_FETCH`` hits first; when they fill fewer than ``k`` groups and came back full (normal
+    reports have dozens of word-for-word copies: "no pleural effusion" filled 30 hits with 3 texts),
+    ``MAX_K`` once more, so that a search asked for ``k`` shows ``k`` when the collection has them."""
+    if not collapse_on:
+        return list(run(k))
+    limit = min(k * COLLAPSE_FETCH, MAX_K)
+    hits = list(run(limit))
+    if len(hits) == limit < MAX_K and len(collapse(hits, k)) < k:
+        hits = list(run(MAX_K))
+    return hits

@@ -25,11 +25,11 @@ from cxrsearch.defaults import VIEWS
 from cxrsearch.errors import QueryError
 from cxrsearch.search import search as plain_search
 from cxrsearch.search.collapse import collapse as collapse_hits
-from cxrsearch.search.collapse import uncollapsed
+from cxrsearch.search.collapse import fetch_for_collapse, uncollapsed
 from cxrsearch.search.query import collection_notices, encoder_for, find_example, search_diverse
 from cxrsearch.search.query import facets as count_labels
 from cxrsearch.search.results import hit_record
-from cxrsearch.search.spec import MAX_K, QuerySpec
+from cxrsearch.search.spec import QuerySpec
 from cxrsearch.search.vocabulary import collection_labels
 from cxrsearch.serve.files import collection_image_roots, resolve_image
 from cxrsearch.serve.settings import ServeSettings
@@ -39,8 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxrsearch.model.encode import Encoder
     from cxrsearch.store.base import Point, Store
 
-COLLAPSE_FETCH = 5
-"""As ``cxrsearch search``: with collapsing on, fetch ``k * 5`` hits (at most 1000) to fill ``k`` groups."""
 UPLOAD_NAME = re.compile(r"[0-9a-f]{64}")
 KEEP_UPLOADS = 64
 
@@ -107,13 +105,16 @@ def run_search(
     facets: bool = False,
     with_components: bool = True,
 ) -> SearchResult:
-    """``cxrsearch search``'s library calls for ``spec``: ``k * 5`` hits fetched and collapsed (unless
+    """``cxrsearch search``'s library calls for ``spec``: hits fetched and collapsed (unless
     ``collapse`` is off), MMR with ``diverse``, label counts with ``facets``."""
-    fetch = replace(spec, k=min(spec.k * COLLAPSE_FETCH, MAX_K)) if collapse else spec
-    if diverse is not None:
-        hits = search_diverse(fetch, store, collection, diverse, checkpoint)
-    else:
-        hits = plain_search(fetch, store, collection, checkpoint, with_components=with_components)
+
+    def fetch(limit: int) -> list[Any]:  # as `cxrsearch search`: more hits when collapsing
+        asked = replace(spec, k=limit)
+        if diverse is not None:
+            return search_diverse(asked, store, collection, diverse, checkpoint)
+        return plain_search(asked, store, collection, checkpoint, with_components=with_components)
+
+    hits = fetch_for_collapse(fetch, spec.k, collapse)
     counts = count_labels(spec, store, collection) if facets else None
     total = store.count(collection, spec.filter()) if facets else 0
     shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)

@@ -91,3 +91,27 @@ def test_exact_ties_show_the_same_hits_whatever_order_the_engine_gave_them():
     uneven = [Hit("id-b", 0.6, {"findings": "Same."}), Hit("id-a", 0.5, {"findings": "Same."})]
     (group,) = collapse(uneven, k=5)
     assert group.id == "id-b" and group.identical == ("id-a",)
+
+
+def test_a_search_fetches_deeper_when_copies_fill_the_first_fetch():
+    """Asked for k groups: k * COLLAPSE_FETCH hits first, then MAX_K once if those were all copies
+    (a collection holding k distinct reports shows k); a fetch that came back short is not repeated."""
+    from cxrsearch.search.collapse import COLLAPSE_FETCH, fetch_for_collapse
+    from cxrsearch.search.spec import MAX_K
+
+    corpus = [_hit(i, "Same words.", None) for i in range(40)] + [_hit(40 + i, f"Other {i}.", None) for i in range(5)]
+    asked: list[int] = []
+
+    def run(limit: int) -> list[Hit]:
+        asked.append(limit)
+        return corpus[:limit]
+
+    hits = fetch_for_collapse(run, 3)
+    assert asked == [3 * COLLAPSE_FETCH, MAX_K] and len(collapse(hits, 3)) == 3
+    asked.clear()
+    assert len(fetch_for_collapse(run, 1)) == COLLAPSE_FETCH and asked == [COLLAPSE_FETCH]  # one group was enough
+    asked.clear()
+    fetch_for_collapse(run, 20)  # 100 asked, 45 came back: the collection has no more
+    assert asked == [20 * COLLAPSE_FETCH]
+    asked.clear()
+    assert len(fetch_for_collapse(run, 3, collapse_on=False)) == 3 and asked == [3]
