@@ -250,9 +250,15 @@ def _print_fusion(fusion) -> None:
         if linear
         else "weighted RRF of the components' ranks"
     )
+    dense = {"text", "image"} & set(fusion.components)
+    attributions = (
+        "The attributions above explain the dense part."
+        if dense
+        else "No dense list takes part: the attributions above explain the model's similarity, not this rank."
+    )
     console.print(
         f"\n[bold]Hybrid text query[/bold]: the hit is at {where} ({how}; weights "
-        f"{escape(fusion.weights_source)}). The attributions above explain the dense part."
+        f"{escape(fusion.weights_source)}). {attributions}"
     )
     table = Table(show_lines=False)
     columns = ("component", "weight", "rank", "score", *(("share",) if linear else ()), "evidence")
