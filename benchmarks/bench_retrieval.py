@@ -283,31 +283,28 @@ def main() -> None:
             rankings[name] = _store_rankings(
                 store, vecs, uids, lambda uid: Filter(split="train", exclude_study_ids=(uid,)), weights
             )
-        sq, stexts, svecs = shorts["test"]
         all_uids = [s.uid for s in studies]
         all_texts = [s.report_text() for s in studies]
-        short_uids = [q.uid for q in sq]
-        all_probs, short_probs = label_model.predict(all_texts), label_model.predict(stexts)
-        short_rankings = {
-            "random": random_rankings(all_uids, short_uids, DEPTH),
-            "bm25s": bm25_rankings(all_uids, all_texts, short_uids, stexts, DEPTH),
-            "tfidf-lr": cosine_rankings(all_uids, all_probs, short_uids, short_probs, DEPTH),
-            "tfidf-lr-dot": cosine_rankings(all_uids, all_probs, short_uids, short_probs, DEPTH, normalise=False),
-        }
-        for name, weights in methods.items():
-            short_rankings[name] = _store_rankings(store, svecs, [None] * len(sq), lambda uid: None, weights)
+        all_probs = label_model.predict(all_texts)
+
+        def everything_rankings(query_ids: list[str], query_texts: list[str], vecs) -> dict[str, list[list[str]]]:
+            """Every method's rankings of all indexed studies for queries without filters."""
+            probs = label_model.predict(query_texts)
+            out = {
+                "random": random_rankings(all_uids, query_ids, DEPTH),
+                "bm25s": bm25_rankings(all_uids, all_texts, query_ids, query_texts, DEPTH),
+                "tfidf-lr": cosine_rankings(all_uids, all_probs, query_ids, probs, DEPTH),
+                "tfidf-lr-dot": cosine_rankings(all_uids, all_probs, query_ids, probs, DEPTH, normalise=False),
+            }
+            for name, weights in methods.items():
+                out[name] = _store_rankings(store, vecs, [None] * len(query_ids), lambda uid: None, weights)
+            return out
+
+        sq, stexts, svecs = shorts["test"]
+        short_rankings = everything_rankings([q.uid for q in sq], stexts, svecs)
         oracle = _label_oracle(store, vocab, sq)
         lq, ltexts, lvecs = laterality["test"]
-        lq_uids = [f"side:{q.text}" for q in lq]
-        side_probs = label_model.predict(ltexts)
-        side_rankings = {
-            "random": random_rankings(all_uids, lq_uids, DEPTH),
-            "bm25s": bm25_rankings(all_uids, all_texts, lq_uids, ltexts, DEPTH),
-            "tfidf-lr": cosine_rankings(all_uids, all_probs, lq_uids, side_probs, DEPTH),
-            "tfidf-lr-dot": cosine_rankings(all_uids, all_probs, lq_uids, side_probs, DEPTH, normalise=False),
-        }
-        for name, weights in methods.items():
-            side_rankings[name] = _store_rankings(store, lvecs, [None] * len(lq), lambda uid: None, weights)
+        side_rankings = everything_rankings([f"side:{q.text}" for q in lq], ltexts, lvecs)
 
         print(f"\nstrict P@10, test split (model {args.model}, {time.perf_counter() - started:.0f} s in all)\n")
         header = (

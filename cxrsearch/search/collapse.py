@@ -101,9 +101,16 @@ def _head(group: list[Hit]) -> tuple[Hit, list[Hit]]:
 
 
 def _ties_by_id(shown: list[CollapsedHit]) -> list[CollapsedHit]:
-    """``shown`` (best first) with hits of exactly equal score in point-id order: the engine's order
-    of exact ties varies from one run to the next; nothing else moves."""
-    return sorted(shown, key=lambda h: (-h.score, h.id))
+    """``shown`` with each run of neighbours of exactly equal score in point-id order: the engine's
+    order of exact ties varies from one run to the next. Nothing else moves (an MMR order, which is
+    not by score, stays as it is)."""
+    out: list[CollapsedHit] = []
+    start = 0
+    for i in range(1, len(shown) + 1):
+        if i == len(shown) or shown[i].score != shown[start].score:
+            out.extend(sorted(shown[start:i], key=lambda h: h.id))
+            start = i
+    return out
 
 
 def fetch_for_collapse(run: Callable[[int], Sequence[H]], k: int, collapse_on: bool = True) -> list[H]:

@@ -87,6 +87,10 @@ def test_exact_ties_show_the_same_hits_whatever_order_the_engine_gave_them():
         assert set(groups[1].identical) == {"id-b", "id-c"}
         flat = uncollapsed(order)
         assert [g.id for g in flat] == ["id-w", "id-a", "id-b", "id-c", "id-y", "id-z", "id-x"]
+    # only neighbours of equal score move: an order that is not by score (MMR's) stays
+    mmr = [Hit("id-b", 0.2, {}), Hit("id-a", 0.9, {}), Hit("id-d", 0.5, {}), Hit("id-c", 0.5, {})]
+    assert [g.id for g in uncollapsed(mmr)] == ["id-b", "id-a", "id-c", "id-d"]
+    assert [g.id for g in collapse(mmr, k=10)] == ["id-b", "id-a", "id-c", "id-d"]
     # a copy that scores less than the group's best never heads it
     uneven = [Hit("id-b", 0.6, {"findings": "Same."}), Hit("id-a", 0.5, {"findings": "Same."})]
     (group,) = collapse(uneven, k=5)
