@@ -250,12 +250,12 @@ def _print_fusion(fusion) -> None:
         if linear
         else "weighted RRF of the components' ranks"
     )
-    dense = {"text", "image"} & set(fusion.components)
-    attributions = (
-        "The attributions above explain the dense part."
-        if dense
-        else "No dense list takes part: the attributions above explain the model's similarity, not this rank."
-    )
+    if {"text", "image"} & set(fusion.components):
+        attributions = "The attributions above explain the dense part."
+    elif "labels" in fusion.components:
+        attributions = "The attributions above explain the labels part (its share over its weight)."
+    else:
+        attributions = "No dense list takes part: the attributions above explain the model's similarity, not this rank."
     console.print(
         f"\n[bold]Hybrid text query[/bold]: the hit is at {where} ({how}; weights "
         f"{escape(fusion.weights_source)}). {attributions}"

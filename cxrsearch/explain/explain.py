@@ -143,7 +143,7 @@ def explain(
 
     maps = _attribute(request, encoder, hit, passed, target, clock)
     fusion = _fusion(request, store, encoder, point, query_vectors)
-    notes += _fusion_notices(request, fusion)
+    notes += _fusion_notices(target, fusion)
     clock.lap("fusion")
     return _explanation(request, hit, passed, target, score, reproduced, maps, fusion, notes, clock.done())
 
@@ -264,24 +264,20 @@ def _fusion(
     )
 
 
-def _fusion_notices(request: ExplainRequest, fusion: FusionEvidence | None) -> list[str]:
-    """When the fusion has no dense list (weight 0), the attributions explain a similarity that did
-    not rank the hit: say so, and name the label explanation that does follow its label score."""
+def _fusion_notices(target: Target, fusion: FusionEvidence | None) -> list[str]:
+    """What the attributions explain of a fused text query's score, when it is not its dense part."""
     if fusion is None or {"text", "image"} & set(fusion.components):
         return []
-    notes = [
-        "this text search ranks by " + " and ".join(fusion.components) + " (the dense lists weigh 0 in its "
-        "fusion): the token and pixel attributions explain the model's similarity of the query to the hit, "
-        "not its rank; the fusion table holds the parts of its score"
+    if target.kind == "labels":
+        return [
+            "this text search ranks by " + " and ".join(fusion.components) + " (no dense list in its fusion): "
+            "the token and pixel attributions explain the label score, the hit's predicted probabilities of "
+            "the query's labels; BM25's part is in the fusion table"
+        ]
+    return [
+        "this text search ranks by " + " and ".join(fusion.components) + " (no dense list in its fusion): the "
+        "token and pixel attributions explain the model's similarity of the query to the hit, not its rank"
     ]
-    shares = (fusion.components.get("labels") or {}).get("evidence") or []
-    if shares:
-        notes.append(
-            f"the label {shares[0]['label']!r} carried most of the labels score: `cxrsearch explain "
-            f"{request.hit} --label {shares[0]['label']!r}` shows what in the film and report made the model "
-            "see it"
-        )
-    return notes
 
 
 def _explanation(

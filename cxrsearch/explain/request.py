@@ -6,8 +6,10 @@ with (see :mod:`cxrsearch.search.query`):
 =============  ============================================  =============================
 query          query vector ``q``                            explained score
 =============  ============================================  =============================
-``--text``     text embedding of the query (cleaned like     ``cos(q, joint(hit))``
-               reports)
+``--text``     text embedding of the query (cleaned like     ``cos(q, joint(hit))``; when
+               reports); the label head's probabilities      the fusion has no dense list
+               ``p(q)`` of it                                (the default): the label score
+                                                             ``p(q) . p(hit) / sum p(q)``
 ``--image``    image embedding (decoded and preprocessed     ``cos(q, joint(hit))``
                exactly as at indexing: DICOM included)
 both           joint embedding of the query pair             ``cos(q, joint(hit))``
@@ -25,16 +27,25 @@ vectors (what search ranked by) are reported alongside.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from cxrsearch.errors import QueryError
 from cxrsearch.explain.attribution import BASELINES, DEFAULT_STEPS, PRECISIONS, check_steps
 from cxrsearch.explain.target import Target
-from cxrsearch.search.modes import bm25_params, encode_queries, query_text
+from cxrsearch.search.modes import (
+    FusionWeights,
+    active_components,
+    bm25_params,
+    encode_queries,
+    fusion_weights,
+    query_text,
+)
+from cxrsearch.search.modes import mode as search_mode
 from cxrsearch.search.query import find_example
 from cxrsearch.search.spec import example_keys, normalise_query
 from cxrsearch.store.base import Filter, SparseVector
@@ -155,8 +166,20 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tup
     texts = None if request.text is None else [query_text(request.text)]
     bm25 = bm25_params(store, request.collection, request.mode)
     (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1, bm25=bm25)
+    if ranked_by_label_score(request.mode, vectors, fusion_weights(encoder)):
+        # what ranked the hit is the label score (and BM25, which has no gradient): explain that
+        return Target.label_score(cast(np.ndarray, vectors["label_probs"])), vectors
     key = {"text": "text", "image": "image", "text+image": "joint"}[request.mode]
     return Target.similarity(cast(np.ndarray, vectors[key])), vectors
+
+
+def ranked_by_label_score(mode_name: str, vectors: Mapping[str, Any], weights: FusionWeights) -> bool:
+    """Whether a query of ``mode_name`` is ranked by the label vector with no dense list beside it
+    (the default linear fusion: labels and BM25), so that the label score is what to explain."""
+    if len(search_mode(mode_name).components) == 1:
+        return False
+    active = {c.name for c in active_components(mode_name, vectors, weights)}
+    return "labels" in active and not active & {"text", "image"}
 
 
 def resolve_hit(store: Store, request: ExplainRequest) -> tuple[Point, tuple[str, ...]]:

@@ -53,12 +53,20 @@ def _full_model_score(model, pixels, batch, target: Target) -> float:
         return float(target(model(pixel_values=pixels, **batch))[0])
 
 
-@pytest.mark.parametrize("target_kind", ["similarity", "label"])
+def _target(model, kind: str) -> Target:
+    if kind == "similarity":
+        return _query(model)
+    if kind == "labels":  # the label score a text search with the default fusion ranks by
+        from cxrsearch.model.encode import Encoder
+
+        return Target.label_score(Encoder(model).encode(texts=["enlarged heart"]).probs[0])
+    return Target.label_logit(model.labels, "cardiomegaly")
+
+
+@pytest.mark.parametrize("target_kind", ["similarity", "label", "labels"])
 def test_pixel_attributions_are_complete(tiny_model, images_dir: Path, target_kind: str) -> None:
     path = images_dir / "dicom" / "RG1_UNCR.dcm"
-    target = (
-        _query(tiny_model) if target_kind == "similarity" else Target.label_logit(tiny_model.labels, "cardiomegaly")
-    )
+    target = _target(tiny_model, target_kind)
     pixels, geometry, batch, _ = _inputs(tiny_model, path)
     coarse, _ = _ig(tiny_model, path, target, steps=4)
     result, _ = _ig(tiny_model, path, target, steps=64)

@@ -70,7 +70,9 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     assert set(data) == JSON_KEYS
     assert data["hit"]["id"] == hit["id"] and data["query"]["mode"] == "text"
     assert data["reproduced"] == pytest.approx(1.0, abs=1e-5)
-    assert set(data["vector_scores"]) == {"image", "text", "joint"}
+    # the default fusion ranks by labels and BM25: the explained score is the label score, the
+    # labels part of the fused score (its share over its weight), recomputed through the model
+    assert data["target"].startswith("label score") and data["vector_scores"] == {}
     pixels = data["pixels"]
     assert pixels["steps"] == int(STEPS) and pixels["baseline"] == "black"
     assert pixels["precision"] == data["tokens"]["precision"] and pixels["precision"] in ("fp32", "bf16")
@@ -93,9 +95,10 @@ def test_text_query_on_a_hit_from_search(explain_store: ExplainStore, images_dir
     if fusion["fusion"] == "linear" and all(p["share"] is not None for p in fusion["components"].values()):
         # the fused score is the sum of the components' shares, coefficient x score
         assert fusion["score"] == pytest.approx(sum(p["share"] for p in fusion["components"].values()), abs=1e-4)
-    if not {"text", "image"} & set(fusion["components"]):  # the attributions do not explain the rank: said
-        assert any("not its rank" in n for n in data["notices"])
-        assert any("--label" in n for n in data["notices"])
+    labels = fusion["components"]["labels"]
+    if labels["share"] is not None:
+        assert data["score"] == pytest.approx(labels["share"] / labels["weight"], abs=1e-4)
+    assert any("attributions explain the label score" in n for n in data["notices"])
     bm25 = fusion["components"]["bm25"]["evidence"]
     assert {m["term"] for m in bm25["matched"]} | set(bm25["missing"]) == {"enlarged", "heart"}
     assert all(m["report_weight"] > 0 for m in bm25["matched"])
