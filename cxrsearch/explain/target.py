@@ -99,7 +99,7 @@ class Target:
         if self.kind == "labels":
             return (
                 "label score: the hit's predicted label probabilities weighted by the query's "
-                "(the labels part of the fused score, over its weight)"
+                "(what the label vector ranked it by; under the linear fusion, its share over its weight)"
             )
         return f"logit of label {self.label}"
 
