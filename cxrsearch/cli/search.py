@@ -311,25 +311,17 @@ def _print_notices(notices: list[str]) -> None:
 
 def _search_store(request: _Request, backend: Any) -> _Found:
     """Run the search (and the facet counts) against the opened store."""
-    from dataclasses import replace
 
-    from cxrsearch.search import search as run_search
-    from cxrsearch.search.collapse import fetch_for_collapse
-    from cxrsearch.search.query import collection_notices, search_diverse
+    from cxrsearch.search.query import collection_notices, search_to_show
     from cxrsearch.search.query import facets as count_labels
     from cxrsearch.search.vocabulary import collection_labels
 
     collection = request.collection
     # label filters are checked against the collection's own vocabulary (its checkpoint's)
     spec = request.spec(collection_labels(backend, collection) if request.any_label_filter else None)
-
-    def fetch(limit: int) -> list[Any]:  # collapsing merges hits: more are fetched so that k groups remain
-        asked = replace(spec, k=limit)
-        if request.diverse is not None:
-            return search_diverse(asked, backend, collection, request.diverse, request.model)
-        return run_search(asked, backend, collection, request.model, with_components=request.json_out)
-
-    hits = fetch_for_collapse(fetch, spec.k, request.collapse)
+    hits = search_to_show(
+        spec, backend, collection, request.model, request.collapse, request.diverse, with_components=request.json_out
+    )
     _print_notices(collection_notices(spec, backend, collection))
     counts = count_labels(spec, backend, collection) if request.facets else None
     counted = request.facets and (request.html is not None or not request.json_out)

@@ -63,6 +63,29 @@ def search(
     return hits
 
 
+def search_to_show(
+    spec: QuerySpec,
+    store: Store,
+    collection: str,
+    checkpoint: Checkpoint | Encoder | str | Path | None = None,
+    collapse: bool = True,
+    diverse: float | None = None,
+    with_components: bool = False,
+) -> list[Hit]:
+    """The hits ``cxrsearch search`` (and the web page) shows ``spec.k`` of: :func:`search`, or
+    :func:`search_diverse` with ``diverse``; with ``collapse``, fetched deeper so that ``spec.k``
+    groups of identical reports remain (:func:`cxrsearch.search.collapse.fetch_for_collapse`)."""
+    from cxrsearch.search.collapse import fetch_for_collapse
+
+    def fetch(limit: int) -> list[Hit]:
+        asked = replace(spec, k=limit)
+        if diverse is not None:
+            return search_diverse(asked, store, collection, diverse, checkpoint)
+        return search(asked, store, collection, checkpoint, with_components=with_components)
+
+    return fetch_for_collapse(fetch, spec.k, collapse)
+
+
 def collection_notices(spec: QuerySpec, store: Store, collection: str) -> list[str]:
     """What the user should know about ``collection`` for this query: a text query on a collection
     whose label vectors are compared by cosine (made before the dot product) ranks worse."""

@@ -16,17 +16,16 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cxrsearch.data.splits import SPLITS
 from cxrsearch.defaults import VIEWS
 from cxrsearch.errors import QueryError
-from cxrsearch.search import search as plain_search
 from cxrsearch.search.collapse import collapse as collapse_hits
-from cxrsearch.search.collapse import fetch_for_collapse, uncollapsed
-from cxrsearch.search.query import collection_notices, encoder_for, find_example, search_diverse
+from cxrsearch.search.collapse import uncollapsed
+from cxrsearch.search.query import collection_notices, encoder_for, find_example, search_to_show
 from cxrsearch.search.query import facets as count_labels
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import QuerySpec
@@ -107,14 +106,7 @@ def run_search(
 ) -> SearchResult:
     """``cxrsearch search``'s library calls for ``spec``: hits fetched and collapsed (unless
     ``collapse`` is off), MMR with ``diverse``, label counts with ``facets``."""
-
-    def fetch(limit: int) -> list[Any]:  # as `cxrsearch search`: more hits when collapsing
-        asked = replace(spec, k=limit)
-        if diverse is not None:
-            return search_diverse(asked, store, collection, diverse, checkpoint)
-        return plain_search(asked, store, collection, checkpoint, with_components=with_components)
-
-    hits = fetch_for_collapse(fetch, spec.k, collapse)
+    hits = search_to_show(spec, store, collection, checkpoint, collapse, diverse, with_components)
     counts = count_labels(spec, store, collection) if facets else None
     total = store.count(collection, spec.filter()) if facets else 0
     shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)
