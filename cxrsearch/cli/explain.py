@@ -250,7 +250,9 @@ def _print_fusion(fusion) -> None:
         if linear
         else "weighted RRF of the components' ranks"
     )
-    if {"text", "image"} & set(fusion.components):
+    from cxrsearch.search.modes import DENSE_COMPONENTS
+
+    if DENSE_COMPONENTS & set(fusion.components):
         attributions = "The attributions above explain the dense part."
     elif "labels" in fusion.components:
         attributions = "The attributions above explain the labels part (its share over its weight)."

@@ -44,7 +44,7 @@ from cxrsearch.explain.target import Target
 from cxrsearch.explain.tokens import TokenAttribution, token_attributions
 from cxrsearch.image.decode import decode_image
 from cxrsearch.index.record import image_file
-from cxrsearch.search.modes import bm25_params, fusion_weights, query_text
+from cxrsearch.search.modes import DENSE_COMPONENTS, FusionWeights, bm25_params, fusion_weights, query_text
 from cxrsearch.search.query import encoder_for
 from cxrsearch.text.report import report_text
 
@@ -131,7 +131,8 @@ def explain(
             "runtime='torch' (the default of Encoder and load_checkpoint)"
         )
     point, notices = resolve_hit(store, request)
-    target, query_vectors = build_target(request, encoder, store)
+    weights = fusion_weights(encoder)
+    target, query_vectors = build_target(request, encoder, store, weights)
     hit = _load_hit(point, request, store)
     notes = [*notices, *_missing_notices(hit)]
     clock.lap("load")
@@ -142,7 +143,7 @@ def explain(
     clock.lap("forward")
 
     maps = _attribute(request, encoder, hit, passed, target, clock)
-    fusion = _fusion(request, store, encoder, point, query_vectors)
+    fusion = _fusion(request, store, encoder, point, query_vectors, weights)
     notes += _fusion_notices(target, fusion)
     clock.lap("fusion")
     return _explanation(request, hit, passed, target, score, reproduced, maps, fusion, notes, clock.done())
@@ -246,7 +247,12 @@ def _attribute(
 
 
 def _fusion(
-    request: ExplainRequest, store: Store, encoder: Encoder, point: Point, query_vectors: dict | None
+    request: ExplainRequest,
+    store: Store,
+    encoder: Encoder,
+    point: Point,
+    query_vectors: dict | None,
+    weights: FusionWeights,
 ) -> FusionEvidence | None:
     """What the fused score of a hybrid text query was made of (``None`` for other queries)."""
     if query_vectors is None:
@@ -257,7 +263,7 @@ def _fusion(
         request.mode,
         query_vectors,
         point,
-        fusion_weights(encoder),
+        weights,
         None if request.text is None else query_text(request.text),
         bm25_params(store, request.collection, request.mode),
         tuple(encoder.labels),
@@ -266,7 +272,7 @@ def _fusion(
 
 def _fusion_notices(target: Target, fusion: FusionEvidence | None) -> list[str]:
     """What the attributions explain of a fused text query's score, when it is not its dense part."""
-    if fusion is None or {"text", "image"} & set(fusion.components):
+    if fusion is None or DENSE_COMPONENTS & set(fusion.components):
         return []
     if target.kind == "labels":
         return [

@@ -38,6 +38,7 @@ from cxrsearch.errors import QueryError
 from cxrsearch.explain.attribution import BASELINES, DEFAULT_STEPS, PRECISIONS, check_steps
 from cxrsearch.explain.target import Target
 from cxrsearch.search.modes import (
+    DENSE_COMPONENTS,
     FusionWeights,
     active_components,
     bm25_params,
@@ -147,9 +148,12 @@ class ExplainRequest:
         return " + ".join(parts)
 
 
-def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tuple[Target, dict | None]:
+def build_target(
+    request: ExplainRequest, encoder: Encoder, store: Store, weights: FusionWeights | None = None
+) -> tuple[Target, dict | None]:
     """The :class:`Target` for ``request`` and the query vectors ``search`` would send (``None`` for
-    label and like queries); encodes the query with ``encoder`` where needed."""
+    label and like queries); encodes the query with ``encoder`` where needed. ``weights``: the
+    fusion the collection's text searches use (``None``: :func:`fusion_weights` of ``encoder``)."""
     if request.mode == "label":
         return Target.label_logit(encoder.labels, str(request.label)), None
     if request.mode == "like":
@@ -166,7 +170,7 @@ def build_target(request: ExplainRequest, encoder: Encoder, store: Store) -> tup
     texts = None if request.text is None else [query_text(request.text)]
     bm25 = bm25_params(store, request.collection, request.mode)
     (vectors,) = encode_queries(encoder, request.mode, texts, images, batch_size=1, bm25=bm25)
-    if ranked_by_label_score(request.mode, vectors, fusion_weights(encoder)):
+    if ranked_by_label_score(request.mode, vectors, weights or fusion_weights(encoder)):
         # what ranked the hit is the label score (and BM25, which has no gradient): explain that
         return Target.label_score(cast(np.ndarray, vectors["label_probs"])), vectors
     key = {"text": "text", "image": "image", "text+image": "joint"}[request.mode]
@@ -179,7 +183,7 @@ def ranked_by_label_score(mode_name: str, vectors: Mapping[str, Any], weights: F
     if len(search_mode(mode_name).components) == 1:
         return False
     active = {c.name for c in active_components(mode_name, vectors, weights)}
-    return "labels" in active and not active & {"text", "image"}
+    return "labels" in active and not active & DENSE_COMPONENTS
 
 
 def resolve_hit(store: Store, request: ExplainRequest) -> tuple[Point, tuple[str, ...]]:

@@ -93,6 +93,10 @@ MODES: dict[str, Mode] = {
 }
 """The table above. ``like`` queries with a stored vector, so it needs no model."""
 
+DENSE_COMPONENTS = frozenset({"text", "image"})
+"""The text mode's components searched with the query's text embedding (the others: BM25 terms and
+the label vector)."""
+
 BY_EVALUATE_NAME: dict[str, Mode] = {mode.evaluate_name: mode for mode in MODES.values()}
 
 
