@@ -93,6 +93,11 @@ def _store_rankings(store, vectors, uids, flt_of, weights: FusionWeights) -> lis
     ]
 
 
+def _unfiltered_rankings(store, vectors, weights: FusionWeights) -> list[list[str]]:
+    """Rankings of every indexed study, no filter (short and laterality queries)."""
+    return _store_rankings(store, vectors, [None] * len(vectors), lambda uid: None, weights)
+
+
 def _p10(pool: Pool, queries: list[Query], rankings) -> float:
     judged = [pool.judge(q, r, "strict", DEPTH) for q, r in zip(queries, rankings)]
     return float(mean_metrics(judged, (DEPTH,))["P@10"])
@@ -201,13 +206,13 @@ def main() -> None:
 
         def short(split: str, weights: FusionWeights) -> float:
             qs, _, vecs = shorts[split]
-            return _p10(everything, qs, _store_rankings(store, vecs, [None] * len(qs), lambda uid: None, weights))
+            return _p10(everything, qs, _unfiltered_rankings(store, vecs, weights))
 
-        def side(split: str, weights: FusionWeights, any_side: bool = False) -> float:
+        def side(split: str, weights: FusionWeights) -> tuple[float, float]:
+            """Laterality P@10: the finding on the asked side, and on any side."""
             lq, _, vecs = laterality[split]
-            return _side_p10(
-                lq, _store_rankings(store, vecs, [None] * len(lq), lambda uid: None, weights), sided, any_side
-            )
+            ranked = _unfiltered_rankings(store, vecs, weights)
+            return _side_p10(lq, ranked, sided, False), _side_p10(lq, ranked, sided, True)
 
         # -- tuning on val + dev only -------------------------------------------------------------
         t0 = time.perf_counter()
@@ -227,9 +232,10 @@ def main() -> None:
         best_of = {f: max((r for r in scored if r[3].fusion == f), key=rank_key) for f in GRIDS}
         best = max(best_of.values(), key=rank_key)
         for fusion, row in best_of.items():
+            on_side, any_side = side("dev", row[3])
             print(
                 f"best {fusion}: {dict(row[3].weights)} (val P@10 {row[1]:.3f}, dev short P@10 {row[2]:.3f}, "
-                f"dev laterality P@10 {side('dev', row[3]):.3f} on the side / {side('dev', row[3], True):.3f} any side)"
+                f"dev laterality P@10 {on_side:.3f} on the side / {any_side:.3f} any side)"
             )
         tuned = FusionWeights(
             dict(best[3].weights),
@@ -297,7 +303,7 @@ def main() -> None:
                 "tfidf-lr-dot": cosine_rankings(all_uids, all_probs, query_ids, probs, DEPTH, normalise=False),
             }
             for name, weights in methods.items():
-                out[name] = _store_rankings(store, vecs, [None] * len(query_ids), lambda uid: None, weights)
+                out[name] = _unfiltered_rankings(store, vecs, weights)
             return out
 
         sq, stexts, svecs = shorts["test"]
