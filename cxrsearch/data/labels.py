@@ -23,6 +23,7 @@ from functools import lru_cache
 from importlib import resources
 
 from cxrsearch.errors import ConfigError
+from cxrsearch.text.bm25 import mark_negations
 
 NORMAL = "normal"
 _VOCAB_FILE = "labels.json"
@@ -173,8 +174,6 @@ def negated_labels(text: str) -> frozenset[str]:
     :func:`cxrsearch.text.bm25.mark_negations` (the rules that pick finding sentences for training).
     A label also named outside a negation is not negated ("no edema; small effusion" negates edema
     only)."""
-    from cxrsearch.text.bm25 import mark_negations  # pulls in cxrsearch.store: only when a query is read
-
     words = {word_stem(w) for w in mark_negations(text).split()}
     out = set()
     for label, sets in label_keywords().items():
