@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from cxrsearch.data.labels import label_names
 from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.index.record import check_images_trained, recorded_model
+from cxrsearch.search.collapse import fetch_for_collapse
 from cxrsearch.search.modes import MODES as MODE_TABLE
 from cxrsearch.search.modes import (
     bm25_params,
@@ -75,7 +76,6 @@ def search_to_show(
     """The hits ``cxrsearch search`` (and the web page) shows ``spec.k`` of: :func:`search`, or
     :func:`search_diverse` with ``diverse``; with ``collapse``, fetched deeper so that ``spec.k``
     groups of identical reports remain (:func:`cxrsearch.search.collapse.fetch_for_collapse`)."""
-    from cxrsearch.search.collapse import fetch_for_collapse
 
     def fetch(limit: int) -> list[Hit]:
         asked = replace(spec, k=limit)
