@@ -243,49 +243,20 @@ def _print_tokens(t, top_words) -> None:
 
 def _print_fusion(fusion) -> None:
     """The fused (hybrid) score's parts: each component's rank, score, weight and evidence."""
-    where = f"rank {fusion.rank}, fused score {fusion.score:.4f}" if fusion.rank is not None else "below rank 100"
+    console.print(f"\n[bold]Hybrid text query[/bold]: {escape(fusion.headline())}")
     linear = fusion.fusion == "linear"
-    how = (
-        "the sum of the components' shares, share = coefficient x score"
-        if linear
-        else "weighted RRF of the components' ranks"
-    )
-    from cxrsearch.search.modes import DENSE_COMPONENTS
-
-    if DENSE_COMPONENTS & set(fusion.components):
-        attributions = "The attributions above explain the dense part."
-    elif "labels" in fusion.components:
-        attributions = "The attributions above explain the labels part (its share over its weight)."
-    else:
-        attributions = "No dense list takes part: the attributions above explain the model's similarity, not this rank."
-    console.print(
-        f"\n[bold]Hybrid text query[/bold]: the hit is at {where} ({how}; weights "
-        f"{escape(fusion.weights_source)}). {attributions}"
-    )
     table = Table(show_lines=False)
     columns = ("component", "weight", "rank", "score", *(("share",) if linear else ()), "evidence")
     for name in columns:
         table.add_column(name, justify="left" if name in ("component", "evidence") else "right", overflow="fold")
-    for name, part in fusion.components.items():
-        evidence = part.get("evidence")
-        if name == "bm25" and evidence is not None:
-            words = ", ".join(f"{m['term']} ({m['report_weight']:.2f})" for m in evidence["matched"]) or "none"
-            text = f"matched: {words}" + (
-                f"; not in the report: {', '.join(evidence['missing'])}" if evidence["missing"] else ""
-            )
-        elif name == "labels" and evidence:
-            text = ", ".join(
-                f"{e['label']} (query {e['query_prob']:.2f}, hit {e['hit_prob'] or 0:.2f})" for e in evidence[:3]
-            )
-        else:
-            text = "token and pixel attributions above" if name == "text" else "-"
+    for row in fusion.rows():
         table.add_row(
-            name,
-            f"{part['weight']:g}",
-            "-" if part["rank"] is None else str(part["rank"]),
-            "-" if part["score"] is None else f"{part['score']:.4f}",
-            *((("-" if part.get("share") is None else f"{part['share']:.4f}"),) if linear else ()),
-            escape(text),
+            row.component,
+            f"{row.weight:g}",
+            "-" if row.rank is None else str(row.rank),
+            "-" if row.score is None else f"{row.score:.4f}",
+            *((("-" if row.share is None else f"{row.share:.4f}"),) if linear else ()),
+            escape(row.evidence),
         )
     console.print(table)
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from cxrsearch.search.modes import FusionWeights, component_ranks, mode, run_query
+from cxrsearch.search.modes import DENSE_COMPONENTS, FusionWeights, component_ranks, mode, run_query
 from cxrsearch.store.base import Point, SparseVector, Store
 from cxrsearch.store.schema import Bm25Spec
 from cxrsearch.text.bm25 import embed_query, mark_negations
@@ -58,6 +58,66 @@ class FusionEvidence:
             "weights_source": self.weights_source,
             "components": {name: dict(parts) for name, parts in self.components.items()},
         }
+
+    def headline(self) -> str:
+        """One sentence: where the hit is in the fused list, how the fused score is made, and which
+        part the attributions explain (what ``cxrsearch explain`` and the web page print above
+        :meth:`rows`)."""
+        where = f"rank {self.rank}, fused score {self.score:.4f}" if self.rank is not None else f"below rank {DEPTH}"
+        how = (
+            "the sum of the components' shares, share = coefficient x score"
+            if self.fusion == "linear"
+            else "weighted RRF of the components' ranks"
+        )
+        if DENSE_COMPONENTS & set(self.components):
+            attributions = "The attributions explain the dense part."
+        elif "labels" in self.components:
+            attributions = "The attributions explain the labels part (its share over its weight)."
+        else:
+            attributions = "No dense list takes part: the attributions explain the model's similarity, not this rank."
+        return f"The hit is at {where} ({how}; weights {self.weights_source}). {attributions}"
+
+    def rows(self) -> list[FusionRow]:
+        """The fusion table, a row per component (``share`` only under the linear fusion)."""
+        out = []
+        for name, part in self.components.items():
+            out.append(
+                FusionRow(
+                    component=name,
+                    weight=float(part["weight"]),
+                    rank=part["rank"],
+                    score=part["score"],
+                    share=part.get("share"),
+                    evidence=_evidence_text(name, part.get("evidence")),
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class FusionRow:
+    """One component's row of the fusion table: its weight, its rank and score for the hit (``None``
+    when the hit is not in its list), its share of the fused score (linear fusion) and its evidence
+    in words (matched BM25 terms, the labels that matched)."""
+
+    component: str
+    weight: float
+    rank: int | None
+    score: float | None
+    share: float | None
+    evidence: str
+
+
+def _evidence_text(component: str, evidence: Any) -> str:
+    if component == "bm25" and evidence is not None:
+        words = ", ".join(f"{m['term']} ({m['report_weight']:.2f})" for m in evidence["matched"]) or "none"
+        missing = f"; not in the report: {', '.join(evidence['missing'])}" if evidence["missing"] else ""
+        return f"matched: {words}{missing}"
+    if component == "labels" and evidence:
+        return ", ".join(
+            f"{e['label']} (query {e['query_prob']:.2f}, hit {e['hit_prob'] or 0:.2f})" for e in evidence[:3]
+        )
+    return "token and pixel attributions" if component in DENSE_COMPONENTS else "-"
 
 
 def fusion_evidence(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -262,6 +263,16 @@ def test_explain_from_the_case_page_shows_progress_then_the_overlay(client) -> N
         time.sleep(0.5)
         page = client.get(started.headers["location"])
     assert 'class="overlay ig"' in page.text and "The report, word by word" in page.text
+    # the fused score's parts, as `cxrsearch explain` prints them: a row per component of the JSON
+    (key,) = re.findall(r'href="/api/explain/([^"]+)"', page.text)
+    fusion = client.get(f"/api/explain/{key}").json()["result"]["fusion"]
+    assert fusion and "What ranked the hit" in page.text
+    for name, part in fusion["components"].items():
+        row = re.search(rf'<tr data-component="{name}">(.*?)</tr>', page.text).group(1)
+        cells = re.findall(r"<td>(.*?)</td>", row)
+        assert cells[0] == name and cells[2] == ("-" if part["rank"] is None else str(part["rank"]))
+        if fusion["fusion"] == "linear":
+            assert cells[4] == ("-" if part["share"] is None else f"{part['share']:.4f}")
 
 
 def test_label_explanations_need_no_query(client) -> None:

@@ -75,4 +75,6 @@ def test_explain_sheet_embeds_the_film_and_the_overlays(served, tmp_path) -> Non
     images = _self_contained(html)
     assert len(images) == 3  # film, IG overlay, attention overlay
     assert 'class="overlay ig"' in html and "word by word" in html
+    assert result.fusion is not None and "What ranked the hit" in html  # the fused score's parts
+    assert all(f'<tr data-component="{name}">' in html for name in result.fusion.components)
     assert write_explain_sheet(tmp_path / "why.html", result).is_file()
