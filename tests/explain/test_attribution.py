@@ -136,9 +136,10 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a.ravel(), b.ravel())[0])
 
 
-def test_model_randomisation_changes_the_map(tiny_model, images_dir: Path) -> None:
+@pytest.mark.parametrize("target_kind", ["similarity", "label", "labels"])
+def test_model_randomisation_changes_the_map(tiny_model, images_dir: Path, target_kind: str) -> None:
     path = images_dir / "dicom" / "RG1_UNCR.dcm"
-    target = _query(tiny_model)
+    target = _target(tiny_model, target_kind)
     first, geometry = _ig(tiny_model, path, target, steps=16)
     second, _ = _ig(tiny_model, path, target, steps=16)
     randomised, _ = _ig(_reinitialised_image_tower(tiny_model), path, target, steps=16)
@@ -148,6 +149,34 @@ def test_model_randomisation_changes_the_map(tiny_model, images_dir: Path) -> No
     # the map depends on the learned weights, not just on the film: signed and absolute maps both change
     assert _rank_correlation(a, r) < 0.5
     assert _rank_correlation(np.abs(a), np.abs(r)) < 0.5
+
+
+def _reinitialised_label_head(model):
+    """A copy of ``model`` with a fresh random label head: the first step of Adebayo et al.'s
+    cascading randomisation, for the targets read off the head (label logit, label score)."""
+    torch.manual_seed(4321)
+    other = copy.deepcopy(model)
+    other.label_head.reset_parameters()
+    return other
+
+
+@pytest.mark.parametrize("target_kind", ["label", "labels"])
+def test_randomising_the_label_head_changes_the_word_map(tiny_model, images_dir: Path, target_kind: str) -> None:
+    # what a text search under the default fusion explains (the label score) is read off the label
+    # head: with the head's weights randomised, the words that carry it must change
+    pixels, _, _, _ = _inputs(tiny_model, images_dir / "png" / "nih_00000001_000.png")
+    randomised = _reinitialised_label_head(tiny_model)
+
+    def words(model) -> np.ndarray:
+        with torch.no_grad():
+            image = model.encode_image(pixels)
+        result = token_attributions(model, REPORT, _target(tiny_model, target_kind), image=image, steps=32)
+        assert abs(result.delta) <= 0.01 * abs(result.score - result.baseline_score) + 1e-6  # both complete
+        return np.array([w.attribution for w in result.words])
+
+    trained, again, random = words(tiny_model), words(tiny_model), words(randomised)
+    assert np.array_equal(trained, again)
+    assert _rank_correlation(trained, random) < 0.5, _rank_correlation(trained, random)
 
 
 def test_maps_depend_on_the_input_and_are_deterministic(tiny_model, images_dir: Path) -> None:
