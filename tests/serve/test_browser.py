@@ -126,6 +126,8 @@ def test_search_filter_open_case_and_explain(page, base_url, client, tmp_path) -
         "() => { const i = document.querySelector('img.overlay.ig'); return i.complete && i.naturalWidth > 0; }"
     )
     assert page.locator(".words .w").count() > 0  # word attributions
+    rows = page.eval_on_selector_all("table.fusion tbody tr", "rows => rows.map(r => r.dataset.component)")
+    assert rows and set(rows) <= {"text", "image", "bm25", "labels"}  # what ranked the hit, a row per component
     _shot(page, tmp_path, "explain")
     assert page.problems == []
 
