@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrsearch.data.labels import label_names
+from cxrsearch.data.labels import label_names, negated_labels
 from cxrsearch.errors import ModelError, QueryError, StoreError
 from cxrsearch.index.record import check_images_trained, recorded_model
 from cxrsearch.search.collapse import fetch_for_collapse
@@ -98,6 +98,54 @@ def collection_notices(spec: QuerySpec, store: Store, collection: str) -> list[s
         "ranks reports the model was unsure about too high: index again into a fresh collection for the "
         "dot product (docs/search.md)"
     ]
+
+
+UNSURE_BELOW = 0.4
+"""A text query whose label vector (the label head's probabilities, negated labels dropped) holds no
+label at this probability gets a notice: the model did not recognise what it asks for. Chosen on the
+dev half of the short-query set (docs/evaluation.md): below 0.4 are all 15 of the 69 dev queries
+whose most probable label is wrong, and 11 whose label is right."""
+
+
+def reading_notices(
+    spec: QuerySpec,
+    store: Store,
+    collection: str,
+    checkpoint: Checkpoint | Encoder | str | Path | None = None,
+) -> list[str]:
+    """What the user should know about how the model read a text query: when no label of its label
+    vector reaches :data:`UNSURE_BELOW` ("air around the lung": lung opacity 0.24), the hits follow a
+    guess, and the notice names the guess. Nothing for other modes, for a query with a label filter
+    (the filter says what is asked), or for a query that negates a label ("no pleural effusion": it
+    asks for an absence, and the rest of its label vector is small by design)."""
+    if spec.text is None or spec.image is not None or spec.all_labels or spec.any_labels:
+        return []
+    if not any(c.vector == "label_probs" for c in mode(spec.mode).components):
+        return []
+    text = query_text(spec.text)
+    if negated_labels(text):  # "no pleural effusion" asks for an absence, not for what is left
+        return []
+    encoder = encoder_for(store, collection, checkpoint, towers=mode(spec.mode).inputs, runtime="auto")
+    bm25 = bm25_params(store, collection, spec.mode)
+    (vectors,) = encode_queries(encoder, spec.mode, [text], batch_size=1, bm25=bm25)
+    notice = unsure_reading(spec.text, vectors["label_probs"], encoder.labels)
+    return [] if notice is None else [notice]
+
+
+def unsure_reading(text: str, probs: Sequence[float] | None, labels: Sequence[str]) -> str | None:
+    """The notice for a text query whose label vector ``probs`` (over ``labels``) has no label at
+    :data:`UNSURE_BELOW` or above, naming the three most probable; ``None`` when one reaches it, or
+    when there is no label vector (every label negated)."""
+    values = [float(p) for p in probs] if probs is not None else []
+    if not any(values) or max(values) >= UNSURE_BELOW:
+        return None
+    order = sorted(range(len(values)), key=lambda j: -values[j])[:3]
+    guess = ", ".join(f"{labels[j]} {values[j]:.2f}" for j in order)
+    return (
+        f"the model is unsure what {text!r} asks for: no label reaches {UNSURE_BELOW:.2f} (it reads it as "
+        f"{guess}), so these hits may not hold what you mean; try radiology wording (a label name, "
+        "`cxrsearch models info` lists them) or filter with --label"
+    )
 
 
 def encoder_for(

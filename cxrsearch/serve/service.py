@@ -25,7 +25,7 @@ from cxrsearch.defaults import VIEWS
 from cxrsearch.errors import QueryError
 from cxrsearch.search.collapse import collapse as collapse_hits
 from cxrsearch.search.collapse import uncollapsed
-from cxrsearch.search.query import collection_notices, encoder_for, find_example, search_to_show
+from cxrsearch.search.query import collection_notices, encoder_for, find_example, reading_notices, search_to_show
 from cxrsearch.search.query import facets as count_labels
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import QuerySpec
@@ -111,7 +111,8 @@ def run_search(
     total = store.count(collection, spec.filter()) if facets else 0
     shown = collapse_hits(hits, spec.k) if collapse else uncollapsed(hits)
     records = [hit_record(hit, rank) for rank, hit in enumerate(shown, start=1)]
-    return SearchResult(records, counts, total, shown, collection_notices(spec, store, collection))
+    notices = collection_notices(spec, store, collection) + reading_notices(spec, store, collection, checkpoint)
+    return SearchResult(records, counts, total, shown, notices)
 
 
 class Service:

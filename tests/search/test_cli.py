@@ -85,7 +85,7 @@ def test_index_cli_reports_failures_and_exits_1(cli_store, studies):
 def _json_search(store: Path, *args: str) -> list[dict]:
     result = CliRunner().invoke(app, ["search", *args, "--json", "-k", "50", "--store", str(store)])
     assert result.exit_code == 0, result.output
-    hits = json.loads(result.output)
+    hits = json.loads(result.stdout)  # notices go to stderr: stdout is the JSON alone
     assert isinstance(hits, list)  # without --facets: a plain list (scripts rely on it)
     assert all(set(hit) - {"components"} == HIT_KEYS for hit in hits)
     for hit in hits:  # a hybrid text query shows what its fused score was made of
@@ -204,7 +204,7 @@ def test_sigkilled_index_resumes_to_the_exact_count(tiny_checkpoint, reports_tgz
 def _search_json(store: Path, *args: str):
     result = CliRunner().invoke(app, ["search", *args, "--json", "--store", str(store)])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def _key(hit: dict) -> str | None:
@@ -378,5 +378,39 @@ def test_search_cli_tells_when_the_collection_compares_label_vectors_by_cosine(
 
     with EdgeStore(tmp_path / "store") as edge:
         result = run_search(QuerySpec(text="pleural effusion", k=3), edge, "old", str(tiny_checkpoint))
-    assert len(result.notices) == 1 and "cosine" in result.notices[0]
+    assert sum("cosine" in n for n in result.notices) == 1
     assert isinstance(result.json(), list) and "cosine" not in json.dumps(result.json())
+
+
+def test_an_unsure_reading_of_a_text_query_is_said_on_stderr(cli_store, monkeypatch):
+    """When no label of the query's label vector reaches UNSURE_BELOW, `search` says how the model
+    read the query (stderr: the JSON stays clean); not under a label filter, nor for a negation."""
+    from cxrsearch.search import query
+
+    store, _ = cli_store
+
+    def run(*args: str):
+        result = CliRunner().invoke(app, ["search", *args, "--json", "-k", "3", "--store", str(store)])
+        assert result.exit_code == 0, result.output
+        assert isinstance(json.loads(result.stdout), list)
+        return result.stderr
+
+    monkeypatch.setattr(query, "UNSURE_BELOW", 1.01)  # every reading is unsure
+    said = run("--text", "air around the lung")
+    assert "the model is unsure what 'air around the lung' asks for" in said and "--label" in said
+    assert "unsure" not in run("--text", "air around the lung", "--label", "normal")
+    assert "unsure" not in run("--text", "no pleural effusion")
+    assert "unsure" not in run("--like", "CXR1")
+    monkeypatch.setattr(query, "UNSURE_BELOW", 0.0)  # no reading is unsure
+    assert "unsure" not in run("--text", "air around the lung")
+
+
+def test_unsure_reading_names_the_three_likeliest_labels():
+    from cxrsearch.search.query import UNSURE_BELOW, unsure_reading
+
+    labels = ("cardiomegaly", "pleural effusion", "pneumothorax", "normal")
+    said = unsure_reading("air around the lung", [0.05, 0.2, 0.01, 0.1], labels)
+    assert said is not None and "pleural effusion 0.20, normal 0.10, cardiomegaly 0.05" in said
+    assert unsure_reading("pneumothorax", [0.0, 0.0, UNSURE_BELOW, 0.1], labels) is None  # one label reaches it
+    assert unsure_reading("no effusion", [0.0, 0.0, 0.0, 0.0], labels) is None  # nothing left to read
+    assert unsure_reading("x", None, labels) is None

@@ -85,6 +85,6 @@ def test_the_cli_filters_with_the_collection_s_labels(store: ClientStore, tmp_pa
     ]
     result = runner.invoke(app, [*base, "--label", "alpha"])
     assert result.exit_code == 0, result.output
-    assert [hit["labels"] for hit in json.loads(result.output)] == [["alpha"]] * 5
+    assert [hit["labels"] for hit in json.loads(result.stdout)] == [["alpha"]] * 5
     refused = runner.invoke(app, [*base, "--label", "cardiomegaly"])
     assert refused.exit_code == 1 and "valid labels: alpha, beta, gamma" in refused.output

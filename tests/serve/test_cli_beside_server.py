@@ -75,7 +75,7 @@ def test_search_in_a_terminal_goes_through_the_running_server(server):
     query = "text=enlarged+heart&label=normal&k=5"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?{query}", timeout=30) as response:
         page = json.loads(response.read())
-    assert_same_hits(json.loads(result.output), page)  # the page's /api/search and the terminal: the same hits
+    assert_same_hits(json.loads(result.stdout), page)  # the page's /api/search and the terminal: the same hits
     table = runner.invoke(app, ["search", "--text", "enlarged heart", "-k", "3", "--store", str(store)])
     assert table.exit_code == 0 and f"via cxrsearch serve at http://127.0.0.1:{port}" in table.output
 
@@ -127,7 +127,7 @@ def test_an_image_search_in_a_terminal_is_uploaded_to_the_running_server(server,
     with film.open("rb") as handle:
         page = httpx.post(f"http://127.0.0.1:{port}/api/search?k=4", files={"image": (film.name, handle)}, timeout=60)
     assert page.status_code == 200
-    assert_same_hits(json.loads(result.output), page.json())
+    assert_same_hits(json.loads(result.stdout), page.json())
     assert page.json() and all(hit["kind"] == "image" for hit in page.json())
 
 
@@ -148,7 +148,7 @@ def test_explain_in_a_terminal_goes_through_the_running_server(server, tmp_path:
     store, port, process = server
     runner = CliRunner()
     hits = json.loads(
-        runner.invoke(app, ["search", "--text", "enlarged heart", "--json", "-k", "1", "--store", str(store)]).output
+        runner.invoke(app, ["search", "--text", "enlarged heart", "--json", "-k", "1", "--store", str(store)]).stdout
     )
     result = runner.invoke(
         app,
