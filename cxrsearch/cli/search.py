@@ -312,17 +312,14 @@ def _print_notices(notices: list[str]) -> None:
 def _search_store(request: _Request, backend: Any) -> _Found:
     """Run the search (and the facet counts) against the opened store."""
 
-    from cxrsearch.search.modes import mode
-    from cxrsearch.search.query import collection_notices, encoder_for, reading_notices, search_to_show
+    from cxrsearch.search.query import collection_notices, query_encoder, reading_notices, search_to_show
     from cxrsearch.search.query import facets as count_labels
     from cxrsearch.search.vocabulary import collection_labels
 
     collection = request.collection
     # label filters are checked against the collection's own vocabulary (its checkpoint's)
     spec = request.spec(collection_labels(backend, collection) if request.any_label_filter else None)
-    checkpoint: Any = request.model
-    if spec.mode != "like":  # loaded once, for the search (and its refetch) and the notices
-        checkpoint = encoder_for(backend, collection, request.model, towers=mode(spec.mode).inputs, runtime="auto")
+    checkpoint = query_encoder(spec, backend, collection, request.model)  # one load for search and notices
     hits = search_to_show(
         spec, backend, collection, checkpoint, request.collapse, request.diverse, with_components=request.json_out
     )

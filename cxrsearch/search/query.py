@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cxrsearch.data.labels import label_names, negated_labels
 from cxrsearch.errors import ModelError, QueryError, StoreError
@@ -100,6 +100,17 @@ def collection_notices(spec: QuerySpec, store: Store, collection: str) -> list[s
     ]
 
 
+def query_encoder(
+    spec: QuerySpec, store: Store, collection: str, checkpoint: Checkpoint | Encoder | str | Path | None = None
+) -> Encoder | None:
+    """The Encoder a ``spec`` query runs with, loaded once (``None`` for ``like``, which reads a
+    stored vector): pass it to :func:`search_to_show` and :func:`reading_notices` so that the search,
+    its refetch and the notices share one loaded model."""
+    if spec.mode == "like":
+        return None
+    return encoder_for(store, collection, checkpoint, towers=mode(spec.mode).inputs, runtime="auto")
+
+
 UNSURE_BELOW = 0.4
 """A text query whose label vector (the label head's probabilities, negated labels dropped) holds no
 label at this probability gets a notice: the model did not recognise what it asks for. Chosen on the
@@ -125,10 +136,15 @@ def reading_notices(
     text = query_text(spec.text)
     if negated_labels(text):  # "no pleural effusion" asks for an absence, not for what is left
         return []
-    encoder = encoder_for(store, collection, checkpoint, towers=mode(spec.mode).inputs, runtime="auto")
+    encoder = query_encoder(spec, store, collection, checkpoint)
+    if encoder is None:  # pragma: no cover - a like query has no text
+        return []
     bm25 = bm25_params(store, collection, spec.mode)
     (vectors,) = encode_queries(encoder, spec.mode, [text], batch_size=1, bm25=bm25)
-    notice = unsure_reading(spec.text, vectors["label_probs"], encoder.labels)
+    probs = vectors["label_probs"]
+    notice = unsure_reading(
+        spec.text, None if probs is None else [float(p) for p in cast("Sequence", probs)], encoder.labels
+    )
     return [] if notice is None else [notice]
 
 

@@ -25,7 +25,14 @@ from cxrsearch.defaults import VIEWS
 from cxrsearch.errors import QueryError
 from cxrsearch.search.collapse import collapse as collapse_hits
 from cxrsearch.search.collapse import uncollapsed
-from cxrsearch.search.query import collection_notices, encoder_for, find_example, reading_notices, search_to_show
+from cxrsearch.search.query import (
+    collection_notices,
+    encoder_for,
+    find_example,
+    query_encoder,
+    reading_notices,
+    search_to_show,
+)
 from cxrsearch.search.query import facets as count_labels
 from cxrsearch.search.results import hit_record
 from cxrsearch.search.spec import QuerySpec
@@ -106,6 +113,7 @@ def run_search(
 ) -> SearchResult:
     """``cxrsearch search``'s library calls for ``spec``: hits fetched and collapsed (unless
     ``collapse`` is off), MMR with ``diverse``, label counts with ``facets``."""
+    checkpoint = query_encoder(spec, store, collection, checkpoint)  # one load for search and notices
     hits = search_to_show(spec, store, collection, checkpoint, collapse, diverse, with_components)
     counts = count_labels(spec, store, collection) if facets else None
     total = store.count(collection, spec.filter()) if facets else 0
