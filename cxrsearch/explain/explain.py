@@ -44,7 +44,7 @@ from cxrsearch.explain.target import Target
 from cxrsearch.explain.tokens import TokenAttribution, token_attributions
 from cxrsearch.image.decode import decode_image
 from cxrsearch.index.record import image_file
-from cxrsearch.search.modes import DENSE_COMPONENTS, FusionWeights, bm25_params, fusion_weights, query_text
+from cxrsearch.search.modes import FusionWeights, bm25_params, fusion_weights, query_text
 from cxrsearch.search.query import encoder_for
 from cxrsearch.text.report import report_text
 
@@ -144,7 +144,7 @@ def explain(
 
     maps = _attribute(request, encoder, hit, passed, target, clock)
     fusion = _fusion(request, store, encoder, point, query_vectors, weights)
-    notes += _fusion_notices(target, fusion)
+    notes += _fusion_notices(fusion)
     clock.lap("fusion")
     return _explanation(request, hit, passed, target, score, reproduced, maps, fusion, notes, clock.done())
 
@@ -270,11 +270,11 @@ def _fusion(
     )
 
 
-def _fusion_notices(target: Target, fusion: FusionEvidence | None) -> list[str]:
+def _fusion_notices(fusion: FusionEvidence | None) -> list[str]:
     """What the attributions explain of a fused text query's score, when it is not its dense part."""
-    if fusion is None or DENSE_COMPONENTS & set(fusion.components):
+    if fusion is None or fusion.explained_part == "dense":
         return []
-    if target.kind == "labels":
+    if fusion.explained_part == "labels":  # build_target chose the label score for the same components
         return [
             "this text search ranks by " + " and ".join(fusion.components) + " (no dense list in its fusion): "
             "the token and pixel attributions explain the label score, the hit's predicted probabilities of "

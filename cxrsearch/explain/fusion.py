@@ -59,6 +59,15 @@ class FusionEvidence:
             "components": {name: dict(parts) for name, parts in self.components.items()},
         }
 
+    @property
+    def explained_part(self) -> str | None:
+        """Which part of the fused score the attributions explain: ``"dense"`` when a dense list takes
+        part (the cosine is explained), else ``"labels"`` when the label vector does (the label
+        score is), else ``None`` (only BM25, which has no gradient)."""
+        if DENSE_COMPONENTS & set(self.components):
+            return "dense"
+        return "labels" if "labels" in self.components else None
+
     def headline(self) -> str:
         """One sentence: where the hit is in the fused list, how the fused score is made, and which
         part the attributions explain (what ``cxrsearch explain`` and the web page print above
@@ -69,12 +78,11 @@ class FusionEvidence:
             if self.fusion == "linear"
             else "weighted RRF of the components' ranks"
         )
-        if DENSE_COMPONENTS & set(self.components):
-            attributions = "The attributions explain the dense part."
-        elif "labels" in self.components:
-            attributions = "The attributions explain the labels part (its share over its weight)."
-        else:
-            attributions = "No dense list takes part: the attributions explain the model's similarity, not this rank."
+        attributions = {
+            "dense": "The attributions explain the dense part.",
+            "labels": "The attributions explain the labels part (its share over its weight).",
+            None: "No dense list takes part: the attributions explain the model's similarity, not this rank.",
+        }[self.explained_part]
         return f"The hit is at {where} ({how}; weights {self.weights_source}). {attributions}"
 
     def rows(self) -> list[FusionRow]:
