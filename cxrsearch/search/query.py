@@ -8,7 +8,7 @@ filtered inside the engine (see docs/search.md).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -89,7 +89,7 @@ def search_to_show(
 def collection_notices(spec: QuerySpec, store: Store, collection: str) -> list[str]:
     """What the user should know about ``collection`` for this query: a text query on a collection
     whose label vectors are compared by cosine (made before the dot product) ranks worse."""
-    if not any(c.vector == "label_probs" for c in mode(spec.mode).components):
+    if not _uses_label_vector(spec):
         return []
     if store.collection_info(collection).schema.vectors.get("label_probs") != "cosine":
         return []
@@ -98,6 +98,11 @@ def collection_notices(spec: QuerySpec, store: Store, collection: str) -> list[s
         "ranks reports the model was unsure about too high: index again into a fresh collection for the "
         "dot product (docs/search.md)"
     ]
+
+
+def _uses_label_vector(spec: QuerySpec) -> bool:
+    """Whether ``spec``'s mode searches the label vector (a text query's ``labels`` component)."""
+    return any(c.vector == "label_probs" for c in mode(spec.mode).components)
 
 
 def query_encoder(
@@ -131,7 +136,7 @@ def reading_notices(
     asks for an absence, and the rest of its label vector is small by design)."""
     if spec.text is None or spec.image is not None or spec.all_labels or spec.any_labels:
         return []
-    if not any(c.vector == "label_probs" for c in mode(spec.mode).components):
+    if not _uses_label_vector(spec):
         return []
     text = query_text(spec.text)
     if negated_labels(text):  # "no pleural effusion" asks for an absence, not for what is left
@@ -141,14 +146,11 @@ def reading_notices(
         return []
     bm25 = bm25_params(store, collection, spec.mode)
     (vectors,) = encode_queries(encoder, spec.mode, [text], batch_size=1, bm25=bm25)
-    probs = vectors["label_probs"]
-    notice = unsure_reading(
-        spec.text, None if probs is None else [float(p) for p in cast("Sequence", probs)], encoder.labels
-    )
+    notice = unsure_reading(spec.text, cast("Iterable[float] | None", vectors["label_probs"]), encoder.labels)
     return [] if notice is None else [notice]
 
 
-def unsure_reading(text: str, probs: Sequence[float] | None, labels: Sequence[str]) -> str | None:
+def unsure_reading(text: str, probs: Iterable[float] | None, labels: Sequence[str]) -> str | None:
     """The notice for a text query whose label vector ``probs`` (over ``labels``) has no label at
     :data:`UNSURE_BELOW` or above, naming the three most probable; ``None`` when one reaches it, or
     when there is no label vector (every label negated)."""
